@@ -1,0 +1,27 @@
+"""Project exceptions: every user-facing failure is one of these, with a one-line message that says what
+is wrong, the offending value, what is allowed, and how to fix it."""
+from __future__ import annotations
+
+
+class LemonError(ValueError):
+    """Bad input or configuration (a ValueError, so callers can catch it generically)."""
+
+
+class UnknownNameError(LemonError):
+    """A name that is not in a registry; the message lists the valid names."""
+
+
+class DatasetNotFoundError(LemonError, FileNotFoundError):
+    """A dataset's files are missing; the message names the path and the DataSources.md section."""
+
+
+class ModelNotFoundError(LemonError, FileNotFoundError):
+    """Model weights are not available locally and cannot be downloaded."""
+
+
+class RunExistsError(LemonError, FileExistsError):
+    """The output directory already holds a finished run."""
+
+
+class MissingDependencyError(LemonError, ImportError):
+    """An optional dependency is not installed; the message gives the install command."""

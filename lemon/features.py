@@ -1,0 +1,141 @@
+"""Embedded splits: what the scorers consume (after data -> noise -> embedding).
+
+Embeddings are L2-normalised here, once, and validated (finite, non-zero norm), so every scorer can assume
+unit vectors. ``reference_index`` says which train rows form the reference set (the kNN database).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+
+from lemon.errors import LemonError
+
+
+def normalize_rows(x: np.ndarray, what: str) -> np.ndarray:
+    """float32 copy of ``x`` with unit-norm rows; NaN/inf or zero rows are a clear error."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2:
+        raise LemonError(f"{what} must be a 2-D array (n, d), got shape {x.shape}.")
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        raise LemonError(f"{what} has NaN/inf values in {int(bad.sum())} rows (first: row "
+                         f"{int(np.flatnonzero(bad)[0])}); drop or re-embed those samples.")
+    norms = np.linalg.norm(x.astype(np.float64), axis=1)
+    zero = norms == 0
+    if zero.any():
+        raise LemonError(f"{what} has {int(zero.sum())} zero-norm rows (first: row "
+                         f"{int(np.flatnonzero(zero)[0])}); a zero vector has no direction to compare.")
+    return (x / norms[:, None]).astype(np.float32)
+
+
+@dataclass
+class SplitFeatures:
+    """One embedded split.
+
+    img, txt : (n, d) float32, unit rows (image and observed-text embeddings of each pair)
+    texts : (n,) object, the observed text embedded (prompt or caption; used by the discrete text metric)
+    observed : (n,) observed class id (classification) or caption
+    clean : (n,) clean class id / caption, or None without ground truth
+    is_mislabel : (n,) bool, or None without ground truth
+    pred_probs : (n, C) class probabilities brought by the user (optional)
+    ids : (n,) row index of each sample within its split (kept through subsetting)
+    """
+
+    split: str
+    img: np.ndarray
+    txt: np.ndarray
+    texts: np.ndarray
+    observed: np.ndarray
+    clean: Optional[np.ndarray] = None
+    is_mislabel: Optional[np.ndarray] = None
+    pred_probs: Optional[np.ndarray] = None
+    ids: Optional[np.ndarray] = None
+    image_refs: Optional[Sequence[str]] = None
+    reference_row: Optional[np.ndarray] = None  # (n,) own row in the reference set, -1 if absent
+
+
+    def __post_init__(self) -> None:
+        n = len(self.img)
+        arrays = {"txt": self.txt, "texts": self.texts, "observed": self.observed}
+        arrays.update({k: v for k, v in (("clean", self.clean), ("is_mislabel", self.is_mislabel),
+                                         ("pred_probs", self.pred_probs)) if v is not None})
+        for name, arr in arrays.items():
+            if len(arr) != n:
+                raise LemonError(f"split '{self.split}': image embeddings and {name} must have the same "
+                                 f"length, got {n} and {len(arr)}.")
+        if self.img.shape[1:] != self.txt.shape[1:]:
+            raise LemonError(f"split '{self.split}': image and text embeddings must have the same "
+                             f"dimension, got {self.img.shape[1]} and {self.txt.shape[1]}.")
+        self.img = normalize_rows(self.img, f"{self.split} image embeddings")
+        self.txt = normalize_rows(self.txt, f"{self.split} text embeddings")
+        self.texts = np.asarray(self.texts, dtype=object)
+        if self.is_mislabel is not None:
+            self.is_mislabel = np.asarray(self.is_mislabel).astype(bool)
+        if self.ids is None:
+            self.ids = np.arange(n)
+
+    def __len__(self) -> int:
+        return len(self.img)
+
+    @property
+    def has_labels(self) -> bool:
+        return self.is_mislabel is not None
+
+    def subset(self, index: np.ndarray) -> "SplitFeatures":
+        index = np.asarray(index)
+        pick = lambda a: None if a is None else np.asarray(a)[index]  # noqa: E731
+        refs = None if self.image_refs is None else [self.image_refs[i] for i in index]
+        return SplitFeatures(self.split, self.img[index], self.txt[index], self.texts[index],
+                             self.observed[index], pick(self.clean), pick(self.is_mislabel),
+                             pick(self.pred_probs), self.ids[index], refs, pick(self.reference_row))
+
+
+@dataclass
+class Features:
+    """All embedded splits of a run plus dataset-level facts.
+
+    task : 'classification' | 'captioning'
+    label_prompt_txt : (C, d) unit embeddings of every class prompt (classification), or None
+    class_names : names of the C classes, or None
+    reference_index : rows of ``splits['train']`` forming the kNN reference set (all rows by default)
+    """
+
+    task: str
+    splits: dict[str, SplitFeatures]
+    label_prompt_txt: Optional[np.ndarray] = None
+    class_names: Optional[Sequence[str]] = None
+    reference_index: Optional[np.ndarray] = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if "train" not in self.splits:
+            raise LemonError("The features need a 'train' split: it is the reference set of the kNN search.")
+        if self.label_prompt_txt is not None:
+            self.label_prompt_txt = normalize_rows(self.label_prompt_txt, "label_prompt_txt")
+        if self.reference_index is None:
+            self.reference_index = np.arange(len(self.splits["train"]))
+
+    def self_rows(self, split: str) -> Optional[np.ndarray]:
+        """(n,) reference row of each sample of ``split`` (to exclude from its own neighbours), -1 if none."""
+        if split == "train":
+            rows = np.full(len(self.splits["train"]), -1, dtype=np.int64)
+            rows[self.reference_index] = np.arange(len(self.reference_index))
+            return rows
+        return self.splits[split].reference_row
+
+    @property
+    def reference(self) -> SplitFeatures:
+        """The reference set (train rows in ``reference_index``)."""
+        return self.splits["train"].subset(self.reference_index)
+
+    @property
+    def has_ground_truth(self) -> bool:
+        return all(s.has_labels for s in self.splits.values())
+
+    def cap_reference(self, limit: int, rng: np.random.Generator) -> None:
+        """Cap the reference set at ``limit`` train rows by a seeded random subset (SPEC §1)."""
+        n = len(self.splits["train"])
+        if n > limit:
+            self.reference_index = np.sort(rng.choice(n, limit, replace=False))

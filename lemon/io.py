@@ -1,0 +1,90 @@
+"""Atomic run-output writing and reading: temp file + ``os.replace``; ``done`` is written last."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+DONE = "done"
+
+
+def _to_jsonable(obj: Any) -> Any:
+    """Numpy scalars/arrays -> Python; NaN/inf -> None (JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {str(k): _to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _to_jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """JSON with numpy values converted and non-finite floats written as null."""
+    atomic_write_text(path, json.dumps(_to_jsonable(obj), indent=1, allow_nan=False) + "\n")
+
+
+def atomic_write_csv(path: str | os.PathLike, df: pd.DataFrame) -> None:
+    atomic_write_text(path, df.to_csv(index=False))
+
+
+def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Save an array atomically (``np.save`` into a temp file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def mark_done(run_dir: str | os.PathLike, wall_time_s: float) -> None:
+    """Write the ``done`` marker (ISO timestamp + wall time); call only after every other output."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    atomic_write_text(Path(run_dir) / DONE, f"{stamp}\nwall_time_s={wall_time_s:.3f}\n")
+
+
+def is_done(run_dir: str | os.PathLike) -> bool:
+    return (Path(run_dir) / DONE).is_file()

@@ -1,0 +1,96 @@
+"""Exact k-nearest-neighbour search on unit vectors, with self-exclusion *by index* (SPEC §4).
+
+For unit vectors, cosine distance (1 - a.b) and squared euclidean distance (2 - 2 a.b) order neighbours
+identically, so one similarity search serves both metrics; callers turn similarities into distances.
+The torch backend streams the query in chunks (memory O(chunk * n_ref + n * k), never an N x N matrix);
+the faiss backend (``pip install 'lemon[faiss]'``) uses an exact inner-product index.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Optional
+
+import numpy as np
+import torch
+
+from lemon.errors import LemonError, MissingDependencyError
+
+log = logging.getLogger(__name__)
+KNN_BACKENDS = ("torch", "faiss")
+_CHUNK_BYTES = 256 * 2**20  # similarity block per chunk
+
+
+def knn(query: np.ndarray, ref: np.ndarray, k: int, exclude: Optional[np.ndarray] = None,
+        backend: str = "torch", device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """k most similar reference rows for each query row (inner product of unit vectors).
+
+    Parameters
+    ----------
+    query : (n, d) float32, unit rows
+    ref : (m, d) float32, unit rows
+    k : number of neighbours; must be < m (one reference row may be excluded per query)
+    exclude : (n,) int, reference row to skip for each query (its own row when the query is in the
+        reference set), -1 for none. Exclusion is by index, so duplicates of the query still count.
+    backend : 'torch' or 'faiss'
+
+    Returns
+    -------
+    sim : (n, k) float32 similarities, descending per row
+    idx : (n, k) int64 reference row ids
+    """
+    n_ref = len(ref)
+    if k >= n_ref:
+        raise LemonError(f"knn_k={k} but the reference set has {n_ref} samples (k must be < {n_ref}).")
+    if exclude is not None and len(exclude) != len(query):
+        raise LemonError(f"exclude must have one entry per query, got {len(exclude)} for {len(query)}.")
+    if backend == "torch":
+        return _knn_torch(query, ref, k, exclude, torch.device(device))
+    if backend == "faiss":
+        return _knn_faiss(query, ref, k, exclude)
+    raise LemonError(f"Unknown knn backend '{backend}'. Available: {', '.join(KNN_BACKENDS)}.")
+
+
+def _knn_torch(query: np.ndarray, ref: np.ndarray, k: int, exclude: Optional[np.ndarray],
+               device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    ref_t = torch.from_numpy(np.ascontiguousarray(ref, dtype=np.float32)).to(device)
+    q_all = torch.from_numpy(np.ascontiguousarray(query, dtype=np.float32))
+    n = len(query)
+    chunk = max(1, min(n, _CHUNK_BYTES // (4 * len(ref))))
+    sims = np.empty((n, k), dtype=np.float32)
+    idxs = np.empty((n, k), dtype=np.int64)
+    excl_t = None if exclude is None else torch.from_numpy(np.asarray(exclude, dtype=np.int64))
+    with torch.inference_mode():
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            block = q_all[start:stop].to(device) @ ref_t.T
+            if excl_t is not None:
+                ex = excl_t[start:stop].to(device)
+                rows = torch.nonzero(ex >= 0).squeeze(1)
+                block[rows, ex[rows]] = -math.inf
+            top = torch.topk(block, k, dim=1, largest=True, sorted=True)
+            sims[start:stop] = top.values.cpu().numpy()
+            idxs[start:stop] = top.indices.cpu().numpy()
+    return sims, idxs
+
+
+def _knn_faiss(query: np.ndarray, ref: np.ndarray, k: int,
+               exclude: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        import faiss
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise MissingDependencyError(
+            "faiss is not installed; install 'lemon[faiss]' or use --knn_backend torch."
+        ) from err
+    index = faiss.IndexFlatIP(ref.shape[1])
+    index.add(np.ascontiguousarray(ref, dtype=np.float32))
+    extra = 0 if exclude is None else 1
+    sim, idx = index.search(np.ascontiguousarray(query, dtype=np.float32), k + extra)
+    if exclude is None:
+        return sim, idx.astype(np.int64)
+    # drop the excluded id where it was returned, else the last (k+1-th) hit
+    hit = idx == np.asarray(exclude)[:, None]
+    drop = np.where(hit.any(axis=1), hit.argmax(axis=1), k)
+    keep = np.ones_like(idx, dtype=bool)
+    keep[np.arange(len(idx)), drop] = False
+    return sim[keep].reshape(len(idx), k), idx[keep].reshape(len(idx), k).astype(np.int64)

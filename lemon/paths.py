@@ -1,0 +1,27 @@
+"""Where data and caches live: explicit flag > environment variable > per-user cache folder."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _user_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lemon"
+
+
+def data_root(data_dir: str | os.PathLike | None = None) -> Path:
+    """Dataset root: ``--data_dir`` > ``$LEMON_DATA_DIR`` > ``~/.cache/lemon/data``."""
+    if data_dir:
+        return Path(data_dir).expanduser()
+    if os.environ.get("LEMON_DATA_DIR"):
+        return Path(os.environ["LEMON_DATA_DIR"]).expanduser()
+    return _user_cache() / "data"
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Embedding/model cache root: ``--cache_dir`` > ``$LEMON_CACHE_DIR`` > ``~/.cache/lemon/cache``."""
+    if cache_dir:
+        return Path(cache_dir).expanduser()
+    if os.environ.get("LEMON_CACHE_DIR"):
+        return Path(os.environ["LEMON_CACHE_DIR"]).expanduser()
+    return _user_cache() / "cache"

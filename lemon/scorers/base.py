@@ -1,0 +1,96 @@
+"""The scorer contract and the shared scoring context.
+
+Every method — LEMoN and each baseline — is a :class:`Scorer`: ``fit`` picks hyper-parameters on val (a
+no-op for parameter-free baselines) and ``score`` returns, for one split, a dict holding ``score``
+(one value per sample, **higher = more likely mislabelled**) plus any named components worth writing to
+scores.csv. The :class:`ScoringContext` owns the embedded features and memoises the neighbour searches, so
+scorers that need the same kNN never recompute it.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+import numpy as np
+
+from lemon.config import RunConfig
+from lemon.data.base import TASKS
+from lemon.errors import LemonError
+from lemon.features import Features, SplitFeatures
+from lemon.neighbors import knn
+
+log = logging.getLogger(__name__)
+SPACES = ("img", "txt")
+
+
+class ScoringContext:
+    """Features of a run plus memoised kNN searches against the reference set."""
+
+    def __init__(self, features: Features, cfg: RunConfig, device: str = "cpu") -> None:
+        self.features = features
+        self.cfg = cfg
+        self.device = device
+        self._knn: dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._reference: SplitFeatures | None = None
+
+    @property
+    def reference(self) -> SplitFeatures:
+        if self._reference is None:
+            self._reference = self.features.reference
+        return self._reference
+
+    def split(self, name: str) -> SplitFeatures:
+        return self.features.splits[name]
+
+    def neighbours(self, split: str, space: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(sim, idx), each (n, k): nearest reference pairs of ``split`` by image or text similarity."""
+        if space not in SPACES:
+            raise ValueError(f"space must be one of {SPACES}, got {space!r}")
+        key = (split, space, k)
+        # a larger k already computed contains the answer (topk is sorted)
+        for (s, sp, kk), (sim, idx) in self._knn.items():
+            if s == split and sp == space and kk >= k:
+                return sim[:, :k], idx[:, :k]
+        query = getattr(self.split(split), space)
+        ref = getattr(self.reference, space)
+        log.debug("kNN %s/%s k=%d: %d queries x %d reference", split, space, k, len(query), len(ref))
+        self._knn[key] = knn(query, ref, k, exclude=self.features.self_rows(split),
+                             backend=self.cfg.knn_backend, device=self.device)
+        return self._knn[key]
+
+
+class Scorer:
+    """Base class of registered scorers.
+
+    Class attributes: ``name`` (registry key), ``tasks`` (supported tasks), ``needs_class_probs`` (needs
+    class prompts or user ``pred_probs``). Subclasses implement ``score`` and, when they have
+    hyper-parameters, ``fit``.
+    """
+
+    name: ClassVar[str]
+    tasks: ClassVar[tuple[str, ...]] = TASKS
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+
+    def check(self, features: Features) -> None:
+        """Refuse data this scorer cannot handle, with a clear message."""
+        if features.task not in self.tasks:
+            raise LemonError(f"Scorer '{self.name}' supports {', '.join(self.tasks)} datasets only; this "
+                             f"dataset is {features.task}. Use --scorer lemon or clip_sim.")
+
+    def fit(self, ctx: ScoringContext) -> dict[str, Any]:
+        """Select hyper-parameters on ctx's val split; returns them (and the objective) for hparams.json."""
+        return {}
+
+    def score(self, ctx: ScoringContext, split: str, hparams: dict[str, Any]) -> dict[str, np.ndarray]:
+        """``{'score': (n,), <component>: (n,), ...}`` for ``split``; higher score = more likely mislabelled."""
+        raise NotImplementedError
+
+
+def to_quality(score: np.ndarray) -> np.ndarray:
+    """cleanlab-style label quality, lower = worse: ``exp(-score)``, in (0, 1] for non-negative scores.
+
+    Strictly decreasing in the score, so rankings are identical, and per-sample (independent of the batch).
+    """
+    return np.exp(-np.asarray(score, dtype=np.float64))

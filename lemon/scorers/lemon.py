@@ -1,0 +1,206 @@
+"""The LEMoN score (SPEC §5), fully vectorised over whole splits and over batches of hyper-parameters.
+
+score = d_mm + beta * s_n + gamma * s_m, with (for each query pair (x, y), k neighbours j)
+  s_n = mean_{j in N(x)} w1(x, x_j; tau_1_n) * exp(-tau_2_n * d(x_j, y_j)) * d(y, y_j)
+  s_m = mean_{j in M(y)} w1(y, y_j; tau_1_m) * exp(-tau_2_m * d(x_j, y_j)) * d(x, x_j)
+w1 = exp(tau_1 * proximity), proximity = a.b (cosine) or -||a - b||^2 (euclidean), as the original code.
+Per split, the (n, k) neighbour terms are computed once; any hyper-parameter vector then costs O(n k).
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from lemon.config import HPARAM_NAMES, LEMON_FIX
+from lemon.evaluate import best_f1
+from lemon.features import SplitFeatures
+from lemon.scorers import SCORERS
+from lemon.scorers.base import Scorer, ScoringContext
+from lemon.select import SearchSpace, search
+
+log = logging.getLogger(__name__)
+
+GRID = {"beta": np.arange(0, 100.01, 5), "gamma": np.arange(0, 100.01, 5),
+        "tau_1_n": [0, 1, 5, 10], "tau_2_n": [0, 1, 5, 10], "tau_1_m": [0, 1, 5, 10],
+        "tau_2_m": [0, 1, 5, 10]}
+TIED = (("tau_1_n", "tau_1_m"), ("tau_2_n", "tau_2_m"))
+SCALE = {"beta": 50.0, "gamma": 50.0, "tau_1_n": 5.0, "tau_2_n": 5.0, "tau_1_m": 5.0, "tau_2_m": 5.0}
+
+_ZERO_TAU = {"tau_1_n": 0.0, "tau_1_m": 0.0, "tau_2_n": 0.0, "tau_2_m": 0.0}
+# ablation -> (hyper-parameters forced to a value, whether d_mm is part of the score)
+ABLATION_RULES: dict[str, tuple[dict[str, float], bool]] = {
+    "none": ({}, True),
+    "tau_1": ({"tau_1_n": 0.0, "tau_1_m": 0.0}, True),
+    "tau_2": ({"tau_2_n": 0.0, "tau_2_m": 0.0}, True),
+    "tau_1_2": (dict(_ZERO_TAU), True),
+    "beta": ({"beta": 0.0}, True),
+    "gamma": ({"gamma": 0.0}, True),
+    "d1": ({"beta": 1.0}, False),
+    "only_beta": ({"beta": 1.0, "gamma": 0.0, **_ZERO_TAU}, True),
+    "only_gamma": ({"beta": 0.0, "gamma": 1.0, **_ZERO_TAU}, True),
+    "multimodal_baseline": ({"beta": 0.0, "gamma": 0.0, **_ZERO_TAU}, True),
+}
+
+
+def pair_distance(a: np.ndarray, b: np.ndarray, dist_type: str) -> np.ndarray:
+    """Row-wise distance of unit vectors: 1 - a.b (cosine) or ||a - b||^2 (euclidean)."""
+    if dist_type == "cosine":
+        return 1.0 - np.einsum("...d,...d->...", a, b, dtype=np.float64)
+    diff = a.astype(np.float64) - b
+    return np.einsum("...d,...d->...", diff, diff)
+
+
+def _gather_distance(query: np.ndarray, ref: np.ndarray, idx: np.ndarray, dist_type: str,
+                     chunk: int = 4096) -> np.ndarray:
+    """(n, k) distance between each query row and its k reference rows ``ref[idx]``, chunked over n."""
+    out = np.empty(idx.shape, dtype=np.float64)
+    for s in range(0, len(idx), chunk):
+        out[s:s + chunk] = pair_distance(query[s:s + chunk, None, :], ref[idx[s:s + chunk]], dist_type)
+    return out
+
+
+@dataclass
+class NeighbourTerms:
+    """Everything LEMoN needs for one split, independent of the hyper-parameters.
+
+    d_mm : (n,) multimodal distance of each pair
+    prox_n, trd_n, dist_n : (n, k) proximity x.x_j (inside w1), neighbour's own d_mm, text distance d(y, y_j)
+    prox_m, trd_m, dist_m : (n, k) proximity y.y_j, neighbour's own d_mm, image distance d(x, x_j)
+    idx_n, idx_m : (n, k) reference ids of the image / text neighbours
+    """
+
+    d_mm: np.ndarray
+    prox_n: np.ndarray
+    trd_n: np.ndarray
+    dist_n: np.ndarray
+    prox_m: np.ndarray
+    trd_m: np.ndarray
+    dist_m: np.ndarray
+    idx_n: np.ndarray
+    idx_m: np.ndarray
+
+    def __post_init__(self) -> None:
+        self._t = {k: torch.as_tensor(np.asarray(getattr(self, k), dtype=np.float64))
+                   for k in ("prox_n", "trd_n", "dist_n", "prox_m", "trd_m", "dist_m")}
+
+    def neighbour_term(self, side: str, tau_1: np.ndarray, tau_2: np.ndarray) -> torch.Tensor:
+        """(B, n) s_n or s_m for B (tau_1, tau_2) pairs."""
+        prox, trd, dist = self._t[f"prox_{side}"], self._t[f"trd_{side}"], self._t[f"dist_{side}"]
+        t1 = torch.as_tensor(np.asarray(tau_1, dtype=np.float64))[:, None, None]
+        t2 = torch.as_tensor(np.asarray(tau_2, dtype=np.float64))[:, None, None]
+        return (torch.exp(t1 * prox - t2 * trd) * dist).mean(dim=2)
+
+    def scores(self, H: np.ndarray, use_d_mm: bool = True) -> torch.Tensor:
+        """(B, n) scores for hyper-parameter rows H (B, 6) in HPARAM_NAMES order."""
+        H = np.asarray(H, dtype=np.float64).reshape(-1, 6)
+        total = torch.zeros((len(H), len(self.d_mm)), dtype=torch.float64)
+        if use_d_mm:
+            total += torch.as_tensor(self.d_mm, dtype=torch.float64)
+        for side, w_col, t1_col, t2_col in (("n", 0, 2, 3), ("m", 1, 4, 5)):
+            active = H[:, w_col] != 0
+            if not active.any():
+                continue
+            taus, inverse = np.unique(H[active][:, [t1_col, t2_col]], axis=0, return_inverse=True)
+            term = self.neighbour_term(side, taus[:, 0], taus[:, 1])[torch.as_tensor(inverse.ravel())]
+            weight = torch.as_tensor(H[active, w_col])[:, None]
+            total[torch.as_tensor(active)] += weight * term
+        return total
+
+
+@SCORERS.register("lemon")
+class LemonScorer(Scorer):
+    """LEMoN with hyper-parameters selected on val (LEMoN_OPT), fixed (CLI / LEMoN_FIX), or ablated."""
+
+    name = "lemon"
+
+    def __init__(self, cfg) -> None:
+        super().__init__(cfg)
+        self._terms: dict[str, NeighbourTerms] = {}
+        forced, self.use_d_mm = ABLATION_RULES[cfg.ablation]
+        self.forced = dict(forced)
+
+    # ------------------------------------------------------------------ per-split terms
+    def terms(self, ctx: ScoringContext, split: str) -> NeighbourTerms:
+        if split not in self._terms:
+            self._terms[split] = self._compute_terms(ctx, split)
+        return self._terms[split]
+
+    def _compute_terms(self, ctx: ScoringContext, split: str) -> NeighbourTerms:
+        cfg, k = self.cfg, self.cfg.k
+        q, ref = ctx.split(split), ctx.reference
+        sim_n, idx_n = ctx.neighbours(split, "img", k)
+        sim_m, idx_m = ctx.neighbours(split, "txt", k)
+        d_ref = pair_distance(ref.img, ref.txt, cfg.dist_type)
+        if cfg.dist_type == "cosine":
+            prox_n, prox_m = sim_n.astype(np.float64), sim_m.astype(np.float64)
+        else:
+            prox_n, prox_m = -(2.0 - 2.0 * sim_n.astype(np.float64)), -(2.0 - 2.0 * sim_m.astype(np.float64))
+        if cfg.use_discrete_for_text:
+            dist_n = (ref.texts[idx_n] != q.texts[:, None]).astype(np.float64)
+            if cfg.legacy_discrete_weighting and cfg.dist_type == "cosine":
+                prox_n = -prox_n  # the original forgot to negate the similarity here
+        else:
+            dist_n = _gather_distance(q.txt, ref.txt, idx_n, cfg.dist_type)
+        dist_m = _gather_distance(q.img, ref.img, idx_m, cfg.dist_type)
+        return NeighbourTerms(self._d_mm(ctx, q), prox_n, d_ref[idx_n], dist_n, prox_m, d_ref[idx_m],
+                              dist_m, idx_n, idx_m)
+
+    def _d_mm(self, ctx: ScoringContext, q: SplitFeatures) -> np.ndarray:
+        if not self.cfg.normalize_d1:
+            return pair_distance(q.img, q.txt, self.cfg.dist_type)
+        prompts = ctx.features.label_prompt_txt
+        if prompts is None or ctx.features.task != "classification":
+            from lemon.errors import LemonError
+
+            raise LemonError("--normalize_d1 needs class prompts (a classification dataset, or "
+                             "label_prompt_txt in the --embeddings npz).")
+        d = pair_distance(q.img[:, None, :], prompts[None, :, :], self.cfg.dist_type)
+        d = np.exp(d - d.max(axis=1, keepdims=True))
+        soft = d / d.sum(axis=1, keepdims=True)
+        return soft[np.arange(len(q)), q.observed.astype(np.int64)]
+
+    # ------------------------------------------------------------------ selection and scoring
+    def fixed(self) -> dict[str, float]:
+        """Hyper-parameters not to search: ablation-forced ones win over command-line ones."""
+        return {**self.cfg.fixed_hparams, **self.forced}
+
+    def fit(self, ctx: ScoringContext) -> dict[str, Any]:
+        fixed = self.fixed()
+        fallback = {**{n: LEMON_FIX[n] for n in HPARAM_NAMES}, **fixed}
+        val = ctx.split("val")
+        if len(fixed) == len(HPARAM_NAMES):
+            return {**fixed, "selection": "fixed", "selected_val": self._val_f1(ctx, fixed)}
+        if self.cfg.skip_hparam_optim or self.cfg.real_dataset or not val.has_labels:
+            reason = "--skip_hparam_optim" if self.cfg.skip_hparam_optim else "no val labels"
+            log.info("no selection (%s): LEMoN_FIX values for the hyper-parameters not given", reason)
+            return {**fallback, "selection": "lemon_fix", "selected_val": self._val_f1(ctx, fallback)}
+        y = val.is_mislabel
+        if y.all() or not y.any():
+            warnings.warn("the val split has no mislabelled samples or no clean samples: hyper-parameters "
+                          "cannot be selected; falling back to LEMoN_FIX (val F1 reported as null).",
+                          stacklevel=2)
+            return {**fallback, "selection": "lemon_fix_fallback", "selected_val": None}
+        terms = self.terms(ctx, "val")
+        objective = lambda H: best_f1(terms.scores(H, self.use_d_mm), y)[0]  # noqa: E731
+        space = SearchSpace(HPARAM_NAMES, GRID, TIED, fixed, SCALE)
+        best, value = search(objective, space, seed=self.cfg.seed)
+        return {**best, "selection": "lemon_opt", "selected_val": value}
+
+    def _val_f1(self, ctx: ScoringContext, hparams: dict[str, float]) -> float | None:
+        val = ctx.split("val")
+        if not val.has_labels or val.is_mislabel.all() or not val.is_mislabel.any():
+            return None
+        return float(best_f1(self.score(ctx, "val", hparams)["score"], val.is_mislabel)[0])
+
+    def score(self, ctx: ScoringContext, split: str, hparams: dict[str, Any]) -> dict[str, np.ndarray]:
+        t = self.terms(ctx, split)
+        h = {n: float(hparams[n]) for n in HPARAM_NAMES}
+        s_n = t.neighbour_term("n", np.array([h["tau_1_n"]]), np.array([h["tau_2_n"]]))[0].numpy()
+        s_m = t.neighbour_term("m", np.array([h["tau_1_m"]]), np.array([h["tau_2_m"]]))[0].numpy()
+        score = (t.d_mm if self.use_d_mm else 0.0) + h["beta"] * s_n + h["gamma"] * s_m
+        return {"score": np.asarray(score, dtype=np.float64), "d_mm": t.d_mm, "s_n": s_n, "s_m": s_m}
