@@ -103,9 +103,12 @@ def _attach_log(out: Path, debug: bool) -> logging.Handler:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.DEBUG if debug else logging.INFO)
-    logging.captureWarnings(True)
-    logging.getLogger("py.warnings").addHandler(handler)
     return handler
+
+
+def _log_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Route warnings raised during a run into the run's log (and the console) as one line each."""
+    log.warning("%s: %s", category.__name__, message)
 
 
 def environment() -> dict[str, Any]:
@@ -150,10 +153,12 @@ def run(cfg: RunConfig) -> RunResult:
     out = prepare_out_dir(cfg)
     handler = _attach_log(out, cfg.debug)
     try:
-        return _run(cfg, scorer, out, start)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = _log_warning
+            return _run(cfg, scorer, out, start)
     finally:
         log.removeHandler(handler)
-        logging.getLogger("py.warnings").removeHandler(handler)
         handler.close()
 
 
@@ -184,12 +189,8 @@ def _run(cfg: RunConfig, scorer, out: Path, start: float) -> RunResult:
     val = features.splits["val"]
     thresholds = select_thresholds(outputs["val"]["score"], val.is_mislabel)
     metrics: dict[str, Any] = {}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        for s in splits:
-            metrics.update(evaluate_split(outputs[s]["score"], features.splits[s].is_mislabel, thresholds, s))
-    for w in caught:
-        log.warning("%s", w.message)
+    for s in splits:
+        metrics.update(evaluate_split(outputs[s]["score"], features.splits[s].is_mislabel, thresholds, s))
     timings["total_s"] = time.time() - start
     metrics.update({f"time/{k}": v for k, v in timings.items()})
 
@@ -210,8 +211,8 @@ def _run(cfg: RunConfig, scorer, out: Path, start: float) -> RunResult:
         from lemon.report import write_report
 
         write_report(out)
-    io.mark_done(out, time.time() - start)
     log.info("done in %.1f s", time.time() - start)
+    io.mark_done(out, time.time() - start)
     return RunResult(out, hparams_out, metrics, frame)
 
 

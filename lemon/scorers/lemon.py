@@ -180,10 +180,10 @@ class LemonScorer(Scorer):
     def fit(self, ctx: ScoringContext) -> dict[str, Any]:
         fixed = self.fixed()
         fallback = {**{n: LEMON_FIX[n] for n in HPARAM_NAMES}, **fixed}
-        val = ctx.split("val")
         if len(fixed) == len(HPARAM_NAMES):
             return {**fixed, "selection": "fixed", "selected_val": self._val_f1(ctx, fixed)}
-        if self.cfg.skip_hparam_optim or self.cfg.real_dataset or not val.has_labels:
+        val = ctx.features.splits.get("val")
+        if self.cfg.skip_hparam_optim or self.cfg.real_dataset or val is None or not val.has_labels:
             reason = "--skip_hparam_optim" if self.cfg.skip_hparam_optim else "no val labels"
             log.info("no selection (%s): LEMoN_FIX values for the hyper-parameters not given", reason)
             return {**fallback, "selection": "lemon_fix", "selected_val": self._val_f1(ctx, fallback)}
@@ -202,8 +202,8 @@ class LemonScorer(Scorer):
         return {**best, "selection": "lemon_opt", "selected_val": self._val_f1(ctx, best)}
 
     def _val_f1(self, ctx: ScoringContext, hparams: dict[str, float]) -> float | None:
-        val = ctx.split("val")
-        if not val.has_labels or val.is_mislabel.all() or not val.is_mislabel.any():
+        val = ctx.features.splits.get("val")
+        if val is None or not val.has_labels or val.is_mislabel.all() or not val.is_mislabel.any():
             return None
         return float(best_f1(self.score(ctx, "val", hparams)["score"], val.is_mislabel)[0])
 
@@ -213,4 +213,5 @@ class LemonScorer(Scorer):
         s_n = t.neighbour_term("n", np.array([h["tau_1_n"]]), np.array([h["tau_2_n"]]))[0].numpy()
         s_m = t.neighbour_term("m", np.array([h["tau_1_m"]]), np.array([h["tau_2_m"]]))[0].numpy()
         score = (t.d_mm if self.use_d_mm else 0.0) + h["beta"] * s_n + h["gamma"] * s_m
-        return {"score": np.asarray(score, dtype=np.float64), "d_mm": t.d_mm, "s_n": s_n, "s_m": s_m}
+        return {"score": np.asarray(score, dtype=np.float64), "d_mm": t.d_mm, "s_n": s_n, "s_m": s_m,
+                "idx_n": t.idx_n, "idx_m": t.idx_m}

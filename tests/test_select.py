@@ -1,0 +1,73 @@
+"""Hyper-parameter selection (lemon/select.py via the LEMoN scorer's fit)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lemon.data.embeddings import features_from_arrays
+from lemon.scorers.base import ScoringContext
+from lemon.scorers.lemon import GRID, TIED, LemonScorer
+from lemon.select import SearchSpace, search
+
+NAMES = ("beta", "gamma", "tau_1_n", "tau_2_n", "tau_1_m", "tau_2_m")
+
+
+def _fit(ref, **overrides):
+    cfg = ref.run_config(**overrides)
+    ctx = ScoringContext(features_from_arrays(ref.inputs), cfg)
+    return LemonScorer(cfg).fit(ctx)
+
+
+def test_lemon_opt_reaches_at_least_the_originals_val_f1(reference):
+    chosen = _fit(reference)
+    assert chosen["selection"] == "lemon_opt"
+    assert chosen["selected_val"] >= reference.results["selected_hparams"]["selected_val"] - 1e-12
+    assert all(chosen[n] >= 0 for n in NAMES)
+
+
+def test_selection_is_deterministic_per_seed(reference):
+    assert _fit(reference, seed=3) == _fit(reference, seed=3)
+
+
+def test_fixed_hyperparameters_skip_selection(reference):
+    chosen = _fit(reference, **reference.hparams)
+    assert chosen["selection"] == "fixed"
+    assert {n: chosen[n] for n in NAMES} == reference.hparams
+    # the exact best-F1 threshold can only match or beat the original's fminbound on the same scores
+    assert chosen["selected_val"] >= reference.results["selected_hparams"]["selected_val"] - 1e-12
+
+
+def test_partially_fixed_hyperparameters_are_kept(reference):
+    chosen = _fit(reference, beta=7.5, tau_2_m=-1.0)  # any real value from the command line is accepted
+    assert chosen["beta"] == 7.5 and chosen["tau_2_m"] == -1.0 and chosen["selection"] == "lemon_opt"
+
+
+def test_lemon_fix_preset(reference):
+    chosen = _fit(reference, knn_k=None, lemon_fix=True, dist_type="cosine")
+    assert {n: chosen[n] for n in NAMES} == dict(beta=5, gamma=5, tau_1_n=0.1, tau_2_n=5, tau_1_m=0.1, tau_2_m=5)
+
+
+def test_val_without_errors_falls_back_to_lemon_fix_with_warning(reference):
+    arrays = dict(reference.inputs)
+    arrays["val_is_mislabel"] = np.zeros_like(arrays["val_is_mislabel"])
+    cfg = reference.run_config()
+    ctx = ScoringContext(features_from_arrays(arrays), cfg)
+    with pytest.warns(UserWarning, match="falling back to LEMoN_FIX"):
+        chosen = LemonScorer(cfg).fit(ctx)
+    assert chosen["selection"] == "lemon_fix_fallback" and chosen["selected_val"] is None
+
+
+def test_grid_is_the_originals():
+    space = SearchSpace(NAMES, GRID, TIED)
+    points = space.grid_points()
+    assert len(points) == 21 * 21 * 4 * 4
+    assert np.all(points[:, 2] == points[:, 4]) and np.all(points[:, 3] == points[:, 5])
+
+
+def test_search_finds_a_known_optimum_off_the_grid():
+    target = np.array([2.5, 0.3, 7.2])
+    objective = lambda H: -np.abs(H - target).sum(axis=1)  # noqa: E731
+    space = SearchSpace(("a", "b", "c"), {"a": [0, 5], "b": [0, 5], "c": [0, 5]}, scale={"a": 5, "b": 1, "c": 5})
+    best, value = search(objective, space, seed=0)
+    assert value > -0.05
+    np.testing.assert_allclose([best["a"], best["b"], best["c"]], target, atol=0.05)
