@@ -13,6 +13,7 @@ from typing import Optional
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from lemon.errors import LemonError, MissingDependencyError
 
@@ -61,7 +62,8 @@ def _knn_torch(query: np.ndarray, ref: np.ndarray, k: int, exclude: Optional[np.
     idxs = np.empty((n, k), dtype=np.int64)
     excl_t = None if exclude is None else torch.from_numpy(np.asarray(exclude, dtype=np.int64))
     with torch.inference_mode():
-        for start in range(0, n, chunk):
+        for start in tqdm(range(0, n, chunk), desc="kNN", unit="chunk", leave=False,
+                          disable=None if n > 4 * chunk else True):
             stop = min(n, start + chunk)
             block = q_all[start:stop].to(device) @ ref_t.T
             if excl_t is not None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ def search(objective: Objective, space: SearchSpace, seed: int = 0, effort: floa
         starts.append(x)
     scale = np.array([float(space.scale.get(n, 1.0)) for n in space.names])
     n_random = max(64, int(256 * effort))
-    for x in starts:
+    for x in tqdm(starts, desc="refine hyper-parameters", leave=False, disable=None):
         x, v = _refine(objective, x, float(objective(x[None])[0]), free_cols, scale, n_random, rng, batch)
         if v > best_v:
             best_x, best_v = x.copy(), v
