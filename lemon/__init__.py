@@ -7,9 +7,16 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from lemon.api import find_label_issues  # noqa: E402
-
 __all__ = ["find_label_issues", "list_datasets", "list_scorers", "__version__"]
+
+
+def __getattr__(name: str):
+    """``lemon.find_label_issues`` is imported on first use: ``import lemon.<module>`` stays light."""
+    if name == "find_label_issues":
+        from lemon.api import find_label_issues
+
+        return find_label_issues
+    raise AttributeError(f"module 'lemon' has no attribute '{name}'")
 
 
 def list_datasets() -> list[str]:

@@ -1,7 +1,6 @@
 """Evaluator (lemon/evaluate.py): thresholds on val, metrics, agreement with the original."""
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pytest

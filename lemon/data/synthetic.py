@@ -16,7 +16,7 @@ import numpy as np
 
 from lemon.data import DATASETS
 from lemon.data.base import Dataset
-from lemon.features import Features, SplitFeatures
+from lemon.features import Features
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 N_CLASSES, DIM = 10, 512
