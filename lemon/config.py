@@ -72,6 +72,16 @@ class RunConfig:
     subset_val_set: Optional[int] = _opt(None, "Use only this many (seeded) val samples for selection.",
                                          original=True)
     n_synthetic: int = _opt(2000, "Reference-set size of --dataset synthetic (val/test = N/8).")
+    # bring-your-own data (--dataset csv / parquet / folder; DataSources.md#csv)
+    data_path: Optional[str] = _opt(None, "Bring-your-own data: the table (.csv / .parquet) or the ImageFolder "
+                                    "root (--dataset folder).")
+    image_root: Optional[str] = _opt(None, "Folder that relative image paths of the table start from (default: "
+                                     "the table's folder).")
+    image_column: str = _opt("image", "Table column with the image path (parquet: or the image bytes).")
+    text_column: str = _opt("caption", "Table column with the observed caption (captioning tables).")
+    label_column: str = _opt("label", "Table column with the observed class label (classification tables).")
+    clean_column: Optional[str] = _opt(None, "Optional table column with the clean caption/label: evaluate the "
+                                       "table's own noise with --noise_type real.")
     # embedding
     clip_model: Optional[str] = _opt(None, "Embedder name (default: the dataset's, else huggingface_clip).",
                                      original=True)
@@ -80,9 +90,12 @@ class RunConfig:
     device: str = _opt("auto", "'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', ...")
     cache_dir: Optional[str] = _opt(None, "Embedding/model cache (else $LEMON_CACHE_DIR, else "
                                     "~/.cache/lemon/cache).")
+    precision: str = _opt("auto", "Embedding precision: auto (fp16 autocast on CUDA, fp32 on CPU), fp32, "
+                          "fp16 (CUDA only) or bf16.", ("auto", "fp32", "fp16", "bf16"))
     # scoring
     scorer: str = _opt("lemon", "Scorer: lemon or a baseline.", _scorer_names)
-    knn_k: Optional[int] = _opt(None, f"Neighbours k (default {DEFAULT_KNN_K}; 30 with --lemon_fix).",
+    knn_k: Optional[int] = _opt(None, f"Neighbours k (default {DEFAULT_KNN_K}, the dataset's own where it sets one "
+                                "(demo: 30); 30 with --lemon_fix).",
                                 original=True)
     dist_type: str = _opt("cosine", "Distance: cosine (1 - a.b) or euclidean (squared).", DIST_TYPES,
                           original=True)
@@ -102,7 +115,9 @@ class RunConfig:
     tau_2_m: Optional[float] = _opt(None, "Fix tau_2_m.")
     skip_hparam_optim: bool = _opt(False, "No selection: hyper-parameters not given take LEMoN_FIX values.",
                                    original=True)
-    temperature: float = _opt(1.0, "Softmax temperature of the clip_logits baseline.")
+    temperature: float = _opt(1.0, "Softmax temperature of the zero-shot class probabilities (clip_logits, "
+                              "zero-shot cleanlab scores, clipcleaner); the original used 1, its later analysis "
+                              "0.01 / 0.015 / 0.07 (CLIP's own).")
     # run
     seed: int = _opt(0, "Seed of the hyper-parameter search and torch.", original=True)
     skip_train: bool = _opt(False, "Do not score the train split (val/test only).", original=True)
@@ -120,9 +135,15 @@ class RunConfig:
 
     @property
     def k(self) -> int:
+        """--knn_k, else 30 with --lemon_fix, else the dataset's default_knn_k, else the original's 5."""
+        from lemon.data import DATASETS
+
         if self.knn_k is not None:
             return self.knn_k
-        return LEMON_FIX["knn_k"] if self.lemon_fix else DEFAULT_KNN_K
+        if self.lemon_fix:
+            return LEMON_FIX["knn_k"]
+        dataset_k = DATASETS.get(self.dataset).default_knn_k if self.dataset in DATASETS else None
+        return dataset_k or DEFAULT_KNN_K
 
     @property
     def prompt(self) -> str:

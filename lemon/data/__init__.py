@@ -5,4 +5,6 @@ from lemon.registry import Registry
 
 DATASETS: Registry = Registry("dataset")
 
-from lemon.data import embeddings, synthetic  # noqa: E402,F401  (register their datasets)
+from lemon.data import (  # noqa: E402,F401  (register their datasets)
+    captioning, captioning_medical, classification, custom, demo, embeddings, synthetic,
+)

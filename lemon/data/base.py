@@ -178,7 +178,8 @@ class Dataset:
     """Base class of registered datasets (contract enforced at class creation).
 
     Subclasses set ``name``, ``task``, ``noise_types`` (names of compatible noises; first = default),
-    ``default_embedder`` (registry name or None for the global default) and implement
+    ``default_embedder`` (registry name or None for the global default), ``default_knn_k`` (the k used
+    when ``--knn_k`` is not given; None for the original's 5) and implement
     ``check_exists(root)`` (raise :class:`lemon.errors.DatasetNotFoundError` naming the missing path and the
     DataSources.md section) and ``load(root, data_seed) -> DatasetSplits`` (clean splits, no noise yet
     except dataset-intrinsic labels).
@@ -188,6 +189,7 @@ class Dataset:
     task: ClassVar[str]
     noise_types: ClassVar[tuple[str, ...]]
     default_embedder: ClassVar[str | None] = None
+    default_knn_k: ClassVar[int | None] = None
 
     _required = ("name", "task", "noise_types")
 

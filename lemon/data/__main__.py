@@ -1,0 +1,103 @@
+"""Check, list and (where possible) download datasets.
+
+Usage:
+    python -m lemon.data list [--data_dir D]
+    python -m lemon.data check mscoco [--data_dir D]
+    python -m lemon.data check csv --data_path pairs.csv [--text_column caption] [--clean_column clean]
+    python -m lemon.data download cifar10 [--data_dir D]
+
+``check`` loads the dataset exactly as a run would and prints ``OK`` with the split sizes, or the one-line
+error naming the missing path (exit status 1). The layout each dataset expects is in DataSources.md.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+BYO_FLAGS = ("data_path", "image_root", "image_column", "text_column", "label_column", "clean_column")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from lemon.config import RunConfig
+
+    defaults = RunConfig()
+    parser = argparse.ArgumentParser(prog="python -m lemon.data", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    listing = sub.add_parser("list", help="Registered datasets, their task and noise types, found or not.")
+    listing.add_argument("--data_dir", default=None)
+    check = sub.add_parser("check", help="Load a dataset as a run would; print split sizes or what is missing.")
+    check.add_argument("name")
+    check.add_argument("--data_dir", default=None)
+    check.add_argument("--data_seed", type=int, default=0)
+    for flag in BYO_FLAGS:
+        check.add_argument(f"--{flag}", default=getattr(defaults, flag))
+    download = sub.add_parser("download", help="Download a dataset that is freely downloadable (CIFAR).")
+    download.add_argument("name")
+    download.add_argument("--data_dir", default=None)
+    return parser
+
+
+def _status(dataset, root) -> str:
+    from lemon.data.custom import ConfigurableDataset
+    from lemon.errors import LemonError
+
+    if dataset.precomputed:
+        return "n/a"
+    if isinstance(dataset, ConfigurableDataset):
+        return "byo"
+    try:
+        dataset.check_exists(root)
+    except LemonError:
+        return "missing"
+    return "found"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from lemon.config import RunConfig
+    from lemon.data import DATASETS
+    from lemon.data.loading import load_splits, skipped_images
+    from lemon.errors import LemonError
+    from lemon.paths import data_root
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = _parser().parse_args(argv)
+    root = data_root(args.data_dir)
+    if args.command == "list":
+        print(f"data root: {root}")
+        for name in DATASETS.names():
+            ds = DATASETS.get(name)()
+            noises = ", ".join(ds.noise_types) or "-"
+            print(f"{name:<18} {ds.task:<15} {_status(ds, root):<8} noise: {noises}")
+        return 0
+    try:
+        dataset = DATASETS.get(args.name)()
+        if args.command == "download":
+            if not callable(getattr(dataset, "download", None)):
+                raise LemonError(f"Dataset '{dataset.name}' cannot be downloaded automatically; follow "
+                                 f"DataSources.md#{dataset.name}.")
+            try:
+                paths = dataset.download(root)
+            except OSError as err:
+                raise LemonError(f"Download of '{dataset.name}' failed ({err}); fetch the files by hand as "
+                                 f"DataSources.md#{dataset.name} says.") from err
+            print("downloaded: " + ", ".join(str(p) for p in paths))
+            return 0
+        if dataset.precomputed:
+            raise LemonError(f"Dataset '{dataset.name}' is generated or read from --embeddings; nothing to check.")
+        cfg = RunConfig(output_dir="-", dataset=dataset.name, data_dir=args.data_dir, data_seed=args.data_seed,
+                        **{flag: getattr(args, flag) for flag in BYO_FLAGS})
+        splits = load_splits(dataset, cfg)
+    except LemonError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    sizes = " ".join(f"{s}={len(p)}" for s, p in splits.splits.items())
+    skipped = sum(skipped_images(splits).values())
+    print(f"OK {splits.name} ({splits.task}{'' if splits.has_ground_truth else ', no ground truth'}): {sizes}"
+          + (f" (skipped unreadable images: {skipped})" if skipped else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

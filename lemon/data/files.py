@@ -1,0 +1,100 @@
+"""File helpers shared by the loaders: required-path checks, cheap image readability checks, JSON reads.
+
+Every loader states the files it needs as paths under the data root; :func:`require` turns the first missing
+one into the one-line :class:`DatasetNotFoundError` that names it and the DataSources.md section. Images are
+checked once at load with a header parse (``PIL.Image.open`` + ``verify``, threaded, no full decode) so
+that unreadable files are dropped with a count instead of crashing the embedding stage.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from lemon.errors import DatasetNotFoundError
+
+log = logging.getLogger(__name__)
+ROOT_HINT = "(root from --data_dir / $LEMON_DATA_DIR)"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def not_found(name: str, path: Path | str, what: str = "expected") -> DatasetNotFoundError:
+    """The one-line error for a missing dataset file, pointing to ``DataSources.md#name``."""
+    return DatasetNotFoundError(f"Dataset '{name}' not found: {what} {path} {ROOT_HINT}. "
+                                f"See DataSources.md#{name}.")
+
+
+def require(name: str, *paths: Path) -> None:
+    """Raise :func:`not_found` for the first of ``paths`` that does not exist."""
+    for path in paths:
+        if not Path(path).exists():
+            raise not_found(name, path)
+
+
+def require_any(name: str, folder: Path, pattern: str, what: str) -> list[Path]:
+    """Files under ``folder`` matching ``pattern`` (recursive glob), or the not-found error."""
+    require(name, folder)
+    found = sorted(folder.glob(pattern))
+    if not found:
+        raise not_found(name, folder / pattern, f"no {what} found matching")
+    return found
+
+
+def read_json(path: Path) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _readable(path: str) -> bool:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.verify()  # header/structure check only; no pixel decode for JPEG
+        return True
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+        return False
+
+
+def readable_mask(root: Path, relpaths: Sequence[str], workers: int | None = None) -> np.ndarray:
+    """(n,) bool: which images under ``root`` exist and have a valid image header (threaded, I/O bound)."""
+    paths = [os.path.join(root, p) for p in relpaths]
+    if not paths:
+        return np.zeros(0, dtype=bool)
+    workers = workers or min(16, (os.cpu_count() or 2) * 4)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        ok = list(pool.map(_readable, paths, chunksize=256))
+    return np.asarray(ok, dtype=bool)
+
+
+def readable_bytes_mask(blobs: Iterable[bytes]) -> np.ndarray:
+    """(n,) bool: which in-memory image blobs have a valid image header."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    def ok(blob: bytes) -> bool:
+        try:
+            with Image.open(io.BytesIO(blob)) as img:
+                img.verify()
+            return True
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError, TypeError):
+            return False
+
+    return np.fromiter((ok(b) for b in blobs), dtype=bool)
+
+
+def keep_readable(name: str, root: Path, relpaths: Sequence[str]) -> tuple[np.ndarray, int]:
+    """Boolean keep-mask over ``relpaths`` and the number of unreadable images (logged as a warning)."""
+    mask = readable_mask(root, relpaths)
+    skipped = int((~mask).sum())
+    if skipped:
+        first = relpaths[int(np.flatnonzero(~mask)[0])]
+        log.warning("%s: skipping %d missing or unreadable image(s) of %d (first: %s)", name, skipped,
+                    len(relpaths), Path(root) / first)
+    return mask, skipped

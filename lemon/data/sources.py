@@ -1,0 +1,72 @@
+"""Image sources beyond plain files and arrays (see :mod:`lemon.data.base`): members of tar shards and
+image bytes held in memory. Both are picklable (DataLoader workers) and expose stable content ``ids``."""
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+@dataclass
+class TarImages:
+    """Images stored inside uncompressed tar shards (webdataset), read by byte offset without extraction.
+
+    ``shards[k]`` is a shard path relative to ``root``; image i lives in shard ``shard_index[i]`` at byte
+    ``offsets[i]`` with ``sizes[i]`` bytes. ``ids`` are ``"<shard>/<member name>"``.
+    """
+
+    root: Path
+    shards: Sequence[str]
+    shard_index: np.ndarray
+    offsets: np.ndarray
+    sizes: np.ndarray
+    members: Sequence[str]
+
+    @cached_property
+    def ids(self) -> list[str]:
+        return [f"{self.shards[s]}/{m}" for s, m in zip(self.shard_index, self.members)]
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def read_bytes(self, i: int) -> bytes:
+        with open(os.path.join(self.root, self.shards[int(self.shard_index[i])]), "rb") as f:
+            f.seek(int(self.offsets[i]))
+            return f.read(int(self.sizes[i]))
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        with Image.open(io.BytesIO(self.read_bytes(i))) as img:
+            return img.convert("RGB")
+
+    def subset(self, index: np.ndarray) -> "TarImages":
+        index = np.asarray(index)
+        return TarImages(self.root, self.shards, self.shard_index[index], self.offsets[index],
+                         self.sizes[index], [self.members[i] for i in index])
+
+
+@dataclass
+class BytesImages:
+    """Encoded images held in memory (e.g. a parquet image column); ``ids`` given by the loader."""
+
+    blobs: Sequence[bytes]
+    ids: Sequence[str]
+
+    def __len__(self) -> int:
+        return len(self.blobs)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        with Image.open(io.BytesIO(self.blobs[i])) as img:
+            return img.convert("RGB")
+
+    def subset(self, index: np.ndarray) -> "BytesImages":
+        index = np.asarray(index)
+        return BytesImages([self.blobs[i] for i in index], [self.ids[i] for i in index])
