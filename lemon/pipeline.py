@@ -165,13 +165,17 @@ def run(cfg: RunConfig) -> RunResult:
 def _run(cfg: RunConfig, scorer, out: Path, start: float) -> RunResult:
     log.info("run_lemon %s", " ".join(sys.argv[1:]))
     device = resolve_device(cfg.device)
-    io.atomic_write_json(out / "args.json", {**cfg.to_dict(), "resolved": {
+    args = {**cfg.to_dict(), "resolved": {
         "knn_k": cfg.k, "noise_level": cfg.resolved_noise_level, "prompt": cfg.prompt, "device": device},
-        "environment": environment()})
+        "environment": environment()}
+    io.atomic_write_json(out / "args.json", args)
     timings: dict[str, float] = {}
     t = time.time()
     features = load_features(cfg)
     timings["load_features_s"] = time.time() - t
+    if features.meta:  # embedder, cache hits, unreadable images skipped per split: provenance of the inputs
+        args["data"] = features.meta
+        io.atomic_write_json(out / "args.json", args)
     scorer.check(features)
     ctx = ScoringContext(features, cfg, device=device)
     log.info("task=%s reference=%d %s", features.task, len(features.reference_index),
@@ -193,16 +197,14 @@ def _run(cfg: RunConfig, scorer, out: Path, start: float) -> RunResult:
         metrics.update(evaluate_split(outputs[s]["score"], features.splits[s].is_mislabel, thresholds, s))
     timings["total_s"] = time.time() - start
     metrics.update({f"time/{k}": v for k, v in timings.items()})
+    skipped = features.meta.get("skipped_images", {}) if features.meta else {}
+    metrics.update({f"{s}/skipped_images": n for s, n in skipped.items()})
 
     frame = scores_frame(features, outputs)
     io.atomic_write_csv(out / "scores.csv", frame)
     arrays = {f"{s}_{k}": v for s, o in outputs.items() for k, v in o.items() if np.ndim(v) == 2}
-    if arrays:
-        import io as _bytes_io
-
-        buf = _bytes_io.BytesIO()
-        np.savez_compressed(buf, **arrays)
-        io.atomic_write_bytes(out / "neighbours.npz", buf.getvalue())
+    if arrays:  # neighbour ids index the reference set: keep its row -> train index map beside them
+        io.atomic_save_npz(out / "neighbours.npz", {**arrays, "reference_index": features.reference_index})
     hparams_out = {"scorer": cfg.scorer, "knn_k": cfg.k, "dist_type": cfg.dist_type, "ablation": cfg.ablation,
                    **hparams, "thresholds": thresholds}
     io.atomic_write_json(out / "hparams.json", hparams_out)

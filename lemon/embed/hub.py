@@ -1,0 +1,88 @@
+"""Loading from the Hugging Face Hub without hangs: probe once, go offline when unreachable, fail in one line.
+
+Without network, ``from_pretrained`` retries for minutes before failing. :func:`hub_session` probes the hub
+(a TCP connect with a short timeout, run in a daemon thread so a stuck DNS lookup cannot block us) and,
+when it is unreachable or ``HF_HUB_OFFLINE`` is set, switches huggingface_hub into offline mode for the
+duration of the load: cached files still load, missing ones fail at once. :func:`missing_model` turns the
+failure into a one-line :class:`ModelNotFoundError` that says which weights are needed and how to point
+``--clip_model`` at a local copy.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from urllib.parse import urlparse
+
+from lemon.errors import ModelNotFoundError
+
+PROBE_TIMEOUT_S = 3.0
+_TRUE = {"1", "on", "yes", "true"}
+
+
+def offline_requested() -> bool:
+    """``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` set in the environment (read at call time)."""
+    return any(os.environ.get(v, "").strip().lower() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+@functools.lru_cache(maxsize=4)
+def _probe(host: str, port: int, timeout: float) -> bool:
+    result: list[bool] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout + 1.0)
+    return bool(result and result[0])
+
+
+def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """True when offline mode is not requested and the hub endpoint accepts a TCP connection in time."""
+    if offline_requested():
+        return False
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    return _probe(url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80), timeout)
+
+
+@contextlib.contextmanager
+def hub_session() -> Iterator[bool]:
+    """Yield whether the hub is reachable; while not, huggingface_hub runs in offline mode (cache only)."""
+    online = hub_reachable()
+    if online:
+        yield True
+        return
+    from huggingface_hub import constants
+
+    saved = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield False
+    finally:
+        constants.HF_HUB_OFFLINE = saved
+
+
+def one_line(err: BaseException, limit: int = 200) -> str:
+    """An exception as a short single line (library messages span several)."""
+    text = " ".join(str(err).split())
+    return (text[:limit] + "...") if len(text) > limit else text
+
+
+def missing_model(model: str, weights: str, online: bool, err: BaseException) -> ModelNotFoundError:
+    """The one-line error for weights that could not be loaded."""
+    where = ("could not be downloaded" if online else
+             "are not in the local Hugging Face cache and the Hub cannot be reached (offline)")
+    return ModelNotFoundError(
+        f"Model '{model}' needs the weights {weights}, which {where}: download them once on a machine with "
+        f"network (cache: $HF_HOME, default ~/.cache/huggingface) or save them to a folder and pass "
+        f"--clip_model /path/to/that/folder. ({type(err).__name__}: {one_line(err)})")

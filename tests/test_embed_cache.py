@@ -1,0 +1,162 @@
+"""The embedding cache and ``embed_dataset``: hits, misses, a second run that embeds nothing, determinism."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from lemon.config import RunConfig
+from lemon.data.base import ArrayImages, DatasetSplits, PairSplit
+from lemon.embed import embed_dataset
+from lemon.embed.base import Embedder
+from lemon.embed.cache import EmbeddingCache, content_key
+from lemon.embed.testing import tiny_clip_checkpoint
+
+
+class CountingCalls:
+    """Counts calls of Embedder.encode_images / encode_texts / load across all embedder instances."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.calls = {"encode_images": 0, "encode_texts": 0, "load": 0}
+        for name in self.calls:
+            original = getattr(Embedder, name)
+            monkeypatch.setattr(Embedder, name, self._wrap(name, original))
+
+    def _wrap(self, name, original):
+        def wrapper(emb, *args, **kwargs):
+            self.calls[name] += 1 if name != "load" or not emb.loaded else 0
+            return original(emb, *args, **kwargs)
+        return wrapper
+
+
+class FakeEmbedder:
+    id, name, preprocessing = "fake-model", "fake", "fake/v1"
+
+
+def _splits(task: str = "captioning", noisy_shift: int = 0, n: int = 12) -> DatasetSplits:
+    rng = np.random.default_rng(0)
+    parts = {}
+    for i, s in enumerate(("train", "val", "test")):
+        pixels = rng.integers(0, 256, (n, 24, 24, 3), dtype=np.uint8)
+        ids = [f"fake/{s}/{j}" for j in range(n)]
+        if task == "captioning":
+            clean = np.asarray([f"caption {s} {j}" for j in range(n)], dtype=object)
+            observed = np.roll(clean, noisy_shift) if noisy_shift else clean.copy()
+            parts[s] = PairSplit(s, task, ArrayImages(pixels, ids), clean, observed, meta={"skipped_images": i})
+        else:
+            clean = np.arange(n) % 3
+            observed = (clean + (np.arange(n) < noisy_shift)) % 3
+            parts[s] = PairSplit(s, task, ArrayImages(pixels, ids), clean, observed, class_names=["cat", "dog", "emu"])
+    return DatasetSplits("fake", task, parts, class_names=["cat", "dog", "emu"] if task != "captioning" else None)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return str(tiny_clip_checkpoint(tmp_path_factory.mktemp("ckpt"), "open_clip"))
+
+
+def _cfg(ckpt: str, cache, **kw) -> RunConfig:
+    return RunConfig(output_dir="unused", clip_model=ckpt, cache_dir=str(cache), num_workers=0, batch_size=8, **kw)
+
+
+def test_content_key_depends_on_everything():
+    base = content_key("m", "p", "text", ["a", "b"])
+    assert base == content_key("m", "p", "text", ["a", "b"])
+    others = {content_key("m2", "p", "text", ["a", "b"]), content_key("m", "p2", "text", ["a", "b"]),
+              content_key("m", "p", "image", ["a", "b"]), content_key("m", "p", "text", ["b", "a"]),
+              content_key("m", "p", "text", ["a b"]), content_key("m", "p", "text", ["a", "b", ""])}
+    assert base not in others and len(others) == 6
+
+
+def test_cache_hit_miss_and_sidecar(tmp_path):
+    cache = EmbeddingCache(tmp_path)
+    calls = []
+    compute = lambda: calls.append(1) or np.arange(6, dtype=np.float64).reshape(3, 2)
+    first = cache.get_or_compute(FakeEmbedder(), "text", ["a", "b", "c"], compute)
+    second = cache.get_or_compute(FakeEmbedder(), "text", ["a", "b", "c"], compute)
+    assert len(calls) == 1 and (cache.hits, cache.misses) == (1, 1)
+    np.testing.assert_array_equal(first, second)
+    assert second.dtype == np.float32
+    key = content_key("fake-model", "fake/v1", "text", ["a", "b", "c"])
+    sidecar = json.loads((tmp_path / "embeddings" / "fake-model" / f"{key}.json").read_text())
+    assert sidecar["model"] == "fake" and sidecar["preprocessing"] == "fake/v1"
+    assert (sidecar["n"], sidecar["dim"], sidecar["dtype"], sidecar["kind"]) == (3, 2, "float32", "text")
+    cache.get_or_compute(FakeEmbedder(), "text", ["a", "b"], lambda: np.zeros((2, 2)))
+    assert cache.misses == 2  # a different input list is a different entry
+
+
+def test_corrupt_entry_is_recomputed(tmp_path):
+    cache = EmbeddingCache(tmp_path)
+    cache.get_or_compute(FakeEmbedder(), "text", ["a"], lambda: np.ones((1, 4)))
+    key = content_key("fake-model", "fake/v1", "text", ["a"])
+    np.save(tmp_path / "embeddings" / "fake-model" / f"{key}.npy", np.ones((2, 4), dtype=np.float32))
+    out = cache.get_or_compute(FakeEmbedder(), "text", ["a"], lambda: np.full((1, 4), 7.0))
+    assert cache.misses == 2 and out[0, 0] == 7.0
+
+
+def test_wrong_row_count_is_an_error(tmp_path):
+    with pytest.raises(RuntimeError, match="returned 1 rows for 2 text inputs"):
+        EmbeddingCache(tmp_path).get_or_compute(FakeEmbedder(), "text", ["a", "b"], lambda: np.ones((1, 4)))
+
+
+def test_second_run_embeds_nothing_and_is_identical(ckpt, tmp_path, monkeypatch):
+    counter = CountingCalls(monkeypatch)
+    cfg = _cfg(ckpt, tmp_path)
+    first = embed_dataset(_splits(noisy_shift=3), cfg)
+    assert counter.calls["encode_images"] > 0 and counter.calls["encode_texts"] > 0
+    assert (first.meta["cache_hits"], first.meta["cache_misses"]) == (0, 6)
+    assert first.meta["skipped_images"] == {"train": 0, "val": 1, "test": 2}
+    counter.calls.update(encode_images=0, encode_texts=0, load=0)
+    second = embed_dataset(_splits(noisy_shift=3), cfg)
+    assert counter.calls == {"encode_images": 0, "encode_texts": 0, "load": 0}  # model never loaded
+    assert (second.meta["cache_hits"], second.meta["cache_misses"]) == (6, 0)
+    for s in ("train", "val", "test"):
+        np.testing.assert_array_equal(first.splits[s].img, second.splits[s].img)
+        np.testing.assert_array_equal(first.splits[s].txt, second.splits[s].txt)
+    npys = list((tmp_path / "embeddings").rglob("*.npy"))
+    assert len(npys) == 6 and len(list((tmp_path / "embeddings").rglob("*.json"))) == 6
+
+
+def test_noise_change_re_embeds_only_texts(ckpt, tmp_path, monkeypatch):
+    cfg = _cfg(ckpt, tmp_path)
+    clean = embed_dataset(_splits(noisy_shift=0), cfg)
+    counter = CountingCalls(monkeypatch)
+    noisy = embed_dataset(_splits(noisy_shift=2), cfg)
+    assert counter.calls["encode_images"] == 0 and counter.calls["encode_texts"] > 0
+    assert (noisy.meta["cache_hits"], noisy.meta["cache_misses"]) == (3, 3)
+    train_c, train_n = clean.splits["train"], noisy.splits["train"]
+    np.testing.assert_array_equal(train_c.img, train_n.img)
+    # a rolled caption list: row i of the noisy texts is row i-2 of the clean ones
+    np.testing.assert_allclose(train_n.txt, np.roll(train_c.txt, 2, axis=0), rtol=1e-5, atol=1e-6)
+    assert train_n.is_mislabel.sum() == 12 and not train_c.is_mislabel.any()
+
+
+def test_features_content(ckpt, tmp_path):
+    splits = _splits(noisy_shift=3)
+    feats = embed_dataset(splits, _cfg(ckpt, tmp_path))
+    train = feats.splits["train"]
+    assert feats.task == "captioning" and feats.label_prompt_txt is None
+    assert list(train.texts) == list(splits["train"].observed)
+    assert list(train.image_refs) == list(splits["train"].images.ids)
+    np.testing.assert_allclose(np.linalg.norm(train.img, axis=1), 1, atol=1e-5)
+    assert feats.meta["embedder"] == ckpt and feats.meta["embedder_id"].startswith("open_clip-")
+
+
+def test_classification_prompts_and_class_embeddings(ckpt, tmp_path):
+    splits = _splits("classification", noisy_shift=4)
+    feats = embed_dataset(splits, _cfg(ckpt, tmp_path, custom_cifar_prompt="a picture of "))
+    train = feats.splits["train"]
+    assert feats.class_names == ["cat", "dog", "emu"] and feats.label_prompt_txt.shape == (3, train.img.shape[1])
+    assert train.texts[0] == "a picture of " + ["cat", "dog", "emu"][splits["train"].observed[0]]
+    # each sample's text embedding is its observed class prompt's embedding
+    np.testing.assert_allclose(train.txt, feats.label_prompt_txt[splits["train"].observed], rtol=1e-5, atol=1e-6)
+    assert train.is_mislabel.sum() == 4
+
+
+def test_no_ground_truth_keeps_labels_out(ckpt, tmp_path):
+    import dataclasses
+
+    splits = dataclasses.replace(_splits(noisy_shift=2), has_ground_truth=False)
+    feats = embed_dataset(splits, _cfg(ckpt, tmp_path))
+    assert feats.splits["val"].is_mislabel is None and feats.splits["val"].clean is None
