@@ -5,4 +5,14 @@ from lemon.registry import Registry
 
 SCORERS: Registry = Registry("scorer")
 
-from lemon.scorers import lemon  # noqa: E402,F401  (registers 'lemon')
+# importing a module registers its scorers
+from lemon.scorers import (  # noqa: F401
+    cleanlab_scores,
+    clip_logits,
+    clip_sim,
+    clipcleaner,
+    deep_knn,
+    discrepancy,
+    lemon,
+    simifeat,
+)
