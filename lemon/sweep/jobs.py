@@ -1,0 +1,304 @@
+"""Jobs of a sweep: run folders named by a hash of the job's arguments, and their state read from disk.
+
+Layout: ``<output_root>/<experiment>/<md5 of the sorted sweep args>/`` (:func:`lemon.config.run_hash`; only
+the args the experiment sets are hashed, so adding a flag with a default never orphans finished runs).
+The job's own outputs land there (``--output_dir``) plus ``job_id`` (who runs it) and ``job_output.txt``
+(the job process's stdout and stderr, tracebacks included).
+
+States: DONE (``done`` exists; written last), RUNNING (``job_id`` names a live local process or a Slurm job
+that ``squeue`` lists), INCOMPLETE (the folder exists otherwise: crashed, killed, cancelled) and
+NOT_LAUNCHED (no folder).
+"""
+from __future__ import annotations
+
+import enum
+import os
+import shlex
+import shutil
+import signal
+import socket
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lemon.config import run_hash
+from lemon.errors import LemonError
+from lemon.io import DONE, atomic_write_text
+from lemon.registry import Registry
+from lemon.sweep.grid import Experiment, RunRef
+
+JOB_ID = "job_id"
+JOB_OUTPUT = "job_output.txt"
+LOCAL_PREFIX = "local:"
+
+
+class State(str, enum.Enum):
+    NOT_LAUNCHED = "not launched"
+    RUNNING = "running"
+    INCOMPLETE = "incomplete"
+    DONE = "done"
+
+
+@dataclass
+class Job:
+    """One run of a sweep: ``python -m <script> <flags> --output_dir <run_dir>``."""
+
+    experiment: str
+    script: str
+    args: dict[str, Any]            # flag dict as the experiment wrote it (RunRefs resolved to folders)
+    hash_args: dict[str, Any]       # what is hashed (RunRefs as root-free '<experiment>/<hash>')
+    run_dir: Path
+    requires: tuple[Path, ...] = ()  # run folders (RunRefs) that must be DONE before this job can start
+    state: State = State.NOT_LAUNCHED
+    job_id: str | None = None
+
+    @property
+    def hash(self) -> str:
+        return self.run_dir.name
+
+    def argv(self) -> list[str]:
+        """The script's command-line arguments, ``--output_dir`` last."""
+        return [*to_flags(self.args), "--output_dir", str(self.run_dir)]
+
+    def command(self) -> str:
+        """Shell form, for printing: ``python -m run_lemon --dataset ... --output_dir ...``."""
+        return shlex.join(["python", "-m", self.script, *self.argv()])
+
+    @property
+    def log_path(self) -> Path:
+        """Where the job's stdout/stderr (and any traceback) are, as recorded in ``job_id``."""
+        return Path(read_job_id(self.run_dir).get("log", self.run_dir / JOB_OUTPUT))
+
+    def __str__(self) -> str:
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(self.args.items()))
+        return f"{self.state.value:>12}: {self.run_dir}  {shown}"
+
+
+def to_flags(args: Mapping[str, Any]) -> list[str]:
+    """``{'knn_k': 5, 'normalize_d1': False, 'real_dataset': True}`` -> ``['--knn_k', '5', '--real_dataset']``.
+
+    Keys in sorted order; True is a bare flag, False and None are left out; lists are rejected (no run_lemon
+    flag takes several values, and a list in a flag dict is almost always a grid written without expand).
+    """
+    flags: list[str] = []
+    for key, value in sorted(args.items()):
+        if isinstance(value, bool):
+            flags += [f"--{key}"] if value else []
+        elif value is None:
+            continue
+        elif isinstance(value, (list, tuple, set, dict)):
+            raise LemonError(f"Flag '{key}' has the value {value!r}; a job takes one value per flag "
+                             "(write choices as a grid and expand it).")
+        else:
+            flags += [f"--{key}", str(value)]
+    return flags
+
+
+def build_jobs(experiment: Experiment, output_root: str | os.PathLike,
+               registry: Registry | None = None) -> list[Job]:
+    """The jobs of ``experiment`` under ``output_root`` (states not read yet; see :func:`read_states`).
+
+    ``registry`` resolves :class:`RunRef` values (experiment name -> Experiment); default: EXPERIMENTS.
+    """
+    root = Path(output_root).expanduser().absolute()  # jobs may run elsewhere (Slurm)
+    jobs, seen = [], {}
+    for grid_args in experiment.grid():
+        if "output_dir" in grid_args:
+            raise LemonError(f"Experiment {experiment.name} sets output_dir; the sweep sets it to the run "
+                             "folder. Remove it from the grid.")
+        hash_args = _hash_args(grid_args, registry)
+        args = {k: str(root / hash_args[k]) if isinstance(v, RunRef) else v for k, v in grid_args.items()}
+        run_dir = root / experiment.name / run_hash(hash_args)
+        if run_dir in seen:
+            raise LemonError(f"Experiment {experiment.name} lists the run {grid_args} twice.")
+        seen[run_dir] = True
+        requires = tuple(Path(args[k]) for k, v in grid_args.items() if isinstance(v, RunRef))
+        jobs.append(Job(experiment.name, experiment.script, args, hash_args, run_dir, requires))
+    return jobs
+
+
+def _hash_args(args: Mapping[str, Any], registry: Registry | None, depth: int = 0) -> dict[str, Any]:
+    """``args`` with every RunRef replaced by its root-free ``<experiment>/<hash>``."""
+    return {k: _ref_key(v, registry, depth) if isinstance(v, RunRef) else v for k, v in args.items()}
+
+
+def _ref_key(ref: RunRef, registry: Registry | None, depth: int = 0) -> str:
+    """``<experiment>/<hash>`` of the unique run of ``ref.experiment`` whose args include ``ref.match``
+    (the referenced run may refer to earlier runs in turn: train -> score -> retrain)."""
+    if depth >= 8:
+        raise LemonError(f"{ref!r}: runs refer to each other more than 8 levels deep (a cycle of RunRefs?).")
+    if registry is None:
+        from lemon.sweep.grid import load_experiments
+
+        registry = load_experiments()
+    other = registry.get(ref.experiment)()
+    hits = [args for args in other.grid() if all(args.get(k) == v for k, v in ref.match.items())]
+    if len(hits) != 1:
+        raise LemonError(f"{ref!r} matches {len(hits)} runs of experiment '{ref.experiment}', expected "
+                         "exactly 1; add arguments to the RunRef to single one out.")
+    return f"{other.name}/{run_hash(_hash_args(hits[0], registry, depth + 1))}"
+
+
+# ---------------------------------------------------------------------------------------------- job ids
+def write_job_id(run_dir: Path, job_id: str, log: Path | str | None = None) -> None:
+    """Record who runs this job: line 1 the id (Slurm ``1234_5`` or ``local:host:pid:start``), then log=..."""
+    atomic_write_text(run_dir / JOB_ID, job_id + "\n" + (f"log={log}\n" if log else ""))
+
+
+def read_job_id(run_dir: Path) -> dict[str, str]:
+    """``{'id': ..., 'log': ...}`` from ``job_id`` (empty when absent or unreadable)."""
+    try:
+        lines = (run_dir / JOB_ID).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return {}
+    if not lines or not lines[0].strip():
+        return {}
+    info = {"id": lines[0].strip()}
+    info.update(line.split("=", 1) for line in lines[1:] if "=" in line)
+    return info
+
+
+def local_job_id(pid: int) -> str:
+    """``local:<host>:<pid>:<start>``; the start time tells a live job from a recycled pid."""
+    return f"{LOCAL_PREFIX}{socket.gethostname()}:{pid}:{_start_time(pid)}"
+
+
+def _proc_stat(pid: int) -> list[str]:
+    """Fields of /proc/<pid>/stat after the command name (state first); [] where there is no /proc."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def _start_time(pid: int) -> str:
+    fields = _proc_stat(pid)
+    return fields[19] if len(fields) > 19 else "?"  # field 22 of stat: start time in clock ticks
+
+
+def local_job_alive(job_id: str) -> bool:
+    """Whether a ``local:`` id names a process that still runs on this host (zombies count as ended)."""
+    try:
+        host, pid, start = job_id[len(LOCAL_PREFIX):].rsplit(":", 2)
+        pid_int = int(pid)
+    except ValueError:
+        return False
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid_int, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    fields = _proc_stat(pid_int)
+    if not fields:
+        return True  # no /proc (macOS): the pid exists, trust it
+    return fields[0] != "Z" and start in (fields[19], "?")
+
+
+# ---------------------------------------------------------------------------------------------- states
+def read_states(jobs: Iterable[Job], slurm_active: set[str] | None = None) -> list[str]:
+    """Set each job's state from disk; returns warnings (e.g. Slurm could not be asked).
+
+    ``slurm_active``: ids ``squeue`` lists (queried here, once, when some job holds a Slurm id and this is
+    None).
+    """
+    jobs = list(jobs)
+    ids = {}
+    for job in jobs:
+        job.job_id = None
+        if (job.run_dir / DONE).is_file():
+            job.state = State.DONE
+        elif job.run_dir.is_dir():
+            job.state = State.INCOMPLETE
+            job.job_id = read_job_id(job.run_dir).get("id")
+            if job.job_id:
+                ids[job.job_id] = job
+        else:
+            job.state = State.NOT_LAUNCHED
+    warnings = []
+    slurm_ids = [i for i in ids if not i.startswith(LOCAL_PREFIX)]
+    if slurm_ids and slurm_active is None:
+        from lemon.sweep.slurm import SlurmError, active_job_ids
+
+        try:
+            slurm_active = active_job_ids()
+        except SlurmError as err:
+            slurm_active = set()
+            warnings.append(f"{err} -- {len(slurm_ids)} run(s) with a Slurm job id are shown as incomplete.")
+    for job_id, job in ids.items():
+        alive = local_job_alive(job_id) if job_id.startswith(LOCAL_PREFIX) else job_id in (slurm_active or ())
+        if alive:
+            job.state = State.RUNNING
+    return warnings
+
+
+def count_states(jobs: Iterable[Job]) -> dict[State, int]:
+    counts = {state: 0 for state in State}
+    for job in jobs:
+        counts[job.state] += 1
+    return counts
+
+
+def format_counts(jobs: list[Job]) -> str:
+    """``96 jobs: 90 done, 2 running, 1 incomplete, 3 not launched.``"""
+    counts = count_states(jobs)
+    order = (State.DONE, State.RUNNING, State.INCOMPLETE, State.NOT_LAUNCHED)
+    return f"{len(jobs)} jobs: " + ", ".join(f"{counts[s]} {s.value}" for s in order) + "."
+
+
+def to_launch(jobs: Iterable[Job], restart_running: bool = False) -> list[Job]:
+    """NOT_LAUNCHED and INCOMPLETE jobs (plus RUNNING ones with ``restart_running``)."""
+    wanted = {State.NOT_LAUNCHED, State.INCOMPLETE} | ({State.RUNNING} if restart_running else set())
+    return [job for job in jobs if job.state in wanted]
+
+
+def blocked(job: Job) -> list[Path]:
+    """The run folders ``job`` needs (RunRefs) that are not DONE yet."""
+    return [path for path in job.requires if not (path / DONE).is_file()]
+
+
+def clear_dirs(jobs: Iterable[Job]) -> None:
+    """Remove what earlier attempts left in the jobs' run folders (they are NOT_LAUNCHED afterwards).
+
+    Launchers create a job's folder when it starts (or is queued on Slurm), so jobs still waiting in a
+    local launcher's queue show as NOT_LAUNCHED, not INCOMPLETE.
+    """
+    for job in jobs:
+        if job.run_dir.exists():
+            shutil.rmtree(job.run_dir)
+        job.state, job.job_id = State.NOT_LAUNCHED, None
+
+
+def delete(jobs: Iterable[Job]) -> int:
+    """Remove the run folders of ``jobs``; returns how many existed."""
+    n = 0
+    for job in jobs:
+        if job.run_dir.exists():
+            shutil.rmtree(job.run_dir)
+            n += 1
+        job.state, job.job_id = State.NOT_LAUNCHED, None
+    return n
+
+
+def cancel_running(jobs: Iterable[Job]) -> list[str]:
+    """Stop RUNNING jobs (``scancel`` for Slurm ids, SIGTERM for local processes); returns the ids."""
+    from lemon.sweep.slurm import cancel
+
+    running = [job for job in jobs if job.state == State.RUNNING and job.job_id]
+    local = [job.job_id for job in running if job.job_id.startswith(LOCAL_PREFIX)]
+    slurm = [job.job_id for job in running if not job.job_id.startswith(LOCAL_PREFIX)]
+    for job_id in local:
+        try:
+            os.kill(int(job_id.rsplit(":", 2)[1]), signal.SIGTERM)
+        except (ProcessLookupError, ValueError):
+            pass
+    deadline = time.time() + 10  # let them exit before their folders are emptied
+    while any(local_job_alive(i) for i in local) and time.time() < deadline:
+        time.sleep(0.1)
+    if slurm:
+        cancel(slurm)
+    return local + slurm

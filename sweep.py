@@ -1,0 +1,153 @@
+"""Launch, inspect and clean up a sweep: every run of an experiment of experiments.py.
+
+Usage:
+    python sweep.py status --experiment smoke --output_root runs
+    python sweep.py launch --experiment smoke --output_root runs --command_launcher local_parallel
+    python sweep.py launch --experiment lemon_all --output_root runs --command_launcher slurm \\
+        --slurm_partition gpu --gpus 1 --cpus 4 --mem_gb 32 --max_slurm_jobs 50
+    python sweep.py delete_incomplete --experiment smoke --output_root runs --skip_confirmation
+
+Runs live in ``<output_root>/<experiment>/<hash of the run's flags>/``. ``launch`` starts only the runs that
+are not done (NOT_LAUNCHED, and INCOMPLETE after emptying their folder) and leaves running ones alone
+unless ``--restart_running``; running it again after everything finished launches nothing. Destructive
+commands ask first unless ``--skip_confirmation`` (no answer, e.g. no stdin, means no).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+COMMANDS = ("launch", "status", "delete_incomplete", "delete_all")
+SLURM_OPTS = ("max_slurm_jobs", "slurm_partition", "gpus", "cpus", "mem_gb", "timeout_min", "wait")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from launchers import LAUNCHERS
+    from lemon.sweep import load_experiments
+
+    p = argparse.ArgumentParser(prog="python sweep.py", description="Run a grid of LEMoN runs.")
+    p.add_argument("command", choices=COMMANDS)
+    p.add_argument("--experiment", required=True, metavar="NAME",
+                   help=f"Experiment of experiments.py. Choices: {', '.join(load_experiments().names())}.")
+    p.add_argument("--output_root", "--output_dir", dest="output_root", required=True,
+                   help="Root folder; runs go to <output_root>/<experiment>/<hash>/.")
+    p.add_argument("--command_launcher", default="local", metavar="NAME",
+                   help=f"How jobs run. Choices: {', '.join(LAUNCHERS.names())} (default local).")
+    p.add_argument("--skip_confirmation", action="store_true", help="Do not ask before acting.")
+    p.add_argument("--restart_running", action="store_true", help="Cancel running jobs and launch them again.")
+    p.add_argument("--n_workers", type=int, default=None,
+                   help="local_parallel: jobs at a time (default: one per GPU, else one per CPU core).")
+    p.add_argument("--max_slurm_jobs", type=int, default=400, help="slurm: array tasks running at once.")
+    p.add_argument("--slurm_partition", default=None, help="slurm: partition (default: the cluster's).")
+    p.add_argument("--gpus", type=int, default=0, help="slurm: GPUs per job.")
+    p.add_argument("--cpus", type=int, default=1, help="slurm: CPUs per job.")
+    p.add_argument("--mem_gb", type=float, default=None, help="slurm: memory per job in GB.")
+    p.add_argument("--timeout_min", type=int, default=240, help="slurm: time limit per job in minutes.")
+    p.add_argument("--wait", action="store_true", help="slurm: block until the job array has finished.")
+    p.add_argument("-v", "--verbose", action="store_true", help="List every job with its state.")
+    return p
+
+
+def confirm(question: str) -> bool:
+    """Ask on stdin; anything but y/yes (including no stdin at all) is a no."""
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        print()
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _ignored(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
+    """Options given on the command line that the chosen launcher does not use."""
+    unused = [] if args.command_launcher == "slurm" else list(SLURM_OPTS)
+    unused += [] if args.command_launcher == "local_parallel" else ["n_workers"]
+    return [f"--{o}" for o in unused if getattr(args, o) != parser.get_default(o)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from launchers import LAUNCHERS
+    from lemon import sweep as sw
+    from lemon.errors import LemonError
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    sweep_log = logging.getLogger("lemon.sweep")  # job progress, printed plainly for the CLI's duration
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    saved = sweep_log.level, sweep_log.propagate
+    sweep_log.addHandler(handler)
+    sweep_log.setLevel(logging.INFO)
+    sweep_log.propagate = False
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        experiment = sw.load_experiments().get(args.experiment)()
+        launcher = LAUNCHERS.get(args.command_launcher)
+        jobs = sw.build_jobs(experiment, args.output_root)
+        for warning in sw.read_states(jobs):
+            print(f"warning: {warning}")
+        for job in jobs if args.verbose else []:
+            print(job)
+        print(sw.format_counts(jobs))
+        return _command(args, parser, experiment.name, jobs, launcher)
+    except LemonError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        sweep_log.removeHandler(handler)
+        sweep_log.setLevel(saved[0])
+        sweep_log.propagate = saved[1]
+
+
+def _command(args, parser, name, jobs, launcher) -> int:
+    from lemon import sweep as sw
+
+    State = sw.State
+    if args.command == "status":
+        for job in [j for j in jobs if j.state == State.INCOMPLETE][:20]:
+            print(f"  incomplete: {job.run_dir}  (log: {job.log_path})")
+        return 0
+    if args.command in ("delete_incomplete", "delete_all"):
+        doomed = [j for j in jobs if j.state == State.INCOMPLETE or
+                  (args.command == "delete_all" and j.state in (State.DONE, State.RUNNING))]
+        print(f"About to delete {len(doomed)} run folder(s) of {name}.")
+        if not doomed:
+            return 0
+        if not args.skip_confirmation and not confirm("Delete them?"):
+            print("Aborted; nothing deleted (pass --skip_confirmation to skip this question).")
+            return 1
+        cancelled = sw.cancel_running(doomed)
+        print(f"Cancelled {len(cancelled)} running job(s); deleted {sw.delete(doomed)} run folder(s).")
+        return 0
+
+    todo = sw.to_launch(jobs, args.restart_running)
+    waiting = [j for j in todo if sw.blocked(j)]
+    for job in waiting:
+        print(f"  waiting: {job.run_dir} needs {', '.join(map(str, sw.blocked(job)))} to be done first")
+    todo = [j for j in todo if j not in waiting]
+    running = sum(j.state == State.RUNNING for j in jobs) if not args.restart_running else 0
+    print(f"About to launch {len(todo)} job(s) with '{args.command_launcher}'"
+          + (f"; {running} running job(s) left alone (--restart_running relaunches them)." if running else "."))
+    for opt in _ignored(args, parser):
+        print(f"note: {opt} is not used by the '{args.command_launcher}' launcher; ignored.")
+    if not todo:
+        return 0
+    if args.command_launcher == "dummy":
+        launcher(todo)
+        return 0
+    if not args.skip_confirmation and not confirm(f"Launch {len(todo)} job(s)?"):
+        print("Aborted; nothing launched (pass --skip_confirmation to skip this question).")
+        return 1
+    sw.cancel_running([j for j in todo if j.state == State.RUNNING])
+    sw.clear_dirs(todo)
+    launcher(todo, **vars(args))
+    sw.read_states(todo)
+    failed = [j for j in todo if j.state == State.INCOMPLETE]
+    print(f"Launched {len(todo)} job(s): " + sw.format_counts(todo).split(": ", 1)[1])
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

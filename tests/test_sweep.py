@@ -1,0 +1,273 @@
+"""Sweep logic: grids, run-folder hashes, job states read from disk, and the sweep.py commands.
+
+Expected grid sizes are counted by hand from the original LEMoN experiments.py.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sweep_helpers import experiment_source, write_module
+
+import sweep
+from lemon.embed.train import TrainConfig
+from lemon.config import ABLATIONS, DIST_TYPES, RunConfig, config_from_args
+from lemon.errors import LemonError, UnknownNameError
+from lemon.io import mark_done
+from lemon.sweep import (
+    EXPERIMENTS,
+    Experiment,
+    RunRef,
+    State,
+    build_jobs,
+    expand,
+    format_counts,
+    load_experiments,
+    read_states,
+    to_launch,
+)
+from lemon.sweep.jobs import local_job_id, to_flags, write_job_id
+
+# (number of sub-grid combinations) x (common part), from the original grids
+EXPECTED_SIZES = {
+    "lemon_all": (6 + 2 + 2 + 12 + 4) * (2 * 2 * 8 * 3),
+    "lemon_caption_real": 5 * 2,
+    "discrepancy_baseline": 8 * 4 * 8 * 3,
+    "vary_val_set": 4 * (2 * 2 * 8 * 6 * 3),
+    "lemon_caption_vary_noise": 3 * (2 * 9 * 8 * 3) + 3 * (2 * 9 * 1 * 3),
+    "lemon_caption_ablations": 2 * 2 * 7 * 8 * 3,
+    "lemon_cifar_ablations": 2 * 7 * 8 * 3 * 2,
+    "lemon_caption_mimic_clip_scratch": 4 * 2 * 2 * 8 * 3,
+    "cc3m_clip_scratch": 1,
+    "lemon_cc3m_filter_using_scratch": 2,
+    "cc3m_clip_scratch_filtered_from_scratch": 2,
+    # caption data x (clip_sim + 4 discrepancy scorers x 7 k) + classification data x (the same + clip_logits
+    # x 4 temperatures + 4 k-free + 5 kNN scorers x 7 k), x 3 seeds
+    "baselines_all": (10 * (1 + 4 * 7) + 8 * (1 + 4 * 7 + 4 + 4 + 5 * 7)) * 3,
+    "smoke": 96,
+    "smoke_demo": 96,
+}
+RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
+TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)} - {"output_dir", "data_options"}
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return load_experiments()
+
+
+def test_expand_subgrids_common_scalars_and_duplicates():
+    runs = expand([dict(dataset=["a", "b"], noise=["x", "y"]), dict(dataset="c", k=7)],
+                  common=dict(k=[1, 2], seed=0))
+    assert len(runs) == 2 * 2 * 2 + 1  # the second sub-grid overrides k with one value
+    assert dict(dataset="c", k=7, seed=0) in runs
+    assert all(r["seed"] == 0 for r in runs)
+    assert expand([dict(a=[1, 1, 2])]) == [dict(a=1), dict(a=2)]  # a run listed twice is kept once
+    assert expand(dict(a="xy")) == [dict(a="xy")]  # strings are values, not lists of characters
+    with pytest.raises(LemonError, match="Grid key 'k' has an empty list"):
+        expand(dict(k=[]))
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_SIZES))
+def test_paper_grids_have_the_original_sizes(registry, name):
+    assert len(registry.get(name)().grid()) == EXPECTED_SIZES[name]
+
+
+def test_every_experiment_is_tested_and_run_lemon_grids_use_real_flags(registry):
+    paper = [n for n in registry.names() if not n.startswith("test_")]
+    assert sorted(paper) == sorted(EXPECTED_SIZES)
+    for name in paper:
+        exp = registry.get(name)()
+        for args in exp.grid():
+            for key, value in args.items():
+                assert not (isinstance(value, str) and value.startswith(("/", "~"))), (name, key, value)
+            if exp.script == "train_clip_from_scratch":
+                assert set(args) <= TRAIN_FIELDS, (name, set(args) - TRAIN_FIELDS)
+            if exp.script == "run_lemon":
+                assert set(args) <= RUN_FIELDS, (name, set(args) - RUN_FIELDS)
+                assert args.get("dist_type", "cosine") in DIST_TYPES
+                assert args.get("ablation", "none") in ABLATIONS
+
+
+def test_grid_names_are_registered_datasets_noises_models_and_scorers(registry):
+    from lemon.data import DATASETS
+    from lemon.embed import EMBEDDERS
+    from lemon.noise import NOISES
+    from lemon.scorers import SCORERS
+
+    kinds = {"dataset": DATASETS, "noise_type": NOISES, "clip_model": EMBEDDERS, "scorer": SCORERS}
+    for name in EXPECTED_SIZES:
+        for args in registry.get(name)().grid():
+            for key, reg in kinds.items():
+                if key in args and not isinstance(args[key], RunRef):
+                    assert args[key] in reg, (name, key, args[key])
+
+
+def test_old_experiment_names_are_aliases(registry):
+    assert registry.get("multimodal_knn_cifar_ablations") is registry.get("lemon_cifar_ablations")
+    with pytest.raises(UnknownNameError, match="Unknown experiment 'lemon_al'.*Did you mean 'lemon_all'"):
+        registry.get("lemon_al")
+
+
+def test_cc3m_chain_refers_to_earlier_runs_by_name(registry, tmp_path):
+    """train -> score with that model -> retrain on each filter: folders found by experiment name, any root."""
+    for root in (tmp_path / "a", tmp_path / "b"):
+        scratch, = build_jobs(registry.get("cc3m_clip_scratch")(), root)
+        scored = build_jobs(registry.get("lemon_cc3m_filter_using_scratch")(), root)
+        assert all(Path(j.args["clip_model"]) == scratch.run_dir and j.requires == (scratch.run_dir,)
+                   for j in scored)
+        refs = build_jobs(registry.get("cc3m_clip_scratch_filtered_from_scratch")(), root)
+        assert {Path(j.args["filter_scores"]) for j in refs} == {j.run_dir for j in scored}
+        assert all(j.requires == (Path(j.args["filter_scores"]),) for j in refs)
+        assert all(j.script == "train_clip_from_scratch" for j in refs + [scratch])
+    hashes = lambda root: sorted(j.hash for j in build_jobs(
+        registry.get("cc3m_clip_scratch_filtered_from_scratch")(), root))
+    assert hashes(tmp_path / "a") == hashes(tmp_path / "b")  # moving the root orphans nothing
+
+
+def test_run_ref_must_match_exactly_one_run(registry, tmp_path):
+    class Ambiguous(Experiment):
+        name = "ambiguous_ref"
+
+        def grid(self):
+            return [dict(dataset="x", filt=RunRef("lemon_cc3m_filter_using_scratch"))]
+
+    with pytest.raises(LemonError, match="matches 2 runs of experiment 'lemon_cc3m_filter_using_scratch'"):
+        build_jobs(Ambiguous(), tmp_path, registry)
+
+
+def test_job_argv_round_trips_through_run_lemon_parser(registry, tmp_path):
+    for job in build_jobs(registry.get("lemon_all")(), tmp_path)[::97]:
+        cfg = config_from_args(job.argv())
+        for key, value in job.args.items():
+            assert getattr(cfg, key) == value, key
+        assert cfg.output_dir == str(tmp_path / "lemon_all" / job.hash)
+
+
+def test_to_flags_bools_none_and_lists():
+    assert to_flags({"knn_k": 5, "b": False, "a": True, "c": None, "p": ""}) == ["--a", "--knn_k", "5", "--p", ""]
+    with pytest.raises(LemonError, match="Flag 'knn_k' has the value \\[1, 2\\]"):
+        to_flags({"knn_k": [1, 2]})
+
+
+def test_experiment_contract_fails_at_definition():
+    with pytest.raises(TypeError, match="must set a class attribute name"):
+        type("NoName", (Experiment,), {"grid": lambda self: []})
+    with pytest.raises(TypeError, match="must define grid"):
+        type("NoGrid", (Experiment,), {"name": "x"})
+
+
+class Tiny(Experiment):
+    name = "tiny"
+
+    def grid(self):
+        return expand(dict(dataset="synthetic", knn_k=[1, 2, 3, 4, 5]))
+
+
+def test_states_from_disk(tmp_path):
+    jobs = build_jobs(Tiny(), tmp_path)
+    read_states(jobs)
+    assert {j.state for j in jobs} == {State.NOT_LAUNCHED}
+    a, b, c, d, e = jobs
+    for job in (b, c, d, e):
+        job.run_dir.mkdir(parents=True)
+    mark_done(b.run_dir, 1.0)
+    write_job_id(c.run_dir, local_job_id(os.getpid()))  # this very process: alive
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    write_job_id(d.run_dir, local_job_id(dead.pid))
+    write_job_id(e.run_dir, "4242_7")
+    assert read_states(jobs, slurm_active={"4242_7"}) == []
+    assert [j.state for j in jobs] == [State.NOT_LAUNCHED, State.DONE, State.RUNNING, State.INCOMPLETE,
+                                       State.RUNNING]
+    assert format_counts(jobs) == "5 jobs: 1 done, 2 running, 1 incomplete, 1 not launched."
+    assert to_launch(jobs) == [a, d]
+    assert to_launch(jobs, restart_running=True) == [a, c, d, e]
+    read_states(jobs, slurm_active=set())  # the Slurm job ended without 'done': crashed
+    assert e.state == State.INCOMPLETE
+
+
+def test_a_stale_local_job_id_is_not_running(tmp_path):
+    job = build_jobs(Tiny(), tmp_path)[0]
+    job.run_dir.mkdir(parents=True)
+    host_id = local_job_id(os.getpid())
+    write_job_id(job.run_dir, host_id.rsplit(":", 1)[0] + ":1")  # same pid, another start time: recycled
+    read_states([job])
+    assert job.state == State.INCOMPLETE
+    write_job_id(job.run_dir, "local:some-other-host:1:1")
+    read_states([job])
+    assert job.state == State.INCOMPLETE
+
+
+def test_slurm_unreachable_is_a_warning_not_a_crash(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no squeue here
+    job = build_jobs(Tiny(), tmp_path)[0]
+    job.run_dir.mkdir(parents=True)
+    write_job_id(job.run_dir, "77")
+    warnings = read_states([job])
+    assert job.state == State.INCOMPLETE
+    assert len(warnings) == 1 and "'squeue' is not installed" in warnings[0]
+    assert "scripts/local_slurm.sh start" in warnings[0]
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+@pytest.fixture
+def cli(tmp_path, monkeypatch, capsys):
+    """Run ``sweep.main`` on a 4-run test experiment with no stdin; returns (exit code, stdout)."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    write_module(tmp_path, "exp_cli_sweep", experiment_source(
+        "test_cli_sweep", expand(dict(dataset="synthetic", n_synthetic=400, knn_k=[3, 5, 7, 9]))))
+    __import__("exp_cli_sweep")
+    root = tmp_path / "out"
+
+    def call(*args: str) -> tuple[int, str]:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+        code = sweep.main([args[0], "--experiment", "test_cli_sweep", "--output_root", str(root), *args[1:]])
+        captured = capsys.readouterr()
+        return code, captured.out + captured.err
+
+    call.jobs = lambda: build_jobs(EXPERIMENTS.get("test_cli_sweep")(), root)
+    return call
+
+
+def test_cli_status_and_dummy_launch_touch_nothing(cli):
+    code, out = cli("status")
+    assert code == 0 and "4 jobs: 0 done, 0 running, 0 incomplete, 4 not launched." in out
+    code, out = cli("launch", "--command_launcher", "dummy")
+    assert code == 0 and out.count("python -m run_lemon --dataset synthetic --knn_k") == 4
+    assert not any(j.run_dir.exists() for j in cli.jobs())
+
+
+def test_cli_destructive_commands_need_a_yes(cli):
+    jobs = cli.jobs()
+    for job in jobs[:2]:
+        job.run_dir.mkdir(parents=True)
+    mark_done(jobs[0].run_dir, 1.0)
+    code, out = cli("launch")  # no stdin: treated as "no"
+    assert code == 1 and "About to launch 3 job(s)" in out and "Aborted; nothing launched" in out
+    assert not jobs[2].run_dir.exists() and jobs[1].run_dir.exists()
+    code, out = cli("delete_incomplete")
+    assert code == 1 and jobs[1].run_dir.exists()
+    code, out = cli("delete_incomplete", "--skip_confirmation")
+    assert code == 0 and not jobs[1].run_dir.exists() and jobs[0].run_dir.exists()
+    code, out = cli("delete_all", "--skip_confirmation")
+    assert code == 0 and "deleted 1 run folder(s)" in out and not jobs[0].run_dir.exists()
+
+
+def test_cli_notes_ignored_options_and_accepts_output_dir_spelling(cli, tmp_path, capsys):
+    code, out = cli("launch", "--command_launcher", "dummy", "--mem_gb", "8")
+    assert "note: --mem_gb is not used by the 'dummy' launcher; ignored." in out
+    code = sweep.main(["status", "--experiment", "test_cli_sweep", "--output_dir", str(tmp_path / "out")])
+    assert code == 0 and "4 jobs:" in capsys.readouterr().out
+
+
+def test_cli_unknown_names_list_the_choices(cli, capsys):
+    assert sweep.main(["status", "--experiment", "smok", "--output_root", "x"]) == 2
+    assert "Unknown experiment 'smok'. Available: " in capsys.readouterr().err
+    code, out = cli("launch", "--command_launcher", "locale")
+    assert code == 2 and "Unknown launcher 'locale'" in out and "Did you mean 'local'?" in out
