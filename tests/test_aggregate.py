@@ -1,0 +1,236 @@
+"""Paper tables from a committed fixture sweep (golden) and from hand-computed expectations.
+
+The fixture sweep ``tests/fixtures/agg_sweep/`` (args.json without the host block, hparams.json,
+metrics.json, done of 20 synthetic runs) and the golden table ``tests/fixtures/agg_main_table.csv`` are
+regenerated with:
+
+    python -m tests.test_aggregate --regen      # from the repository root
+
+(re-runs the 20 runs with run_lemon, ~2 min, then writes the golden table with ``lemon.aggregate``; review
+the diff before committing).
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import statistics
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lemon import aggregate
+from lemon.config import run_hash
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SWEEP = FIXTURES / "agg_sweep"
+GOLDEN = FIXTURES / "agg_main_table.csv"
+
+
+def sweep_jobs(kind: str = "golden") -> list[tuple[str, dict]]:
+    """(experiment, run_lemon args) of a small synthetic sweep.
+
+    golden: k in {5, 10} x distance x 2 seeds (LEMoN_OPT), LEMoN_FIX, three ablations, two extra noise
+    levels (20 runs). notebook: a faster subset (10 runs) still filling every table.
+    """
+    n = 400 if kind == "golden" else 160
+    base = {"dataset": "synthetic", "n_synthetic": n, "skip_train": True}
+    jobs = []
+    for s in (0, 1):
+        common = {**base, "seed": s, "data_seed": s}
+        ks = (5, 10) if kind == "golden" else (5,)
+        for k, dist in itertools.product(ks, ("cosine", "euclidean")):
+            jobs.append(("lemon_all", {**common, "knn_k": k, "dist_type": dist}))
+        jobs.append(("lemon_all", {**common, "lemon_fix": True}))
+        if kind == "golden":
+            for ablation in ("tau_1", "beta", "multimodal_baseline"):
+                jobs.append(("lemon_cifar_ablations", {**common, "knn_k": 5, "ablation": ablation}))
+            for level in (0.1, 0.3):
+                jobs.append(("lemon_caption_vary_noise", {**common, "knn_k": 5, "noise_level": level}))
+        else:
+            jobs.append(("lemon_cifar_ablations", {**common, "knn_k": 5, "ablation": "multimodal_baseline"}))
+            jobs.append(("lemon_caption_vary_noise", {**common, "lemon_fix": True, "noise_level": 0.2}))
+    return jobs
+
+
+def build_sweep(root: Path, kind: str = "golden") -> Path:
+    """Run the sweep's jobs in-process into ``root/<experiment>/<hash>/`` (the sweep.py layout)."""
+    import run_lemon
+
+    for experiment, args in sweep_jobs(kind):
+        argv = ["--output_dir", str(root / experiment / run_hash(args))]
+        for key, value in args.items():
+            argv += [f"--{key}"] if value is True else [f"--{key}", str(value)]
+        if run_lemon.main(argv) != 0:
+            raise RuntimeError(f"run_lemon failed: {argv}")
+    return root
+
+
+def regenerate() -> None:
+    """Rebuild the fixture sweep (JSON files only) and the golden main table."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        build_sweep(Path(tmp) / "sweep")
+        shutil.rmtree(SWEEP, ignore_errors=True)
+        for done in sorted((Path(tmp) / "sweep").rglob("done")):
+            rel = done.parent.relative_to(Path(tmp) / "sweep")
+            target = SWEEP / rel
+            target.mkdir(parents=True)
+            args = json.loads((done.parent / "args.json").read_text())
+            args.pop("environment", None)
+            args["output_dir"] = str(rel)
+            (target / "args.json").write_text(json.dumps(args, indent=1) + "\n")
+            for name in ("hparams.json", "metrics.json", "done"):
+                shutil.copy(done.parent / name, target / name)
+    write_fixture_readme()
+    assert aggregate.main(["--output_root", str(SWEEP), "--tables_dir", str(FIXTURES / "agg_tables")]) == 0
+    shutil.move(FIXTURES / "agg_tables" / "main.csv", GOLDEN)
+    shutil.rmtree(FIXTURES / "agg_tables")
+
+
+def write_fixture_readme() -> None:
+    (SWEEP / "README.md").write_text(
+        "# Fixture sweep of tests/test_aggregate.py and tests/test_results.py\n\n"
+        "20 synthetic runs (args.json without its host block, hparams.json, metrics.json, done) laid out as\n"
+        "`<experiment>/<hash>/`; `../agg_main_table.csv` is the golden main table built from them.\n"
+        "Regenerate both (from the repository root, ~1-2 min): `python -m tests.test_aggregate --regen`\n")
+
+
+@pytest.fixture(scope="module")
+def records() -> pd.DataFrame:
+    df, report = aggregate.load_records(SWEEP)
+    assert report.complete and report.loaded == 20
+    return df
+
+
+def test_golden_main_table(tmp_path, capsys):
+    assert aggregate.main(["--output_root", str(SWEEP), "--tables_dir", str(tmp_path)]) == 0
+    assert (tmp_path / "main.csv").read_text() == GOLDEN.read_text()
+    out = capsys.readouterr().out
+    assert "20 run folders under" in out and "20 loaded" in out
+    for name in ("main", "hparam_drop", "noise_curves", "ablations"):
+        assert (tmp_path / f"{name}.csv").is_file() and (tmp_path / f"{name}.tex").is_file()
+
+
+def _by_hand(metric_key: str, method_filter, noise_level: float = 0.4) -> tuple[float, float, tuple]:
+    """Select (k, dist) by mean val F1 over seeds and return mean/std (%) of ``metric_key`` — in plain
+    Python over the fixture JSON files, independent of pandas and lemon.aggregate."""
+    runs = []
+    for metrics_path in SWEEP.rglob("metrics.json"):
+        args = json.loads((metrics_path.parent / "args.json").read_text())
+        level = args["noise_level"] if args["noise_level"] is not None else 0.4
+        if method_filter(args) and level == noise_level:
+            runs.append((args["resolved"]["knn_k"], args["dist_type"], json.loads(metrics_path.read_text())))
+    configs = {(k, d) for k, d, _ in runs}
+    val = {c: statistics.mean(m["val/F1_optimal"] for k, d, m in runs if (k, d) == c) for c in configs}
+    best = max(sorted(configs), key=lambda c: val[c])  # ties: first in sorted order (smallest k)
+    values = [100 * m[metric_key] for k, d, m in runs if (k, d) == best]
+    return statistics.mean(values), statistics.stdev(values), best
+
+
+def test_selection_matches_hand_computation(records):
+    main = aggregate.main_table(records)
+    opt = lambda a: not a["lemon_fix"] and a["ablation"] == "none"  # noqa: E731
+    for metric in ("test/AUROC", "test/AUPRC", "test/F1_optimal"):
+        mean, std, (k, dist) = _by_hand(metric, opt)
+        row = main[(main["method"] == "lemon_opt") & (main["noise_level"] == 0.4)].iloc[0]
+        assert (row["k"], row["dist"], row["seeds"]) == (k, dist, 2)
+        short = metric.split("/")[1]
+        assert row[f"{short} mean"] == pytest.approx(mean, abs=1e-9)
+        assert row[f"{short} std"] == pytest.approx(std, abs=1e-9)
+
+
+def test_methods_and_tables(records):
+    tables = aggregate.build_tables(records)
+    main = tables["main"]
+    assert sorted(main["method"]) == ["clip_sim", "lemon_fix", "lemon_opt", "lemon_opt", "lemon_opt"]
+    assert main.loc[main["method"] == "lemon_fix", "k"].tolist() == [30]
+    drop = tables["hparam_drop"]
+    assert len(drop) == 1
+    opt = main[(main["method"] == "lemon_opt") & (main["noise_level"] == 0.4)].iloc[0]
+    fix = main[main["method"] == "lemon_fix"].iloc[0]
+    assert drop["AUROC drop"].iloc[0] == pytest.approx(opt["AUROC mean"] - fix["AUROC mean"])
+    curves = tables["noise_curves"]
+    assert curves["noise_level"].tolist() == [0.1, 0.3, 0.4] and set(curves["method"]) == {"lemon_opt"}
+    ablations = tables["ablations"]
+    assert ablations["ablation"].tolist() == ["none", "tau_1", "beta", "multimodal_baseline"]
+    tau_mean, _, _ = _by_hand("test/AUROC", lambda a: a["ablation"] == "tau_1")
+    assert ablations.loc[1, "AUROC mean"] == pytest.approx(tau_mean)
+
+
+def test_text_and_latex_output(records):
+    main = aggregate.main_table(records)
+    text = aggregate.format_table(main)
+    row = main[main["method"] == "lemon_fix"].iloc[0]
+    assert f"{row['AUROC mean']:.1f} ± {row['AUROC std']:.1f}" in text
+    latex = aggregate.to_latex(main, "caption 100%")
+    assert latex.startswith("% caption 100%\n") and r"\toprule" in latex and r"\bottomrule" in latex
+    assert r"lemon\_opt" in latex and r"$\pm$" in latex and "±" not in latex
+    assert latex.count(r" \\") == len(main) + 1  # header + one line per row
+
+
+def test_uneven_seeds_and_incomplete_runs_are_reported(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    shutil.copytree(SWEEP, sweep)
+    victim = next(p.parent for p in sweep.rglob("args.json")
+                  if json.loads(p.read_text()).get("knn_k") == 10 and json.loads(p.read_text())["seed"] == 1
+                  and json.loads(p.read_text())["dist_type"] == "euclidean")
+    (victim / "done").unlink()
+    assert aggregate.main(["--output_root", str(sweep)]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 20 runs incomplete" in out and "[built from 19 of 20 run folders]" in out
+    assert "uneven seed counts" in out and "10/euclidean: 1" in out
+    assert out.rstrip().splitlines()[-1].startswith("WARNING: 20 run folders")
+    assert (sweep / "tables" / "main.tex").read_text().startswith("% Test metrics")
+
+
+def test_duplicate_runs_counted_once(tmp_path, records):
+    sweep = tmp_path / "sweep"
+    shutil.copytree(SWEEP, sweep)
+    fix = next(p.parent for p in sweep.rglob("args.json") if json.loads(p.read_text())["lemon_fix"])
+    shutil.copytree(fix, sweep / "another_experiment" / fix.name)
+    df, _ = aggregate.load_records(sweep)
+    main = aggregate.main_table(df)
+    assert main.loc[main["method"] == "lemon_fix", "seeds"].tolist() == [2]
+    assert any("repeat a configuration" in n for n in main.attrs["notes"])
+    pd.testing.assert_frame_equal(main, aggregate.main_table(records))
+
+
+def test_cli_bad_inputs(tmp_path, capsys):
+    assert aggregate.main(["--output_root", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert aggregate.main(["--output_root", str(tmp_path)]) == 1
+    assert "No run folders under" in capsys.readouterr().out
+    assert aggregate.main(["--output_root", str(SWEEP), "--experiment", "lemon_al"]) == 2
+    assert "lemon_al" in capsys.readouterr().err
+    assert aggregate.main(["--output_root", str(SWEEP), "--metrics", "test/AUROCC",
+                           "--tables_dir", str(tmp_path / "t")]) == 2
+    assert "test/AUROCC" in capsys.readouterr().err
+
+
+def test_experiment_filter(tmp_path, capsys):
+    assert aggregate.main(["--output_root", str(SWEEP), "--experiment", "lemon_all",
+                           "--tables_dir", str(tmp_path)]) == 0
+    main = pd.read_csv(tmp_path / "main.csv")
+    assert sorted(main["method"]) == ["lemon_fix", "lemon_opt"]
+    assert not (tmp_path / "ablations.csv").exists()
+
+
+def test_sweep_root_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("LEMON_SWEEP_ROOT", str(tmp_path))
+    assert aggregate.sweep_root() == tmp_path
+    monkeypatch.delenv("LEMON_SWEEP_ROOT")
+    assert aggregate.sweep_root() == Path(aggregate.DEFAULT_SWEEP_ROOT)
+    df, report = aggregate.load_sweep(tmp_path / "missing")
+    assert df.empty and not report.exists and "does not exist" in report.summary()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--regen"]:
+        regenerate()
+        print(f"wrote {SWEEP} and {GOLDEN}")
+    else:
+        print(__doc__)
