@@ -52,8 +52,12 @@ def resolve_device(device: str) -> str:
 
 def load_features(cfg: RunConfig) -> Features:
     """Dataset -> (noise) -> embeddings, then the seeded reference cap and val subset of SPEC §1."""
+    from lemon.noise import NOISES
+
     dataset = DATASETS.get(cfg.dataset)()
-    if cfg.noise_type is not None and cfg.noise_type not in dataset.noise_types:
+    # aliases (e.g. 'pairflip') name the same noise as their canonical name; unknown names fail here
+    noise_name = None if cfg.noise_type is None else NOISES.canonical(cfg.noise_type)
+    if noise_name is not None and noise_name not in dataset.noise_types:
         supported = ", ".join(dataset.noise_types) or "none (the data carries its own observed labels)"
         raise LemonError(f"Noise type '{cfg.noise_type}' is not supported for dataset '{cfg.dataset}'; "
                          f"supported: {supported}.")
@@ -69,7 +73,7 @@ def load_features(cfg: RunConfig) -> Features:
 
         splits = load_splits(dataset, cfg)
         if not cfg.real_dataset:
-            noise_type = cfg.noise_type or dataset.noise_types[0]
+            noise_type = noise_name or dataset.noise_types[0]
             splits = apply_noise(splits, noise_type, cfg.resolved_noise_level, cfg.data_seed)
         features = embed_dataset(splits, cfg)
     if cfg.real_dataset:

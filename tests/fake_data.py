@@ -44,9 +44,17 @@ def jpeg_bytes(rng: np.random.Generator, size: int = 8, fmt: str = "JPEG") -> by
     return buf.getvalue()
 
 
-def write_image(path: Path, rng: np.random.Generator, corrupt: bool = False) -> None:
+def truncated_jpeg_bytes(rng: np.random.Generator) -> bytes:
+    """The first half of a 64x64 JPEG: its header is intact (passes ``Image.open`` + ``verify``) but
+    decoding the pixels raises ``OSError: image file is truncated``."""
+    blob = jpeg_bytes(rng, size=64)
+    return blob[: len(blob) // 2]
+
+
+def write_image(path: Path, rng: np.random.Generator, corrupt: bool = False, truncated: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"this is not an image" if corrupt else jpeg_bytes(rng))
+    path.write_bytes(b"this is not an image" if corrupt else truncated_jpeg_bytes(rng) if truncated
+                     else jpeg_bytes(rng))
 
 
 def caption(i: int, rng: np.random.Generator) -> str:
@@ -160,14 +168,21 @@ def _karpathy_images(counts: dict[str, int], rng: np.random.Generator, coco: boo
     return images
 
 
-def fake_mscoco(root: Path, counts: dict[str, int] | None = None, corrupt: int = 0) -> Fake:
-    """Karpathy dataset_coco.json + train2014/val2014 JPEGs + instances_{train,val}2014.json."""
+def fake_mscoco(root: Path, counts: dict[str, int] | None = None, corrupt: int = 0,
+                truncated: int = 0) -> Fake:
+    """Karpathy dataset_coco.json + train2014/val2014 JPEGs + instances_{train,val}2014.json.
+
+    The first ``corrupt`` images are not images at all (the loader drops them); the next ``truncated`` are
+    JPEGs cut in half, whose header passes the loader's check and whose decode fails only when embedding
+    (their ids are in ``extra['truncated']``). Both come from the train split when counts are the default.
+    """
     counts = counts or KARPATHY_COUNTS
     rng = np.random.default_rng(2014)
     d = root / "mscoco"
     images = _karpathy_images(counts, rng, coco=True)
     for k, img in enumerate(images):
-        write_image(d / img["filepath"] / img["filename"], rng, corrupt=k < corrupt)
+        write_image(d / img["filepath"] / img["filename"], rng, corrupt=k < corrupt,
+                    truncated=corrupt <= k < corrupt + truncated)
     (d / "train2014").mkdir(parents=True, exist_ok=True)
     (d / "val2014").mkdir(parents=True, exist_ok=True)
     (d / "dataset_coco.json").write_text(json.dumps({"images": images, "dataset": "coco"}))
@@ -188,7 +203,8 @@ def fake_mscoco(root: Path, counts: dict[str, int] | None = None, corrupt: int =
     sizes = {"train": counts["train"] + counts.get("restval", 0), "val": counts["val"], "test": counts["test"]}
     if corrupt:
         sizes["train"] -= corrupt  # the first images are train images
-    return Fake(sizes, seeded=False, skipped=corrupt)
+    cut = [f"mscoco/{img['filepath']}/{img['filename']}" for img in images[corrupt:corrupt + truncated]]
+    return Fake(sizes, seeded=False, skipped=corrupt, extra={"truncated": cut})
 
 
 def fake_flickr30k(root: Path) -> Fake:

@@ -79,6 +79,22 @@ def test_loads_the_real_format(name, fake):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_check_cli_accepts_the_fake_copy(name, fake, capsys):
+    root, spec = fake(name)
+    from lemon.data.__main__ import BYO_FLAGS
+
+    assert set(spec.options) <= set(BYO_FLAGS), f"options the check CLI cannot take: {spec.options}"
+    flags = [x for k, v in spec.options.items() for x in (f"--{k}", str(v))]
+    assert data_cli(["check", name, "--data_dir", str(root), *flags]) == 0
+    out = capsys.readouterr().out.strip()
+    sizes = " ".join(f"{s}={n}" for s, n in spec.sizes.items())
+    assert re.fullmatch(rf"OK {name} \((classification|captioning)(, no ground truth)?\): {sizes}"
+                        rf"( \(skipped unreadable images: {spec.skipped}\))?", out), out
+    assert ("no ground truth" in out) == (not spec.has_ground_truth)
+    assert ("skipped unreadable images" in out) == bool(spec.skipped)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_splits_are_deterministic_per_seed(name, fake):
     root, spec = fake(name)
     a, b, *others = (load(name, root, spec.options, seed) for seed in (0, 0, 1, 2))
@@ -147,6 +163,38 @@ def _byo_options(name: str) -> set:
     return {"data_path"} if issubclass(DATASETS.get(name), ConfigurableDataset) else set()
 
 
+GARBAGE = b"\x00\xffnot a dataset file\x80\x81" * 8
+
+
+@pytest.mark.parametrize("name, relpath, content", [
+    ("cifar10", "cifar10/cifar-10-batches-py/data_batch_2", GARBAGE),
+    ("cifar10", "cifar10/cifar-10-batches-py/batches.meta", GARBAGE),
+    ("cifar10", "cifar10/CIFAR-10_human.pt", GARBAGE),
+    ("cifar100", "cifar-n/CIFAR-100_human.pt", GARBAGE),
+    ("cifar100", "cifar100/cifar-100-python/train", b"\x80\x02]q\x00(K\x01K\x02e."),  # a pickled list
+    ("mscoco", "mscoco/dataset_coco.json", GARBAGE),
+    ("mscoco", "mscoco/annotations/instances_val2014.json", GARBAGE),
+    ("flickr30k", "flickr30k/dataset_flickr30k.json", b'{"images": 3}'),  # valid JSON, wrong structure
+    ("mmimdb", "mmimdb/split.json", GARBAGE),
+    ("mmimdb", "mmimdb/split.json", b"[1, 2]"),
+    ("mimiccxr_caption", "mimiccxr_caption/mimic-cxr-2.0.0-split.csv.gz", GARBAGE),
+    ("mimiccxr_caption", "mimiccxr_caption/mimic-cxr-2.0.0-chexpert.csv.gz", GARBAGE),
+    ("mini_imagenet", "mini_imagenet/mini-imagenet-annotations.json", GARBAGE),
+], ids=lambda v: "garbage" if v is GARBAGE else None)
+def test_unreadable_metadata_is_a_one_line_error_naming_the_file(name, relpath, content, tmp_path, capsys):
+    write_fake(name, tmp_path)
+    path = tmp_path / relpath
+    assert path.is_file(), f"the fake copy of {name} has no {relpath}"
+    path.write_bytes(content)
+    pattern = rf"^Dataset '{name}': cannot read .*{re.escape(str(path))} \(.+\)\..* See DataSources\.md#{name}\.$"
+    with pytest.raises(LemonError, match=pattern) as info:
+        load(name, tmp_path)
+    assert "\n" not in str(info.value) and not isinstance(info.value, DatasetNotFoundError)
+    assert data_cli(["check", name, "--data_dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err  # one line on stderr, no traceback
+
+
 # ----------------------------------------------------------------------------- CIFAR and CIFAR-N
 def test_cifar_split_is_80_10_10_of_the_official_train_set(fake):
     root, _ = fake("cifar10")
@@ -159,13 +207,14 @@ def test_cifar_pixels_and_labels_follow_the_pickles(fake):
 
     root, _ = fake("cifar10")
     batch = pickle.loads((root / "cifar10" / "cifar-10-batches-py" / "data_batch_1").read_bytes())
-    part = load("cifar10", root)["train"]
-    first = [k for k, i in enumerate(part.images.ids) if i.endswith("/00003")]
-    if first:
-        k = first[0]
-        expected = batch["data"][3].reshape(3, 32, 32).transpose(1, 2, 0)
-        assert np.array_equal(np.asarray(part.images[k]), expected)
-        assert part.clean[k] == batch["labels"][3]
+    splits = load("cifar10", root)
+    found = [(part, k) for part in splits.splits.values() for k, i in enumerate(part.images.ids)
+             if i == "cifar10/train/00003"]
+    assert len(found) == 1, f"image 3 of the train pickles must be in exactly one split, found {len(found)}"
+    part, k = found[0]
+    expected = batch["data"][3].reshape(3, 32, 32).transpose(1, 2, 0)
+    assert np.array_equal(np.asarray(part.images[k]), expected)
+    assert part.clean[k] == batch["labels"][3]
 
 
 def test_cifar_n_with_other_clean_labels_is_refused(tmp_path):
@@ -195,6 +244,50 @@ def test_real_cifar_n_files_have_the_published_noise_rates(file, key, rate):
     clean, noisy = read_cifar_n(SHARED_CIFAR_N / file, key)
     assert clean.shape == noisy.shape == (50000,)
     assert round(float((clean != noisy).mean()), 4) == rate
+
+
+def _cifar_pickles_with_labels(root: Path, name: str, labels: np.ndarray) -> None:
+    """Official-format CIFAR pickles (blank pixels) whose train labels are ``labels``."""
+    import pickle
+
+    n_classes = int(labels.max()) + 1
+    pixels = np.zeros((len(labels), 3072), dtype=np.uint8)
+    if name == "cifar10":
+        d = root / "cifar10" / "cifar-10-batches-py"
+        d.mkdir(parents=True)
+        for b, part in enumerate(np.array_split(np.arange(len(labels)), 5), start=1):
+            (d / f"data_batch_{b}").write_bytes(pickle.dumps(
+                {"labels": labels[part].tolist(), "data": pixels[part]}, protocol=2))
+        (d / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{c}" for c in range(n_classes)]}))
+    else:
+        d = root / "cifar100" / "cifar-100-python"
+        d.mkdir(parents=True)
+        (d / "train").write_bytes(pickle.dumps({"fine_labels": labels.tolist(), "data": pixels}, protocol=2))
+        (d / "meta").write_bytes(pickle.dumps({"fine_label_names": [f"c{c}" for c in range(n_classes)]}))
+
+
+@pytest.mark.skipif(not SHARED_CIFAR_N.is_dir(), reason=f"real CIFAR-N files not present in {SHARED_CIFAR_N}")
+@pytest.mark.parametrize("name, file, key, published", [("cifar10", "CIFAR-10_human.pt", "worse_label", 0.4021),
+                                                        ("cifar100", "CIFAR-100_human.pt", "noisy_label", 0.4020)])
+def test_real_noise_from_the_real_cifar_n_files_flows_through_the_loader(name, file, key, published, tmp_path):
+    raw = torch.load(SHARED_CIFAR_N / file, weights_only=False)  # read here, independently of the loader
+    clean, human = np.asarray(raw["clean_label"], dtype=np.int64), np.asarray(raw[key], dtype=np.int64)
+    expected_rate = float((clean != human).mean())
+    assert round(expected_rate, 4) == published  # the file is the published one
+    _cifar_pickles_with_labels(tmp_path, name, clean)
+    (tmp_path / "cifar-n").symlink_to(SHARED_CIFAR_N, target_is_directory=True)  # the shared-folder lookup
+    splits = load(name, tmp_path, seed=1)
+    noisy = apply_noise(splits, "real", 0.0, data_seed=1)
+    seen = 0
+    for part in noisy.splits.values():
+        assert part.meta["real_source"] == str(tmp_path / "cifar-n" / file) and part.meta["noise"] == "real"
+        rows = np.asarray([int(i.rsplit("/", 1)[1]) for i in part.images.ids])
+        assert np.array_equal(part.clean, clean[rows]) and np.array_equal(part.observed, human[rows])
+        seen += len(rows)
+    assert seen == len(clean) == 50000
+    mislabelled = sum(int(p.is_mislabel.sum()) for p in noisy.splits.values())
+    assert mislabelled == int((clean != human).sum())
+    assert mislabelled / seen == pytest.approx(expected_rate, abs=0)
 
 
 def test_cifar_download_places_files_where_the_loader_looks(tmp_path, monkeypatch):
@@ -256,6 +349,16 @@ def test_corrupt_images_are_skipped_and_counted(tmp_path):
     assert len(splits["train"]) == spec.sizes["train"] == 6
     assert splits["train"].meta["skipped_images"] == 2 and splits["val"].meta["skipped_images"] == 0
     assert data_cli(["check", "mscoco", "--data_dir", str(tmp_path)]) == 0
+
+
+def test_truncated_jpeg_passes_the_header_check_and_fails_only_on_decode(tmp_path):
+    spec = fake_mscoco(tmp_path, truncated=2)
+    splits = load("mscoco", tmp_path)
+    assert len(splits["train"]) == spec.sizes["train"] == 8 and splits["train"].meta["skipped_images"] == 0
+    part = splits["train"]
+    bad = [list(part.images.ids).index(ref) for ref in spec.extra["truncated"]]
+    with pytest.raises(OSError, match="truncated"):
+        part.images[bad[0]]  # what used to crash the embedding stage's DataLoader workers
 
 
 # ----------------------------------------------------------------------------- MIMIC, MM-IMDb, Red, CC3M
@@ -440,6 +543,24 @@ def test_end_to_end_mscoco_cat_noise(tmp_path, tiny_clip):
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["test/n"] == 12 and metrics["test/AUROC"] is not None
     assert "dataset mscoco (captioning)" in (tmp_path / "run" / "log.txt").read_text()
+
+
+@pytest.mark.slow
+def test_end_to_end_run_skips_and_counts_undecodable_images(tmp_path, tiny_clip):
+    spec = fake_mscoco(tmp_path / "data", counts={"train": 30, "restval": 6, "val": 12, "test": 12}, corrupt=1,
+                       truncated=2)
+    scores = _run(tmp_path, tiny_clip, "--dataset", "mscoco", "--noise_type", "random", "--noise_level", "0.4",
+                  "--data_dir", str(tmp_path / "data"))
+    train = scores[scores["split"] == "train"]
+    assert len(train) == spec.sizes["train"] - 2 == 33  # 36 - 1 dropped at load - 2 dropped when decoded
+    assert not set(spec.extra["truncated"]) & set(scores["image"]) and scores["score"].notna().all()
+    loaded = load("mscoco", tmp_path / "data")["train"]  # idx still indexes the split as loaded
+    assert [loaded.images.ids[i] for i in train["idx"]] == list(train["image"])
+    args = json.loads((tmp_path / "run" / "args.json").read_text())
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert args["data"]["skipped_images"] == {"train": 3, "val": 0, "test": 0}
+    assert (metrics["train/skipped_images"], metrics["train/n"]) == (3, 33)
+    assert "skipping 2 image(s) that cannot be decoded" in (tmp_path / "run" / "log.txt").read_text()
 
 
 @pytest.mark.slow

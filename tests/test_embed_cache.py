@@ -12,6 +12,7 @@ from lemon.embed import embed_dataset
 from lemon.embed.base import Embedder
 from lemon.embed.cache import EmbeddingCache, content_key
 from lemon.embed.testing import tiny_clip_checkpoint
+from lemon.errors import LemonError
 
 
 class CountingCalls:
@@ -160,3 +161,87 @@ def test_no_ground_truth_keeps_labels_out(ckpt, tmp_path):
     splits = dataclasses.replace(_splits(noisy_shift=2), has_ground_truth=False)
     feats = embed_dataset(splits, _cfg(ckpt, tmp_path))
     assert feats.splits["val"].is_mislabel is None and feats.splits["val"].clean is None
+
+
+def _file_splits(root, n: int = 10, bad: tuple[int, ...] = (1, 6)) -> DatasetSplits:
+    """Captioning splits of JPEG files; train images ``bad`` are truncated JPEGs (header fine, decode fails)."""
+    from fake_data import jpeg_bytes, truncated_jpeg_bytes
+
+    from lemon.data.base import FileImages
+
+    rng = np.random.default_rng(0)
+    parts = {}
+    for s in ("train", "val", "test"):
+        relpaths = [f"{s}/{j}.jpg" for j in range(n)]
+        for j, rel in enumerate(relpaths):
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            broken = s == "train" and j in bad
+            (root / rel).write_bytes(truncated_jpeg_bytes(rng) if broken else jpeg_bytes(rng, size=24))
+        clean = np.asarray([f"caption {s} {j}" for j in range(n)], dtype=object)
+        parts[s] = PairSplit(s, "captioning", FileImages(root, relpaths), clean, np.roll(clean, 1),
+                             categories=[(f"cat{j}",) for j in range(n)],
+                             meta={"skipped_images": 1, "row_flag": np.arange(n)})
+    return DatasetSplits("files", "captioning", parts)
+
+
+def test_undecodable_images_are_dropped_counted_and_cached_aligned(ckpt, tmp_path, monkeypatch):
+    splits = _file_splits(tmp_path / "data")
+    # two DataLoader workers (10 images > batch of 4): the decode error happens inside a worker process
+    cfg = _cfg(ckpt, tmp_path / "cache").replace(num_workers=2, batch_size=4)
+    first = embed_dataset(splits, cfg)
+    assert first.meta["skipped_images"] == {"train": 3, "val": 1, "test": 1}  # loader's 1 + 2 undecodable
+    train = first.splits["train"]
+    keep = [j for j in range(10) if j not in (1, 6)]
+    assert list(train.image_refs) == [f"train/{j}.jpg" for j in keep]
+    assert list(train.ids) == keep  # scores.csv idx: the row in the split as loaded
+    assert list(train.texts) == list(splits["train"].observed[keep]) and len(train.img) == len(train.txt) == 8
+    assert list(train.clean) == list(splits["train"].clean[keep]) and np.isfinite(train.img).all()
+    assert len(first.splits["val"]) == 10 and splits["train"].meta["skipped_images"] == 1  # input untouched
+    # the texts embedded are the kept rows' texts: each row matches its caption embedded on its own
+    alone = embed_dataset(DatasetSplits("files", "captioning", {
+        s: PairSplit(s, "captioning", splits[s].images.subset(keep if s == "train" else np.arange(10)),
+                     splits[s].clean[keep if s == "train" else slice(None)],
+                     splits[s].observed[keep if s == "train" else slice(None)])
+        for s in ("train", "val", "test")}), cfg)
+    np.testing.assert_allclose(train.txt, alone.splits["train"].txt, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(train.img, alone.splits["train"].img, rtol=1e-5, atol=1e-5)
+    # the cached image entry of train is keyed by all 10 ids and holds NaN exactly on the 2 undecodable rows
+    nan_entries = []
+    for npy in (tmp_path / "cache" / "embeddings").rglob("*.npy"):
+        array = np.load(npy)
+        sidecar = json.loads(npy.with_suffix(".json").read_text())
+        assert array.shape[0] == sidecar["n"]
+        if np.isnan(array).any():
+            nan_entries.append((sidecar, np.flatnonzero(np.isnan(array).any(axis=1)).tolist()))
+    assert len(nan_entries) == 1
+    sidecar, rows = nan_entries[0]
+    assert sidecar["kind"] == "image/files" and sidecar["n"] == 10 and rows == [1, 6]
+    # a second run reads the cache, never decodes or loads the model, and drops the same rows
+    counter = CountingCalls(monkeypatch)
+    second = embed_dataset(_file_splits(tmp_path / "data2"), cfg.replace(num_workers=0))
+    assert counter.calls == {"encode_images": 0, "encode_texts": 0, "load": 0}
+    assert second.meta["skipped_images"] == first.meta["skipped_images"]
+    for s in ("train", "val", "test"):
+        np.testing.assert_array_equal(first.splits[s].img, second.splits[s].img)
+        np.testing.assert_array_equal(first.splits[s].txt, second.splits[s].txt)
+
+
+def test_dropping_undecodable_rows_cuts_every_per_row_array():
+    from lemon.embed.stage import drop_undecodable
+
+    n = 5
+    pixels = np.zeros((n, 4, 4, 3), dtype=np.uint8)
+    clean = np.asarray([f"c{j}" for j in range(n)], dtype=object)
+    part = PairSplit("train", "captioning", ArrayImages(pixels, [f"i{j}" for j in range(n)]), clean, clean.copy(),
+                     categories=[(f"k{j}",) for j in range(n)], meta={"skipped_images": 2, "row": np.arange(n),
+                                                                     "note": "kept"})
+    img = np.ones((n, 3), dtype=np.float32)
+    img[[0, 3]] = np.nan
+    kept, kept_img, ids, rows = drop_undecodable(part, img, list(part.images.ids), "fake")
+    assert ids == ["i1", "i2", "i4"] and list(kept.images.ids) == ids and kept_img.shape == (3, 3)
+    assert list(rows) == [1, 2, 4]
+    assert list(kept.clean) == ["c1", "c2", "c4"] and kept.categories == [("k1",), ("k2",), ("k4",)]
+    assert list(kept.meta["row"]) == [1, 2, 4] and kept.meta["note"] == "kept"
+    assert kept.meta["skipped_images"] == 4 and part.meta["skipped_images"] == 2
+    with pytest.raises(LemonError, match="no image of the 'train' split can be decoded"):
+        drop_undecodable(part, np.full((n, 3), np.nan, dtype=np.float32), list(part.images.ids), "fake")

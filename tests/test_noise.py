@@ -265,3 +265,50 @@ def test_n_noisy_is_the_exact_floor_of_the_typed_level():
 def test_every_registered_noise_declares_a_task():
     for name in NOISES.names():
         assert NOISES.get(name).task in ("classification", "captioning", "any")
+
+
+# ------------------------------------------------------------------------------------------ the run's noise check
+def _noise_reaching_embedding(tmp_path, monkeypatch, *noise_flags: str):
+    """``load_features`` of a fake cifar10 copy from command-line flags; returns the noisy splits it embeds."""
+    from fake_data import write_fake
+
+    import lemon.embed
+    from lemon.config import config_from_args
+    from lemon.pipeline import load_features
+
+    if not (tmp_path / "cifar10").is_dir():
+        write_fake("cifar10", tmp_path)
+    seen = {}
+
+    class Embedded(Exception):
+        pass
+
+    def embed_dataset(splits, cfg):
+        seen["splits"] = splits
+        raise Embedded
+
+    monkeypatch.setattr(lemon.embed, "embed_dataset", embed_dataset)
+    cfg = config_from_args(["--output_dir", str(tmp_path / "out"), "--dataset", "cifar10", "--data_dir",
+                            str(tmp_path), *noise_flags])
+    with pytest.raises(Embedded):
+        load_features(cfg)
+    return seen["splits"]
+
+
+def test_run_accepts_a_noise_alias_and_applies_its_canonical_noise(tmp_path, monkeypatch):
+    noisy = _noise_reaching_embedding(tmp_path, monkeypatch, "--noise_type", "pairflip", "--noise_level", "0.5")
+    canonical = _noise_reaching_embedding(tmp_path, monkeypatch, "--noise_type", "asymmetric", "--noise_level",
+                                          "0.5")
+    for s, part in noisy.splits.items():
+        assert part.meta["noise"] == "asymmetric" and part.is_mislabel.any()
+        moved = part.observed != part.clean
+        assert (part.observed[moved] == (part.clean[moved] + 1) % len(part.class_names)).all()
+        assert np.array_equal(part.observed, canonical[s].observed)  # the alias is the same noise
+
+
+def test_run_noise_check_still_refuses_unknown_and_unsupported_types(tmp_path, monkeypatch):
+    with pytest.raises(UnknownNameError, match=r"Unknown noise type 'pairflp'.*Did you mean 'pairflip'\?"):
+        _noise_reaching_embedding(tmp_path, monkeypatch, "--noise_type", "pairflp")
+    with pytest.raises(LemonError, match=r"^Noise type 'noun' is not supported for dataset 'cifar10'; supported: "
+                                         r"real, symmetric, asymmetric\.$"):
+        _noise_reaching_embedding(tmp_path, monkeypatch, "--noise_type", "noun")

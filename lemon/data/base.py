@@ -151,13 +151,14 @@ class PairSplit:
         return dataclasses.replace(self, observed=np.asarray(observed), meta={**self.meta, **meta})
 
     def subset(self, index: np.ndarray) -> "PairSplit":
-        """Rows ``index`` of this split (images, labels and categories alike)."""
-        index = np.asarray(index)
+        """Rows ``index`` of this split (images, labels, categories and per-row ``meta`` arrays alike)."""
+        index = np.asarray(index, dtype=np.int64)
         images = None if self.images is None else self.images.subset(index)  # type: ignore[attr-defined]
         cats = None if self.categories is None else [self.categories[i] for i in index]
-        return dataclasses.replace(
-            self, images=images, clean=self.clean[index], observed=self.observed[index], categories=cats
-        )
+        meta = {k: (v[index] if isinstance(v, np.ndarray) and v.ndim and len(v) == len(self) else v)
+                for k, v in self.meta.items()}
+        return dataclasses.replace(self, images=images, clean=self.clean[index], observed=self.observed[index],
+                                   categories=cats, meta=meta)
 
 
 @dataclass

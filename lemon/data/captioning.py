@@ -19,7 +19,7 @@ import numpy as np
 
 from lemon.data import DATASETS
 from lemon.data.base import Dataset, DatasetSplits, FileImages, PairSplit
-from lemon.data.files import keep_readable, read_json, require, require_any
+from lemon.data.files import keep_readable, read_json, read_metadata, require, require_any
 from lemon.data.sources import TarImages
 from lemon.data.splitting import build_splits, named_splits, random_80_10_10
 from lemon.errors import LemonError
@@ -28,16 +28,17 @@ log = logging.getLogger(__name__)
 KARPATHY_CAPTION_SEED = 42  # the original preprocessing's np.random.seed(42)
 
 
-def karpathy_records(path: Path) -> tuple[list[dict], np.ndarray]:
+def karpathy_records(path: Path, name: str) -> tuple[list[dict], np.ndarray]:
     """Images of a Karpathy ``dataset_*.json`` and one caption per image (fixed-seed draw, JSON order)."""
-    try:
-        images = read_json(path)["images"]
+
+    def parse(p: Path) -> tuple[list[dict], np.ndarray]:
+        images = read_json(p)["images"]
         rs = np.random.RandomState(KARPATHY_CAPTION_SEED)
         captions = [img["sentences"][rs.randint(0, len(img["sentences"]))]["raw"].strip() for img in images]
-    except (KeyError, TypeError, ValueError) as err:
-        raise LemonError(f"{path}: not a Karpathy split file ({err!r}); expected {{'images': [{{'filename', "
-                         f"'split', 'sentences': [{{'raw': ...}}, ...]}}, ...]}}.") from err
-    return images, np.asarray(captions, dtype=object)
+        return images, np.asarray(captions, dtype=object)
+
+    return read_metadata(name, path, parse, "Karpathy split file",
+                         "{'images': [{'filename', 'split', 'sentences': [{'raw': ...}, ...]}, ...]}")
 
 
 def _captioning_splits(name: str, root: Path, relpaths: list[str], captions: np.ndarray,
@@ -49,14 +50,22 @@ def _captioning_splits(name: str, root: Path, relpaths: list[str], captions: np.
     return build_splits(name, "captioning", pairs, named_splits(split_names, name), keep=keep)
 
 
-def coco_categories(annotation_files: list[Path]) -> dict[int, tuple[str, ...]]:
+def _read_instances(path: Path) -> tuple[dict[int, str], list, list]:
+    data = read_json(path)
+    return ({int(c["id"]): str(c["name"]) for c in data["categories"]},
+            [a["image_id"] for a in data["annotations"]], [a["category_id"] for a in data["annotations"]])
+
+
+def coco_categories(annotation_files: list[Path], name: str = "mscoco") -> dict[int, tuple[str, ...]]:
     """COCO image id -> sorted names of the object categories annotated in it (instances files)."""
     image_ids, cat_ids, names = [], [], {}
     for path in annotation_files:
-        data = read_json(path)
-        names.update({int(c["id"]): str(c["name"]) for c in data["categories"]})
-        image_ids += [a["image_id"] for a in data["annotations"]]
-        cat_ids += [a["category_id"] for a in data["annotations"]]
+        found, images, cats = read_metadata(name, path, _read_instances, "COCO instances annotations",
+                                            "{'images', 'annotations': [{'image_id', 'category_id'}, ...], "
+                                            "'categories': [{'id', 'name'}, ...]}")
+        names.update(found)
+        image_ids += images
+        cat_ids += cats
     pairs = np.unique(np.stack([np.asarray(image_ids, np.int64), np.asarray(cat_ids, np.int64)], 1), axis=0)
     out: dict[int, list[str]] = {}
     for img, cat in pairs.tolist():
@@ -81,12 +90,12 @@ class MSCOCO(Dataset):
     def load(self, root: Path, data_seed: int) -> DatasetSplits:
         self.check_exists(root)
         d = Path(root) / self.name
-        images, captions = karpathy_records(d / "dataset_coco.json")
+        images, captions = karpathy_records(d / "dataset_coco.json", self.name)
         relpaths = [f"{self.name}/{img['filepath']}/{img['filename']}" for img in images]
         files = [d / f for f in self.instances]
         meta: dict = {}
         if all(f.is_file() for f in files):
-            by_image = coco_categories(files)
+            by_image = coco_categories(files, self.name)
             categories = [by_image.get(int(img["cocoid"]), ()) for img in images]
         else:
             categories = None
@@ -111,7 +120,7 @@ class Flickr30k(Dataset):
 
     def load(self, root: Path, data_seed: int) -> DatasetSplits:
         self.check_exists(root)
-        images, captions = karpathy_records(Path(root) / self.name / "dataset_flickr30k.json")
+        images, captions = karpathy_records(Path(root) / self.name / "dataset_flickr30k.json", self.name)
         relpaths = [f"{self.name}/flickr30k_images/{img['filename']}" for img in images]
         return _captioning_splits(self.name, Path(root), relpaths, captions, [img["split"] for img in images])
 
@@ -135,7 +144,8 @@ class MMIMDb(Dataset):
     def load(self, root: Path, data_seed: int) -> DatasetSplits:
         self.check_exists(root)
         d = Path(root) / self.name
-        split = read_json(d / "split.json")
+        split = read_metadata(self.name, d / "split.json", _read_mmimdb_split, "MM-IMDb split file",
+                              "{'train': [ids], 'dev': [ids], 'test': [ids]}")
         names = {"train": "train", "dev": "val", "val": "val", "test": "test"}
         ids, split_names = [], []
         for key, movie_ids in split.items():
@@ -158,6 +168,13 @@ class MMIMDb(Dataset):
         for s, part in splits.splits.items():
             part.meta["dropped_empty_text"] = dropped[s]
         return splits
+
+
+def _read_mmimdb_split(path: Path) -> dict[str, list]:
+    split = read_json(path)
+    if not isinstance(split, dict) or not all(isinstance(v, list) for v in split.values()):
+        raise TypeError("not a JSON object of id lists")
+    return split
 
 
 def _read_movie(path: Path) -> tuple[str, tuple[str, ...]]:

@@ -19,7 +19,7 @@ import numpy as np
 from lemon.data import DATASETS
 from lemon.data.base import Dataset, DatasetSplits
 from lemon.data.captioning import _captioning_splits
-from lemon.data.files import not_found, require
+from lemon.data.files import not_found, read_metadata, require
 from lemon.data.splitting import named_splits
 from lemon.errors import LemonError
 
@@ -95,14 +95,17 @@ class MimicCXRCaption(Dataset):
 
         self.check_exists(root)
         d = Path(root) / self.name
-        split = pd.read_csv(_csv(d, "mimic-cxr-2.0.0-split"))
-        labels = pd.read_csv(_csv(d, "mimic-cxr-2.0.0-chexpert"))
         need = {"split": ("dicom_id", "study_id", "subject_id", "split"),
                 "chexpert": ("subject_id", "study_id", *FINDINGS)}
+        split, labels = (read_metadata(self.name, _csv(d, f"mimic-cxr-2.0.0-{which}"), pd.read_csv,
+                                       f"MIMIC-CXR-JPG {which} CSV", f"a CSV with columns {', '.join(cols)}")
+                         for which, cols in need.items())
         for which, frame in (("split", split), ("chexpert", labels)):
             absent = [c for c in need[which] if c not in frame.columns]
             if absent:
-                raise LemonError(f"{_csv(d, f'mimic-cxr-2.0.0-{which}')}: missing columns {absent}.")
+                path = _csv(d, f"mimic-cxr-2.0.0-{which}")
+                raise LemonError(f"Dataset '{self.name}': {path} lacks columns {absent}. "
+                                 f"See DataSources.md#{self.name}.")
         df = split.merge(labels[list(need["chexpert"])], on=["subject_id", "study_id"], how="inner")
         if df.empty:
             raise not_found(self.name, _csv(d, "mimic-cxr-2.0.0-chexpert"), "no study shared with the split "

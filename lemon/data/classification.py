@@ -21,7 +21,7 @@ import numpy as np
 
 from lemon.data import DATASETS
 from lemon.data.base import ArrayImages, Dataset, DatasetSplits, FileImages, PairSplit
-from lemon.data.files import IMAGE_SUFFIXES, keep_readable, not_found, read_json, require
+from lemon.data.files import IMAGE_SUFFIXES, keep_readable, not_found, read_json, read_metadata, require
 from lemon.data.splitting import build_splits, random_80_10_10, stratified_50_25_25
 from lemon.errors import LemonError
 
@@ -35,11 +35,16 @@ def packaged_class_names(name: str) -> list[str]:
     return (CLASS_NAMES_DIR / f"{name}.txt").read_text(encoding="utf-8").splitlines()
 
 
-def read_cifar_n(path: Path, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """(clean_label, human label ``key``) arrays from a CIFAR-N ``*_human.pt`` file."""
+def read_cifar_n(path: Path, key: str, name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(clean_label, human label ``key``) arrays from a CIFAR-N ``*_human.pt`` file.
+
+    ``name`` (the dataset, for the DataSources.md section of errors) defaults from the file name.
+    """
     import torch
 
-    labels = torch.load(path, weights_only=False)  # a dict of numpy arrays, as published
+    name = name or ("cifar100" if "100" in Path(path).name else "cifar10")
+    # a dict of numpy arrays, as published
+    labels = read_metadata(name, path, lambda p: torch.load(p, weights_only=False), "CIFAR-N label file")
     if not isinstance(labels, dict) or "clean_label" not in labels or key not in labels:
         found = sorted(labels) if isinstance(labels, dict) else type(labels).__name__
         raise LemonError(f"{path} is not a CIFAR-N label file: expected keys 'clean_label' and '{key}', "
@@ -49,7 +54,10 @@ def read_cifar_n(path: Path, key: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _unpickle(path: Path) -> dict:
     with open(path, "rb") as f:
-        return pickle.load(f, encoding="latin1")  # the official CIFAR python format
+        out = pickle.load(f, encoding="latin1")  # the official CIFAR python format
+    if not isinstance(out, dict):
+        raise TypeError(f"a pickled {type(out).__name__}, not a dict")
+    return out
 
 
 class _Cifar(Dataset, abstract=True):
@@ -73,6 +81,17 @@ class _Cifar(Dataset, abstract=True):
         d = self._dir(root)
         require(self.name, d, *(d / f for f in (*self.train_files, self.meta_file)))
 
+    def _read_batch(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        batch = _unpickle(path)
+        pixels = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3072)
+        labels = np.asarray(batch[self.label_key], dtype=np.int64)
+        if len(pixels) != len(labels):
+            raise ValueError(f"{len(pixels)} images but {len(labels)} labels")
+        return pixels, labels
+
+    def _read_names(self, path: Path) -> list[str]:
+        return [str(n) for n in _unpickle(path)[self.names_key]]
+
     def human_label_paths(self, root: Path) -> list[Path]:
         """Where the CIFAR-N file may sit: beside the CIFAR folder, or in a shared ``cifar-n`` folder."""
         return [Path(root) / self.name / self.human_file, Path(root) / "cifar-n" / self.human_file]
@@ -80,10 +99,13 @@ class _Cifar(Dataset, abstract=True):
     def load(self, root: Path, data_seed: int) -> DatasetSplits:
         self.check_exists(root)
         d = self._dir(root)
-        batches = [_unpickle(d / f) for f in self.train_files]
-        pixels = np.concatenate([b["data"] for b in batches]).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-        labels = np.concatenate([np.asarray(b[self.label_key], dtype=np.int64) for b in batches])
-        class_names = list(_unpickle(d / self.meta_file)[self.names_key])
+        batch_format = f"a python pickle of {{'data', '{self.label_key}', ...}}"
+        batches = [read_metadata(self.name, d / f, self._read_batch, "CIFAR batch", batch_format)
+                   for f in self.train_files]
+        pixels = np.concatenate([b[0] for b in batches]).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        labels = np.concatenate([b[1] for b in batches])
+        class_names = read_metadata(self.name, d / self.meta_file, self._read_names,
+                                    "CIFAR meta file", f"a python pickle of {{'{self.names_key}', ...}}")
         ids = [f"{self.name}/train/{i:05d}" for i in range(len(labels))]
         pairs = PairSplit("all", self.task, ArrayImages(np.ascontiguousarray(pixels), ids), labels,
                           labels.copy(), class_names=class_names, meta=self._human_labels(root, labels))
@@ -112,7 +134,7 @@ class _Cifar(Dataset, abstract=True):
             expected = " or ".join(str(p) for p in self.human_label_paths(root))
             return {"real_missing": f"CIFAR-N labels for '{self.name}' not found: expected {expected}. "
                                     f"See DataSources.md#{self.name}."}
-        clean, human = read_cifar_n(found[0], self.human_key)
+        clean, human = read_cifar_n(found[0], self.human_key, self.name)
         if len(clean) != len(labels):
             raise LemonError(f"{found[0]}: {len(clean)} labels for {len(labels)} CIFAR train images; use the "
                              f"CIFAR-N file of '{self.name}' and the official train set.")
@@ -153,6 +175,14 @@ def _flag(value) -> bool:
     return str(value).strip().lower() in ("1", "true", "1.0")
 
 
+def _read_red_annotations(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(image ids, web labels, is_clean flags) of a Red annotation JSON."""
+    entries = [e[0] if isinstance(e, list) else e for e in read_json(path)["data"]]
+    ids = [str(e["image/id"]) for e in entries]
+    web_label = np.asarray([int(e["image/class/label"]) for e in entries], dtype=np.int64)
+    return ids, web_label, np.asarray([_flag(e["image/class/label/is_clean"]) for e in entries], dtype=bool)
+
+
 def index_images(folder: Path, base: Path) -> dict[str, str]:
     """File stem -> path relative to ``base`` for every image below ``folder`` (first one wins)."""
     stems: dict[str, str] = {}
@@ -178,15 +208,9 @@ class _RedWeb(Dataset, abstract=True):
     def load(self, root: Path, data_seed: int) -> DatasetSplits:
         self.check_exists(root)
         d = Path(root) / self.name
-        try:
-            entries = [e[0] if isinstance(e, list) else e for e in read_json(d / self.annotations)["data"]]
-            ids = [str(e["image/id"]) for e in entries]
-            web_label = np.asarray([int(e["image/class/label"]) for e in entries], dtype=np.int64)
-            is_clean = np.asarray([_flag(e["image/class/label/is_clean"]) for e in entries])
-        except (KeyError, TypeError, ValueError) as err:
-            raise LemonError(f"{d / self.annotations}: not a Controlled Noisy Web Labels annotation file "
-                             f"({err!r}); expected {{'data': [[{{'image/id', 'image/class/label', "
-                             f"'image/class/label/is_clean', ...}}], ...]}}.") from err
+        ids, web_label, is_clean = read_metadata(
+            self.name, d / self.annotations, _read_red_annotations, "Controlled Noisy Web Labels annotations",
+            "{'data': [[{'image/id', 'image/class/label', 'image/class/label/is_clean', ...}], ...]}")
         class_names = packaged_class_names(self.name)
         if len(web_label) and (web_label.min() < 0 or web_label.max() >= len(class_names)):
             raise LemonError(f"{d / self.annotations}: labels outside [0, {len(class_names)}).")

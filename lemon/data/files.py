@@ -3,23 +3,33 @@
 Every loader states the files it needs as paths under the data root; :func:`require` turns the first missing
 one into the one-line :class:`DatasetNotFoundError` that names it and the DataSources.md section. Images are
 checked once at load with a header parse (``PIL.Image.open`` + ``verify``, threaded, no full decode) so
-that unreadable files are dropped with a count instead of crashing the embedding stage.
+that unreadable files are dropped with a count instead of crashing the embedding stage (images whose header
+is fine but whose data is not, e.g. a truncated JPEG, are caught when decoded there and dropped likewise).
+Metadata files (pickles, JSON, CSV, ``.pt``) are parsed through :func:`read_metadata`, which turns any
+parse failure into a one-line :class:`LemonError` naming the file and the DataSources.md section.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import pickle
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
-from lemon.errors import DatasetNotFoundError
+from lemon.errors import DatasetNotFoundError, LemonError
 
 log = logging.getLogger(__name__)
 ROOT_HINT = "(root from --data_dir / $LEMON_DATA_DIR)"
+T = TypeVar("T")
+#: what parsing a damaged file raises (json/csv/unicode: ValueError; gzip: OSError; pickle/torch: the rest);
+#: a structure check inside a reader may raise the lookup errors
+PARSE_ERRORS = (OSError, ValueError, EOFError, pickle.UnpicklingError, RuntimeError, KeyError, IndexError,
+                TypeError, AttributeError)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
@@ -48,6 +58,33 @@ def require_any(name: str, folder: Path, pattern: str, what: str) -> list[Path]:
 def read_json(path: Path) -> Any:
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def unreadable(name: str, path: Path | str, what: str, err: BaseException | str,
+               expected: str = "") -> LemonError:
+    """The one-line error for a dataset file that exists but cannot be parsed."""
+    reason = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
+    reason = " ".join(str(reason).split())
+    reason = reason if len(reason) <= 200 else reason[:197] + "..."
+    hint = f" Expected {expected}." if expected else ""
+    return LemonError(f"Dataset '{name}': cannot read {what} {path} ({reason}).{hint} "
+                      f"See DataSources.md#{name}.")
+
+
+def read_metadata(name: str, path: Path, reader: Callable[[Path], T], what: str, expected: str = "") -> T:
+    """``reader(path)``, with any parse failure turned into :func:`unreadable`'s one-line LemonError.
+
+    ``reader`` may check the structure too (a ``KeyError``/``TypeError`` counts as unreadable); a
+    LemonError it raises passes through unchanged, and a missing file is :func:`not_found`.
+    """
+    try:
+        return reader(Path(path))
+    except LemonError:
+        raise
+    except FileNotFoundError as err:
+        raise not_found(name, path) from err
+    except PARSE_ERRORS as err:
+        raise unreadable(name, path, what, err, expected) from err
 
 
 def _readable(path: str) -> bool:

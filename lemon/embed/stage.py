@@ -2,6 +2,12 @@
 
 Images and texts are cached separately, keyed by content, so a second run (or another job of a sweep)
 reads everything and never loads the model, and a change of noise re-embeds only the texts.
+
+Images that fail to decode while embedding come back as NaN rows (:func:`lemon.embed.batching.embed_images`);
+their pairs are dropped from the split (every per-row array alike) and added to ``meta['skipped_images']``
+*before* the texts are embedded. The image cache entry keeps those NaN rows: it is keyed by the full ordered
+id list it was computed for, so its rows stay aligned with those ids, and a later run that reads it drops
+the same pairs without decoding anything. No entry is ever keyed by a list the rows do not match.
 """
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from lemon.data.base import DatasetSplits
+from lemon.data.base import DatasetSplits, PairSplit
 from lemon.embed.batching import embed_images, embed_texts
 from lemon.embed.cache import EmbeddingCache
 from lemon.errors import LemonError
@@ -37,9 +43,8 @@ def embed_dataset(splits: DatasetSplits, cfg: Any) -> Features:
 
     ``cfg`` is a :class:`lemon.config.RunConfig` (clip_model, device, precision, cache_dir, batch_size,
     num_workers, prompt). Returns unit-normalised Features; ``meta`` records the embedder, cache hits and
-    misses, and the unreadable images each split skipped.
+    misses, and the unreadable images each split skipped (at load or, undecodable, here).
     """
-    from lemon.data.loading import skipped_images
     from lemon.embed import build_embedder
     from lemon.pipeline import resolve_device
 
@@ -49,27 +54,51 @@ def embed_dataset(splits: DatasetSplits, cfg: Any) -> Features:
     cache = EmbeddingCache(root)
     embed = _Embed(embedder, cache, splits.name, cfg.batch_size, cfg.num_workers)
     out: dict[str, SplitFeatures] = {}
+    skipped: dict[str, int] = {}
     for name, split in splits.splits.items():
         if split.images is None:
             raise LemonError(f"split '{name}' of dataset '{splits.name}' has no images to embed.")
         ids = [str(i) for i in split.images.ids]
-        texts = split.prompts(cfg.prompt)
         img = embed.images(ids, split.images, name)
+        split, img, ids, rows = drop_undecodable(split, img, ids, splits.name)
+        skipped[name] = int(split.meta.get("skipped_images", 0))
+        texts = split.prompts(cfg.prompt)
         txt = embed.texts(texts, name)
         truth = splits.has_ground_truth
         out[name] = SplitFeatures(name, img, txt, np.asarray(texts, dtype=object), split.observed,
                                   split.clean if truth else None, split.is_mislabel if truth else None,
-                                  image_refs=ids)
+                                  ids=rows, image_refs=ids)
     label_prompt_txt, class_names = None, None
     if splits.task == "classification":
         class_names = [str(c) for c in (splits.class_names if splits.class_names is not None
                                         else splits["train"].class_names)]
         label_prompt_txt = embed.texts([cfg.prompt + c for c in class_names], "class prompts")
     meta = {"embedder": embedder.name, "embedder_id": embedder.id, "cache_root": str(root),
-            "cache_hits": cache.hits, "cache_misses": cache.misses, "skipped_images": skipped_images(splits)}
+            "cache_hits": cache.hits, "cache_misses": cache.misses, "skipped_images": skipped}
     log.info("embeddings of %s with %s: %d cache hits, %d computed", splits.name, embedder.name,
              cache.hits, cache.misses)
     return Features(splits.task, out, label_prompt_txt, class_names, meta=meta)
+
+
+def drop_undecodable(split: PairSplit, img: np.ndarray, ids: list[str],
+                     dataset: str) -> tuple[PairSplit, np.ndarray, list[str], np.ndarray]:
+    """Drop the pairs whose image embedding is not finite (the image could not be decoded) and count them.
+
+    Returns the kept split, image embeddings and image ids, and the kept rows' positions in the loaded split
+    (the ``idx`` of scores.csv, so that it still indexes the dataset as loaded, e.g. for the report).
+    """
+    ok = np.isfinite(img).all(axis=1)
+    if ok.all():
+        return split, img, ids, np.arange(len(ids))
+    keep, bad = np.flatnonzero(ok), np.flatnonzero(~ok)
+    if not len(keep):
+        raise LemonError(f"Dataset '{dataset}': no image of the '{split.split}' split can be decoded (first: "
+                         f"{ids[0]}); check the files (see DataSources.md#{dataset}).")
+    log.warning("%s %s: skipping %d image(s) that cannot be decoded (first: %s)", dataset, split.split,
+                len(bad), ids[bad[0]])
+    kept = split.subset(keep)
+    kept.meta["skipped_images"] = int(split.meta.get("skipped_images", 0)) + len(bad)
+    return kept, img[keep], [ids[i] for i in keep], keep
 
 
 class _Embed:
