@@ -85,6 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         experiment = sw.load_experiments().get(args.experiment)()
         launcher = LAUNCHERS.get(args.command_launcher)
+        dummy = args.command == "launch" and args.command_launcher == "dummy"
+        writes = args.command != "status" and not dummy
+        sw.check_writable(args.output_root, "--output_root", write=writes)  # one line, not a traceback later
         jobs = sw.build_jobs(experiment, args.output_root)
         for warning in sw.read_states(jobs):
             print(f"warning: {warning}")
@@ -94,6 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _command(args, parser, experiment.name, jobs, launcher)
     except LemonError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # e.g. a run folder that cannot be created or removed
+        print(f"error: {err.strerror or err}: {err.filename or args.output_root}; check --output_root "
+              f"{args.output_root} (permissions, free space).", file=sys.stderr)
         return 2
     finally:
         sweep_log.removeHandler(handler)
@@ -107,7 +114,7 @@ def _command(args, parser, name, jobs, launcher) -> int:
     State = sw.State
     if args.command == "status":
         for job in [j for j in jobs if j.state == State.INCOMPLETE][:20]:
-            print(f"  incomplete: {job.run_dir}  (log: {job.log_path})")
+            print(f"  incomplete: {job.run_dir}{job.job_label}  (log: {job.log_path})")
         return 0
     if args.command in ("delete_incomplete", "delete_all"):
         doomed = [j for j in jobs if j.state == State.INCOMPLETE or

@@ -25,14 +25,13 @@ import pandas as pd
 from lemon.config import ABLATIONS
 from lemon.errors import LemonError
 from lemon.io import atomic_write_csv, atomic_write_text
-from lemon.results import LoadReport, load_records  # noqa: F401  (re-exported for the notebooks)
+from lemon.results import OBJECTIVE, LoadReport, load_records  # noqa: F401  (re-exported for the notebooks)
+from lemon.results import TABLE_METRICS as METRICS
 
 log = logging.getLogger(__name__)
 SEEDS = ("seed", "data_seed")
 SELECTED = ("knn_k", "dist_type")
 TABLE_KEYS = ("dataset", "noise_type", "noise_level")
-METRICS = ("test/AUROC", "test/AUPRC", "test/F1_optimal")
-OBJECTIVE = "val/F1_optimal"
 # fields saying where / how a run executed (or folded into `method`): never table rows of their own
 NOT_IDENTITY = frozenset({
     "output_dir", "exp_name", "overwrite", "report", "device", "cache_dir", "data_dir", "num_workers",
@@ -103,9 +102,11 @@ def main_table(df: pd.DataFrame, metrics: Sequence[str] = METRICS, objective: st
                include_ablations: bool = False) -> pd.DataFrame:
     """Table 2/3: one row per group and method, selected k/distance, test metrics mean ± std in %.
 
-    Columns: the identity keys, ``method``, ``k``, ``dist``, ``seeds``, ``val F1`` (the selection
+    Columns: the identity keys, ``method``, ``k``, ``dist``, ``seeds`` (values averaged: the fewest of any
+    metric, which is less than the runs selected where a metric is null), ``val F1`` (the selection
     objective, mean %), then ``<metric> mean`` / ``<metric> std`` per metric. ``attrs['notes']`` holds
-    selection notes. Ablation variants (``lemon_opt:<ablation>``) are left to :func:`ablation_table`.
+    selection notes and metrics averaged over fewer runs than were selected. Ablation variants
+    (``lemon_opt:<ablation>``) are left to :func:`ablation_table`.
     """
     missing = [m for m in metrics if m not in df]
     if missing:
@@ -124,7 +125,16 @@ def main_table(df: pd.DataFrame, metrics: Sequence[str] = METRICS, objective: st
         else np.nan, **{m: 100 * pd.to_numeric(selected[m], errors="coerce") for m in metrics}})
     grouped = values.groupby(keys, dropna=False, sort=True)
     out = selected.groupby(keys, dropna=False, sort=True).agg(
-        k=("knn_k", "first"), dist=("dist_type", "first"), seeds=("method", "size"))
+        k=("knn_k", "first"), dist=("dist_type", "first"), runs=("method", "size"))
+    counts = grouped[list(metrics)].count()
+    out["seeds"] = counts.min(axis=1)
+    for group, row in counts.iterrows():
+        short = {_short(m): int(n) for m, n in row.items() if n < out.at[group, "runs"]}
+        if short:
+            label = "/".join(str(v) for v in (group if isinstance(group, tuple) else (group,)))
+            notes.append(f"{label}: {', '.join(f'{m} averages {n}' for m, n in short.items())} of "
+                         f"{out.at[group, 'runs']} selected runs (null in the others' metrics.json).")
+    out = out.drop(columns="runs")
     out["val F1"] = grouped["val F1"].mean()
     for metric in metrics:
         out[f"{_short(metric)} mean"] = grouped[metric].mean()
@@ -246,34 +256,100 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def launch_gaps(root: Path, names: Sequence[str], report: LoadReport) -> tuple[list[str], list[str]]:
+    """Count the runs of experiments ``names`` that were never launched, from their grids in experiments.py.
+
+    Sets ``report.expected`` / ``report.not_launched`` (a job is not launched when its run folder does not
+    exist); returns the names with aliases resolved to folder names, and notes (per-experiment counts,
+    experiments without a grid, folders not in the grid).
+    """
+    try:
+        from lemon.sweep import build_jobs, load_experiments
+
+        registry = load_experiments()
+    except ImportError as err:
+        note = (f"experiments.py cannot be imported ({err}); runs never launched are not counted (run from "
+                "the repository root).")
+        return list(names), [note]
+    resolved, notes = [], []
+    for name in names:
+        if name not in registry:
+            resolved.append(name)
+            notes.append(f"{name} is not an experiment of experiments.py; runs never launched are not "
+                         "counted.")
+            continue
+        experiment = registry.get(name)()
+        resolved.append(experiment.name)
+        try:
+            jobs = build_jobs(experiment, root, registry)
+        except LemonError as err:
+            notes.append(f"{experiment.name}: cannot list its runs ({err}); runs never launched are not "
+                         "counted.")
+            continue
+        missing = sum(not job.run_dir.is_dir() for job in jobs)
+        report.expected += len(jobs)
+        report.not_launched += missing
+        if missing and len(names) > 1:  # the summary line gives the total
+            notes.append(f"{experiment.name}: {missing} of {len(jobs)} runs not launched; start them with "
+                         f"python sweep.py launch --experiment {experiment.name} --output_root {root}")
+        folder = root / experiment.name
+        known = {job.hash for job in jobs}
+        extra = [d for d in (folder.iterdir() if folder.is_dir() else ()) if d.is_dir()
+                 and not d.name.startswith(".") and d.name not in known]
+        if extra:
+            notes.append(f"{experiment.name}: {len(extra)} run folder(s) are not in its grid in "
+                         "experiments.py (an older grid?); they are included.")
+    return resolved, notes
+
+
+def _select_experiments(df: pd.DataFrame, report: LoadReport,
+                        names: Sequence[str]) -> tuple[pd.DataFrame, LoadReport, list[str]]:
+    """Rows and report of experiments ``names`` only, plus the launch-gap notes."""
+    names, notes = launch_gaps(report.root, names, report)
+    unknown = sorted(set(names) - set(df["experiment"]))
+    if unknown:
+        found = ", ".join(sorted(set(df["experiment"]))) or "none"
+        raise LemonError(f"No finished runs of experiment(s) {', '.join(unknown)} under "
+                         f"{report.root}; found: {found}.")
+    df = df[df["experiment"].isin(names)]
+    return df, report.only(set(names), len(df)), notes
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: load, print the load report and every table, write CSV + LaTeX; returns the exit code."""
+    from lemon.sweep.jobs import check_writable
+
     args = build_parser().parse_args(argv)
     try:
         df, report = load_records(args.output_root)
-        print(report.details())
+        notes: list[str] = []
         if args.experiment:
-            unknown = sorted(set(args.experiment) - set(df["experiment"]))
-            if unknown:
-                found = ", ".join(sorted(set(df["experiment"]))) or "none"
-                raise LemonError(f"No finished runs of experiment(s) {', '.join(unknown)} under "
-                                 f"{report.root}; found: {found}.")
-            df = df[df["experiment"].isin(args.experiment)]
+            df, report, notes = _select_experiments(df, report, args.experiment)
+        print(report.details())
+        for note in notes:
+            print(f"note: {note}")
         if df.empty:
             print(f"No finished runs under {report.root}: no table to build.")
             return 1
+        out_dir = Path(args.tables_dir).expanduser() if args.tables_dir else report.root / "tables"
+        check_writable(out_dir, "--tables_dir")
         tables = build_tables(df, args.metrics, args.objective)
     except LemonError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    out_dir = Path(args.tables_dir) if args.tables_dir else report.root / "tables"
-    partial = "" if report.complete else f"  [built from {report.loaded} of {report.n_runs} run folders]"
-    for name, table in tables.items():
-        print(f"\n== {name}: {TITLES[name]}{partial}\n{format_table(table)}")
-        for note in table.attrs.get("notes", []):
-            print(f"note: {note}")
-        atomic_write_csv(out_dir / f"{name}.csv", table.round(6))
-        atomic_write_text(out_dir / f"{name}.tex", to_latex(table, TITLES[name] + partial))
+    of = f"{report.expected} runs of the grid" if report.expected else f"{report.n_runs} run folders"
+    partial = "" if report.complete else f"  [built from {report.loaded} of {of}]"
+    try:
+        for name, table in tables.items():
+            print(f"\n== {name}: {TITLES[name]}{partial}\n{format_table(table)}")
+            for note in table.attrs.get("notes", []):
+                print(f"note: {note}")
+            atomic_write_csv(out_dir / f"{name}.csv", table.round(6))
+            atomic_write_text(out_dir / f"{name}.tex", to_latex(table, TITLES[name] + partial))
+    except OSError as err:
+        print(f"error: cannot write the tables to {out_dir} ({err.strerror or err}); pass a writable "
+              "--tables_dir.", file=sys.stderr)
+        return 2
     print(f"\ntables written to {out_dir} ({', '.join(tables)}; .csv and .tex)")
     if not report.complete:
         print(f"WARNING: {report.summary()}")

@@ -19,6 +19,7 @@ import base64
 import io as _bytes
 import logging
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -160,8 +161,14 @@ def _neighbours(run_dir: Path, scores: pd.DataFrame, args: dict) -> dict[str, np
     path = run_dir / "neighbours.npz"
     if not path.is_file():
         return {}
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # EOFError: an empty file
+        log.warning("%s is not a readable .npz (%s: %s); the neighbour panels are left out of the report "
+                    "(re-run the run with --overwrite to rewrite it)", path, type(err).__name__,
+                    str(err).split(". ")[0] or "empty")
+        return {}
     train_rows = np.flatnonzero(scores["split"].to_numpy() == "train")
     reference = arrays.pop("reference_index", None)
     if reference is None and len(train_rows) <= int(args.get("compr_dataset_size_limit") or 0):

@@ -229,7 +229,8 @@ def page(*, title: str, run_dir: Path, args: dict, hparams: dict, metrics: dict,
         notes.append(f"{thumbs[1]} of {sum(thumbs)} images shown could not be found under the run's data "
                      f"root (--data_dir {args.get('data_dir') or '/ $LEMON_DATA_DIR'}).")
     if not neighbours_known:
-        notes.append("Neighbours are not available (no neighbours.npz, or the train split was not scored).")
+        notes.append("Neighbours are not available (no readable neighbours.npz, or the train split was not "
+                     "scored).")
     note_html = "".join(f'<div class="note">{_e(n)}</div>' for n in notes)
     plot_html = "".join(f'<h3 class="sub">{_e(cap)}</h3><img class="plot" src="{uri}" alt="{_e(cap)}">'
                         for cap, uri in plots)

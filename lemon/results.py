@@ -8,7 +8,9 @@ A run folder is any folder below the sweep root holding a run output (``args.jso
   (so ``knn_k`` is 30 for ``--lemon_fix`` and ``noise_level`` 0.4 when it was left to its default);
 - ``hparams.json`` (optional): selected hyper-parameters as ``hp/<name>``, thresholds as
   ``hp/threshold_<name>``;
-- ``metrics.json``: flat ``split/metric`` keys, as written.
+- ``metrics.json``: flat ``split/metric`` keys, as written. It must hold the keys the paper tables read
+  (:data:`REQUIRED_METRICS`: ``val/n`` and ``test/n``, plus :data:`TABLE_METRICS` and :data:`OBJECTIVE` when
+  the run had labels, i.e. wrote a ``*/prevalence``); a partial file makes the run corrupt, not a row.
 
 Derived columns: ``run_dir``, ``experiment`` (first folder below the root when runs sit at
 ``<root>/<experiment>/<hash>/``), ``noise_type`` (the dataset's default filled in) and ``method`` (see
@@ -18,7 +20,8 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,9 @@ from lemon.io import DONE
 log = logging.getLogger(__name__)
 RUN_MARKERS = ("args.json", "log.txt", "metrics.json", "scores.csv", "job_id", DONE)
 META_COLUMNS = ("experiment", "run_dir", "method")
+TABLE_METRICS = ("test/AUROC", "test/AUPRC", "test/F1_optimal")  # what lemon.aggregate reports
+OBJECTIVE = "val/F1_optimal"  # what lemon.aggregate selects k and distance by
+REQUIRED_METRICS = ("val/n", "test/n")  # written by every run_lemon run, with or without labels
 
 
 @dataclass
@@ -43,18 +49,27 @@ class LoadReport:
     loaded: int = 0
     incomplete: list[Path] = field(default_factory=list)
     corrupt: list[tuple[Path, str]] = field(default_factory=list)
+    expected: int = 0      # runs in the experiments' grids (0: grids not consulted)
+    not_launched: int = 0  # of those, runs without a folder
 
     @property
     def complete(self) -> bool:
-        """True when every run folder found was loaded."""
-        return self.loaded == self.n_runs
+        """True when every run folder found was loaded and no run of the grid is missing."""
+        return self.loaded == self.n_runs and not self.not_launched
+
+    def only(self, experiments: Collection[str], loaded: int) -> LoadReport:
+        """This report restricted to the runs of ``experiments`` (``loaded`` of them were loaded)."""
+        incomplete = [p for p in self.incomplete if experiment_of(self.root, p) in experiments]
+        corrupt = [(p, r) for p, r in self.corrupt if experiment_of(self.root, p) in experiments]
+        return replace(self, n_runs=loaded + len(incomplete) + len(corrupt), loaded=loaded,
+                       incomplete=incomplete, corrupt=corrupt)
 
     def summary(self) -> str:
         """One line, e.g. ``96 run folders under R: 80 loaded, 12 of 96 runs incomplete, 4 corrupt``."""
         if not self.exists:
             return (f"Sweep folder {self.root} does not exist; point LEMON_SWEEP_ROOT (or --output_root) "
                     "at the folder a sweep wrote to.")
-        if self.n_runs == 0:
+        if self.n_runs == 0 and not self.not_launched:
             return (f"No run folders under {self.root} (nothing with args.json / metrics.json / done); "
                     f"launch a sweep there first (python sweep.py launch --output_root {self.root} ...).")
         parts = [f"{self.loaded} loaded"]
@@ -63,6 +78,9 @@ class LoadReport:
                          "finish them with sweep.py launch)")
         if self.corrupt:
             parts.append(f"{len(self.corrupt)} corrupt (skipped)")
+        if self.not_launched:
+            parts.append(f"{self.not_launched} of {self.expected} runs not launched (no run folder; start "
+                         "them with sweep.py launch)")
         return f"{self.n_runs} run folders under {self.root}: " + ", ".join(parts) + "."
 
     def details(self) -> str:
@@ -81,6 +99,12 @@ def find_run_dirs(root: Path) -> list[Path]:
             if path.is_file() and not any(p.startswith(".") for p in rel[:-1]):
                 found.add(path.parent)
     return sorted(found)
+
+
+def experiment_of(root: Path, run_dir: Path) -> str:
+    """The experiment folder of ``run_dir`` (``<root>/<experiment>/<hash>``); '' for a run in ``root``."""
+    rel = Path(run_dir).relative_to(root).parts
+    return rel[0] if len(rel) >= 2 else ""
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:
@@ -112,6 +136,10 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     bad = [k for k, v in metrics.items() if "/" not in k or not _scalar(v)]
     if bad:
         raise ValueError(f"metrics.json is not flat 'split/metric' -> number (e.g. key {bad[0]!r})")
+    missing = missing_metrics(metrics)
+    if missing:
+        raise ValueError(f"metrics.json is partial: no {', '.join(missing)} (the tables need them); delete "
+                         "the run folder and run it again (sweep.py launch)")
     record = {k: v for k, v in args.items() if _scalar(v) and "/" not in k}
     resolved = args.get("resolved")
     if isinstance(resolved, dict):
@@ -125,6 +153,17 @@ def read_run(run_dir: Path) -> dict[str, Any]:
                 record[f"hp/{key}"] = value
     record.update(metrics)
     return record
+
+
+def missing_metrics(metrics: dict[str, Any]) -> list[str]:
+    """Keys the tables need that ``metrics`` lacks (a null value is fine: e.g. AUROC of a one-class split).
+
+    Every run writes ``val/n`` and ``test/n``; a run with labels (some ``*/prevalence`` key) also writes
+    :data:`TABLE_METRICS` and :data:`OBJECTIVE`.
+    """
+    labelled = any(key.endswith("/prevalence") for key in metrics)
+    needed = REQUIRED_METRICS + ((OBJECTIVE, *TABLE_METRICS) if labelled else ())
+    return [key for key in needed if key not in metrics]
 
 
 def default_noise_type(dataset: str, real_dataset: bool) -> str:
@@ -189,10 +228,9 @@ def load_records(root: str | Path) -> tuple[pd.DataFrame, LoadReport]:
             record = read_run(run_dir)
         except ValueError as err:
             report.corrupt.append((run_dir, str(err)))
-            log.warning("skipping %s: %s", run_dir, err)
+            log.debug("skipping %s: %s", run_dir, err)  # reported once, by the caller (report.details())
             continue
-        rel = run_dir.relative_to(root).parts
-        record["experiment"] = rel[0] if len(rel) >= 2 else ""
+        record["experiment"] = experiment_of(root, run_dir)
         record["run_dir"] = str(run_dir)
         rows.append(record)
     report.loaded = len(rows)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -209,6 +210,103 @@ def test_cli_bad_inputs(tmp_path, capsys):
     assert aggregate.main(["--output_root", str(SWEEP), "--metrics", "test/AUROCC",
                            "--tables_dir", str(tmp_path / "t")]) == 2
     assert "test/AUROCC" in capsys.readouterr().err
+
+
+def test_partial_metrics_run_is_skipped_and_reported_once(tmp_path, capsys, caplog):
+    sweep = Path(shutil.copytree(SWEEP, tmp_path / "sweep"))
+    victim = next(p.parent for p in sorted(sweep.rglob("args.json"))
+                  if json.loads(p.read_text())["lemon_fix"])
+    metrics = json.loads((victim / "metrics.json").read_text())
+    (victim / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items()
+                                                     if not k.startswith("test/")}))
+    with caplog.at_level("WARNING"):
+        assert aggregate.main(["--output_root", str(sweep)]) == 0
+    captured = capsys.readouterr()
+    out = captured.out + captured.err + caplog.text
+    assert "19 loaded" in out and "1 corrupt (skipped)" in out and "[built from 19 of 20 run folders]" in out
+    assert out.count(str(victim)) == 1 and "metrics.json is partial: no test/n" in out
+    main = pd.read_csv(sweep / "tables" / "main.csv")
+    assert main.loc[main["method"] == "lemon_fix", "seeds"].tolist() == [1]
+
+
+def test_seeds_counts_the_values_averaged(records):
+    df = records.copy()
+    fix = df.index[df["method"] == "lemon_fix"]
+    df.loc[fix[0], "test/AUROC"] = float("nan")  # e.g. a one-class test split: AUROC written as null
+    main = aggregate.main_table(df)
+    row = main[main["method"] == "lemon_fix"].iloc[0]
+    assert row["seeds"] == 1  # not the 2 runs selected: only one AUROC went into the mean
+    assert row["AUROC mean"] == pytest.approx(100 * df.loc[fix[1], "test/AUROC"])
+    assert pd.isna(row["AUROC std"])
+    assert row["AUPRC mean"] == pytest.approx(100 * df.loc[fix, "test/AUPRC"].mean())
+    assert any("AUROC averages 1 of 2 selected runs" in n for n in main.attrs["notes"])
+    assert (aggregate.main_table(records)["seeds"] == 2).all()
+
+
+@pytest.fixture
+def gaps_experiment():
+    """A registered 4-run grid (name starts with test_, so the paper-grid checks ignore it)."""
+    from lemon.sweep import EXPERIMENTS, Experiment, expand, load_experiments
+    from lemon.sweep.grid import register
+
+    load_experiments()
+    if "test_agg_gaps" not in EXPERIMENTS:
+        @register
+        class Gaps(Experiment):
+            name = "test_agg_gaps"
+
+            def grid(self):
+                return expand({"dataset": "synthetic", "lemon_fix": True, "seed": [0, 1, 2, 3]})
+    return EXPERIMENTS.get("test_agg_gaps")()
+
+
+def test_experiment_counts_runs_never_launched(tmp_path, capsys, gaps_experiment):
+    from lemon.sweep import build_jobs
+
+    root = tmp_path / "sweep"
+    jobs = build_jobs(gaps_experiment, root)
+    fixes = sorted(p.parent for p in SWEEP.rglob("args.json") if json.loads(p.read_text())["lemon_fix"])
+    for job, run in zip(jobs[:2], fixes):  # half of the grid launched (and finished)
+        shutil.copytree(run, job.run_dir)
+    assert aggregate.main(["--output_root", str(root), "--experiment", "test_agg_gaps"]) == 0
+    out = capsys.readouterr().out
+    assert "2 run folders under" in out and "2 loaded" in out and "2 of 4 runs not launched" in out
+    assert "[built from 2 of 4 runs of the grid]" in out
+    assert out.rstrip().splitlines()[-1].startswith("WARNING:") and "2 of 4 runs not launched" in \
+        out.rstrip().splitlines()[-1]
+    for job, run in zip(jobs[2:], fixes):  # the rest launched too: complete, no warning
+        shutil.copytree(run, job.run_dir)
+    assert aggregate.main(["--output_root", str(root), "--experiment", "test_agg_gaps"]) == 0
+    out = capsys.readouterr().out
+    assert "not launched" not in out and "WARNING" not in out and "4 loaded" in out
+
+
+def test_unwritable_tables_dir_is_one_line(tmp_path, capsys, monkeypatch):
+    afile = tmp_path / "a_file"
+    afile.write_text("x")
+    assert aggregate.main(["--output_root", str(SWEEP), "--tables_dir", str(afile)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: --tables_dir {afile} is a file, not a folder; pass a folder (created when "
+                   "missing).\n")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    real = os.access
+    if os.geteuid() == 0:  # root writes anywhere: make access() answer as for a normal user
+        monkeypatch.setattr(os, "access", lambda p, m, **kw: False if Path(p) == locked else real(p, m, **kw))
+    assert aggregate.main(["--output_root", str(SWEEP), "--tables_dir", str(locked / "tables")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--tables_dir" in err and "is not writable" in err and str(locked) in err
+    assert not (locked / "tables").exists()
+    monkeypatch.setattr(os, "access", real)
+
+    def disk_full(path, *a, **kw):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(aggregate, "atomic_write_csv", disk_full)  # fails only when writing
+    assert aggregate.main(["--output_root", str(SWEEP), "--tables_dir", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: cannot write the tables to {tmp_path / 't'} (No space left on device); pass a "
+                   "writable --tables_dir.\n")
 
 
 def test_experiment_filter(tmp_path, capsys):

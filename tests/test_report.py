@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -228,18 +229,47 @@ def test_cli_and_bad_inputs(run_dir, tmp_path, capsys):
     assert "lacks column(s) score" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("content", [None, b"", b"PK\x03\x04 truncated zip", b"not an npz at all"])
+def test_corrupt_neighbours_file_leaves_the_panels_out(run_dir, tmp_path, caplog, content):
+    run = Path(shutil.copytree(run_dir, tmp_path / "run"))
+    data = (run / "neighbours.npz").read_bytes()
+    (run / "neighbours.npz").write_bytes(data[:len(data) // 2] if content is None else content)  # None: cut
+    with caplog.at_level("WARNING", logger="lemon.report"):
+        assert report.main([str(run), "--top", "5"]) == 0  # no traceback, exit 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "\n" not in warnings[0]
+    assert warnings[0].startswith(f"{run / 'neighbours.npz'} is not a readable .npz (")
+    assert "the neighbour panels are left out of the report" in warnings[0]
+    page = (run / "report.html").read_text()
+    assert len(_rows(page)) == 5 and "Neighbours are not available" in page
+
+
 @pytest.mark.slow
 def test_renders_in_headless_chromium(run_dir, tmp_path):
-    """What a person sees: the page renders (non-blank screenshot) in a real browser."""
+    """What a person sees: the page renders in a real browser, text and thumbnails included."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing in CI: .ci/run installs it (apt-get install -y chromium)")
         pytest.skip("chromium not installed (apt-get install -y chromium)")
-    page = report.write_report(run_dir, top_n=10)
+    magenta = (255, 0, 255)  # a colour nothing else on the page uses: visible only if the images render
+    data = tmp_path / "data"
+    run, scores = _with_images(run_dir, tmp_path, lambda s, i: f"imgs/{s}_{i}.png")
+    (data / "imgs").mkdir(parents=True)
+    for s, i in zip(scores["split"], scores["idx"]):
+        Image.new("RGB", (64, 48), magenta).save(data / "imgs" / f"{s}_{i}.png")
+    args = json.loads((run / "args.json").read_text())
+    (run / "args.json").write_text(json.dumps({**args, "data_dir": str(data)}))
+    page = report.write_report(run, top_n=10)
     shot = tmp_path / "shot.png"
     subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync", "--no-first-run",
                     f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri()],
                    capture_output=True, timeout=120, check=True)
-    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
-    assert pixels.shape == (2000, 1280)
-    assert pixels.std() > 20 and (pixels < 100).mean() > 0.01  # text and figures, not a blank page
+    rgb = np.asarray(Image.open(shot).convert("RGB"), dtype=float)
+    grey = rgb.mean(axis=2)
+    assert grey.shape == (2000, 1280)
+    assert grey.std() > 20 and (grey < 100).mean() > 0.01  # text and figures, not a blank page
+    thumbs = np.abs(rgb - magenta).max(axis=2) < 40
+    assert thumbs.sum() > 3 * 112 * 84  # several pair thumbnails (112x84) and neighbour images drawn
+    assert thumbs[:, :640].any() and thumbs[:, 640:].any()  # the pair column and the neighbour panels

@@ -75,6 +75,42 @@ def test_corrupt_runs_are_reported_by_path_and_skipped(sweep, name, content, rea
     assert f"corrupt: {victim}: {reason}" in report.details()
 
 
+def _edit_metrics(run: Path, keep) -> None:
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if keep(k)}))
+
+
+@pytest.mark.parametrize("keep, missing", [
+    (lambda k: not k.startswith("test/"), "test/n, test/AUROC, test/AUPRC, test/F1_optimal"),
+    (lambda k: k != "test/AUROC", "test/AUROC"),
+    (lambda k: k != "val/F1_optimal", "val/F1_optimal"),
+])
+def test_partial_metrics_are_corrupt_not_loaded(sweep, caplog, keep, missing):
+    victim = _run_dirs(sweep)[3]
+    _edit_metrics(victim, keep)
+    with caplog.at_level("DEBUG", logger="lemon.results"):
+        df, report = load_records(sweep)
+    assert len(df) == report.loaded == 19 and str(victim) not in set(df["run_dir"])
+    assert [p for p, _ in report.corrupt] == [victim]
+    assert report.corrupt[0][1].startswith(f"metrics.json is partial: no {missing} (the tables need them)")
+    assert "20 run folders" in report.summary() and "19 loaded" in report.summary()
+    assert "1 corrupt (skipped)" in report.summary() and not report.complete
+    # reported once, by the caller printing report.details(): not also as a logged warning
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert report.details().count(str(victim)) == 1
+
+
+def test_label_free_run_with_null_metrics_is_not_corrupt(sweep):
+    runs = _run_dirs(sweep)
+    # a --real_dataset run: no labels, so no prevalence / AUROC / F1 keys, only counts and thresholds
+    _edit_metrics(runs[0], lambda k: k.split("/")[1] in ("n",) or "threshold" in k or "n_flagged" in k)
+    metrics = json.loads((runs[1] / "metrics.json").read_text())  # one-class split: AUROC written as null
+    (runs[1] / "metrics.json").write_text(json.dumps({**metrics, "test/AUROC": None}))
+    df, report = load_records(sweep)
+    assert (report.loaded, report.corrupt) == (20, [])
+    assert pd.isna(df.set_index("run_dir").loc[str(runs[1]), "test/AUROC"])
+
+
 def test_empty_and_missing_sweep_folders(tmp_path):
     df, report = load_records(tmp_path)
     assert df.empty and list(df.columns) == ["experiment", "run_dir", "method"]

@@ -50,7 +50,7 @@ EXPECTED_SIZES = {
     # x 4 temperatures + 4 k-free + 5 kNN scorers x 7 k), x 3 seeds
     "baselines_all": (10 * (1 + 4 * 7) + 8 * (1 + 4 * 7 + 4 + 4 + 5 * 7)) * 3,
     "smoke": 96,
-    "smoke_demo": 96,
+    "smoke_synthetic": 96,
 }
 RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
 TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)} - {"output_dir", "data_options"}
@@ -264,6 +264,52 @@ def test_cli_notes_ignored_options_and_accepts_output_dir_spelling(cli, tmp_path
     assert "note: --mem_gb is not used by the 'dummy' launcher; ignored." in out
     code = sweep.main(["status", "--experiment", "test_cli_sweep", "--output_dir", str(tmp_path / "out")])
     assert code == 0 and "4 jobs:" in capsys.readouterr().out
+
+
+def test_cli_status_shows_recorded_job_ids(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no squeue: a Slurm id without 'done' is incomplete
+    jobs = cli.jobs()
+    for job in jobs[:3]:
+        job.run_dir.mkdir(parents=True)
+    write_job_id(jobs[0].run_dir, "4242_0")  # a Slurm job that ended without 'done'
+    write_job_id(jobs[1].run_dir, "4242_1")  # one that finished
+    mark_done(jobs[1].run_dir, 1.0)
+    code, out = cli("status", "-v")
+    lines = out.splitlines()
+    assert code == 0 and "4 jobs: 1 done, 0 running, 2 incomplete, 1 not launched." in out
+    assert [line for line in lines if str(jobs[0].run_dir) in line and "[job 4242_0]" in line]
+    assert sum(str(jobs[0].run_dir) in line for line in lines) == 2  # the -v line and the 'incomplete:' line
+    incomplete = f"incomplete: {jobs[0].run_dir}  [job 4242_0]  (log:"
+    assert any(line.strip().startswith(incomplete) for line in lines)
+    assert any(line.strip().startswith(f"done: {jobs[1].run_dir}  [job 4242_1]  ") for line in lines)
+    no_id = [line for line in lines if str(jobs[2].run_dir) in line]
+    assert len(no_id) == 2 and not any("[job" in line for line in no_id)
+    assert sum("[job" in line for line in lines) == 3
+    read_states(jobs, slurm_active=set())
+    assert str(jobs[0]).strip().startswith(f"incomplete: {jobs[0].run_dir}  [job 4242_0]  dataset=synthetic")
+
+
+def test_cli_bad_output_root_is_one_line(cli, tmp_path, capsys, monkeypatch):
+    afile = tmp_path / "a_file"
+    afile.write_text("x")
+    for command, root in (("status", afile), ("launch", afile), ("status", afile / "sub")):
+        code = sweep.main([command, "--experiment", "test_cli_sweep", "--output_root", str(root),
+                           "--skip_confirmation"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and err.startswith(f"error: --output_root {root} ")
+        assert f"{afile} is a file" in err
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if os.geteuid() == 0:  # root writes anywhere: make access() answer as for a normal user
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, m, **kw: False if Path(p) == locked else real(p, m, **kw))
+    for root in (locked, locked / "sub"):
+        code = sweep.main(["launch", "--experiment", "test_cli_sweep", "--output_root", str(root),
+                           "--skip_confirmation"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and "--output_root" in err and "is not writable" in err
+    assert list(locked.iterdir()) == []
+    assert sweep.main(["status", "--experiment", "test_cli_sweep", "--output_root", str(locked)]) == 0
 
 
 def test_cli_unknown_names_list_the_choices(cli, capsys):

@@ -71,9 +71,14 @@ class Job:
         """Where the job's stdout/stderr (and any traceback) are, as recorded in ``job_id``."""
         return Path(read_job_id(self.run_dir).get("log", self.run_dir / JOB_OUTPUT))
 
+    @property
+    def job_label(self) -> str:
+        """``  [job 1234_5]`` when a job id is recorded (Slurm or ``local:...``), else ''."""
+        return f"  [job {self.job_id}]" if self.job_id else ""
+
     def __str__(self) -> str:
         shown = ", ".join(f"{k}={v}" for k, v in sorted(self.args.items()))
-        return f"{self.state.value:>12}: {self.run_dir}  {shown}"
+        return f"{self.state.value:>12}: {self.run_dir}{self.job_label}  {shown}"
 
 
 def to_flags(args: Mapping[str, Any]) -> list[str]:
@@ -212,6 +217,7 @@ def read_states(jobs: Iterable[Job], slurm_active: set[str] | None = None) -> li
         job.job_id = None
         if (job.run_dir / DONE).is_file():
             job.state = State.DONE
+            job.job_id = read_job_id(job.run_dir).get("id")  # shown by status; a done job is not polled
         elif job.run_dir.is_dir():
             job.state = State.INCOMPLETE
             job.job_id = read_job_id(job.run_dir).get("id")
@@ -248,6 +254,20 @@ def format_counts(jobs: list[Job]) -> str:
     counts = count_states(jobs)
     order = (State.DONE, State.RUNNING, State.INCOMPLETE, State.NOT_LAUNCHED)
     return f"{len(jobs)} jobs: " + ", ".join(f"{counts[s]} {s.value}" for s in order) + "."
+
+
+def check_writable(folder: str | os.PathLike, flag: str, write: bool = True) -> None:
+    """Raise LemonError (one line naming ``flag``) unless ``folder`` is, or can be created as, a folder
+    (a writable one unless ``write`` is False)."""
+    folder = Path(folder).expanduser().absolute()
+    if folder.exists() and not folder.is_dir():
+        raise LemonError(f"{flag} {folder} is a file, not a folder; pass a folder (created when missing).")
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise LemonError(f"{flag} {folder} cannot be created: {existing} is a file; pass another folder.")
+    if write and not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == folder else f" (its parent {existing} is not writable)"
+        raise LemonError(f"{flag} {folder} is not writable{where}; pass a folder you can write to.")
 
 
 def to_launch(jobs: Iterable[Job], restart_running: bool = False) -> list[Job]:
