@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -47,9 +46,7 @@ def test_job_array_of_run_lemon_completes_and_a_failure_points_to_its_log(env, c
         "test_slurm_array", [dict(fast, knn_k=5), dict(fast, knn_k=999)]))
     __import__("exp_slurm_array")
     root = env / "out"
-    start = time.time()
     code, out = _sweep(capsys, "launch", "test_slurm_array", root, "--wait", "--cpus", "1")
-    elapsed = time.time() - start
     good, bad = build_jobs(EXPERIMENTS.get("test_slurm_array")(), root)
     assert code == 1, out  # one job failed
     assert "Submitted 2 job(s) to Slurm" in out and "Slurm array finished: 1 done, 1 failed." in out
@@ -63,7 +60,6 @@ def test_job_array_of_run_lemon_completes_and_a_failure_points_to_its_log(env, c
     assert f"FAILED: {bad.run_dir}\n    log: {log}" in out
     assert log.parent.parent.parent == root / "test_slurm_array" / ".submitit"
     assert "knn_k=999 but the reference set has 400 samples" in log.read_text()
-    assert elapsed < 120, f"a two-job array took {elapsed:.0f} s"
 
 
 def test_running_jobs_are_left_alone_restarted_on_request_and_cancelled(env, capsys):
