@@ -36,14 +36,16 @@ def best_f1(scores: np.ndarray | torch.Tensor, y: np.ndarray) -> tuple[np.ndarra
     threshold : (B,) a threshold reaching it: midway between the lowest flagged score and the next
         lower one (the largest margin on both sides), or the minimum score when everything is flagged.
     """
-    s = torch.as_tensor(scores, dtype=torch.float64)
+    s = torch.as_tensor(scores)
+    if not s.is_floating_point():
+        s = s.double()  # float32 scores are sorted as they are (the search's speed); others in float64
     single = s.ndim == 1
     s = s.reshape(1, -1) if single else s
-    yt = torch.as_tensor(np.asarray(y, dtype=np.float64))
+    yt = torch.as_tensor(np.asarray(y, dtype=np.float64)).to(s.dtype)  # 0/1 counts: exact in float32 too
     n = s.shape[1]
     s_sorted, order = torch.sort(s, dim=1, descending=True)
     tp = torch.cumsum(yt[order], dim=1)
-    n_flagged = torch.arange(1, n + 1, dtype=torch.float64)
+    n_flagged = torch.arange(1, n + 1, dtype=s.dtype)
     f1 = 2 * tp / (n_flagged + yt.sum())
     # a cut is only reachable after the last of a run of tied scores
     reachable = torch.ones_like(f1, dtype=torch.bool)

@@ -20,6 +20,7 @@ from lemon.errors import LemonError, MissingDependencyError
 log = logging.getLogger(__name__)
 KNN_BACKENDS = ("torch", "faiss")
 _CHUNK_BYTES = 256 * 2**20  # similarity block per chunk
+_SELF_BLOCK = 4096  # square block side of the symmetric self-search (64 MiB of float32 similarities)
 
 
 def knn(query: np.ndarray, ref: np.ndarray, k: int, exclude: Optional[np.ndarray] = None,
@@ -46,6 +47,8 @@ def knn(query: np.ndarray, ref: np.ndarray, k: int, exclude: Optional[np.ndarray
     if exclude is not None and len(exclude) != len(query):
         raise LemonError(f"exclude must have one entry per query, got {len(exclude)} for {len(query)}.")
     if backend == "torch":
+        if _is_self_search(query, ref, exclude):
+            return _knn_torch_self(ref, k, torch.device(device))
         return _knn_torch(query, ref, k, exclude, torch.device(device))
     if backend == "faiss":
         return _knn_faiss(query, ref, k, exclude)
@@ -74,6 +77,46 @@ def _knn_torch(query: np.ndarray, ref: np.ndarray, k: int, exclude: Optional[np.
             sims[start:stop] = top.values.cpu().numpy()
             idxs[start:stop] = top.indices.cpu().numpy()
     return sims, idxs
+
+
+def _is_self_search(query: np.ndarray, ref: np.ndarray, exclude: Optional[np.ndarray]) -> bool:
+    """The query set is the reference set itself, each row excluding its own index (the train split)."""
+    return (exclude is not None and query.shape == ref.shape and len(ref) > _SELF_BLOCK
+            and np.array_equal(exclude, np.arange(len(ref))) and (query is ref or np.array_equal(query, ref)))
+
+
+def _merge_topk(best_v: torch.Tensor, best_i: torch.Tensor, rows: slice, block: torch.Tensor, offset: int,
+                k: int) -> None:
+    """Fold a similarity block (its columns are reference rows ``offset``...) into rows' running top-k."""
+    top = torch.topk(block, min(k, block.shape[1]), dim=1, largest=True, sorted=False)
+    cand_v = torch.cat([best_v[rows], top.values], dim=1)
+    cand_i = torch.cat([best_i[rows], top.indices + offset], dim=1)
+    keep = torch.topk(cand_v, k, dim=1, largest=True, sorted=True)
+    best_v[rows] = keep.values
+    best_i[rows] = torch.gather(cand_i, 1, keep.indices)
+
+
+def _knn_torch_self(x: np.ndarray, k: int, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """Self-search of a reference set, each row excluding itself: the similarity matrix is symmetric, so only
+    the blocks on and above the diagonal are multiplied, and each off-diagonal block serves its rows and,
+    transposed, its columns — about half the matmul work of the general path, same neighbours (up to ties)."""
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
+    n = len(xt)
+    best_v = torch.full((n, k), -math.inf, dtype=torch.float32, device=device)
+    best_i = torch.zeros((n, k), dtype=torch.int64, device=device)
+    starts = range(0, n, _SELF_BLOCK)
+    with torch.inference_mode():
+        for i0 in tqdm(starts, desc="kNN", unit="block-row", leave=False, disable=None if n > 4 * _SELF_BLOCK else True):
+            rows_i = slice(i0, min(n, i0 + _SELF_BLOCK))
+            for j0 in range(i0, n, _SELF_BLOCK):
+                rows_j = slice(j0, min(n, j0 + _SELF_BLOCK))
+                block = xt[rows_i] @ xt[rows_j].T
+                if j0 == i0:
+                    block.fill_diagonal_(-math.inf)  # exclusion by index: the row itself
+                _merge_topk(best_v, best_i, rows_i, block, j0, k)
+                if j0 != i0:
+                    _merge_topk(best_v, best_i, rows_j, block.T.contiguous(), i0, k)  # row-wise topk is faster
+    return best_v.cpu().numpy(), best_i.cpu().numpy()
 
 
 def _knn_faiss(query: np.ndarray, ref: np.ndarray, k: int,

@@ -9,8 +9,8 @@ threshold). Phases, all seeded and deterministic:
    a small pool of tuples so an objective that caches per group stays cheap;
 3. from the best distinct points and the original's starting points (all free values 0.5, 1 or 10):
    rounds of dense coordinate line searches and random multiplicative perturbations at several step sizes.
-All values are non-negative, as the paper states. F1 is piecewise constant in the hyper-parameters, so this
-batched derivative-free search suits it better than gradients.
+All values are non-negative, as the paper states, and at most MAX_FACTOR x their scale. F1 is piecewise
+constant in the hyper-parameters, so this batched derivative-free search suits it better than gradients.
 """
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ from tqdm.auto import tqdm
 log = logging.getLogger(__name__)
 
 Objective = Callable[[np.ndarray], np.ndarray]
+#: refinement stays within [0, MAX_FACTOR x scale] (LEMoN: tau <= 50, beta and gamma <= 500): far past the
+#: original's grid (tau <= 10, beta, gamma <= 100), yet exp(tau_1 * similarity) stays finite in float32
+MAX_FACTOR = 10.0
 
 
 @dataclass
@@ -119,9 +122,12 @@ def search(objective: Objective, space: SearchSpace, seed: int = 0, effort: floa
         x[free_cols] = value
         starts.append(x)
     scale = np.array([float(space.scale.get(n, 1.0)) for n in space.names])
+    upper = MAX_FACTOR * scale
     n_random = max(64, int(256 * effort))
+    pooled_cols = [[space.names.index(n) for n in group if n in space.free()] for group in space.pooled]
     for x in tqdm(starts, desc="refine hyper-parameters", leave=False, disable=None):
-        x, v = _refine(objective, x, float(objective(x[None])[0]), free_cols, scale, n_random, rng, batch)
+        x, v = _refine(objective, x, float(objective(x[None])[0]), free_cols, scale, upper, n_random, rng, batch,
+                       [cols for cols in pooled_cols if cols])
         if v > best_v:
             best_x, best_v = x.copy(), v
     log.info("refined from %d starts: best objective %.4f", len(starts), best_v)
@@ -129,14 +135,18 @@ def search(objective: Objective, space: SearchSpace, seed: int = 0, effort: floa
 
 
 def _refine(objective: Objective, x: np.ndarray, v: float, free_cols: list[int], scale: np.ndarray,
-            n_random: int, rng: np.random.Generator, batch: int, rounds: int = 4,
-            ) -> tuple[np.ndarray, float]:
-    """Coordinate line searches + random perturbations until two rounds bring nothing (or ``rounds``)."""
+            upper: np.ndarray, n_random: int, rng: np.random.Generator, batch: int, pooled_cols: Sequence[list[int]] = (),
+            rounds: int = 4, pool: int = 32) -> tuple[np.ndarray, float]:
+    """Coordinate line searches + random perturbations until two rounds bring nothing (or ``rounds``).
+
+    Each pooled group of columns takes one of ``pool`` perturbed tuples, so an objective that caches per
+    group (LEMoN: one neighbour term per distinct (tau_1, tau_2)) evaluates ``pool`` of them, not ``n_random``.
+    """
     stale = 0
     for _ in range(rounds):
         improved = False
         for c in free_cols:
-            cand = _line_candidates(x[c], scale[c])
+            cand = np.unique(np.minimum(_line_candidates(x[c], scale[c]), upper[c]))
             trial = np.tile(x, (len(cand), 1))
             trial[:, c] = cand
             tv = _batched(objective, trial, batch)
@@ -147,8 +157,10 @@ def _refine(objective: Objective, x: np.ndarray, v: float, free_cols: list[int],
         size = (n_random, len(free_cols))
         spread = rng.choice([0.03, 0.1, 0.3, 1.0], size=(n_random, 1))  # several step sizes at once
         jitter = 0.01 * spread * scale[free_cols] * rng.normal(size=size)
-        trial[:, free_cols] = np.maximum(
-            0.0, trial[:, free_cols] * np.exp(spread * rng.normal(size=size)) + jitter)
+        trial[:, free_cols] = np.clip(trial[:, free_cols] * np.exp(spread * rng.normal(size=size)) + jitter,
+                                      0.0, upper[free_cols])
+        for cols in pooled_cols:
+            trial[:, cols] = trial[rng.integers(0, min(pool, n_random), n_random)][:, cols]
         tv = _batched(objective, trial, batch)
         j = int(np.argmax(tv))
         if tv[j] > v:

@@ -69,3 +69,24 @@ def test_unknown_backend():
     x = _unit(10, 4)
     with pytest.raises(LemonError, match="Unknown knn backend 'annoy'. Available: torch, faiss"):
         knn(x, x, 2, backend="annoy")
+
+
+def test_symmetric_self_search_matches_brute_force(monkeypatch):
+    """The train split's self-search multiplies only the blocks on and above the diagonal; with several
+    blocks (block side 64 here) it must give the brute-force neighbours, duplicates counted by index."""
+    import lemon.neighbors as nb
+
+    x = _unit(300, 16, seed=3)
+    x[250] = x[10]  # an exact duplicate in another block
+    monkeypatch.setattr(nb, "_SELF_BLOCK", 64)
+    assert nb._is_self_search(x, x, np.arange(300))
+    sim, idx = knn(x, x, 7, exclude=np.arange(300))
+    full = x.astype(np.float64) @ x.T.astype(np.float64)
+    np.fill_diagonal(full, -np.inf)
+    expected = np.argsort(-full, axis=1, kind="stable")[:, :7]
+    np.testing.assert_array_equal(np.sort(idx, 1), np.sort(expected, 1))
+    np.testing.assert_allclose(sim, np.take_along_axis(full, expected, 1), atol=1e-6)
+    assert idx[10, 0] == 250 and idx[250, 0] == 10  # the duplicate is the nearest, the row itself never
+    assert not np.any(idx == np.arange(300)[:, None])
+    # a query set that only looks like the reference (other exclusions) takes the general path
+    assert not nb._is_self_search(x, x, np.full(300, -1))

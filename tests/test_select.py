@@ -71,3 +71,14 @@ def test_search_finds_a_known_optimum_off_the_grid():
     best, value = search(objective, space, seed=0)
     assert value > -0.05
     np.testing.assert_allclose([best["a"], best["b"], best["c"]], target, atol=0.05)
+
+
+def test_search_stays_within_its_bounds():
+    """An objective that always rewards a larger value is stopped at MAX_FACTOR x scale (never an
+    unbounded tau whose exp overflows float32), and at 0 from below."""
+    from lemon.select import MAX_FACTOR
+
+    space = SearchSpace(("a", "b"), {"a": [0, 1], "b": [0, 1]}, scale={"a": 5.0, "b": 1.0})
+    best, value = search(lambda H: H[:, 0] - H[:, 1], space, seed=0)
+    assert best["a"] == pytest.approx(MAX_FACTOR * 5.0) and best["b"] == 0.0
+    assert value == pytest.approx(MAX_FACTOR * 5.0)

@@ -95,8 +95,12 @@ class NeighbourTerms:
         prox, trd, dist = (self._t[(f"{name}_{side}", dtype)] for name in ("prox", "trd", "dist"))
         t1 = torch.as_tensor(np.asarray(tau_1, dtype=np.float64)).to(dtype)[:, None, None]
         t2 = torch.as_tensor(np.asarray(tau_2, dtype=np.float64)).to(dtype)[:, None, None]
-        return torch.cat([(torch.exp(t1[i:i + chunk] * prox - t2[i:i + chunk] * trd) * dist).mean(dim=2)
-                          for i in range(0, len(t1), chunk)])
+        k = prox.shape[1]
+        parts = []
+        for i in range(0, len(t1), chunk):  # in place: one (chunk, n, k) buffer instead of five
+            w = torch.mul(t1[i:i + chunk], prox).sub_(t2[i:i + chunk] * trd).exp_()
+            parts.append(w.mul_(dist).sum(dim=2).div_(k))
+        return torch.cat(parts)
 
     def scores(self, H: np.ndarray, use_d_mm: bool = True, dtype: torch.dtype = torch.float64,
                ) -> torch.Tensor:
@@ -116,7 +120,10 @@ class NeighbourTerms:
             taus, inverse = np.unique(H[active][:, [t1_col, t2_col]], axis=0, return_inverse=True)
             term = self.neighbour_term(side, taus[:, 0], taus[:, 1], dtype)[torch.as_tensor(inverse.ravel())]
             weight = torch.as_tensor(H[active, w_col]).to(dtype)[:, None]
-            total[torch.as_tensor(active)] += weight * term
+            if active.all():
+                total.addcmul_(weight, term)
+            else:
+                total[torch.as_tensor(active)] += weight * term
         return total
 
 
