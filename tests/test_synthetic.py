@@ -20,3 +20,13 @@ def test_noise_count_and_determinism():
     flipped = a["train_is_mislabel"].astype(bool)
     assert np.all(a["train_label"][flipped] != a["train_noisy_label"][flipped])
     assert np.all(a["train_label"][~flipped] == a["train_noisy_label"][~flipped])
+
+
+def test_data_seed_draws_a_replicate():
+    """Seeds of a sweep must be real replicates: another data_seed, other draws, same sizes and noise count."""
+    a, b = make_synthetic_embeddings(400), make_synthetic_embeddings(400, data_seed=1)
+    again = make_synthetic_embeddings(400, data_seed=1)
+    assert all(np.array_equal(b[k], again[k]) for k in b)
+    assert not np.array_equal(a["train_img"], b["train_img"])
+    np.testing.assert_array_equal(a["label_prompt_txt"], b["label_prompt_txt"])  # same classes, same prompts
+    assert a["val_is_mislabel"].sum() == b["val_is_mislabel"].sum() == round(0.4 * 50)

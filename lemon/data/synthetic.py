@@ -56,11 +56,13 @@ def _split(n: int, rng: np.random.Generator, noise_level: float, geometry) -> di
             "noisy_label": observed.astype(np.int64), "is_mislabel": flipped.astype(np.int64)}
 
 
-def make_synthetic_embeddings(n: int, noise_level: float = 0.4) -> dict[str, np.ndarray]:
+def make_synthetic_embeddings(n: int, noise_level: float = 0.4, data_seed: int = 0) -> dict[str, np.ndarray]:
     """Arrays in the ``--embeddings`` npz layout: ``{split}_{img,txt,label,noisy_label,is_mislabel}`` for
-    train (n), val and test (n // 8 each), plus ``label_prompt_txt`` (10, 512). Seeded by ``n``."""
+    train (n), val and test (n // 8 each), plus ``label_prompt_txt`` (10, 512). Seeded by ``n`` and
+    ``data_seed`` (seed 0 draws exactly the reference arrays; another seed, another sample of the same
+    geometry, so the seeds of a sweep are real replicates)."""
     geometry = _geometry()
-    rng = np.random.default_rng(1000 + n)
+    rng = np.random.default_rng(1000 + n if data_seed == 0 else [1000 + n, data_seed])
     arrays: dict[str, np.ndarray] = {}
     for split, size in (("train", n), ("val", n // 8), ("test", n // 8)):
         for key, value in _split(size, rng, noise_level, geometry).items():
@@ -81,6 +83,6 @@ class SyntheticEmbeddings(Dataset):
     def load_features(self, cfg) -> Features:
         from lemon.data.embeddings import features_from_arrays
 
-        arrays = make_synthetic_embeddings(cfg.n_synthetic, cfg.resolved_noise_level)
+        arrays = make_synthetic_embeddings(cfg.n_synthetic, cfg.resolved_noise_level, cfg.data_seed)
         return features_from_arrays(arrays, prompt=cfg.prompt, class_names=CIFAR10_CLASSES,
                                     source=f"synthetic(n={cfg.n_synthetic})")
