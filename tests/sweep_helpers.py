@@ -18,7 +18,7 @@ if str(REPO) not in sys.path:  # sweep.py, experiments.py and launchers.py live 
 
 PROBE_SCRIPT = '''
 """A job script for tests: --sleep S, --exit_code N, --raise_error; writes seen.json, then done."""
-import argparse, json, os, time
+import argparse, json, multiprocessing, os, time
 from pathlib import Path
 from lemon.io import atomic_write_json, mark_done
 
@@ -33,7 +33,8 @@ def main(argv=None):
     out = Path(a.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "seen.json", {"pid": os.getpid(), "value": a.value,
-                                           "cuda": os.environ.get("CUDA_VISIBLE_DEVICES")})
+                                           "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                                           "start_method": multiprocessing.get_start_method()})
     time.sleep(a.sleep)
     if a.raise_error:
         raise RuntimeError("probe asked to raise")

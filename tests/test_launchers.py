@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import signal
 import threading
@@ -139,6 +140,9 @@ def test_local_parallel_fills_its_slots_and_pins_one_gpu_per_worker(probe, monke
     gpus = [_seen(j)["cuda"] for j in jobs]
     assert set(gpus) == {"3", "5"}
     assert gpus[0] != gpus[1]  # the first two run together, on different GPUs
+    if "fork" in multiprocessing.get_all_start_methods():
+        # a job's own workers (DataLoader) fork from it, not from a fresh forkserver that re-imports torch
+        assert {_seen(j)["start_method"] for j in jobs} == {"fork"}
 
 
 def test_debug_runs_in_process_and_goes_on_after_an_exception(probe, caplog):

@@ -71,6 +71,11 @@ def _job_process(script: str, argv: list[str], run_dir: str, env: dict[str, str]
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
+    if "fork" in multiprocessing.get_all_start_methods():
+        # The job's own workers (DataLoader) fork from the job, which has imported everything already; the
+        # start method inherited from the sweep (forkserver) would boot a fresh interpreter that re-imports
+        # torch for every worker of every epoch.
+        multiprocessing.set_start_method("fork", force=True)
     try:
         if threads:
             _limit_threads(threads)
