@@ -218,7 +218,7 @@ def test_undecodable_images_are_dropped_counted_and_cached_aligned(ckpt, tmp_pat
     assert sidecar["kind"] == "image/files" and sidecar["n"] == 10 and rows == [1, 6]
     # a second run reads the cache, never decodes or loads the model, and drops the same rows
     counter = CountingCalls(monkeypatch)
-    second = embed_dataset(_file_splits(tmp_path / "data2"), cfg.replace(num_workers=0))
+    second = embed_dataset(splits, cfg.replace(num_workers=0))
     assert counter.calls == {"encode_images": 0, "encode_texts": 0, "load": 0}
     assert second.meta["skipped_images"] == first.meta["skipped_images"]
     for s in ("train", "val", "test"):
@@ -245,3 +245,41 @@ def test_dropping_undecodable_rows_cuts_every_per_row_array():
     assert kept.meta["skipped_images"] == 4 and part.meta["skipped_images"] == 2
     with pytest.raises(LemonError, match="no image of the 'train' split can be decoded"):
         drop_undecodable(part, np.full((n, 3), np.nan, dtype=np.float32), list(part.images.ids), "fake")
+
+
+def test_an_image_replaced_under_the_same_path_is_embedded_again(ckpt, tmp_path, monkeypatch):
+    """The cache never serves stale embeddings: a repaired (or edited) file changes the image fingerprint."""
+    import os
+
+    from fake_data import jpeg_bytes
+
+    splits = _file_splits(tmp_path / "data")
+    cfg = _cfg(ckpt, tmp_path / "cache")
+    first = embed_dataset(splits, cfg)
+    assert first.meta["skipped_images"]["train"] == 3
+    counter = CountingCalls(monkeypatch)
+    assert embed_dataset(splits, cfg).meta["cache_misses"] == 0  # untouched files: all from the cache
+    repaired = tmp_path / "data" / "train" / "1.jpg"  # was a truncated JPEG
+    repaired.write_bytes(jpeg_bytes(np.random.default_rng(7), size=24))
+    os.utime(repaired, ns=(1, 1))  # whatever the clock, the stamp differs from the first write
+    again = embed_dataset(splits, cfg)
+    # train's images again, and its captions (one more row is kept now); val and test from the cache
+    assert again.meta["cache_misses"] == 2 and counter.calls["encode_images"] > 0
+    assert again.meta["skipped_images"]["train"] == 2 and len(again.splits["train"]) == 9
+    np.testing.assert_array_equal(again.splits["val"].img, first.splits["val"].img)
+
+
+def test_in_memory_pixels_key_the_cache(tmp_path):
+    """Array images: same ids, other pixels -> another entry (CIFAR, demo)."""
+    from lemon.data.base import ArrayImages
+
+    pixels = np.zeros((3, 4, 4, 3), dtype=np.uint8)
+    a = ArrayImages(pixels, ["x/0", "x/1", "x/2"])
+    b = ArrayImages(pixels + 1, ["x/0", "x/1", "x/2"])
+    assert a.fingerprint() == ArrayImages(pixels.copy(), ["x/0", "x/1", "x/2"]).fingerprint()
+    assert a.fingerprint() != b.fingerprint()
+    cache = EmbeddingCache(tmp_path)
+    for source in (a, a, b):
+        cache.get_or_compute(FakeEmbedder(), "image/x", source.ids, lambda: np.ones((3, 4)),
+                             content=source.fingerprint())
+    assert (cache.hits, cache.misses) == (1, 2)

@@ -7,6 +7,8 @@ them, the text each pair shows the model and ``is_mislabel`` (observed != clean 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Protocol, Sequence, runtime_checkable
@@ -22,9 +24,10 @@ DEFAULT_PROMPT = "A photo of a "
 class ImageSource(Protocol):
     """Random access to a split's images as PIL images, with a stable string id per image.
 
-    ``ids`` must identify image *content* across runs (e.g. ``"cifar10/train/00042"`` or a file path relative
-    to the data root): the embedding cache is keyed by them. Implementations must be picklable so a
-    DataLoader with workers can use them.
+    ``ids`` name the images (e.g. ``"cifar10/train/00042"`` or a file path relative to the data root) and
+    ``fingerprint()`` digests what they currently hold (pixels, or each file's size and modification time):
+    the embedding cache is keyed by both, so an image replaced or repaired under the same id is embedded
+    again, never served stale. Implementations must be picklable so a DataLoader with workers can use them.
     """
 
     ids: Sequence[str]
@@ -32,6 +35,30 @@ class ImageSource(Protocol):
     def __len__(self) -> int: ...
 
     def __getitem__(self, i: int): ...  # -> PIL.Image.Image
+
+    def fingerprint(self) -> str: ...
+
+
+def digest(*parts: bytes | str) -> str:
+    """Short blake2b hex digest of byte/str parts (each length-prefixed, so parts cannot run together)."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else bytes(part)
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()
+
+
+def file_stamps(paths: Sequence[str | os.PathLike]) -> str:
+    """Digest of each file's size and modification time (one ``stat`` per file; 'missing' when absent)."""
+    stamps = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+            stamps.append(f"{st.st_size}:{st.st_mtime_ns}")
+        except OSError:
+            stamps.append("missing")
+    return digest("\n".join(stamps))
 
 
 @dataclass
@@ -54,6 +81,9 @@ class FileImages:
         with Image.open(Path(self.root) / self.relpaths[i]) as img:
             return img.convert("RGB")
 
+    def fingerprint(self) -> str:
+        return file_stamps([os.path.join(self.root, p) for p in self.relpaths])
+
     def subset(self, index: np.ndarray) -> "FileImages":
         return FileImages(self.root, [self.relpaths[i] for i in np.asarray(index)])
 
@@ -72,6 +102,10 @@ class ArrayImages:
         from PIL import Image
 
         return Image.fromarray(self.pixels[i])
+
+    def fingerprint(self) -> str:
+        pixels = np.ascontiguousarray(self.pixels)
+        return digest(str(pixels.shape), str(pixels.dtype), memoryview(pixels).cast("B"))
 
     def subset(self, index: np.ndarray) -> "ArrayImages":
         index = np.asarray(index)

@@ -11,6 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
+from lemon.data.base import digest, file_stamps
+
 
 @dataclass
 class TarImages:
@@ -45,6 +47,12 @@ class TarImages:
         with Image.open(io.BytesIO(self.read_bytes(i))) as img:
             return img.convert("RGB")
 
+    def fingerprint(self) -> str:
+        return digest(file_stamps([os.path.join(self.root, shard) for shard in self.shards]),
+                      np.asarray(self.shard_index, dtype=np.int64).tobytes(),
+                      np.asarray(self.offsets, dtype=np.int64).tobytes(),
+                      np.asarray(self.sizes, dtype=np.int64).tobytes())
+
     def subset(self, index: np.ndarray) -> "TarImages":
         index = np.asarray(index)
         return TarImages(self.root, self.shards, self.shard_index[index], self.offsets[index],
@@ -66,6 +74,9 @@ class BytesImages:
 
         with Image.open(io.BytesIO(self.blobs[i])) as img:
             return img.convert("RGB")
+
+    def fingerprint(self) -> str:
+        return digest(*self.blobs)
 
     def subset(self, index: np.ndarray) -> "BytesImages":
         index = np.asarray(index)

@@ -2,8 +2,10 @@
 
 Layout: ``<cache_root>/embeddings/<embedder id>/<content hash>.npy`` plus a ``.json`` sidecar (model,
 preprocessing, kind, n, dim, dtype). The hash covers the embedder id, its preprocessing, the kind
-('image' / 'text') and the exact ordered list of inputs (image ids or texts), so a change of noise
-re-embeds only the texts, and 96 jobs of a grid over k / distance / ablation / seed embed each split once.
+('image' / 'text'), the exact ordered list of inputs (image ids or texts) and, for images, a fingerprint of
+their content (pixels, or each file's size and mtime: an image replaced under the same path is embedded
+again), so a change of noise re-embeds only the texts, and 96 jobs of a grid over k / distance / ablation /
+seed embed each split once.
 Files are written atomically; concurrent jobs wanting the same entry serialise on a lock file (where the
 OS has ``fcntl``) and the later ones read what the first one wrote.
 """
@@ -42,10 +44,11 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def content_key(model_id: str, preprocessing: str, kind: str, inputs: Sequence[str]) -> str:
-    """sha256 of (model id, preprocessing, kind, exact ordered inputs): the entry's file name."""
+def content_key(model_id: str, preprocessing: str, kind: str, inputs: Sequence[str], content: str = "") -> str:
+    """sha256 of (model id, preprocessing, kind, exact ordered inputs, content fingerprint of what the inputs
+    name — e.g. the image files' sizes and mtimes): the entry's file name."""
     h = hashlib.sha256()
-    h.update(json.dumps([CACHE_FORMAT, model_id, preprocessing, kind, len(inputs)]).encode())
+    h.update(json.dumps([CACHE_FORMAT, model_id, preprocessing, kind, len(inputs), content]).encode())
     h.update(json.dumps([str(x) for x in inputs], ensure_ascii=False).encode())
     return h.hexdigest()[:32]
 
@@ -84,12 +87,15 @@ class EmbeddingCache:
         return array
 
     def get_or_compute(self, embedder, kind: str, inputs: Sequence[str],
-                       compute: Callable[[], np.ndarray]) -> np.ndarray:
-        """Embeddings of ``inputs`` from the cache, else ``compute()`` (then stored, atomically)."""
+                       compute: Callable[[], np.ndarray], content: str = "") -> np.ndarray:
+        """Embeddings of ``inputs`` from the cache, else ``compute()`` (then stored, atomically).
+
+        ``content`` fingerprints what the inputs refer to when they are references (image ids); texts are
+        their own content."""
         if self.root is None:
             self.misses += 1
             return compute()
-        key = content_key(embedder.id, embedder.preprocessing, kind, inputs)
+        key = content_key(embedder.id, embedder.preprocessing, kind, inputs, content)
         array = self.load(embedder.id, key)
         if array is None:
             npy, meta = self.paths(embedder.id, key)

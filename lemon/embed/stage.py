@@ -111,7 +111,8 @@ class _Embed:
     def images(self, ids: Sequence[str], source: Any, split: str) -> np.ndarray:
         return self.cache.get_or_compute(
             self.embedder, f"image/{self.dataset}", ids,
-            lambda: embed_images(self.embedder, source, self.batch_size, self.num_workers, f"{split} images"))
+            lambda: embed_images(self.embedder, source, self.batch_size, self.num_workers, f"{split} images"),
+            content=source.fingerprint())
 
     def texts(self, texts: Sequence[str], what: str) -> np.ndarray:
         return self.cache.get_or_compute(
