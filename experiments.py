@@ -9,6 +9,7 @@ original used one). Joint variation (each dataset with its own noise types and m
 sub-grids merged over a common part; see :func:`lemon.sweep.expand`. No paths: a run that consumes another
 run's output names it with :class:`lemon.sweep.RunRef`.
 """
+
 from __future__ import annotations
 
 from lemon.sweep.grid import Experiment, RunRef, expand, register
@@ -29,19 +30,53 @@ class LemonAll(Experiment):
     name = "lemon_all"
 
     def grid(self):
-        return expand([
-            dict(dataset=["mscoco", "mmimdb"], noise_type=["random", "cat", "noun"], clip_model=HF,
-                 custom_cifar_prompt="", use_discrete_for_text=False),
-            dict(dataset="flickr30k", noise_type=["random", "noun"], clip_model=HF, custom_cifar_prompt="",
-                 use_discrete_for_text=False),
-            dict(dataset="mimiccxr_caption", noise_type=["random", "cat"], clip_model=BIOMED,
-                 custom_cifar_prompt="", use_discrete_for_text=False),
-            dict(dataset=["cifar10", "cifar100"], noise_type=["real", "symmetric", "asymmetric"], clip_model=HF,
-                 custom_cifar_prompt=PROMPTS, use_discrete_for_text=True),
-            dict(dataset=["stanford_cars", "mini_imagenet"], noise_type="real", clip_model=HF,
-                 custom_cifar_prompt=PROMPTS, use_discrete_for_text=True),
-        ], common=dict(dist_type=DISTS, normalize_d1=False, noise_level=0.4,
-                       ablation=["none", "multimodal_baseline"], knn_k=K, data_seed=SEEDS))
+        return expand(
+            [
+                dict(
+                    dataset=["mscoco", "mmimdb"],
+                    noise_type=["random", "cat", "noun"],
+                    clip_model=HF,
+                    custom_cifar_prompt="",
+                    use_discrete_for_text=False,
+                ),
+                dict(
+                    dataset="flickr30k",
+                    noise_type=["random", "noun"],
+                    clip_model=HF,
+                    custom_cifar_prompt="",
+                    use_discrete_for_text=False,
+                ),
+                dict(
+                    dataset="mimiccxr_caption",
+                    noise_type=["random", "cat"],
+                    clip_model=BIOMED,
+                    custom_cifar_prompt="",
+                    use_discrete_for_text=False,
+                ),
+                dict(
+                    dataset=["cifar10", "cifar100"],
+                    noise_type=["real", "symmetric", "asymmetric"],
+                    clip_model=HF,
+                    custom_cifar_prompt=PROMPTS,
+                    use_discrete_for_text=True,
+                ),
+                dict(
+                    dataset=["stanford_cars", "mini_imagenet"],
+                    noise_type="real",
+                    clip_model=HF,
+                    custom_cifar_prompt=PROMPTS,
+                    use_discrete_for_text=True,
+                ),
+            ],
+            common=dict(
+                dist_type=DISTS,
+                normalize_d1=False,
+                noise_level=0.4,
+                ablation=["none", "multimodal_baseline"],
+                knn_k=K,
+                data_seed=SEEDS,
+            ),
+        )
 
 
 @register
@@ -52,14 +87,43 @@ class LemonCaptionReal(Experiment):
     aliases = ("multimodal_knn_caption_real",)
 
     def grid(self):
-        return expand([
-            dict(dataset="mscoco", noise_type="random", clip_model=HF, use_discrete_for_text=False),
-            dict(dataset="flickr30k", noise_type="random", clip_model=HF, use_discrete_for_text=False),
-            dict(dataset="mimiccxr_caption", noise_type="random", clip_model=BIOMED, use_discrete_for_text=False),
-            dict(dataset=["cifar10", "cifar100"], noise_type="asymmetric", clip_model=HF,
-                 use_discrete_for_text=True),
-        ], common=dict(dist_type="cosine", normalize_d1=False, real_dataset=True, noise_level=0.0,
-                       ablation=["none", "multimodal_baseline"], knn_k=30, data_seed=0))
+        return expand(
+            [
+                dict(
+                    dataset="mscoco",
+                    noise_type="random",
+                    clip_model=HF,
+                    use_discrete_for_text=False,
+                ),
+                dict(
+                    dataset="flickr30k",
+                    noise_type="random",
+                    clip_model=HF,
+                    use_discrete_for_text=False,
+                ),
+                dict(
+                    dataset="mimiccxr_caption",
+                    noise_type="random",
+                    clip_model=BIOMED,
+                    use_discrete_for_text=False,
+                ),
+                dict(
+                    dataset=["cifar10", "cifar100"],
+                    noise_type="asymmetric",
+                    clip_model=HF,
+                    use_discrete_for_text=True,
+                ),
+            ],
+            common=dict(
+                dist_type="cosine",
+                normalize_d1=False,
+                real_dataset=True,
+                noise_level=0.0,
+                ablation=["none", "multimodal_baseline"],
+                knn_k=30,
+                data_seed=0,
+            ),
+        )
 
 
 @register
@@ -69,14 +133,35 @@ class DiscrepancyBaseline(Experiment):
     name = "discrepancy_baseline"
 
     def grid(self):
-        return expand([
-            dict(dataset=["mscoco", "mmimdb"], noise_type="cat", clip_model=HF, custom_cifar_prompt=""),
-            dict(dataset="flickr30k", noise_type="noun", clip_model=HF, custom_cifar_prompt=""),
-            dict(dataset="mimiccxr_caption", noise_type="cat", clip_model=BIOMED, custom_cifar_prompt=""),
-            dict(dataset=["cifar10", "cifar100", "stanford_cars", "mini_imagenet"], noise_type="real",
-                 clip_model=HF, custom_cifar_prompt="A photo of a "),
-        ], common=dict(noise_level=0.4, scorer=["dis_x", "dis_y", "div_x", "div_y"], knn_k=K,
-                       data_seed=SEEDS))
+        return expand(
+            [
+                dict(
+                    dataset=["mscoco", "mmimdb"],
+                    noise_type="cat",
+                    clip_model=HF,
+                    custom_cifar_prompt="",
+                ),
+                dict(dataset="flickr30k", noise_type="noun", clip_model=HF, custom_cifar_prompt=""),
+                dict(
+                    dataset="mimiccxr_caption",
+                    noise_type="cat",
+                    clip_model=BIOMED,
+                    custom_cifar_prompt="",
+                ),
+                dict(
+                    dataset=["cifar10", "cifar100", "stanford_cars", "mini_imagenet"],
+                    noise_type="real",
+                    clip_model=HF,
+                    custom_cifar_prompt="A photo of a ",
+                ),
+            ],
+            common=dict(
+                noise_level=0.4,
+                scorer=["dis_x", "dis_y", "div_x", "div_y"],
+                knn_k=K,
+                data_seed=SEEDS,
+            ),
+        )
 
 
 @register
@@ -86,13 +171,23 @@ class VaryValSet(Experiment):
     name = "vary_val_set"
 
     def grid(self):
-        return expand([
-            dict(dataset=["mscoco", "mmimdb"], noise_type="cat", clip_model=HF),
-            dict(dataset="flickr30k", noise_type="noun", clip_model=HF),
-            dict(dataset="mimiccxr_caption", noise_type="cat", clip_model=BIOMED),
-        ], common=dict(dist_type=DISTS, normalize_d1=False, noise_level=0.4,
-                       ablation=["none", "multimodal_baseline"], knn_k=K,
-                       subset_val_set=[-1, 10, 50, 100, 500, 1000], data_seed=SEEDS, skip_train=True))
+        return expand(
+            [
+                dict(dataset=["mscoco", "mmimdb"], noise_type="cat", clip_model=HF),
+                dict(dataset="flickr30k", noise_type="noun", clip_model=HF),
+                dict(dataset="mimiccxr_caption", noise_type="cat", clip_model=BIOMED),
+            ],
+            common=dict(
+                dist_type=DISTS,
+                normalize_d1=False,
+                noise_level=0.4,
+                ablation=["none", "multimodal_baseline"],
+                knn_k=K,
+                subset_val_set=[-1, 10, 50, 100, 500, 1000],
+                data_seed=SEEDS,
+                skip_train=True,
+            ),
+        )
 
 
 _CAPTION_CAT_NOUN = [
@@ -109,10 +204,16 @@ class LemonCaptionVaryNoise(Experiment):
     aliases = ("multimodal_knn_caption_vary_noise",)
 
     def grid(self):
-        common = dict(dist_type=DISTS, normalize_d1=False, noise_level=NOISE_LEVELS, skip_train=True,
-                      data_seed=SEEDS)
-        return (expand(_CAPTION_CAT_NOUN, {**common, "ablation": "none", "knn_k": K, "skip_hparam_optim": True})
-                + expand(_CAPTION_CAT_NOUN, {**common, "ablation": "multimodal_baseline", "knn_k": 1}))
+        common = dict(
+            dist_type=DISTS,
+            normalize_d1=False,
+            noise_level=NOISE_LEVELS,
+            skip_train=True,
+            data_seed=SEEDS,
+        )
+        return expand(
+            _CAPTION_CAT_NOUN, {**common, "ablation": "none", "knn_k": K, "skip_hparam_optim": True}
+        ) + expand(_CAPTION_CAT_NOUN, {**common, "ablation": "multimodal_baseline", "knn_k": 1})
 
 
 @register
@@ -123,9 +224,18 @@ class LemonCaptionAblations(Experiment):
     aliases = ("multimodal_knn_caption_ablations",)
 
     def grid(self):
-        return expand(dict(dataset=["mscoco", "mmimdb"], noise_type="cat", clip_model=HF),
-                      common=dict(dist_type=DISTS, normalize_d1=False, noise_level=0.4, ablation=ABLATIONS,
-                                  knn_k=K, skip_train=True, data_seed=SEEDS))
+        return expand(
+            dict(dataset=["mscoco", "mmimdb"], noise_type="cat", clip_model=HF),
+            common=dict(
+                dist_type=DISTS,
+                normalize_d1=False,
+                noise_level=0.4,
+                ablation=ABLATIONS,
+                knn_k=K,
+                skip_train=True,
+                data_seed=SEEDS,
+            ),
+        )
 
 
 @register
@@ -136,10 +246,20 @@ class LemonCifarAblations(Experiment):
     aliases = ("multimodal_knn_cifar_ablations",)
 
     def grid(self):
-        return expand(dict(dataset="cifar100", noise_type="real", clip_model=HF),
-                      common=dict(dist_type=DISTS, normalize_d1=False, noise_level=0.4, ablation=ABLATIONS,
-                                  knn_k=K, skip_train=True, data_seed=SEEDS, use_discrete_for_text=True,
-                                  custom_cifar_prompt=PROMPTS))
+        return expand(
+            dict(dataset="cifar100", noise_type="real", clip_model=HF),
+            common=dict(
+                dist_type=DISTS,
+                normalize_d1=False,
+                noise_level=0.4,
+                ablation=ABLATIONS,
+                knn_k=K,
+                skip_train=True,
+                data_seed=SEEDS,
+                use_discrete_for_text=True,
+                custom_cifar_prompt=PROMPTS,
+            ),
+        )
 
 
 @register
@@ -150,12 +270,24 @@ class LemonCaptionMimicClipScratch(Experiment):
     aliases = ("multimodal_knn_caption_mimic_clip_scratch",)
 
     def grid(self):
-        return expand([
-            dict(noise_type="random", clip_model=["mimic_clip_from_scratch_random", "chexzero"]),
-            dict(noise_type="cat", clip_model=["mimic_clip_from_scratch_cat", "chexzero"]),
-        ], common=dict(dataset="mimiccxr_caption", dist_type=DISTS, normalize_d1=False, noise_level=0.4,
-                       ablation=["none", "multimodal_baseline"], knn_k=K, data_seed=SEEDS,
-                       skip_hparam_optim=True))
+        return expand(
+            [
+                dict(
+                    noise_type="random", clip_model=["mimic_clip_from_scratch_random", "chexzero"]
+                ),
+                dict(noise_type="cat", clip_model=["mimic_clip_from_scratch_cat", "chexzero"]),
+            ],
+            common=dict(
+                dataset="mimiccxr_caption",
+                dist_type=DISTS,
+                normalize_d1=False,
+                noise_level=0.4,
+                ablation=["none", "multimodal_baseline"],
+                knn_k=K,
+                data_seed=SEEDS,
+                skip_hparam_optim=True,
+            ),
+        )
 
 
 _CAPTION_DATA = [
@@ -164,18 +296,39 @@ _CAPTION_DATA = [
     dict(dataset="mimiccxr_caption", noise_type=["random", "cat"], clip_model=BIOMED),
 ]
 _CLASSIFICATION_DATA = [
-    dict(dataset=["cifar10", "cifar100"], noise_type=["real", "symmetric", "asymmetric"], clip_model=HF),
+    dict(
+        dataset=["cifar10", "cifar100"],
+        noise_type=["real", "symmetric", "asymmetric"],
+        clip_model=HF,
+    ),
     dict(dataset=["stanford_cars", "mini_imagenet"], noise_type="real", clip_model=HF),
 ]
 BASELINE_K = [2, 5, 10, 15, 20, 30, 50]
 # scorers that ignore k run once; the others over BASELINE_K
-_ANY_TASK_SCORERS = [dict(scorer="clip_sim"),
-                     dict(scorer=["dis_x", "dis_y", "div_x", "div_y"], knn_k=BASELINE_K)]
+_ANY_TASK_SCORERS = [
+    dict(scorer="clip_sim"),
+    dict(scorer=["dis_x", "dis_y", "div_x", "div_y"], knn_k=BASELINE_K),
+]
 _CLASSIFICATION_SCORERS = [
     dict(scorer="clip_logits", temperature=[1.0, 0.07, 0.015, 0.01]),
-    dict(scorer=["clipcleaner", "self_confidence", "normalized_margin", "confidence_weighted_entropy"]),
-    dict(scorer=["deep_knn", "simifeat", "knn_self_confidence", "knn_normalized_margin",
-                 "knn_confidence_weighted_entropy"], knn_k=BASELINE_K),
+    dict(
+        scorer=[
+            "clipcleaner",
+            "self_confidence",
+            "normalized_margin",
+            "confidence_weighted_entropy",
+        ]
+    ),
+    dict(
+        scorer=[
+            "deep_knn",
+            "simifeat",
+            "knn_self_confidence",
+            "knn_normalized_margin",
+            "knn_confidence_weighted_entropy",
+        ],
+        knn_k=BASELINE_K,
+    ),
 ]
 
 
@@ -187,14 +340,18 @@ class BaselinesAll(Experiment):
 
     def grid(self):
         caption = [{**data, **scorer} for data in _CAPTION_DATA for scorer in _ANY_TASK_SCORERS]
-        classification = [{**data, **scorer, "custom_cifar_prompt": "A photo of a "}
-                          for data in _CLASSIFICATION_DATA
-                          for scorer in _ANY_TASK_SCORERS + _CLASSIFICATION_SCORERS]
+        classification = [
+            {**data, **scorer, "custom_cifar_prompt": "A photo of a "}
+            for data in _CLASSIFICATION_DATA
+            for scorer in _ANY_TASK_SCORERS + _CLASSIFICATION_SCORERS
+        ]
         return expand(caption + classification, common=dict(noise_level=0.4, data_seed=SEEDS))
 
 
 # the original's CC3M recipe (ViT-B/32, 20 epochs, lr 1e-4, batch 128) in train_clip_from_scratch.py's flags
-_CC3M_TRAINING = dict(dataset="cc3m", data_seed=0, model="ViT-B-32", epochs=20, lr=1e-4, batch_size=128)
+_CC3M_TRAINING = dict(
+    dataset="cc3m", data_seed=0, model="ViT-B-32", epochs=20, lr=1e-4, batch_size=128
+)
 
 
 @register
@@ -215,9 +372,19 @@ class LemonCc3mFilterUsingScratch(Experiment):
     name = "lemon_cc3m_filter_using_scratch"
 
     def grid(self):
-        return expand(dict(dataset="cc3m", dist_type="cosine", normalize_d1=False, real_dataset=True,
-                           clip_model=RunRef("cc3m_clip_scratch"), use_discrete_for_text=False,
-                           ablation=["none", "multimodal_baseline"], knn_k=30, data_seed=0))
+        return expand(
+            dict(
+                dataset="cc3m",
+                dist_type="cosine",
+                normalize_d1=False,
+                real_dataset=True,
+                clip_model=RunRef("cc3m_clip_scratch"),
+                use_discrete_for_text=False,
+                ablation=["none", "multimodal_baseline"],
+                knn_k=30,
+                data_seed=0,
+            )
+        )
 
 
 @register
@@ -228,7 +395,10 @@ class Cc3mClipScratchFilteredFromScratch(Experiment):
     script = "train_clip_from_scratch"
 
     def grid(self):
-        scored_by = [RunRef("lemon_cc3m_filter_using_scratch", ablation=a) for a in ("multimodal_baseline", "none")]
+        scored_by = [
+            RunRef("lemon_cc3m_filter_using_scratch", ablation=a)
+            for a in ("multimodal_baseline", "none")
+        ]
         return expand(dict(**_CC3M_TRAINING, keep_top_n=1_000_000, filter_scores=scored_by))
 
 

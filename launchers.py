@@ -10,6 +10,7 @@
 Options not used by a launcher are ignored (sweep.py says so when one was given). Jobs arrive with empty
 run folders; each job writes its outputs, ``job_id`` and ``done`` (last) there.
 """
+
 from __future__ import annotations
 
 import os
@@ -61,18 +62,37 @@ def debug(jobs: list[Job], **opts: Any) -> None:
 
 
 @LAUNCHERS.register("slurm")
-def slurm(jobs: list[Job], output_root: str | Path = ".", max_slurm_jobs: int = 400, gpus: int = 0,
-          cpus: int = 1, mem_gb: float | None = None, timeout_min: int = 240,
-          slurm_partition: str | None = None, wait: bool = False, **opts: Any) -> None:
+def slurm(
+    jobs: list[Job],
+    output_root: str | Path = ".",
+    max_slurm_jobs: int = 400,
+    gpus: int = 0,
+    cpus: int = 1,
+    mem_gb: float | None = None,
+    timeout_min: int = 240,
+    slurm_partition: str | None = None,
+    wait: bool = False,
+    **opts: Any,
+) -> None:
     """A submitit job array in a fresh folder ``<output_root>/<experiment>/.submitit/<launch>/``."""
     from lemon.sweep import slurm as sl
 
     if not jobs:
         return
     folder = sl.launch_folder(Path(output_root).expanduser().absolute(), jobs[0].experiment)
-    ids = sl.submit(jobs, folder, timeout_min=timeout_min, gpus=gpus, cpus=cpus, mem_gb=mem_gb,
-                    partition=slurm_partition, max_jobs=max_slurm_jobs)
-    print(f"Submitted {len(ids)} job(s) to Slurm (array {ids[0].split('_')[0]}); submitit logs in {folder}")
+    ids = sl.submit(
+        jobs,
+        folder,
+        timeout_min=timeout_min,
+        gpus=gpus,
+        cpus=cpus,
+        mem_gb=mem_gb,
+        partition=slurm_partition,
+        max_jobs=max_slurm_jobs,
+    )
+    print(
+        f"Submitted {len(ids)} job(s) to Slurm (array {ids[0].split('_')[0]}); submitit logs in {folder}"
+    )
     if wait:
         failed = sl.wait(jobs)
         for job in failed:

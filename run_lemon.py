@@ -8,11 +8,12 @@ Usage:
 Flags keep the original LEMoN run_lemon's names; ``--help`` lists them all. Writes args.json, log.txt,
 scores.csv, hparams.json, metrics.json and, last, ``done`` into --output_dir, then prints a summary table.
 """
+
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from lemon.errors import LemonError
 

@@ -12,6 +12,7 @@ are not done (NOT_LAUNCHED, and INCOMPLETE after emptying their folder) and leav
 unless ``--restart_running``; running it again after everything finished launches nothing. Destructive
 commands ask first unless ``--skip_confirmation`` (no answer, e.g. no stdin, means no).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,23 +30,50 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="python sweep.py", description="Run a grid of LEMoN runs.")
     p.add_argument("command", choices=COMMANDS)
-    p.add_argument("--experiment", required=True, metavar="NAME",
-                   help=f"Experiment of experiments.py. Choices: {', '.join(load_experiments().names())}.")
-    p.add_argument("--output_root", "--output_dir", dest="output_root", required=True,
-                   help="Root folder; runs go to <output_root>/<experiment>/<hash>/.")
-    p.add_argument("--command_launcher", default="local", metavar="NAME",
-                   help=f"How jobs run. Choices: {', '.join(LAUNCHERS.names())} (default local).")
+    p.add_argument(
+        "--experiment",
+        required=True,
+        metavar="NAME",
+        help=f"Experiment of experiments.py. Choices: {', '.join(load_experiments().names())}.",
+    )
+    p.add_argument(
+        "--output_root",
+        "--output_dir",
+        dest="output_root",
+        required=True,
+        help="Root folder; runs go to <output_root>/<experiment>/<hash>/.",
+    )
+    p.add_argument(
+        "--command_launcher",
+        default="local",
+        metavar="NAME",
+        help=f"How jobs run. Choices: {', '.join(LAUNCHERS.names())} (default local).",
+    )
     p.add_argument("--skip_confirmation", action="store_true", help="Do not ask before acting.")
-    p.add_argument("--restart_running", action="store_true", help="Cancel running jobs and launch them again.")
-    p.add_argument("--n_workers", type=int, default=None,
-                   help="local_parallel: jobs at a time (default: one per GPU, else one per CPU core).")
-    p.add_argument("--max_slurm_jobs", type=int, default=400, help="slurm: array tasks running at once.")
-    p.add_argument("--slurm_partition", default=None, help="slurm: partition (default: the cluster's).")
+    p.add_argument(
+        "--restart_running", action="store_true", help="Cancel running jobs and launch them again."
+    )
+    p.add_argument(
+        "--n_workers",
+        type=int,
+        default=None,
+        help="local_parallel: jobs at a time (default: one per GPU, else one per CPU core).",
+    )
+    p.add_argument(
+        "--max_slurm_jobs", type=int, default=400, help="slurm: array tasks running at once."
+    )
+    p.add_argument(
+        "--slurm_partition", default=None, help="slurm: partition (default: the cluster's)."
+    )
     p.add_argument("--gpus", type=int, default=0, help="slurm: GPUs per job.")
     p.add_argument("--cpus", type=int, default=1, help="slurm: CPUs per job.")
     p.add_argument("--mem_gb", type=float, default=None, help="slurm: memory per job in GB.")
-    p.add_argument("--timeout_min", type=int, default=240, help="slurm: time limit per job in minutes.")
-    p.add_argument("--wait", action="store_true", help="slurm: block until the job array has finished.")
+    p.add_argument(
+        "--timeout_min", type=int, default=240, help="slurm: time limit per job in minutes."
+    )
+    p.add_argument(
+        "--wait", action="store_true", help="slurm: block until the job array has finished."
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="List every job with its state.")
     return p
 
@@ -73,7 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lemon.errors import LemonError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    sweep_log = logging.getLogger("lemon.sweep")  # job progress, printed plainly for the CLI's duration
+    sweep_log = logging.getLogger(
+        "lemon.sweep"
+    )  # job progress, printed plainly for the CLI's duration
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(message)s"))
     saved = sweep_log.level, sweep_log.propagate
@@ -87,7 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         launcher = LAUNCHERS.get(args.command_launcher)
         dummy = args.command == "launch" and args.command_launcher == "dummy"
         writes = args.command != "status" and not dummy
-        sw.check_writable(args.output_root, "--output_root", write=writes)  # one line, not a traceback later
+        sw.check_writable(
+            args.output_root, "--output_root", write=writes
+        )  # one line, not a traceback later
         jobs = sw.build_jobs(experiment, args.output_root)
         for warning in sw.read_states(jobs):
             print(f"warning: {warning}")
@@ -99,8 +131,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # e.g. a run folder that cannot be created or removed
-        print(f"error: {err.strerror or err}: {err.filename or args.output_root}; check --output_root "
-              f"{args.output_root} (permissions, free space).", file=sys.stderr)
+        print(
+            f"error: {err.strerror or err}: {err.filename or args.output_root}; check --output_root "
+            f"{args.output_root} (permissions, free space).",
+            file=sys.stderr,
+        )
         return 2
     finally:
         sweep_log.removeHandler(handler)
@@ -117,8 +152,12 @@ def _command(args, parser, name, jobs, launcher) -> int:
             print(f"  incomplete: {job.run_dir}{job.job_label}  (log: {job.log_path})")
         return 0
     if args.command in ("delete_incomplete", "delete_all"):
-        doomed = [j for j in jobs if j.state == State.INCOMPLETE or
-                  (args.command == "delete_all" and j.state in (State.DONE, State.RUNNING))]
+        doomed = [
+            j
+            for j in jobs
+            if j.state == State.INCOMPLETE
+            or (args.command == "delete_all" and j.state in (State.DONE, State.RUNNING))
+        ]
         print(f"About to delete {len(doomed)} run folder(s) of {name}.")
         if not doomed:
             return 0
@@ -126,17 +165,27 @@ def _command(args, parser, name, jobs, launcher) -> int:
             print("Aborted; nothing deleted (pass --skip_confirmation to skip this question).")
             return 1
         cancelled = sw.cancel_running(doomed)
-        print(f"Cancelled {len(cancelled)} running job(s); deleted {sw.delete(doomed)} run folder(s).")
+        print(
+            f"Cancelled {len(cancelled)} running job(s); deleted {sw.delete(doomed)} run folder(s)."
+        )
         return 0
 
     todo = sw.to_launch(jobs, args.restart_running)
     waiting = [j for j in todo if sw.blocked(j)]
     for job in waiting:
-        print(f"  waiting: {job.run_dir} needs {', '.join(map(str, sw.blocked(job)))} to be done first")
+        print(
+            f"  waiting: {job.run_dir} needs {', '.join(map(str, sw.blocked(job)))} to be done first"
+        )
     todo = [j for j in todo if j not in waiting]
     running = sum(j.state == State.RUNNING for j in jobs) if not args.restart_running else 0
-    print(f"About to launch {len(todo)} job(s) with '{args.command_launcher}'"
-          + (f"; {running} running job(s) left alone (--restart_running relaunches them)." if running else "."))
+    print(
+        f"About to launch {len(todo)} job(s) with '{args.command_launcher}'"
+        + (
+            f"; {running} running job(s) left alone (--restart_running relaunches them)."
+            if running
+            else "."
+        )
+    )
     for opt in _ignored(args, parser):
         print(f"note: {opt} is not used by the '{args.command_launcher}' launcher; ignored.")
     if not todo:

@@ -12,6 +12,7 @@ or a model-config .json. ``--filter_scores`` + ``--keep_top_n``: train only on t
 scored cleanest (lowest LEMoN score). Other run_lemon data flags (``--data_dir``, ``--data_path``,
 ``--custom_cifar_prompt``, ...) pass through. Re-running the same command resumes from ``train_state.pt``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,16 +50,26 @@ def build_parser() -> argparse.ArgumentParser:
     """Flags generated from TrainConfig's fields (flag name = field name)."""
     from lemon.embed.train import TrainConfig
 
-    parser = argparse.ArgumentParser(prog="python train_clip_from_scratch.py", description=__doc__.split("\n")[0],
-                                     epilog="Other run_lemon data flags (--data_dir, --data_path, ...) pass through.")
+    parser = argparse.ArgumentParser(
+        prog="python train_clip_from_scratch.py",
+        description=__doc__.split("\n")[0],
+        epilog="Other run_lemon data flags (--data_dir, --data_path, ...) pass through.",
+    )
     for f in fields(TrainConfig):
         if f.name not in HELP:
             continue
         required = f.default is MISSING and f.default_factory is MISSING  # type: ignore[misc]
         kind = {"int": int, "float": float}.get(str(f.type).split(" ")[0], str)
-        parser.add_argument(f"--{f.name}", type=kind, required=required,
-                            default=None if required else f.default, help=HELP[f.name])
-    parser.add_argument("--no_resume", action="store_true", help="Start over even if train_state.pt exists.")
+        parser.add_argument(
+            f"--{f.name}",
+            type=kind,
+            required=required,
+            default=None if required else f.default,
+            help=HELP[f.name],
+        )
+    parser.add_argument(
+        "--no_resume", action="store_true", help="Start over even if train_state.pt exists."
+    )
     return parser
 
 
@@ -87,8 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LemonError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"checkpoint: {out}\nuse it: python -m run_lemon --dataset {cfg.dataset} --clip_model {out} "
-          f"--output_dir runs/{cfg.dataset}_scratch")
+    print(
+        f"checkpoint: {out}\nuse it: python -m run_lemon --dataset {cfg.dataset} --clip_model {out} "
+        f"--output_dir runs/{cfg.dataset}_scratch"
+    )
     return 0
 
 

@@ -10,6 +10,7 @@ preprocessing in DataLoader workers. "model" encodes one preprocessed batch repe
 "both" is the real path, :func:`lemon.embed.batching.embed_images`. The goal: both >= 90% of model alone
 on a GPU, i.e. loading is never the bottleneck. Texts: distinct captions through ``embed_texts``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,7 +54,9 @@ def bench(args: argparse.Namespace) -> list[tuple[str, int, float]]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         source = FileImages(Path(tmp), write_images(Path(tmp), args.n, args.image_size))
-        loader = image_loader(source, emb.preprocess, args.batch_size, args.num_workers, args.device)
+        loader = image_loader(
+            source, emb.preprocess, args.batch_size, args.num_workers, args.device
+        )
         start = time.perf_counter()
         batches = [b for b in loader]  # data alone (workers decode + preprocess)
         rows.append(("data (decode+preprocess)", args.n, time.perf_counter() - start))
@@ -82,7 +85,9 @@ def bench(args: argparse.Namespace) -> list[tuple[str, int, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="open_clip:ViT-S-32/random", help="any --clip_model value")
+    parser.add_argument(
+        "--model", default="open_clip:ViT-S-32/random", help="any --clip_model value"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="auto", help="auto, fp32, fp16 (CUDA) or bf16")
     parser.add_argument("--n", type=int, default=256, help="images (and texts) to embed")
@@ -93,15 +98,21 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     rows = bench(args)
     rate = {name: n / s for name, n, s in rows}
-    print(f"model={args.model} device={args.device} precision={args.precision} n={args.n} "
-          f"batch={args.batch_size} workers={args.num_workers} cpus={os.cpu_count()}")
+    print(
+        f"model={args.model} device={args.device} precision={args.precision} n={args.n} "
+        f"batch={args.batch_size} workers={args.num_workers} cpus={os.cpu_count()}"
+    )
     print(f"{'stage':<28} {'items':>7} {'seconds':>9} {'items/s':>10}")
     for name, n, s in rows:
         print(f"{name:<28} {n:>7} {s:>9.2f} {n / s:>10.1f}")
-    data, model, both = (rate[k] for k in ("data (decode+preprocess)", "model (preprocessed batch)",
-                                           "both (embed_images)"))
-    print(f"both / model alone = {both / model:.2f}   both / data alone = {both / data:.2f}   "
-          f"(target on GPU: both / model >= 0.90)")
+    data, model, both = (
+        rate[k]
+        for k in ("data (decode+preprocess)", "model (preprocessed batch)", "both (embed_images)")
+    )
+    print(
+        f"both / model alone = {both / model:.2f}   both / data alone = {both / data:.2f}   "
+        f"(target on GPU: both / model >= 0.90)"
+    )
 
 
 if __name__ == "__main__":

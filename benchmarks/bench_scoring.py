@@ -11,6 +11,7 @@ N=2,000; 1,117 s at N=10,000). Each size runs in a fresh subprocess so its peak 
 Also times, in the same process, a naive path of the two hot loops (the original's per-sample Python loop
 for s_n/s_m and its 100-point-grid F1 threshold per candidate) to print speed-up ratios.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,7 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "N2000" / "inputs.npz"
+REFERENCE = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "N2000" / "inputs.npz"
+)
 ORIGINAL_S = {2000: 551.0, 10000: 1117.0}
 
 
@@ -34,8 +37,12 @@ def check_generator() -> str:
         return "reference N2000 not found: generator not checked"
     ours = make_synthetic_embeddings(2000)
     with np.load(REFERENCE) as ref:
-        same = sorted(ours) == sorted(ref.files) and all(np.array_equal(ours[k], ref[k]) for k in ref.files)
-    return "generator reproduces N2000/inputs.npz exactly" if same else "GENERATOR DIFFERS from N2000"
+        same = sorted(ours) == sorted(ref.files) and all(
+            np.array_equal(ours[k], ref[k]) for k in ref.files
+        )
+    return (
+        "generator reproduces N2000/inputs.npz exactly" if same else "GENERATOR DIFFERS from N2000"
+    )
 
 
 def best_of(fn, repeats: int = 3) -> float:
@@ -60,8 +67,11 @@ def naive_ratios(terms, hparams: dict, y: np.ndarray, n_candidates: int = 20) ->
         for i in range(len(terms.d_mm)):
             w_n = np.exp(h["tau_1_n"] * terms.prox_n[i]) * np.exp(-h["tau_2_n"] * terms.trd_n[i])
             w_m = np.exp(h["tau_1_m"] * terms.prox_m[i]) * np.exp(-h["tau_2_m"] * terms.trd_m[i])
-            _ = terms.d_mm[i] + h["beta"] * np.dot(w_n, terms.dist_n[i]) / len(w_n) + \
-                h["gamma"] * np.dot(w_m, terms.dist_m[i]) / len(w_m)
+            _ = (
+                terms.d_mm[i]
+                + h["beta"] * np.dot(w_n, terms.dist_n[i]) / len(w_n)
+                + h["gamma"] * np.dot(w_m, terms.dist_m[i]) / len(w_m)
+            )
 
     H = np.array([[h[n] for n in ("beta", "gamma", "tau_1_n", "tau_2_n", "tau_1_m", "tau_2_m")]])
     naive_loop = best_of(naive_score_loop)
@@ -77,8 +87,12 @@ def naive_ratios(terms, hparams: dict, y: np.ndarray, n_candidates: int = 20) ->
     t = time.perf_counter()
     best_f1(terms.scores(cands), y)
     fast_f1 = (time.perf_counter() - t) / n_candidates
-    return {"score_loop_naive_s": naive_loop, "score_loop_ours_s": fast_loop,
-            "per_candidate_naive_s": naive_f1, "per_candidate_ours_s": fast_f1}
+    return {
+        "score_loop_naive_s": naive_loop,
+        "score_loop_ours_s": fast_loop,
+        "per_candidate_naive_s": naive_f1,
+        "per_candidate_ours_s": fast_f1,
+    }
 
 
 def run_size(n: int) -> dict:
@@ -116,7 +130,9 @@ def run_size(n: int) -> dict:
     thresholds = select_thresholds(outputs["val"]["score"], features.splits["val"].is_mislabel)
     metrics = {}
     for s in outputs:
-        metrics.update(evaluate_split(outputs[s]["score"], features.splits[s].is_mislabel, thresholds, s))
+        metrics.update(
+            evaluate_split(outputs[s]["score"], features.splits[s].is_mislabel, thresholds, s)
+        )
     row["score_eval_s"] = time.perf_counter() - t
     row["total_s"] = time.perf_counter() - t0
     row["peak_rss_MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -137,26 +153,50 @@ def main(argv: list[str] | None = None) -> int:
     print(check_generator())
     rows = []
     for n in args.sizes:
-        out = subprocess.run([sys.executable, __file__, "--_child", str(n)], capture_output=True, text=True,
-                             check=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--_child", str(n)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    cols = ["N", "knn_s", "terms_s", "select_s", "score_eval_s", "total_s", "peak_rss_MiB", "val_F1",
-            "test_AUROC"]
+    cols = [
+        "N",
+        "knn_s",
+        "terms_s",
+        "select_s",
+        "score_eval_s",
+        "total_s",
+        "peak_rss_MiB",
+        "val_F1",
+        "test_AUROC",
+    ]
     print("\nPost-embedding stage, seconds (k=30, cosine, val/test = N/8)")
     print(" | ".join(f"{c:>12}" for c in cols + ["original_s", "speed-up"]))
     for r in rows:
         orig = ORIGINAL_S.get(r["N"])
-        extra = [f"{orig:>12.0f}", f"{orig / r['total_s']:>11.0f}x"] if orig else [f"{'-':>12}", f"{'-':>12}"]
-        print(" | ".join(f"{r[c]:>12.3f}" if isinstance(r[c], float) else f"{r[c]:>12}" for c in cols) +
-              " | " + " | ".join(extra))
+        extra = (
+            [f"{orig:>12.0f}", f"{orig / r['total_s']:>11.0f}x"]
+            if orig
+            else [f"{'-':>12}", f"{'-':>12}"]
+        )
+        print(
+            " | ".join(f"{r[c]:>12.3f}" if isinstance(r[c], float) else f"{r[c]:>12}" for c in cols)
+            + " | "
+            + " | ".join(extra)
+        )
     print("\nSame process, naive path vs ours (val split)")
-    print(f"{'N':>8} | {'per-sample loop':>16} | {'vectorised':>12} | ratio | "
-          f"{'F1 thr naive':>12} | {'exact sort':>12} | ratio")
+    print(
+        f"{'N':>8} | {'per-sample loop':>16} | {'vectorised':>12} | ratio | "
+        f"{'F1 thr naive':>12} | {'exact sort':>12} | ratio"
+    )
     for r in rows:
-        print(f"{r['N']:>8} | {r['score_loop_naive_s']:>15.4f}s | {r['score_loop_ours_s']:>11.5f}s | "
-              f"{r['score_loop_naive_s'] / r['score_loop_ours_s']:>5.1f}x | "
-              f"{r['per_candidate_naive_s']:>11.5f}s | {r['per_candidate_ours_s']:>11.6f}s | "
-              f"{r['per_candidate_naive_s'] / r['per_candidate_ours_s']:>4.0f}x")
+        print(
+            f"{r['N']:>8} | {r['score_loop_naive_s']:>15.4f}s | {r['score_loop_ours_s']:>11.5f}s | "
+            f"{r['score_loop_naive_s'] / r['score_loop_ours_s']:>5.1f}x | "
+            f"{r['per_candidate_naive_s']:>11.5f}s | {r['per_candidate_ours_s']:>11.6f}s | "
+            f"{r['per_candidate_naive_s'] / r['per_candidate_ours_s']:>4.0f}x"
+        )
     return 0
 
 

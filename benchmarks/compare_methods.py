@@ -18,9 +18,11 @@ its label-free F1 is that of its own ``is_label_issue`` flags. Datalab needs ``p
 'cleanlab[datalab]'``; it is skipped with a note otherwise, and on captioning data (it needs class labels).
 Results are also written to ``<output_root>/compare_methods.json``.
 """
+
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import re
@@ -39,8 +41,10 @@ def methods() -> list[tuple[str, dict[str, Any]]]:
     """(label, RunConfig overrides): LEMoN selected and fixed, then every registered baseline."""
     from lemon.scorers import SCORERS
 
-    out: list[tuple[str, dict[str, Any]]] = [("lemon (selected on val)", {"scorer": "lemon"}),
-                                             ("lemon (fixed β=γ=5, τ1=0.1, τ2=5)", {"scorer": "lemon", **FIXED})]
+    out: list[tuple[str, dict[str, Any]]] = [
+        ("lemon (selected on val)", {"scorer": "lemon"}),
+        ("lemon (fixed β=γ=5, τ1=0.1, τ2=5)", {"scorer": "lemon", **FIXED}),
+    ]
     for name in SCORERS.names():
         if name != "lemon":
             out.append((name, {"scorer": name}))
@@ -66,8 +70,18 @@ def sources(names: list[str], reference_dir: Path) -> list[tuple[str, dict[str, 
             out.append((name, {}, f"{folder / 'inputs.npz'} not found: skipped"))
             continue
         config = json.loads((folder / "orig_results.json").read_text())["config"]
-        out.append((name, {"dataset": "embeddings", "embeddings": str(folder / "inputs.npz"),
-                           "knn_k": int(config["knn_k"]), "dist_type": config["dist_type"]}, ""))
+        out.append(
+            (
+                name,
+                {
+                    "dataset": "embeddings",
+                    "embeddings": str(folder / "inputs.npz"),
+                    "knn_k": int(config["knn_k"]),
+                    "dist_type": config["dist_type"],
+                },
+                "",
+            )
+        )
     return out
 
 
@@ -78,8 +92,13 @@ def run_method(base: dict[str, Any], overrides: dict[str, Any], out_dir: Path) -
 
     cfg = RunConfig(output_dir=str(out_dir), overwrite=True, **{**base, **overrides})
     m = run(cfg).metrics
-    return {"AUROC": m["test/AUROC"], "AUPRC": m["test/AUPRC"], "F1": m["test/F1_optimal"],
-            "F1_label_free": m["test/F1_heuristic"], "time_s": m["time/fit_s"] + m["time/score_s"]}
+    return {
+        "AUROC": m["test/AUROC"],
+        "AUPRC": m["test/AUPRC"],
+        "F1": m["test/F1_optimal"],
+        "F1_label_free": m["test/F1_heuristic"],
+        "time_s": m["time/fit_s"] + m["time/score_s"],
+    }
 
 
 def datalab_peer(features, k: int) -> dict[str, Any]:
@@ -97,18 +116,26 @@ def datalab_peer(features, k: int) -> dict[str, Any]:
         start = time.time()
         lab = Datalab(data={"label": labels}, label_name="label", verbosity=0)
         lab.find_issues(features=pool, issue_types={"label": {"k": k}})
-        issues = lab.get_issues("label").iloc[len(ref):]
+        issues = lab.get_issues("label").iloc[len(ref) :]
         seconds += time.time() - start
         scores[split] = 1.0 - issues["label_score"].to_numpy(dtype=np.float64)
         flags[split] = issues["is_label_issue"].to_numpy(dtype=bool)
     val, test = features.splits["val"], features.splits["test"]
-    m = evaluate_split(scores["test"], test.is_mislabel, select_thresholds(scores["val"], val.is_mislabel),
-                       "test")
-    return {"AUROC": m["test/AUROC"], "AUPRC": m["test/AUPRC"], "F1": m["test/F1_optimal"],
-            "F1_label_free": binary_metrics(test.is_mislabel, flags["test"])["F1"], "time_s": seconds}
+    m = evaluate_split(
+        scores["test"], test.is_mislabel, select_thresholds(scores["val"], val.is_mislabel), "test"
+    )
+    return {
+        "AUROC": m["test/AUROC"],
+        "AUPRC": m["test/AUPRC"],
+        "F1": m["test/F1_optimal"],
+        "F1_label_free": binary_metrics(test.is_mislabel, flags["test"])["F1"],
+        "time_s": seconds,
+    }
 
 
-def compare(source: str, base: dict[str, Any], root: Path) -> tuple[list[tuple[str, dict]], list[str]]:
+def compare(
+    source: str, base: dict[str, Any], root: Path
+) -> tuple[list[tuple[str, dict]], list[str]]:
     """Rows (method, metrics) for one source, and notes on what was skipped."""
     from lemon.config import RunConfig
     from lemon.pipeline import load_features
@@ -122,7 +149,11 @@ def compare(source: str, base: dict[str, Any], root: Path) -> tuple[list[tuple[s
             continue
         out_dir = root / source / re.sub(r"[^A-Za-z0-9.]+", "_", label).strip("_")
         rows.append((label, run_method(base, overrides, out_dir)))
-    notes = [f"{features.task} data: skipped {', '.join(skipped)} (classification only)"] if skipped else []
+    notes = (
+        [f"{features.task} data: skipped {', '.join(skipped)} (classification only)"]
+        if skipped
+        else []
+    )
     if features.task != "classification":
         return rows, notes + ["cleanlab Datalab: skipped (it needs class labels)"]
     for k in sorted({10, int(base.get("knn_k") or 5)}):  # Datalab's default k and ours
@@ -140,10 +171,14 @@ def format_table(source: str, rows: list[tuple[str, dict]], markdown: bool) -> s
     head = ("method", "AUROC", "AUPRC", "F1 (val thr)", "F1 (label-free)", "fit+score s")
     if markdown:
         lines = [f"**{source}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        lines += ["| " + " | ".join([label] + [fmt(m[c], c) for c in COLUMNS]) + " |" for label, m in rows]
+        lines += [
+            "| " + " | ".join([label] + [fmt(m[c], c) for c in COLUMNS]) + " |" for label, m in rows
+        ]
     else:
         lines = [f"== {source}", f"{head[0]:<36}" + "".join(f"{h:>16}" for h in head[1:])]
-        lines += [f"{label:<36}" + "".join(f"{fmt(m[c], c):>16}" for c in COLUMNS) for label, m in rows]
+        lines += [
+            f"{label:<36}" + "".join(f"{fmt(m[c], c):>16}" for c in COLUMNS) for label, m in rows
+        ]
     return "\n".join(lines)
 
 
@@ -155,10 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", action="store_true", help="print the tables as markdown")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:  # the pipeline logs INFO to each run's log.txt only
+    # the pipeline logs INFO to each run's log.txt only
+    for handler in logging.getLogger().handlers:
         handler.setLevel(logging.WARNING)
-
-    import cleanlab.rank  # noqa: F401  (imported once up front, so no method's time includes it)
+    # imported once up front, so no method's time includes it
+    importlib.import_module("cleanlab.rank")
 
     from lemon import io
 

@@ -3,11 +3,12 @@
 Public API: :func:`find_label_issues` (bring your own embeddings), :func:`list_datasets`,
 :func:`list_scorers`; the command line is ``python -m run_lemon`` and ``python sweep.py``.
 """
+
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["find_label_issues", "list_datasets", "list_scorers", "__version__"]
+__all__ = ["__version__", "find_label_issues", "list_datasets", "list_scorers"]
 
 
 def __getattr__(name: str):

@@ -1,7 +1,8 @@
 """Python API for people who bring their own embeddings (cleanlab-style)."""
+
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,12 +20,12 @@ def find_label_issues(
     text_embeddings: np.ndarray,
     labels_or_texts: Sequence,
     *,
-    known_issue_idx: Optional[Sequence[int]] = None,
-    known_is_issue: Optional[Sequence[bool]] = None,
+    known_issue_idx: Sequence[int] | None = None,
+    known_is_issue: Sequence[bool] | None = None,
     k: int = 30,
     dist_type: str = "cosine",
     use_discrete_for_text: bool = False,
-    hparams: Optional[dict[str, float]] = None,
+    hparams: dict[str, float] | None = None,
     threshold: str | float = "auto",
     knn_backend: str = "torch",
     seed: int = 0,
@@ -64,47 +65,82 @@ def find_label_issues(
     img, txt = np.asarray(image_embeddings), np.asarray(text_embeddings)
     labels = np.asarray(labels_or_texts, dtype=object)
     if not (len(img) == len(txt) == len(labels)):
-        raise LemonError(f"image_embeddings, text_embeddings and labels_or_texts must have the same length, "
-                         f"got {len(img)}, {len(txt)} and {len(labels)}.")
+        raise LemonError(
+            f"image_embeddings, text_embeddings and labels_or_texts must have the same length, "
+            f"got {len(img)}, {len(txt)} and {len(labels)}."
+        )
     data = SplitFeatures("train", img, txt, labels.astype(str), labels)
     cfg_kwargs = dict(hparams or {})
     unknown = set(cfg_kwargs) - {"beta", "gamma", "tau_1_n", "tau_2_n", "tau_1_m", "tau_2_m"}
     if unknown:
-        raise LemonError(f"Unknown hparams {sorted(unknown)}; allowed: beta, gamma, tau_1_n, tau_2_n, "
-                         "tau_1_m, tau_2_m.")
+        raise LemonError(
+            f"Unknown hparams {sorted(unknown)}; allowed: beta, gamma, tau_1_n, tau_2_n, "
+            "tau_1_m, tau_2_m."
+        )
     splits = {"train": data}
     has_known = known_issue_idx is not None
     if has_known:
         idx = np.asarray(known_issue_idx, dtype=np.int64)
         truth = np.asarray(known_is_issue, dtype=bool) if known_is_issue is not None else None
         if truth is None or len(truth) != len(idx):
-            raise LemonError("known_issue_idx and known_is_issue must be given together, with the same length.")
+            raise LemonError(
+                "known_issue_idx and known_is_issue must be given together, with the same length."
+            )
         if idx.min(initial=0) < 0 or idx.max(initial=0) >= len(data):
             raise LemonError(f"known_issue_idx must index the data, in [0, {len(data)}).")
         val = data.subset(idx)
         val.is_mislabel, val.reference_row, val.split = truth, idx, "val"
         splits["val"] = val
-    cfg = RunConfig(output_dir="-", dataset="embeddings", embeddings="-", knn_k=k, dist_type=dist_type,
-                    use_discrete_for_text=use_discrete_for_text, knn_backend=knn_backend, seed=seed,
-                    skip_hparam_optim=not has_known, **cfg_kwargs).validate()
+    cfg = RunConfig(
+        output_dir="-",
+        dataset="embeddings",
+        embeddings="-",
+        knn_k=k,
+        dist_type=dist_type,
+        use_discrete_for_text=use_discrete_for_text,
+        knn_backend=knn_backend,
+        seed=seed,
+        skip_hparam_optim=not has_known,
+        **cfg_kwargs,
+    ).validate()
     task = "captioning" if isinstance(labels[0], str) else "classification"
     features = Features(task, splits)
     ctx, scorer = ScoringContext(features, cfg), LemonScorer(cfg)
     if k >= len(data):
-        raise LemonError(f"knn_k={k} but the reference set has {len(data)} samples (k must be < {len(data)}).")
+        raise LemonError(
+            f"knn_k={k} but the reference set has {len(data)} samples (k must be < {len(data)})."
+        )
     chosen = scorer.fit(ctx)
     out = scorer.score(ctx, "train", chosen)
     if has_known:
-        thresholds = select_thresholds(scorer.score(ctx, "val", chosen)["score"], splits["val"].is_mislabel)
+        thresholds = select_thresholds(
+            scorer.score(ctx, "val", chosen)["score"], splits["val"].is_mislabel
+        )
     else:
         thresholds = select_thresholds(out["score"], None)
     thr = _pick_threshold(threshold, thresholds)
-    df = pd.DataFrame({"lemon_score": out["score"], "label_quality": to_quality(out["score"]),
-                       "d_mm": out["d_mm"], "s_n": out["s_n"], "s_m": out["s_m"], "given_label": labels,
-                       "is_label_issue": out["score"] >= thr})
-    df.attrs.update({"hparams": {n: chosen[n] for n in ("beta", "gamma", "tau_1_n", "tau_2_n", "tau_1_m",
-                                                         "tau_2_m")},
-                     "selection": chosen["selection"], "threshold": thr, "thresholds": thresholds, "k": k})
+    df = pd.DataFrame(
+        {
+            "lemon_score": out["score"],
+            "label_quality": to_quality(out["score"]),
+            "d_mm": out["d_mm"],
+            "s_n": out["s_n"],
+            "s_m": out["s_m"],
+            "given_label": labels,
+            "is_label_issue": out["score"] >= thr,
+        }
+    )
+    df.attrs.update(
+        {
+            "hparams": {
+                n: chosen[n] for n in ("beta", "gamma", "tau_1_n", "tau_2_n", "tau_1_m", "tau_2_m")
+            },
+            "selection": chosen["selection"],
+            "threshold": thr,
+            "thresholds": thresholds,
+            "k": k,
+        }
+    )
     return df
 
 
@@ -115,5 +151,7 @@ def _pick_threshold(threshold: str | float, thresholds: dict[str, float]) -> flo
         return thresholds.get("optimal", thresholds["heuristic"])
     if threshold in thresholds:
         return thresholds[threshold]
-    raise LemonError(f"threshold must be a number or one of auto, {', '.join(thresholds)}; got {threshold!r} "
-                     "('optimal'/'prevalence' need known_issue_idx).")
+    raise LemonError(
+        f"threshold must be a number or one of auto, {', '.join(thresholds)}; got {threshold!r} "
+        "('optimal'/'prevalence' need known_issue_idx)."
+    )

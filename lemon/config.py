@@ -4,33 +4,58 @@ Flag names follow the original LEMoN ``run_lemon.py`` so old commands still work
 (``--embeddings``, ``--data_dir``, ``--scorer``, fixed hyper-parameters, ...) sit beside them. The argparse
 parser is generated from the dataclass fields, so ``--help``, validation and defaults never drift.
 """
+
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 from lemon.errors import LemonError
 
 HPARAM_NAMES = ("beta", "gamma", "tau_1_n", "tau_2_n", "tau_1_m", "tau_2_m")
 ABLATIONS = (
-    "none", "tau_1", "tau_2", "tau_1_2", "beta", "gamma", "d1", "only_beta", "only_gamma",
+    "none",
+    "tau_1",
+    "tau_2",
+    "tau_1_2",
+    "beta",
+    "gamma",
+    "d1",
+    "only_beta",
+    "only_gamma",
     "multimodal_baseline",
 )
 DIST_TYPES = ("cosine", "euclidean")
-LEMON_FIX = {"knn_k": 30, "dist_type": "cosine", "beta": 5.0, "gamma": 5.0, "tau_1_n": 0.1,
-             "tau_2_n": 5.0, "tau_1_m": 0.1, "tau_2_m": 5.0}
+LEMON_FIX = {
+    "knn_k": 30,
+    "dist_type": "cosine",
+    "beta": 5.0,
+    "gamma": 5.0,
+    "tau_1_n": 0.1,
+    "tau_2_n": 5.0,
+    "tau_1_m": 0.1,
+    "tau_2_m": 5.0,
+}
 DEFAULT_KNN_K = 5  # the original run_lemon's default
 
 
-def _opt(default: Any, help: str, choices: Callable[[], Sequence[str]] | Sequence[str] | None = None,
-         flag_type: type | None = None, original: bool = False) -> Any:
+def _opt(
+    default: Any,
+    help: str,
+    choices: Callable[[], Sequence[str]] | Sequence[str] | None = None,
+    flag_type: type | None = None,
+    original: bool = False,
+) -> Any:
     """A dataclass field carrying its argparse help/choices."""
-    return field(default=default, metadata={"help": help, "choices": choices, "type": flag_type,
-                                            "original": original})
+    return field(
+        default=default,
+        metadata={"help": help, "choices": choices, "type": flag_type, "original": original},
+    )
 
 
 def _dataset_names() -> list[str]:
@@ -49,75 +74,137 @@ def _scorer_names() -> list[str]:
 class RunConfig:
     """Everything one run depends on. ``None`` means "resolved from the dataset / preset" (see resolve)."""
 
-    output_dir: str = _opt("", "Folder for args.json, scores.csv, hparams.json, metrics.json, done.",
-                           original=True)
-    exp_name: Optional[str] = _opt(None, "Free-form experiment name, stored in args.json.", original=True)
+    output_dir: str = _opt(
+        "", "Folder for args.json, scores.csv, hparams.json, metrics.json, done.", original=True
+    )
+    exp_name: str | None = _opt(
+        None, "Free-form experiment name, stored in args.json.", original=True
+    )
     # data
-    dataset: str = _opt("cifar100", "Dataset registry name ('embeddings' reads --embeddings).",
-                        _dataset_names, original=True)
-    embeddings: Optional[str] = _opt(None, "Precomputed embeddings .npz for --dataset embeddings "
-                                     "(format: README 'Bring your own embeddings').")
-    noise_type: Optional[str] = _opt(None, "Noise injected into the observed labels/captions "
-                                     "(default: the dataset's first supported type).", original=True)
-    noise_level: Optional[float] = _opt(None, "Fraction of noisy samples, in [0, 1) (default 0.4; 0 with "
-                                        "--real_dataset).", original=True)
-    real_dataset: bool = _opt(False, "No injected noise and no ground truth: fixed hyper-parameters, no "
-                              "selection.", original=True)
+    dataset: str = _opt(
+        "cifar100",
+        "Dataset registry name ('embeddings' reads --embeddings).",
+        _dataset_names,
+        original=True,
+    )
+    embeddings: str | None = _opt(
+        None,
+        "Precomputed embeddings .npz for --dataset embeddings "
+        "(format: README 'Bring your own embeddings').",
+    )
+    noise_type: str | None = _opt(
+        None,
+        "Noise injected into the observed labels/captions "
+        "(default: the dataset's first supported type).",
+        original=True,
+    )
+    noise_level: float | None = _opt(
+        None,
+        "Fraction of noisy samples, in [0, 1) (default 0.4; 0 with --real_dataset).",
+        original=True,
+    )
+    real_dataset: bool = _opt(
+        False,
+        "No injected noise and no ground truth: fixed hyper-parameters, no selection.",
+        original=True,
+    )
     data_seed: int = _opt(0, "Seed of splits, noise and the reference-set subset.", original=True)
-    data_dir: Optional[str] = _opt(None, "Dataset root (else $LEMON_DATA_DIR, else ~/.cache/lemon/data).")
-    custom_cifar_prompt: Optional[str] = _opt(None, "Prompt prefix for class names (default 'A photo of a ').",
-                                              original=True)
-    compr_dataset_size_limit: int = _opt(50000, "Cap on the reference (train) set, by a seeded subset.",
-                                         original=True)
-    subset_val_set: Optional[int] = _opt(None, "Use only this many (seeded) val samples for selection.",
-                                         original=True)
+    data_dir: str | None = _opt(
+        None, "Dataset root (else $LEMON_DATA_DIR, else ~/.cache/lemon/data)."
+    )
+    custom_cifar_prompt: str | None = _opt(
+        None, "Prompt prefix for class names (default 'A photo of a ').", original=True
+    )
+    compr_dataset_size_limit: int = _opt(
+        50000, "Cap on the reference (train) set, by a seeded subset.", original=True
+    )
+    subset_val_set: int | None = _opt(
+        None, "Use only this many (seeded) val samples for selection.", original=True
+    )
     n_synthetic: int = _opt(2000, "Reference-set size of --dataset synthetic (val/test = N/8).")
     # bring-your-own data (--dataset csv / parquet / folder; DataSources.md#csv)
-    data_path: Optional[str] = _opt(None, "Bring-your-own data: the table (.csv / .parquet) or the ImageFolder "
-                                    "root (--dataset folder).")
-    image_root: Optional[str] = _opt(None, "Folder that relative image paths of the table start from (default: "
-                                     "the table's folder).")
-    image_column: str = _opt("image", "Table column with the image path (parquet: or the image bytes).")
-    text_column: str = _opt("caption", "Table column with the observed caption (captioning tables).")
-    label_column: str = _opt("label", "Table column with the observed class label (classification tables).")
-    clean_column: Optional[str] = _opt(None, "Optional table column with the clean caption/label: evaluate the "
-                                       "table's own noise with --noise_type real.")
+    data_path: str | None = _opt(
+        None,
+        "Bring-your-own data: the table (.csv / .parquet) or the ImageFolder "
+        "root (--dataset folder).",
+    )
+    image_root: str | None = _opt(
+        None,
+        "Folder that relative image paths of the table start from (default: the table's folder).",
+    )
+    image_column: str = _opt(
+        "image", "Table column with the image path (parquet: or the image bytes)."
+    )
+    text_column: str = _opt(
+        "caption", "Table column with the observed caption (captioning tables)."
+    )
+    label_column: str = _opt(
+        "label", "Table column with the observed class label (classification tables)."
+    )
+    clean_column: str | None = _opt(
+        None,
+        "Optional table column with the clean caption/label: evaluate the "
+        "table's own noise with --noise_type real.",
+    )
     # embedding
-    clip_model: Optional[str] = _opt(None, "Embedder name (default: the dataset's, else huggingface_clip).",
-                                     original=True)
+    clip_model: str | None = _opt(
+        None, "Embedder name (default: the dataset's, else huggingface_clip).", original=True
+    )
     batch_size: int = _opt(128, "Embedding batch size.", original=True)
     num_workers: int = _opt(2, "DataLoader workers for image decoding.")
     device: str = _opt("auto", "'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', ...")
-    cache_dir: Optional[str] = _opt(None, "Embedding/model cache (else $LEMON_CACHE_DIR, else "
-                                    "~/.cache/lemon/cache).")
-    precision: str = _opt("auto", "Embedding precision: auto (fp16 autocast on CUDA, fp32 on CPU), fp32, "
-                          "fp16 (CUDA only) or bf16.", ("auto", "fp32", "fp16", "bf16"))
+    cache_dir: str | None = _opt(
+        None, "Embedding/model cache (else $LEMON_CACHE_DIR, else ~/.cache/lemon/cache)."
+    )
+    precision: str = _opt(
+        "auto",
+        "Embedding precision: auto (fp16 autocast on CUDA, fp32 on CPU), fp32, "
+        "fp16 (CUDA only) or bf16.",
+        ("auto", "fp32", "fp16", "bf16"),
+    )
     # scoring
     scorer: str = _opt("lemon", "Scorer: lemon or a baseline.", _scorer_names)
-    knn_k: Optional[int] = _opt(None, f"Neighbours k (default {DEFAULT_KNN_K}, the dataset's own where it sets one "
-                                "(demo: 30); 30 with --lemon_fix).",
-                                original=True)
-    dist_type: str = _opt("cosine", "Distance: cosine (1 - a.b) or euclidean (squared).", DIST_TYPES,
-                          original=True)
-    knn_backend: str = _opt("torch", "Exact kNN backend: torch (chunked matmul) or faiss.", ("torch", "faiss"))
+    knn_k: int | None = _opt(
+        None,
+        f"Neighbours k (default {DEFAULT_KNN_K}, the dataset's own where it sets one "
+        "(demo: 30); 30 with --lemon_fix).",
+        original=True,
+    )
+    dist_type: str = _opt(
+        "cosine", "Distance: cosine (1 - a.b) or euclidean (squared).", DIST_TYPES, original=True
+    )
+    knn_backend: str = _opt(
+        "torch", "Exact kNN backend: torch (chunked matmul) or faiss.", ("torch", "faiss")
+    )
     ablation: str = _opt("none", "Ablation of SPEC §5.", ABLATIONS, original=True)
-    normalize_d1: bool = _opt(False, "Replace d_mm by the softmax over class prompts (classification).",
-                              original=True)
-    use_discrete_for_text: bool = _opt(False, "Text distance = 1[observed texts differ].", original=True)
-    legacy_discrete_weighting: bool = _opt(False, "Reproduce the original's un-negated s_n weight with "
-                                           "--use_discrete_for_text and cosine.")
-    lemon_fix: bool = _opt(False, "The paper's fixed preset (k=30, cosine, beta=gamma=5, tau_1=0.1, tau_2=5).")
-    beta: Optional[float] = _opt(None, "Fix beta (skips its selection).")
-    gamma: Optional[float] = _opt(None, "Fix gamma.")
-    tau_1_n: Optional[float] = _opt(None, "Fix tau_1_n.")
-    tau_2_n: Optional[float] = _opt(None, "Fix tau_2_n.")
-    tau_1_m: Optional[float] = _opt(None, "Fix tau_1_m.")
-    tau_2_m: Optional[float] = _opt(None, "Fix tau_2_m.")
-    skip_hparam_optim: bool = _opt(False, "No selection: hyper-parameters not given take LEMoN_FIX values.",
-                                   original=True)
-    temperature: float = _opt(1.0, "Softmax temperature of the zero-shot class probabilities (clip_logits, "
-                              "zero-shot cleanlab scores, clipcleaner); the original used 1, its later analysis "
-                              "0.01 / 0.015 / 0.07 (CLIP's own).")
+    normalize_d1: bool = _opt(
+        False, "Replace d_mm by the softmax over class prompts (classification).", original=True
+    )
+    use_discrete_for_text: bool = _opt(
+        False, "Text distance = 1[observed texts differ].", original=True
+    )
+    legacy_discrete_weighting: bool = _opt(
+        False,
+        "Reproduce the original's un-negated s_n weight with --use_discrete_for_text and cosine.",
+    )
+    lemon_fix: bool = _opt(
+        False, "The paper's fixed preset (k=30, cosine, beta=gamma=5, tau_1=0.1, tau_2=5)."
+    )
+    beta: float | None = _opt(None, "Fix beta (skips its selection).")
+    gamma: float | None = _opt(None, "Fix gamma.")
+    tau_1_n: float | None = _opt(None, "Fix tau_1_n.")
+    tau_2_n: float | None = _opt(None, "Fix tau_2_n.")
+    tau_1_m: float | None = _opt(None, "Fix tau_1_m.")
+    tau_2_m: float | None = _opt(None, "Fix tau_2_m.")
+    skip_hparam_optim: bool = _opt(
+        False, "No selection: hyper-parameters not given take LEMoN_FIX values.", original=True
+    )
+    temperature: float = _opt(
+        1.0,
+        "Softmax temperature of the zero-shot class probabilities (clip_logits, "
+        "zero-shot cleanlab scores, clipcleaner); the original used 1, its later analysis "
+        "0.01 / 0.015 / 0.07 (CLIP's own).",
+    )
     # run
     seed: int = _opt(0, "Seed of the hyper-parameter search and torch.", original=True)
     skip_train: bool = _opt(False, "Do not score the train split (val/test only).", original=True)
@@ -130,7 +217,9 @@ class RunConfig:
     def fixed_hparams(self) -> dict[str, float]:
         """Hyper-parameters given on the command line (or by --lemon_fix)."""
         fixed = {name: LEMON_FIX[name] for name in HPARAM_NAMES} if self.lemon_fix else {}
-        fixed.update({n: float(getattr(self, n)) for n in HPARAM_NAMES if getattr(self, n) is not None})
+        fixed.update(
+            {n: float(getattr(self, n)) for n in HPARAM_NAMES if getattr(self, n) is not None}
+        )
         return fixed
 
     @property
@@ -157,10 +246,12 @@ class RunConfig:
             return self.noise_level
         return 0.0 if self.real_dataset else 0.4
 
-    def validate(self) -> "RunConfig":
+    def validate(self) -> RunConfig:
         """Cross-field rules that do not need the data; raise LemonError with a fix."""
         if not self.output_dir:
-            raise LemonError("--output_dir is required (the folder that receives the run's outputs).")
+            raise LemonError(
+                "--output_dir is required (the folder that receives the run's outputs)."
+            )
         level = self.resolved_noise_level
         if not 0 <= level < 1:
             raise LemonError(f"noise_level must be in [0, 1), got {level}.")
@@ -173,20 +264,30 @@ class RunConfig:
             if value not in allowed:
                 raise LemonError(f"Unknown {name} '{value}'. Available: {', '.join(allowed)}.")
         if self.lemon_fix and self.dist_type != "cosine":
-            raise LemonError("--lemon_fix is the cosine preset; drop --dist_type euclidean or --lemon_fix.")
+            raise LemonError(
+                "--lemon_fix is the cosine preset; drop --dist_type euclidean or --lemon_fix."
+            )
         if self.lemon_fix and self.knn_k is not None and self.knn_k != LEMON_FIX["knn_k"]:
-            raise LemonError(f"--lemon_fix uses k=30, got --knn_k {self.knn_k}; drop one of the two.")
+            raise LemonError(
+                f"--lemon_fix uses k=30, got --knn_k {self.knn_k}; drop one of the two."
+            )
         if self.legacy_discrete_weighting and not self.use_discrete_for_text:
-            raise LemonError("--legacy_discrete_weighting only applies with --use_discrete_for_text.")
+            raise LemonError(
+                "--legacy_discrete_weighting only applies with --use_discrete_for_text."
+            )
         if self.dataset == "embeddings" and not self.embeddings:
             raise LemonError("--dataset embeddings needs --embeddings PATH.npz.")
         if self.embeddings and self.dataset != "embeddings":
-            raise LemonError(f"--embeddings is only read with --dataset embeddings, got --dataset "
-                             f"{self.dataset}.")
+            raise LemonError(
+                f"--embeddings is only read with --dataset embeddings, got --dataset "
+                f"{self.dataset}."
+            )
         if self.subset_val_set is not None and self.subset_val_set < 2:
             raise LemonError(f"subset_val_set must be >= 2, got {self.subset_val_set}.")
         if self.compr_dataset_size_limit < 2:
-            raise LemonError(f"compr_dataset_size_limit must be >= 2, got {self.compr_dataset_size_limit}.")
+            raise LemonError(
+                f"compr_dataset_size_limit must be >= 2, got {self.compr_dataset_size_limit}."
+            )
         if self.batch_size < 1 or self.num_workers < 0:
             raise LemonError("batch_size must be >= 1 and num_workers >= 0.")
         if self.temperature <= 0:
@@ -196,7 +297,7 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def replace(self, **changes: Any) -> "RunConfig":
+    def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)
 
 

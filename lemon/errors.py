@@ -1,5 +1,6 @@
 """Project exceptions: every user-facing failure is one of these, with a one-line message that says what
 is wrong, the offending value, what is allowed, and how to fix it."""
+
 from __future__ import annotations
 
 

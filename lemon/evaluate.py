@@ -7,6 +7,7 @@ Thresholds (a sample is flagged when ``score >= threshold``):
 - ``heuristic``: label-free, the median of the local minima of a Gaussian KDE of the val scores on 1,000
   grid points (one minimum -> it; none -> median of >= 2 local maxima, else the mean), as the original.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,10 +39,14 @@ def best_f1(scores: np.ndarray | torch.Tensor, y: np.ndarray) -> tuple[np.ndarra
     """
     s = torch.as_tensor(scores)
     if not s.is_floating_point():
-        s = s.double()  # float32 scores are sorted as they are (the search's speed); others in float64
+        s = (
+            s.double()
+        )  # float32 scores are sorted as they are (the search's speed); others in float64
     single = s.ndim == 1
     s = s.reshape(1, -1) if single else s
-    yt = torch.as_tensor(np.asarray(y, dtype=np.float64)).to(s.dtype)  # 0/1 counts: exact in float32 too
+    yt = torch.as_tensor(np.asarray(y, dtype=np.float64)).to(
+        s.dtype
+    )  # 0/1 counts: exact in float32 too
     n = s.shape[1]
     s_sorted, order = torch.sort(s, dim=1, descending=True)
     tp = torch.cumsum(yt[order], dim=1)
@@ -88,7 +93,9 @@ def heuristic_threshold(scores: np.ndarray) -> float:
     return float(np.median(maxima)) if len(maxima) >= 2 else float(s.mean())
 
 
-def select_thresholds(val_scores: np.ndarray, val_is_mislabel: np.ndarray | None) -> dict[str, float]:
+def select_thresholds(
+    val_scores: np.ndarray, val_is_mislabel: np.ndarray | None
+) -> dict[str, float]:
     """The three thresholds of SPEC §6, chosen on val (only ``heuristic`` without val labels)."""
     thresholds = {"heuristic": heuristic_threshold(val_scores)}
     if val_is_mislabel is not None:
@@ -106,18 +113,31 @@ def binary_metrics(y: np.ndarray, flagged: np.ndarray) -> dict[str, float]:
     fp = int(np.sum(~y & flagged))
     fn = int(np.sum(y & ~flagged))
     tn = int(np.sum(~y & ~flagged))
-    div = lambda a, b: a / b if b else 0.0  # noqa: E731
+
+    def div(a, b):
+        return a / b if b else 0.0
+
     tpr, tnr = div(tp, tp + fn), div(tn, tn + fp)
     return {
-        "F1": div(2 * tp, 2 * tp + fp + fn), "precision": div(tp, tp + fp), "recall": tpr,
-        "accuracy": div(tp + tn, len(y)), "TPR": tpr, "FPR": div(fp, fp + tn),
-        "balanced_acc": (tpr + tnr) / 2, "TP": tp, "FP": fp, "TN": tn, "FN": fn,
-        "n_flagged": tp + fp, "pred_prevalence": div(tp + fp, len(y)),
+        "F1": div(2 * tp, 2 * tp + fp + fn),
+        "precision": div(tp, tp + fp),
+        "recall": tpr,
+        "accuracy": div(tp + tn, len(y)),
+        "TPR": tpr,
+        "FPR": div(fp, fp + tn),
+        "balanced_acc": (tpr + tnr) / 2,
+        "TP": tp,
+        "FP": fp,
+        "TN": tn,
+        "FN": fn,
+        "n_flagged": tp + fp,
+        "pred_prevalence": div(tp + fp, len(y)),
     }
 
 
-def evaluate_split(scores: np.ndarray, is_mislabel: np.ndarray | None,
-                   thresholds: dict[str, float], split: str) -> dict[str, float | None]:
+def evaluate_split(
+    scores: np.ndarray, is_mislabel: np.ndarray | None, thresholds: dict[str, float], split: str
+) -> dict[str, float | None]:
     """Flat metrics ``{split}/{name}`` for one split at fixed thresholds."""
     scores = np.asarray(scores, dtype=np.float64)
     out: dict[str, float | None] = {f"{split}/n": len(scores)}
@@ -129,8 +149,11 @@ def evaluate_split(scores: np.ndarray, is_mislabel: np.ndarray | None,
     y = np.asarray(is_mislabel, dtype=bool)
     out[f"{split}/prevalence"] = float(y.mean())
     if y.all() or not y.any():
-        warnings.warn(f"split '{split}' has a single class (all {'mislabelled' if y.all() else 'clean'}); "
-                      "AUROC/AUPRC are reported as null.", stacklevel=2)
+        warnings.warn(
+            f"split '{split}' has a single class (all {'mislabelled' if y.all() else 'clean'}); "
+            "AUROC/AUPRC are reported as null.",
+            stacklevel=2,
+        )
         out[f"{split}/AUROC"] = out[f"{split}/AUPRC"] = None
     else:
         out[f"{split}/AUROC"] = float(roc_auc_score(y, scores))

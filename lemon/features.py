@@ -3,10 +3,11 @@
 Embeddings are L2-normalised here, once, and validated (finite, non-zero norm), so every scorer can assume
 unit vectors. ``reference_index`` says which train rows form the reference set (the kNN database).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -20,13 +21,17 @@ def normalize_rows(x: np.ndarray, what: str) -> np.ndarray:
         raise LemonError(f"{what} must be a 2-D array (n, d), got shape {x.shape}.")
     bad = ~np.isfinite(x).all(axis=1)
     if bad.any():
-        raise LemonError(f"{what} has NaN/inf values in {int(bad.sum())} rows (first: row "
-                         f"{int(np.flatnonzero(bad)[0])}); drop or re-embed those samples.")
+        raise LemonError(
+            f"{what} has NaN/inf values in {int(bad.sum())} rows (first: row "
+            f"{int(np.flatnonzero(bad)[0])}); drop or re-embed those samples."
+        )
     norms = np.linalg.norm(x.astype(np.float64), axis=1)
     zero = norms == 0
     if zero.any():
-        raise LemonError(f"{what} has {int(zero.sum())} zero-norm rows (first: row "
-                         f"{int(np.flatnonzero(zero)[0])}); a zero vector has no direction to compare.")
+        raise LemonError(
+            f"{what} has {int(zero.sum())} zero-norm rows (first: row "
+            f"{int(np.flatnonzero(zero)[0])}); a zero vector has no direction to compare."
+        )
     return (x / norms[:, None]).astype(np.float32)
 
 
@@ -48,26 +53,38 @@ class SplitFeatures:
     txt: np.ndarray
     texts: np.ndarray
     observed: np.ndarray
-    clean: Optional[np.ndarray] = None
-    is_mislabel: Optional[np.ndarray] = None
-    pred_probs: Optional[np.ndarray] = None
-    ids: Optional[np.ndarray] = None
-    image_refs: Optional[Sequence[str]] = None
-    reference_row: Optional[np.ndarray] = None  # (n,) own row in the reference set, -1 if absent
-
+    clean: np.ndarray | None = None
+    is_mislabel: np.ndarray | None = None
+    pred_probs: np.ndarray | None = None
+    ids: np.ndarray | None = None
+    image_refs: Sequence[str] | None = None
+    reference_row: np.ndarray | None = None  # (n,) own row in the reference set, -1 if absent
 
     def __post_init__(self) -> None:
         n = len(self.img)
         arrays = {"txt": self.txt, "texts": self.texts, "observed": self.observed}
-        arrays.update({k: v for k, v in (("clean", self.clean), ("is_mislabel", self.is_mislabel),
-                                         ("pred_probs", self.pred_probs)) if v is not None})
+        arrays.update(
+            {
+                k: v
+                for k, v in (
+                    ("clean", self.clean),
+                    ("is_mislabel", self.is_mislabel),
+                    ("pred_probs", self.pred_probs),
+                )
+                if v is not None
+            }
+        )
         for name, arr in arrays.items():
             if len(arr) != n:
-                raise LemonError(f"split '{self.split}': image embeddings and {name} must have the same "
-                                 f"length, got {n} and {len(arr)}.")
+                raise LemonError(
+                    f"split '{self.split}': image embeddings and {name} must have the same "
+                    f"length, got {n} and {len(arr)}."
+                )
         if self.img.shape[1:] != self.txt.shape[1:]:
-            raise LemonError(f"split '{self.split}': image and text embeddings must have the same "
-                             f"dimension, got {self.img.shape[1]} and {self.txt.shape[1]}.")
+            raise LemonError(
+                f"split '{self.split}': image and text embeddings must have the same "
+                f"dimension, got {self.img.shape[1]} and {self.txt.shape[1]}."
+            )
         self.img = normalize_rows(self.img, f"{self.split} image embeddings")
         self.txt = normalize_rows(self.txt, f"{self.split} text embeddings")
         self.texts = np.asarray(self.texts, dtype=object)
@@ -83,13 +100,26 @@ class SplitFeatures:
     def has_labels(self) -> bool:
         return self.is_mislabel is not None
 
-    def subset(self, index: np.ndarray) -> "SplitFeatures":
+    def subset(self, index: np.ndarray) -> SplitFeatures:
         index = np.asarray(index)
-        pick = lambda a: None if a is None else np.asarray(a)[index]  # noqa: E731
+
+        def pick(a):
+            return None if a is None else np.asarray(a)[index]
+
         refs = None if self.image_refs is None else [self.image_refs[i] for i in index]
-        return SplitFeatures(self.split, self.img[index], self.txt[index], self.texts[index],
-                             self.observed[index], pick(self.clean), pick(self.is_mislabel),
-                             pick(self.pred_probs), self.ids[index], refs, pick(self.reference_row))
+        return SplitFeatures(
+            self.split,
+            self.img[index],
+            self.txt[index],
+            self.texts[index],
+            self.observed[index],
+            pick(self.clean),
+            pick(self.is_mislabel),
+            pick(self.pred_probs),
+            self.ids[index],
+            refs,
+            pick(self.reference_row),
+        )
 
 
 @dataclass
@@ -104,20 +134,22 @@ class Features:
 
     task: str
     splits: dict[str, SplitFeatures]
-    label_prompt_txt: Optional[np.ndarray] = None
-    class_names: Optional[Sequence[str]] = None
-    reference_index: Optional[np.ndarray] = None
+    label_prompt_txt: np.ndarray | None = None
+    class_names: Sequence[str] | None = None
+    reference_index: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if "train" not in self.splits:
-            raise LemonError("The features need a 'train' split: it is the reference set of the kNN search.")
+            raise LemonError(
+                "The features need a 'train' split: it is the reference set of the kNN search."
+            )
         if self.label_prompt_txt is not None:
             self.label_prompt_txt = normalize_rows(self.label_prompt_txt, "label_prompt_txt")
         if self.reference_index is None:
             self.reference_index = np.arange(len(self.splits["train"]))
 
-    def self_rows(self, split: str) -> Optional[np.ndarray]:
+    def self_rows(self, split: str) -> np.ndarray | None:
         """(n,) reference row of each sample of ``split`` (to exclude from its own neighbours), -1 if none."""
         if split == "train":
             rows = np.full(len(self.splits["train"]), -1, dtype=np.int64)

@@ -1,4 +1,5 @@
 """Atomic run-output writing and reading: temp file + ``os.replace``; ``done`` is written last."""
+
 from __future__ import annotations
 
 import io
@@ -43,7 +44,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are meant to be read by others (reports, Slurm)
+        os.chmod(
+            tmp, 0o644
+        )  # mkstemp makes 0600; outputs are meant to be read by others (reports, Slurm)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -5,11 +5,11 @@ identically, so one similarity search serves both metrics; callers turn similari
 The torch backend streams the query in chunks (memory O(chunk * n_ref + n * k), never an N x N matrix);
 the faiss backend (``pip install 'lemon[faiss]'``) uses an exact inner-product index.
 """
+
 from __future__ import annotations
 
 import logging
 import math
-from typing import Optional
 
 import numpy as np
 import torch
@@ -20,11 +20,19 @@ from lemon.errors import LemonError, MissingDependencyError
 log = logging.getLogger(__name__)
 KNN_BACKENDS = ("torch", "faiss")
 _CHUNK_BYTES = 256 * 2**20  # similarity block per chunk
-_SELF_BLOCK = 4096  # square block side of the symmetric self-search (64 MiB of float32 similarities)
+_SELF_BLOCK = (
+    4096  # square block side of the symmetric self-search (64 MiB of float32 similarities)
+)
 
 
-def knn(query: np.ndarray, ref: np.ndarray, k: int, exclude: Optional[np.ndarray] = None,
-        backend: str = "torch", device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
+def knn(
+    query: np.ndarray,
+    ref: np.ndarray,
+    k: int,
+    exclude: np.ndarray | None = None,
+    backend: str = "torch",
+    device: str | torch.device = "cpu",
+) -> tuple[np.ndarray, np.ndarray]:
     """k most similar reference rows for each query row (inner product of unit vectors).
 
     Parameters
@@ -43,9 +51,13 @@ def knn(query: np.ndarray, ref: np.ndarray, k: int, exclude: Optional[np.ndarray
     """
     n_ref = len(ref)
     if k >= n_ref:
-        raise LemonError(f"knn_k={k} but the reference set has {n_ref} samples (k must be < {n_ref}).")
+        raise LemonError(
+            f"knn_k={k} but the reference set has {n_ref} samples (k must be < {n_ref})."
+        )
     if exclude is not None and len(exclude) != len(query):
-        raise LemonError(f"exclude must have one entry per query, got {len(exclude)} for {len(query)}.")
+        raise LemonError(
+            f"exclude must have one entry per query, got {len(exclude)} for {len(query)}."
+        )
     if backend == "torch":
         if _is_self_search(query, ref, exclude):
             return _knn_torch_self(ref, k, torch.device(device))
@@ -55,8 +67,9 @@ def knn(query: np.ndarray, ref: np.ndarray, k: int, exclude: Optional[np.ndarray
     raise LemonError(f"Unknown knn backend '{backend}'. Available: {', '.join(KNN_BACKENDS)}.")
 
 
-def _knn_torch(query: np.ndarray, ref: np.ndarray, k: int, exclude: Optional[np.ndarray],
-               device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+def _knn_torch(
+    query: np.ndarray, ref: np.ndarray, k: int, exclude: np.ndarray | None, device: torch.device
+) -> tuple[np.ndarray, np.ndarray]:
     ref_t = torch.from_numpy(np.ascontiguousarray(ref, dtype=np.float32)).to(device)
     q_all = torch.from_numpy(np.ascontiguousarray(query, dtype=np.float32))
     n = len(query)
@@ -65,8 +78,13 @@ def _knn_torch(query: np.ndarray, ref: np.ndarray, k: int, exclude: Optional[np.
     idxs = np.empty((n, k), dtype=np.int64)
     excl_t = None if exclude is None else torch.from_numpy(np.asarray(exclude, dtype=np.int64))
     with torch.inference_mode():
-        for start in tqdm(range(0, n, chunk), desc="kNN", unit="chunk", leave=False,
-                          disable=None if n > 4 * chunk else True):
+        for start in tqdm(
+            range(0, n, chunk),
+            desc="kNN",
+            unit="chunk",
+            leave=False,
+            disable=None if n > 4 * chunk else True,
+        ):
             stop = min(n, start + chunk)
             block = q_all[start:stop].to(device) @ ref_t.T
             if excl_t is not None:
@@ -79,14 +97,25 @@ def _knn_torch(query: np.ndarray, ref: np.ndarray, k: int, exclude: Optional[np.
     return sims, idxs
 
 
-def _is_self_search(query: np.ndarray, ref: np.ndarray, exclude: Optional[np.ndarray]) -> bool:
+def _is_self_search(query: np.ndarray, ref: np.ndarray, exclude: np.ndarray | None) -> bool:
     """The query set is the reference set itself, each row excluding its own index (the train split)."""
-    return (exclude is not None and query.shape == ref.shape and len(ref) > _SELF_BLOCK
-            and np.array_equal(exclude, np.arange(len(ref))) and (query is ref or np.array_equal(query, ref)))
+    return (
+        exclude is not None
+        and query.shape == ref.shape
+        and len(ref) > _SELF_BLOCK
+        and np.array_equal(exclude, np.arange(len(ref)))
+        and (query is ref or np.array_equal(query, ref))
+    )
 
 
-def _merge_topk(best_v: torch.Tensor, best_i: torch.Tensor, rows: slice, block: torch.Tensor, offset: int,
-                k: int) -> None:
+def _merge_topk(
+    best_v: torch.Tensor,
+    best_i: torch.Tensor,
+    rows: slice,
+    block: torch.Tensor,
+    offset: int,
+    k: int,
+) -> None:
     """Fold a similarity block (its columns are reference rows ``offset``...) into rows' running top-k."""
     top = torch.topk(block, min(k, block.shape[1]), dim=1, largest=True, sorted=False)
     cand_v = torch.cat([best_v[rows], top.values], dim=1)
@@ -106,7 +135,13 @@ def _knn_torch_self(x: np.ndarray, k: int, device: torch.device) -> tuple[np.nda
     best_i = torch.zeros((n, k), dtype=torch.int64, device=device)
     starts = range(0, n, _SELF_BLOCK)
     with torch.inference_mode():
-        for i0 in tqdm(starts, desc="kNN", unit="block-row", leave=False, disable=None if n > 4 * _SELF_BLOCK else True):
+        for i0 in tqdm(
+            starts,
+            desc="kNN",
+            unit="block-row",
+            leave=False,
+            disable=None if n > 4 * _SELF_BLOCK else True,
+        ):
             rows_i = slice(i0, min(n, i0 + _SELF_BLOCK))
             for j0 in range(i0, n, _SELF_BLOCK):
                 rows_j = slice(j0, min(n, j0 + _SELF_BLOCK))
@@ -115,12 +150,15 @@ def _knn_torch_self(x: np.ndarray, k: int, device: torch.device) -> tuple[np.nda
                     block.fill_diagonal_(-math.inf)  # exclusion by index: the row itself
                 _merge_topk(best_v, best_i, rows_i, block, j0, k)
                 if j0 != i0:
-                    _merge_topk(best_v, best_i, rows_j, block.T.contiguous(), i0, k)  # row-wise topk is faster
+                    _merge_topk(
+                        best_v, best_i, rows_j, block.T.contiguous(), i0, k
+                    )  # row-wise topk is faster
     return best_v.cpu().numpy(), best_i.cpu().numpy()
 
 
-def _knn_faiss(query: np.ndarray, ref: np.ndarray, k: int,
-               exclude: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def _knn_faiss(
+    query: np.ndarray, ref: np.ndarray, k: int, exclude: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     try:
         import faiss
     except ImportError as err:  # pragma: no cover - depends on the environment

@@ -1,4 +1,5 @@
 """Where data and caches live: explicit flag > environment variable > per-user cache folder."""
+
 from __future__ import annotations
 
 import os

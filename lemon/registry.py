@@ -3,10 +3,12 @@
 A registry maps a lowercase name (plus optional aliases) to a factory. Unknown names fail with the list of
 valid ones and a close-match suggestion, so a typo on the command line tells the user what to type.
 """
+
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable, Generic, Iterable, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, TypeVar
 
 from lemon.errors import UnknownNameError
 

@@ -12,6 +12,7 @@ PR curves and the score histogram per split (matplotlib PNGs) and the metrics. E
 (base64), so the one file can be mailed. ``flagged.csv`` lists every sample at or above the val-optimal
 threshold (the label-free heuristic one when the run has no labels).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,9 @@ import io as _bytes
 import logging
 import sys
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -105,8 +107,12 @@ class Thumbnails:
             from lemon.data.loading import load_splits
 
             splits = load_splits(dataset, cfg)
-        except Exception as err:  # noqa: BLE001  (any loader failure only costs the thumbnails; logged)
-            log.warning("report: cannot reload dataset %r for thumbnails (%s)", self.args.get("dataset"), err)
+        except Exception as err:
+            log.warning(
+                "report: cannot reload dataset %r for thumbnails (%s)",
+                self.args.get("dataset"),
+                err,
+            )
             return {}
         return {s: p.images for s, p in splits.splits.items() if p.images is not None}
 
@@ -128,22 +134,32 @@ class Thumbnails:
 
 def _read_run(run_dir: Path) -> tuple[dict, dict, dict, pd.DataFrame]:
     if not run_dir.is_dir():
-        raise LemonError(f"Run folder {run_dir} does not exist; pass the --output_dir of a run_lemon run.")
+        raise LemonError(
+            f"Run folder {run_dir} does not exist; pass the --output_dir of a run_lemon run."
+        )
     scores_path = run_dir / "scores.csv"
     if not scores_path.is_file():
-        raise LemonError(f"{run_dir} has no scores.csv: not a run_lemon output folder, or the run did not "
-                         "get as far as scoring (see its log.txt).")
-    read = lambda name: read_json(run_dir / name) if (run_dir / name).is_file() else {}  # noqa: E731
+        raise LemonError(
+            f"{run_dir} has no scores.csv: not a run_lemon output folder, or the run did not "
+            "get as far as scoring (see its log.txt)."
+        )
+
+    def read(name):
+        return read_json(run_dir / name) if (run_dir / name).is_file() else {}
+
     try:
         scores = pd.read_csv(scores_path, keep_default_na=False, na_values=[""])
         args, hparams, metrics = read("args.json"), read("hparams.json"), read("metrics.json")
     except (ValueError, OSError) as err:
-        raise LemonError(f"Cannot read the outputs in {run_dir} ({err}); re-run it with --overwrite.") \
-            from err
+        raise LemonError(
+            f"Cannot read the outputs in {run_dir} ({err}); re-run it with --overwrite."
+        ) from err
     missing = {"split", "score"} - set(scores.columns)
     if missing:
-        raise LemonError(f"{scores_path} lacks column(s) {', '.join(sorted(missing))}; re-run the run with "
-                         "--overwrite.")
+        raise LemonError(
+            f"{scores_path} lacks column(s) {', '.join(sorted(missing))}; re-run the run with "
+            "--overwrite."
+        )
     return args, hparams, metrics, scores
 
 
@@ -165,17 +181,26 @@ def _neighbours(run_dir: Path, scores: pd.DataFrame, args: dict) -> dict[str, np
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # EOFError: an empty file
-        log.warning("%s is not a readable .npz (%s: %s); the neighbour panels are left out of the report "
-                    "(re-run the run with --overwrite to rewrite it)", path, type(err).__name__,
-                    str(err).split(". ")[0] or "empty")
+        log.warning(
+            "%s is not a readable .npz (%s: %s); the neighbour panels are left out of the report "
+            "(re-run the run with --overwrite to rewrite it)",
+            path,
+            type(err).__name__,
+            str(err).split(". ")[0] or "empty",
+        )
         return {}
     train_rows = np.flatnonzero(scores["split"].to_numpy() == "train")
     reference = arrays.pop("reference_index", None)
     if reference is None and len(train_rows) <= int(args.get("compr_dataset_size_limit") or 0):
-        reference = np.arange(len(train_rows))  # uncapped: the reference set is the whole train split
+        reference = np.arange(
+            len(train_rows)
+        )  # uncapped: the reference set is the whole train split
     if reference is None or len(train_rows) == 0 or len(reference) == 0:
-        log.warning("%s: neighbour ids cannot be mapped to train rows (train not scored or capped reference "
-                    "without reference_index); neighbours are left out of the report", path)
+        log.warning(
+            "%s: neighbour ids cannot be mapped to train rows (train not scored or capped reference "
+            "without reference_index); neighbours are left out of the report",
+            path,
+        )
         return {}
     ref_to_row = np.full(len(reference), -1, dtype=np.int64)
     ok = reference < len(train_rows)
@@ -195,7 +220,10 @@ def _class_names(scores: pd.DataFrame, prompt: str) -> dict[Any, str]:
     pairs = scores.drop_duplicates("observed_label")[["observed_label", "text"]]
     if not pd.api.types.is_integer_dtype(pairs["observed_label"]):
         return {}
-    strip = lambda t: t[len(prompt):] if prompt and str(t).startswith(prompt) else str(t)  # noqa: E731
+
+    def strip(t):
+        return t[len(prompt) :] if prompt and str(t).startswith(prompt) else str(t)
+
     return {label: strip(text) for label, text in zip(pairs["observed_label"], pairs["text"])}
 
 
@@ -203,7 +231,9 @@ def flagged_frame(scores: pd.DataFrame, threshold: float | None) -> pd.DataFrame
     """Samples with ``score >= threshold``, most suspicious first, with their rank."""
     if threshold is None:
         return scores.iloc[0:0]
-    flagged = scores[scores["score"] >= threshold].sort_values("score", ascending=False, kind="stable")
+    flagged = scores[scores["score"] >= threshold].sort_values(
+        "score", ascending=False, kind="stable"
+    )
     flagged.insert(0, "rank", np.arange(1, len(flagged) + 1))
     return flagged
 
@@ -220,7 +250,9 @@ def write_report(out_dir: str | Path, top_n: int = 50, n_neighbours: int = 5) ->
     """
     run_dir = Path(out_dir)
     if top_n < 1 or n_neighbours < 0:
-        raise LemonError(f"top_n must be >= 1 and n_neighbours >= 0, got {top_n} and {n_neighbours}.")
+        raise LemonError(
+            f"top_n must be >= 1 and n_neighbours >= 0, got {top_n} and {n_neighbours}."
+        )
     args, hparams, metrics, scores = _read_run(run_dir)
     thr_name, threshold = flag_threshold(hparams)
     flagged = flagged_frame(scores, threshold)
@@ -241,15 +273,30 @@ def write_report(out_dir: str | Path, top_n: int = 50, n_neighbours: int = 5) ->
                 nbrs[side] = [scores.loc[i] for i in ids[ids >= 0]]
         rows.append(suspect_row(rank, row, nbrs, hparams, names, thumbs, threshold))
     title = f"Suspected label errors: {args.get('dataset', run_dir.name)} ({hparams.get('scorer', 'lemon')})"
-    document = page(title=title, run_dir=run_dir, args=args, hparams=hparams, metrics=metrics, scores=scores,
-                    rows=rows, plots=plots_png(scores, hparams), n_flagged=len(flagged),
-                    threshold=(thr_name, threshold), neighbours_known=bool(neighbours),
-                    thumbs=(thumbs.found, thumbs.missing) if thumbs else (0, 0),
-                    has_image_column=thumbs is not None)
+    document = page(
+        title=title,
+        run_dir=run_dir,
+        args=args,
+        hparams=hparams,
+        metrics=metrics,
+        scores=scores,
+        rows=rows,
+        plots=plots_png(scores, hparams),
+        n_flagged=len(flagged),
+        threshold=(thr_name, threshold),
+        neighbours_known=bool(neighbours),
+        thumbs=(thumbs.found, thumbs.missing) if thumbs else (0, 0),
+        has_image_column=thumbs is not None,
+    )
     path = run_dir / "report.html"
     atomic_write_text(path, document)
-    log.info("report: %s (%d pairs shown, %d flagged at the %s threshold)", path, len(rows), len(flagged),
-             thr_name)
+    log.info(
+        "report: %s (%d pairs shown, %d flagged at the %s threshold)",
+        path,
+        len(rows),
+        len(flagged),
+        thr_name,
+    )
     return path
 
 
@@ -258,7 +305,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lemon.report", description=__doc__.split("\n\n")[0])
     p.add_argument("run_dir", help="A run_lemon --output_dir.")
     p.add_argument("--top", type=int, default=50, help="Most suspicious pairs shown (default 50).")
-    p.add_argument("--neighbours", type=int, default=5, help="Neighbours shown per side (default 5).")
+    p.add_argument(
+        "--neighbours", type=int, default=5, help="Neighbours shown per side (default 5)."
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -16,6 +16,7 @@ Derived columns: ``run_dir``, ``experiment`` (first folder below the root when r
 ``<root>/<experiment>/<hash>/``), ``noise_type`` (the dataset's default filled in) and ``method`` (see
 :func:`method_names`). Config columns never contain ``/``; result columns always do.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,7 +50,7 @@ class LoadReport:
     loaded: int = 0
     incomplete: list[Path] = field(default_factory=list)
     corrupt: list[tuple[Path, str]] = field(default_factory=list)
-    expected: int = 0      # runs in the experiments' grids (0: grids not consulted)
+    expected: int = 0  # runs in the experiments' grids (0: grids not consulted)
     not_launched: int = 0  # of those, runs without a folder
 
     @property
@@ -61,26 +62,39 @@ class LoadReport:
         """This report restricted to the runs of ``experiments`` (``loaded`` of them were loaded)."""
         incomplete = [p for p in self.incomplete if experiment_of(self.root, p) in experiments]
         corrupt = [(p, r) for p, r in self.corrupt if experiment_of(self.root, p) in experiments]
-        return replace(self, n_runs=loaded + len(incomplete) + len(corrupt), loaded=loaded,
-                       incomplete=incomplete, corrupt=corrupt)
+        return replace(
+            self,
+            n_runs=loaded + len(incomplete) + len(corrupt),
+            loaded=loaded,
+            incomplete=incomplete,
+            corrupt=corrupt,
+        )
 
     def summary(self) -> str:
         """One line, e.g. ``96 run folders under R: 80 loaded, 12 of 96 runs incomplete, 4 corrupt``."""
         if not self.exists:
-            return (f"Sweep folder {self.root} does not exist; point LEMON_SWEEP_ROOT (or --output_root) "
-                    "at the folder a sweep wrote to.")
+            return (
+                f"Sweep folder {self.root} does not exist; point LEMON_SWEEP_ROOT (or --output_root) "
+                "at the folder a sweep wrote to."
+            )
         if self.n_runs == 0 and not self.not_launched:
-            return (f"No run folders under {self.root} (nothing with args.json / metrics.json / done); "
-                    f"launch a sweep there first (python sweep.py launch --output_root {self.root} ...).")
+            return (
+                f"No run folders under {self.root} (nothing with args.json / metrics.json / done); "
+                f"launch a sweep there first (python sweep.py launch --output_root {self.root} ...)."
+            )
         parts = [f"{self.loaded} loaded"]
         if self.incomplete:
-            parts.append(f"{len(self.incomplete)} of {self.n_runs} runs incomplete (no '{DONE}' marker; "
-                         "finish them with sweep.py launch)")
+            parts.append(
+                f"{len(self.incomplete)} of {self.n_runs} runs incomplete (no '{DONE}' marker; "
+                "finish them with sweep.py launch)"
+            )
         if self.corrupt:
             parts.append(f"{len(self.corrupt)} corrupt (skipped)")
         if self.not_launched:
-            parts.append(f"{self.not_launched} of {self.expected} runs not launched (no run folder; start "
-                         "them with sweep.py launch)")
+            parts.append(
+                f"{self.not_launched} of {self.expected} runs not launched (no run folder; start "
+                "them with sweep.py launch)"
+            )
         return f"{self.n_runs} run folders under {self.root}: " + ", ".join(parts) + "."
 
     def details(self) -> str:
@@ -138,8 +152,10 @@ def read_run(run_dir: Path) -> dict[str, Any]:
         raise ValueError(f"metrics.json is not flat 'split/metric' -> number (e.g. key {bad[0]!r})")
     missing = missing_metrics(metrics)
     if missing:
-        raise ValueError(f"metrics.json is partial: no {', '.join(missing)} (the tables need them); delete "
-                         "the run folder and run it again (sweep.py launch)")
+        raise ValueError(
+            f"metrics.json is partial: no {', '.join(missing)} (the tables need them); delete "
+            "the run folder and run it again (sweep.py launch)"
+        )
     record = {k: v for k, v in args.items() if _scalar(v) and "/" not in k}
     resolved = args.get("resolved")
     if isinstance(resolved, dict):
@@ -186,7 +202,10 @@ def method_names(df: pd.DataFrame) -> pd.Series:
     ``+discrete`` (``+discrete_legacy``) and ``(T=...)`` mark --normalize_d1, --use_discrete_for_text and a
     non-default --temperature.
     """
-    col = lambda name, default: df[name] if name in df else pd.Series(default, index=df.index)  # noqa: E731
+
+    def col(name, default):
+        return df[name] if name in df else pd.Series(default, index=df.index)
+
     scorer = col("scorer", "lemon").fillna("lemon").astype(str)
     fix = col("lemon_fix", False).fillna(False).astype(bool)
     skip = col("skip_hparam_optim", False).fillna(False).astype(bool)
@@ -215,8 +234,10 @@ def load_records(root: str | Path) -> tuple[pd.DataFrame, LoadReport]:
     """
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise LemonError(f"Sweep folder {root} does not exist (or is not a folder); pass the --output_root "
-                         "the sweep wrote to (or set LEMON_SWEEP_ROOT).")
+        raise LemonError(
+            f"Sweep folder {root} does not exist (or is not a folder); pass the --output_root "
+            "the sweep wrote to (or set LEMON_SWEEP_ROOT)."
+        )
     report = LoadReport(root)
     rows = []
     for run_dir in find_run_dirs(root):
@@ -228,7 +249,9 @@ def load_records(root: str | Path) -> tuple[pd.DataFrame, LoadReport]:
             record = read_run(run_dir)
         except ValueError as err:
             report.corrupt.append((run_dir, str(err)))
-            log.debug("skipping %s: %s", run_dir, err)  # reported once, by the caller (report.details())
+            log.debug(
+                "skipping %s: %s", run_dir, err
+            )  # reported once, by the caller (report.details())
             continue
         record["experiment"] = experiment_of(root, run_dir)
         record["run_dir"] = str(run_dir)
@@ -239,7 +262,11 @@ def load_records(root: str | Path) -> tuple[pd.DataFrame, LoadReport]:
     df = pd.DataFrame(rows)
     if "dataset" in df:
         real = df.get("real_dataset", pd.Series(False, index=df.index)).fillna(False).astype(bool)
-        given = df["noise_type"] if "noise_type" in df else pd.Series(None, index=df.index, dtype=object)
+        given = (
+            df["noise_type"]
+            if "noise_type" in df
+            else pd.Series(None, index=df.index, dtype=object)
+        )
         keys = pd.Series(list(zip(df["dataset"].astype(str), real)), index=df.index)
         defaults = {key: default_noise_type(*key) for key in set(keys)}  # one lookup per dataset
         df["noise_type"] = given.where(given.notna(), keys.map(defaults))

@@ -12,12 +12,13 @@ threshold). Phases, all seeded and deterministic:
 All values are non-negative, as the paper states, and at most MAX_FACTOR x their scale. F1 is piecewise
 constant in the hyper-parameters, so this batched derivative-free search suits it better than gradients.
 """
+
 from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -88,12 +89,17 @@ class SearchSpace:
 
 
 def _batched(objective: Objective, points: np.ndarray, batch: int) -> np.ndarray:
-    return np.concatenate([objective(points[i:i + batch]) for i in range(0, len(points), batch)])
+    return np.concatenate([objective(points[i : i + batch]) for i in range(0, len(points), batch)])
 
 
-def search(objective: Objective, space: SearchSpace, seed: int = 0, effort: float = 1.0,
-           extra_starts: Sequence[float] = (0.5, 1.0, 10.0), batch: int = 512,
-           ) -> tuple[dict[str, float], float]:
+def search(
+    objective: Objective,
+    space: SearchSpace,
+    seed: int = 0,
+    effort: float = 1.0,
+    extra_starts: Sequence[float] = (0.5, 1.0, 10.0),
+    batch: int = 512,
+) -> tuple[dict[str, float], float]:
     """Maximise ``objective`` over ``space``; returns (best values by name, best objective value).
 
     ``effort`` in (0, 1] scales the random and refinement budgets (large val sets need fewer points for
@@ -124,19 +130,42 @@ def search(objective: Objective, space: SearchSpace, seed: int = 0, effort: floa
     scale = np.array([float(space.scale.get(n, 1.0)) for n in space.names])
     upper = MAX_FACTOR * scale
     n_random = max(64, int(256 * effort))
-    pooled_cols = [[space.names.index(n) for n in group if n in space.free()] for group in space.pooled]
+    pooled_cols = [
+        [space.names.index(n) for n in group if n in space.free()] for group in space.pooled
+    ]
     for x in tqdm(starts, desc="refine hyper-parameters", leave=False, disable=None):
-        x, v = _refine(objective, x, float(objective(x[None])[0]), free_cols, scale, upper, n_random, rng, batch,
-                       [cols for cols in pooled_cols if cols])
+        x, v = _refine(
+            objective,
+            x,
+            float(objective(x[None])[0]),
+            free_cols,
+            scale,
+            upper,
+            n_random,
+            rng,
+            batch,
+            [cols for cols in pooled_cols if cols],
+        )
         if v > best_v:
             best_x, best_v = x.copy(), v
     log.info("refined from %d starts: best objective %.4f", len(starts), best_v)
     return dict(zip(space.names, best_x.tolist())), best_v
 
 
-def _refine(objective: Objective, x: np.ndarray, v: float, free_cols: list[int], scale: np.ndarray,
-            upper: np.ndarray, n_random: int, rng: np.random.Generator, batch: int, pooled_cols: Sequence[list[int]] = (),
-            rounds: int = 4, pool: int = 32) -> tuple[np.ndarray, float]:
+def _refine(
+    objective: Objective,
+    x: np.ndarray,
+    v: float,
+    free_cols: list[int],
+    scale: np.ndarray,
+    upper: np.ndarray,
+    n_random: int,
+    rng: np.random.Generator,
+    batch: int,
+    pooled_cols: Sequence[list[int]] = (),
+    rounds: int = 4,
+    pool: int = 32,
+) -> tuple[np.ndarray, float]:
     """Coordinate line searches + random perturbations until two rounds bring nothing (or ``rounds``).
 
     Each pooled group of columns takes one of ``pool`` perturbed tuples, so an objective that caches per
@@ -157,8 +186,11 @@ def _refine(objective: Objective, x: np.ndarray, v: float, free_cols: list[int],
         size = (n_random, len(free_cols))
         spread = rng.choice([0.03, 0.1, 0.3, 1.0], size=(n_random, 1))  # several step sizes at once
         jitter = 0.01 * spread * scale[free_cols] * rng.normal(size=size)
-        trial[:, free_cols] = np.clip(trial[:, free_cols] * np.exp(spread * rng.normal(size=size)) + jitter,
-                                      0.0, upper[free_cols])
+        trial[:, free_cols] = np.clip(
+            trial[:, free_cols] * np.exp(spread * rng.normal(size=size)) + jitter,
+            0.0,
+            upper[free_cols],
+        )
         for cols in pooled_cols:
             trial[:, cols] = trial[rng.integers(0, min(pool, n_random), n_random)][:, cols]
         tv = _batched(objective, trial, batch)

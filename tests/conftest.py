@@ -1,4 +1,5 @@
 """Shared fixtures: the original implementation's reference outputs and small synthetic runs."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,10 @@ class Reference:
             self.outputs = {k: z[k] for k in z.files}
         self.results = json.loads((folder / "orig_results.json").read_text())
         self.config = self.results["config"]
-        self.hparams = {k: float(self.results["selected_hparams"][k])
-                        for k in ("beta", "gamma", "tau_1_n", "tau_2_n", "tau_1_m", "tau_2_m")}
+        self.hparams = {
+            k: float(self.results["selected_hparams"][k])
+            for k in ("beta", "gamma", "tau_1_n", "tau_2_n", "tau_1_m", "tau_2_m")
+        }
 
     def rows(self, split: str) -> np.ndarray:
         return self.outputs["sset"] == split
@@ -38,9 +41,15 @@ class Reference:
         from lemon.config import RunConfig
 
         discrete = self.config["use_discrete_for_text"]
-        kwargs = dict(output_dir="unused", dataset="embeddings", embeddings=str(self.inputs_path),
-                      knn_k=self.config["knn_k"], dist_type=self.config["dist_type"],
-                      use_discrete_for_text=discrete, legacy_discrete_weighting=discrete)
+        kwargs = dict(
+            output_dir="unused",
+            dataset="embeddings",
+            embeddings=str(self.inputs_path),
+            knn_k=self.config["knn_k"],
+            dist_type=self.config["dist_type"],
+            use_discrete_for_text=discrete,
+            legacy_discrete_weighting=discrete,
+        )
         kwargs.update(overrides)
         return RunConfig(**kwargs)
 

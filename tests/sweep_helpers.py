@@ -4,6 +4,7 @@
 subprocesses and Slurm jobs): an experiment registration or the ``probe`` job script below, whose
 ``main(argv)`` sleeps, fails, raises or succeeds on request and records what it saw.
 """
+
 from __future__ import annotations
 
 import os
@@ -54,18 +55,21 @@ def write_module(folder: Path, name: str, source: str) -> str:
 
 def experiment_source(name: str, grid: list[dict], script: str = "run_lemon") -> str:
     """Source of a module registering experiment ``name`` with a literal ``grid``."""
-    return (f"from lemon.sweep.grid import EXPERIMENTS, Experiment, register\n"
-            f"if {name!r} not in EXPERIMENTS:\n"
-            f"    @register\n"
-            f"    class E(Experiment):\n"
-            f"        name = {name!r}\n"
-            f"        script = {script!r}\n"
-            f"        def grid(self):\n"
-            f"            return {grid!r}\n")
+    return (
+        f"from lemon.sweep.grid import EXPERIMENTS, Experiment, register\n"
+        f"if {name!r} not in EXPERIMENTS:\n"
+        f"    @register\n"
+        f"    class E(Experiment):\n"
+        f"        name = {name!r}\n"
+        f"        script = {script!r}\n"
+        f"        def grid(self):\n"
+        f"            return {grid!r}\n"
+    )
 
 
-def run_sweep_cli(modules: list[str], args: list[str], pythonpath: Path, timeout: float = 300,
-                  **popen) -> subprocess.CompletedProcess | subprocess.Popen:
+def run_sweep_cli(
+    modules: list[str], args: list[str], pythonpath: Path, timeout: float = 300, **popen
+) -> subprocess.CompletedProcess | subprocess.Popen:
     """``python sweep.py ARGS`` in a subprocess that first imports ``modules`` (test experiments).
 
     With ``popen`` options (e.g. start_new_session=True) the process is returned running.
@@ -74,7 +78,23 @@ def run_sweep_cli(modules: list[str], args: list[str], pythonpath: Path, timeout
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(pythonpath), str(REPO)])}
     cmd = [sys.executable, "-c", code, *args]
     if popen:
-        return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, text=True, **popen)
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL, check=False)
+        return subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            **popen,
+        )
+    return subprocess.run(
+        cmd,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )

@@ -9,6 +9,7 @@ regenerated with:
 (re-runs the 20 runs with run_lemon, ~2 min, then writes the golden table with ``lemon.aggregate``; review
 the diff before committing).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -49,10 +50,16 @@ def sweep_jobs(kind: str = "golden") -> list[tuple[str, dict]]:
             for ablation in ("tau_1", "beta", "multimodal_baseline"):
                 jobs.append(("lemon_cifar_ablations", {**common, "knn_k": 5, "ablation": ablation}))
             for level in (0.1, 0.3):
-                jobs.append(("lemon_caption_vary_noise", {**common, "knn_k": 5, "noise_level": level}))
+                jobs.append(
+                    ("lemon_caption_vary_noise", {**common, "knn_k": 5, "noise_level": level})
+                )
         else:
-            jobs.append(("lemon_cifar_ablations", {**common, "knn_k": 5, "ablation": "multimodal_baseline"}))
-            jobs.append(("lemon_caption_vary_noise", {**common, "lemon_fix": True, "noise_level": 0.2}))
+            jobs.append(
+                ("lemon_cifar_ablations", {**common, "knn_k": 5, "ablation": "multimodal_baseline"})
+            )
+            jobs.append(
+                ("lemon_caption_vary_noise", {**common, "lemon_fix": True, "noise_level": 0.2})
+            )
     return jobs
 
 
@@ -87,7 +94,10 @@ def regenerate() -> None:
             for name in ("hparams.json", "metrics.json", "done"):
                 shutil.copy(done.parent / name, target / name)
     write_fixture_readme()
-    assert aggregate.main(["--output_root", str(SWEEP), "--tables_dir", str(FIXTURES / "agg_tables")]) == 0
+    assert (
+        aggregate.main(["--output_root", str(SWEEP), "--tables_dir", str(FIXTURES / "agg_tables")])
+        == 0
+    )
     shutil.move(FIXTURES / "agg_tables" / "main.csv", GOLDEN)
     shutil.rmtree(FIXTURES / "agg_tables")
 
@@ -97,7 +107,8 @@ def write_fixture_readme() -> None:
         "# Fixture sweep of tests/test_aggregate.py and tests/test_results.py\n\n"
         "20 synthetic runs (args.json without its host block, hparams.json, metrics.json, done) laid out as\n"
         "`<experiment>/<hash>/`; `../agg_main_table.csv` is the golden main table built from them.\n"
-        "Regenerate both (from the repository root, ~1-2 min): `python -m tests.test_aggregate --regen`\n")
+        "Regenerate both (from the repository root, ~1-2 min): `python -m tests.test_aggregate --regen`\n"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +127,9 @@ def test_golden_main_table(tmp_path, capsys):
         assert (tmp_path / f"{name}.csv").is_file() and (tmp_path / f"{name}.tex").is_file()
 
 
-def _by_hand(metric_key: str, method_filter, noise_level: float = 0.4) -> tuple[float, float, tuple]:
+def _by_hand(
+    metric_key: str, method_filter, noise_level: float = 0.4
+) -> tuple[float, float, tuple]:
     """Select (k, dist) by mean val F1 over seeds and return mean/std (%) of ``metric_key`` — in plain
     Python over the fixture JSON files, independent of pandas and lemon.aggregate."""
     runs = []
@@ -124,9 +137,13 @@ def _by_hand(metric_key: str, method_filter, noise_level: float = 0.4) -> tuple[
         args = json.loads((metrics_path.parent / "args.json").read_text())
         level = args["noise_level"] if args["noise_level"] is not None else 0.4
         if method_filter(args) and level == noise_level:
-            runs.append((args["resolved"]["knn_k"], args["dist_type"], json.loads(metrics_path.read_text())))
+            runs.append(
+                (args["resolved"]["knn_k"], args["dist_type"], json.loads(metrics_path.read_text()))
+            )
     configs = {(k, d) for k, d, _ in runs}
-    val = {c: statistics.mean(m["val/F1_optimal"] for k, d, m in runs if (k, d) == c) for c in configs}
+    val = {
+        c: statistics.mean(m["val/F1_optimal"] for k, d, m in runs if (k, d) == c) for c in configs
+    }
     best = max(sorted(configs), key=lambda c: val[c])  # ties: first in sorted order (smallest k)
     values = [100 * m[metric_key] for k, d, m in runs if (k, d) == best]
     return statistics.mean(values), statistics.stdev(values), best
@@ -134,7 +151,10 @@ def _by_hand(metric_key: str, method_filter, noise_level: float = 0.4) -> tuple[
 
 def test_selection_matches_hand_computation(records):
     main = aggregate.main_table(records)
-    opt = lambda a: not a["lemon_fix"] and a["ablation"] == "none"  # noqa: E731
+
+    def opt(a):
+        return not a["lemon_fix"] and a["ablation"] == "none"
+
     for metric in ("test/AUROC", "test/AUPRC", "test/F1_optimal"):
         mean, std, (k, dist) = _by_hand(metric, opt)
         row = main[(main["method"] == "lemon_opt") & (main["noise_level"] == 0.4)].iloc[0]
@@ -147,7 +167,13 @@ def test_selection_matches_hand_computation(records):
 def test_methods_and_tables(records):
     tables = aggregate.build_tables(records)
     main = tables["main"]
-    assert sorted(main["method"]) == ["clip_sim", "lemon_fix", "lemon_opt", "lemon_opt", "lemon_opt"]
+    assert sorted(main["method"]) == [
+        "clip_sim",
+        "lemon_fix",
+        "lemon_opt",
+        "lemon_opt",
+        "lemon_opt",
+    ]
     assert main.loc[main["method"] == "lemon_fix", "k"].tolist() == [30]
     drop = tables["hparam_drop"]
     assert len(drop) == 1
@@ -155,7 +181,9 @@ def test_methods_and_tables(records):
     fix = main[main["method"] == "lemon_fix"].iloc[0]
     assert drop["AUROC drop"].iloc[0] == pytest.approx(opt["AUROC mean"] - fix["AUROC mean"])
     curves = tables["noise_curves"]
-    assert curves["noise_level"].tolist() == [0.1, 0.3, 0.4] and set(curves["method"]) == {"lemon_opt"}
+    assert curves["noise_level"].tolist() == [0.1, 0.3, 0.4] and set(curves["method"]) == {
+        "lemon_opt"
+    }
     ablations = tables["ablations"]
     assert ablations["ablation"].tolist() == ["none", "tau_1", "beta", "multimodal_baseline"]
     tau_mean, _, _ = _by_hand("test/AUROC", lambda a: a["ablation"] == "tau_1")
@@ -176,9 +204,13 @@ def test_text_and_latex_output(records):
 def test_uneven_seeds_and_incomplete_runs_are_reported(tmp_path, capsys):
     sweep = tmp_path / "sweep"
     shutil.copytree(SWEEP, sweep)
-    victim = next(p.parent for p in sweep.rglob("args.json")
-                  if json.loads(p.read_text()).get("knn_k") == 10 and json.loads(p.read_text())["seed"] == 1
-                  and json.loads(p.read_text())["dist_type"] == "euclidean")
+    victim = next(
+        p.parent
+        for p in sweep.rglob("args.json")
+        if json.loads(p.read_text()).get("knn_k") == 10
+        and json.loads(p.read_text())["seed"] == 1
+        and json.loads(p.read_text())["dist_type"] == "euclidean"
+    )
     (victim / "done").unlink()
     assert aggregate.main(["--output_root", str(sweep)]) == 0
     out = capsys.readouterr().out
@@ -207,23 +239,40 @@ def test_cli_bad_inputs(tmp_path, capsys):
     assert "No run folders under" in capsys.readouterr().out
     assert aggregate.main(["--output_root", str(SWEEP), "--experiment", "lemon_al"]) == 2
     assert "lemon_al" in capsys.readouterr().err
-    assert aggregate.main(["--output_root", str(SWEEP), "--metrics", "test/AUROCC",
-                           "--tables_dir", str(tmp_path / "t")]) == 2
+    assert (
+        aggregate.main(
+            [
+                "--output_root",
+                str(SWEEP),
+                "--metrics",
+                "test/AUROCC",
+                "--tables_dir",
+                str(tmp_path / "t"),
+            ]
+        )
+        == 2
+    )
     assert "test/AUROCC" in capsys.readouterr().err
 
 
 def test_partial_metrics_run_is_skipped_and_reported_once(tmp_path, capsys, caplog):
     sweep = Path(shutil.copytree(SWEEP, tmp_path / "sweep"))
-    victim = next(p.parent for p in sorted(sweep.rglob("args.json"))
-                  if json.loads(p.read_text())["lemon_fix"])
+    victim = next(
+        p.parent for p in sorted(sweep.rglob("args.json")) if json.loads(p.read_text())["lemon_fix"]
+    )
     metrics = json.loads((victim / "metrics.json").read_text())
-    (victim / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items()
-                                                     if not k.startswith("test/")}))
+    (victim / "metrics.json").write_text(
+        json.dumps({k: v for k, v in metrics.items() if not k.startswith("test/")})
+    )
     with caplog.at_level("WARNING"):
         assert aggregate.main(["--output_root", str(sweep)]) == 0
     captured = capsys.readouterr()
     out = captured.out + captured.err + caplog.text
-    assert "19 loaded" in out and "1 corrupt (skipped)" in out and "[built from 19 of 20 run folders]" in out
+    assert (
+        "19 loaded" in out
+        and "1 corrupt (skipped)" in out
+        and "[built from 19 of 20 run folders]" in out
+    )
     assert out.count(str(victim)) == 1 and "metrics.json is partial: no test/n" in out
     main = pd.read_csv(sweep / "tables" / "main.csv")
     assert main.loc[main["method"] == "lemon_fix", "seeds"].tolist() == [1]
@@ -232,7 +281,9 @@ def test_partial_metrics_run_is_skipped_and_reported_once(tmp_path, capsys, capl
 def test_seeds_counts_the_values_averaged(records):
     df = records.copy()
     fix = df.index[df["method"] == "lemon_fix"]
-    df.loc[fix[0], "test/AUROC"] = float("nan")  # e.g. a one-class test split: AUROC written as null
+    df.loc[fix[0], "test/AUROC"] = float(
+        "nan"
+    )  # e.g. a one-class test split: AUROC written as null
     main = aggregate.main_table(df)
     row = main[main["method"] == "lemon_fix"].iloc[0]
     assert row["seeds"] == 1  # not the 2 runs selected: only one AUROC went into the mean
@@ -251,12 +302,14 @@ def gaps_experiment():
 
     load_experiments()
     if "test_agg_gaps" not in EXPERIMENTS:
+
         @register
         class Gaps(Experiment):
             name = "test_agg_gaps"
 
             def grid(self):
                 return expand({"dataset": "synthetic", "lemon_fix": True, "seed": [0, 1, 2, 3]})
+
     return EXPERIMENTS.get("test_agg_gaps")()
 
 
@@ -265,15 +318,19 @@ def test_experiment_counts_runs_never_launched(tmp_path, capsys, gaps_experiment
 
     root = tmp_path / "sweep"
     jobs = build_jobs(gaps_experiment, root)
-    fixes = sorted(p.parent for p in SWEEP.rglob("args.json") if json.loads(p.read_text())["lemon_fix"])
+    fixes = sorted(
+        p.parent for p in SWEEP.rglob("args.json") if json.loads(p.read_text())["lemon_fix"]
+    )
     for job, run in zip(jobs[:2], fixes):  # half of the grid launched (and finished)
         shutil.copytree(run, job.run_dir)
     assert aggregate.main(["--output_root", str(root), "--experiment", "test_agg_gaps"]) == 0
     out = capsys.readouterr().out
     assert "2 run folders under" in out and "2 loaded" in out and "2 of 4 runs not launched" in out
     assert "[built from 2 of 4 runs of the grid]" in out
-    assert out.rstrip().splitlines()[-1].startswith("WARNING:") and "2 of 4 runs not launched" in \
-        out.rstrip().splitlines()[-1]
+    assert (
+        out.rstrip().splitlines()[-1].startswith("WARNING:")
+        and "2 of 4 runs not launched" in out.rstrip().splitlines()[-1]
+    )
     for job, run in zip(jobs[2:], fixes):  # the rest launched too: complete, no warning
         shutil.copytree(run, job.run_dir)
     assert aggregate.main(["--output_root", str(root), "--experiment", "test_agg_gaps"]) == 0
@@ -286,16 +343,27 @@ def test_unwritable_tables_dir_is_one_line(tmp_path, capsys, monkeypatch):
     afile.write_text("x")
     assert aggregate.main(["--output_root", str(SWEEP), "--tables_dir", str(afile)]) == 2
     err = capsys.readouterr().err
-    assert err == (f"error: --tables_dir {afile} is a file, not a folder; pass a folder (created when "
-                   "missing).\n")
+    assert err == (
+        f"error: --tables_dir {afile} is a file, not a folder; pass a folder (created when "
+        "missing).\n"
+    )
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     real = os.access
     if os.geteuid() == 0:  # root writes anywhere: make access() answer as for a normal user
-        monkeypatch.setattr(os, "access", lambda p, m, **kw: False if Path(p) == locked else real(p, m, **kw))
-    assert aggregate.main(["--output_root", str(SWEEP), "--tables_dir", str(locked / "tables")]) == 2
+        monkeypatch.setattr(
+            os, "access", lambda p, m, **kw: False if Path(p) == locked else real(p, m, **kw)
+        )
+    assert (
+        aggregate.main(["--output_root", str(SWEEP), "--tables_dir", str(locked / "tables")]) == 2
+    )
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--tables_dir" in err and "is not writable" in err and str(locked) in err
+    assert (
+        err.count("\n") == 1
+        and "--tables_dir" in err
+        and "is not writable" in err
+        and str(locked) in err
+    )
     assert not (locked / "tables").exists()
     monkeypatch.setattr(os, "access", real)
 
@@ -305,13 +373,26 @@ def test_unwritable_tables_dir_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(aggregate, "atomic_write_csv", disk_full)  # fails only when writing
     assert aggregate.main(["--output_root", str(SWEEP), "--tables_dir", str(tmp_path / "t")]) == 2
     err = capsys.readouterr().err
-    assert err == (f"error: cannot write the tables to {tmp_path / 't'} (No space left on device); pass a "
-                   "writable --tables_dir.\n")
+    assert err == (
+        f"error: cannot write the tables to {tmp_path / 't'} (No space left on device); pass a "
+        "writable --tables_dir.\n"
+    )
 
 
 def test_experiment_filter(tmp_path, capsys):
-    assert aggregate.main(["--output_root", str(SWEEP), "--experiment", "lemon_all",
-                           "--tables_dir", str(tmp_path)]) == 0
+    assert (
+        aggregate.main(
+            [
+                "--output_root",
+                str(SWEEP),
+                "--experiment",
+                "lemon_all",
+                "--tables_dir",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     main = pd.read_csv(tmp_path / "main.csv")
     assert sorted(main["method"]) == ["lemon_fix", "lemon_opt"]
     assert not (tmp_path / "ablations.csv").exists()

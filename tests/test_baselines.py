@@ -1,6 +1,7 @@
 """Baseline scorers (SPEC §7): each against a hand-computed example or a naive per-sample loop written here,
 cleanlab-style scores against cleanlab.rank itself, determinism, refusal messages, and a pipeline smoke
 test for every registered scorer (so a newly registered one is covered automatically)."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,15 @@ ANY_TASK = [n for n in SCORERS.names() if "captioning" in SCORERS.get(n).tasks]
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def tiny_features(seed: int = 0, sizes=(14, 7, 7), d: int = 4, c: int = 3, task: str = "classification",
-                  prompts: bool = True, pred_probs: dict | None = None) -> Features:
+def tiny_features(
+    seed: int = 0,
+    sizes=(14, 7, 7),
+    d: int = 4,
+    c: int = 3,
+    task: str = "classification",
+    prompts: bool = True,
+    pred_probs: dict | None = None,
+) -> Features:
     """Random unit vectors; every class present in train; the first third of each split mislabelled."""
     rng = np.random.default_rng(seed)
     splits = {}
@@ -37,11 +45,19 @@ def tiny_features(seed: int = 0, sizes=(14, 7, 7), d: int = 4, c: int = 3, task:
         else:
             clean = np.array([f"caption {name} {i}" for i in range(n)], dtype=object)
             observed = np.roll(clean, 1) if n > 1 else clean
-            observed[n // 3:] = clean[n // 3:]
+            observed[n // 3 :] = clean[n // 3 :]
             texts = observed
         probs = None if pred_probs is None else pred_probs.get(name)
-        splits[name] = SplitFeatures(name, rng.normal(size=(n, d)), rng.normal(size=(n, d)), texts,
-                                     observed, clean, observed != clean, probs)
+        splits[name] = SplitFeatures(
+            name,
+            rng.normal(size=(n, d)),
+            rng.normal(size=(n, d)),
+            texts,
+            observed,
+            clean,
+            observed != clean,
+            probs,
+        )
     prompt_emb = rng.normal(size=(c, d)) if (prompts and task == "classification") else None
     names = [f"c{i}" for i in range(c)] if task == "classification" else None
     return Features(task, splits, prompt_emb, names)
@@ -67,24 +83,50 @@ def naive_knn(features: Features, split: str, space: str, k: int) -> list[list[i
     q, ref, rows = features.splits[split], features.reference, features.self_rows(split)
     out = []
     for i in range(len(q)):
-        sims = {j: float(getattr(q, space)[i] @ getattr(ref, space)[j]) for j in range(len(ref))
-                if rows is None or j != rows[i]}
+        sims = {
+            j: float(getattr(q, space)[i] @ getattr(ref, space)[j])
+            for j in range(len(ref))
+            if rows is None or j != rows[i]
+        }
         out.append(sorted(sims, key=lambda j: -sims[j])[:k])
     return out
 
 
 # ---------------------------------------------------------------------------------------------- hand-computed
-def hand_features(img: list, txt: list, observed: list, ref_img: list, ref_txt: list, ref_obs: list,
-                  prompts: list | None = None) -> Features:
+def hand_features(
+    img: list,
+    txt: list,
+    observed: list,
+    ref_img: list,
+    ref_txt: list,
+    ref_obs: list,
+    prompts: list | None = None,
+) -> Features:
     """Reference = train; the query pairs are val and test."""
+
     def split(name, i, t, o):
         o = np.asarray(o)
-        return SplitFeatures(name, np.asarray(i, float), np.asarray(t, float), np.array([str(x) for x in o],
-                             dtype=object), o, o, np.zeros(len(o), bool))
-    splits = {"train": split("train", ref_img, ref_txt, ref_obs), "val": split("val", img, txt, observed),
-              "test": split("test", img, txt, observed)}
-    return Features("classification", splits, None if prompts is None else np.asarray(prompts, float),
-                    None if prompts is None else [f"c{i}" for i in range(len(prompts))])
+        return SplitFeatures(
+            name,
+            np.asarray(i, float),
+            np.asarray(t, float),
+            np.array([str(x) for x in o], dtype=object),
+            o,
+            o,
+            np.zeros(len(o), bool),
+        )
+
+    splits = {
+        "train": split("train", ref_img, ref_txt, ref_obs),
+        "val": split("val", img, txt, observed),
+        "test": split("test", img, txt, observed),
+    }
+    return Features(
+        "classification",
+        splits,
+        None if prompts is None else np.asarray(prompts, float),
+        None if prompts is None else [f"c{i}" for i in range(len(prompts))],
+    )
 
 
 def deg(angles) -> list:
@@ -93,15 +135,24 @@ def deg(angles) -> list:
 
 @pytest.mark.parametrize("dist_type, expected", [("cosine", [1.0, 0.0]), ("euclidean", [2.0, 0.0])])
 def test_clip_sim_hand_computed(dist_type, expected):
-    f = hand_features([[1, 0], [0, 1]], [[0, 1], [0, 1]], [0, 0], deg([0, 10, 20]), deg([0, 10, 20]), [0, 0, 0])
+    f = hand_features(
+        [[1, 0], [0, 1]], [[0, 1], [0, 1]], [0, 0], deg([0, 10, 20]), deg([0, 10, 20]), [0, 0, 0]
+    )
     out = run_scorer("clip_sim", context(f, knn_k=1, dist_type=dist_type))
     np.testing.assert_allclose(out["score"], expected, atol=1e-6)
 
 
 def test_clip_logits_hand_computed():
     # image along class 0's prompt: p(class 0) = e / (e + 1) at T = 1, e^2 / (e^2 + 1) at T = 0.5
-    f = hand_features([[1, 0], [1, 0]], [[0, 1], [1, 0]], [1, 0], deg([0, 10, 20]), deg([0, 10, 20]), [0, 0, 0],
-                      prompts=[[1, 0], [0, 1]])
+    f = hand_features(
+        [[1, 0], [1, 0]],
+        [[0, 1], [1, 0]],
+        [1, 0],
+        deg([0, 10, 20]),
+        deg([0, 10, 20]),
+        [0, 0, 0],
+        prompts=[[1, 0], [0, 1]],
+    )
     e = np.e
     out = run_scorer("clip_logits", context(f, knn_k=1))
     np.testing.assert_allclose(out["score"], [e / (e + 1), 1 / (e + 1)], atol=1e-6)
@@ -113,9 +164,13 @@ def test_deep_knn_hand_computed():
     # reference images at 0, 10, 90, 100 degrees labelled 0, 0, 1, 1
     ref = deg([0, 10, 90, 100])
     f = hand_features(deg([5, 95, 5]), deg([5, 95, 5]), [1, 1, 0], ref, ref, [0, 0, 1, 1])
-    np.testing.assert_allclose(run_scorer("deep_knn", context(f, knn_k=2))["score"], [1.0, 0.0, 0.0])
+    np.testing.assert_allclose(
+        run_scorer("deep_knn", context(f, knn_k=2))["score"], [1.0, 0.0, 0.0]
+    )
     # k = 3: the third neighbour of 5 degrees is 90 (85 degrees away), labelled 1
-    np.testing.assert_allclose(run_scorer("deep_knn", context(f, knn_k=3))["score"], [2 / 3, 1 / 3, 1 / 3])
+    np.testing.assert_allclose(
+        run_scorer("deep_knn", context(f, knn_k=3))["score"], [2 / 3, 1 / 3, 1 / 3]
+    )
 
 
 def test_div_hand_computed():
@@ -125,8 +180,12 @@ def test_div_hand_computed():
     q_txt = [[1, 1, -0.5]]
     f = hand_features(q_txt, q_txt, [0], ref_img, ref_txt, [0, 0, 0])
     assert run_scorer("div_y", context(f, knn_k=2))["score"] == pytest.approx([0.5])
-    assert run_scorer("div_y", context(f, knn_k=2, dist_type="euclidean"))["score"] == pytest.approx([1.0])
-    assert run_scorer("div_x", context(f, knn_k=2))["score"] == pytest.approx([0.0])  # identical images
+    assert run_scorer("div_y", context(f, knn_k=2, dist_type="euclidean"))[
+        "score"
+    ] == pytest.approx([1.0])
+    assert run_scorer("div_x", context(f, knn_k=2))["score"] == pytest.approx(
+        [0.0]
+    )  # identical images
 
 
 # ---------------------------------------------------------------------------------------------- naive loops
@@ -147,13 +206,25 @@ def test_discrepancy_and_diversity_match_naive_loops(dist_type, capped):
         for space, key in (("img", "x"), ("txt", "y")):
             dis, div = [], []
             for i in range(len(q)):
-                multiset = [l for j in first[i] for l in second[j] if rows is None or l != rows[i]]
+                multiset = [m for j in first[i] for m in second[j] if rows is None or m != rows[i]]
                 own = getattr(q, space)[i]
-                dis.append(np.mean([dist(own, getattr(ref, space)[l], dist_type) for l in multiset]))
-                div.append(sum(dist(getattr(ref, space)[a], getattr(ref, space)[b], dist_type)
-                               for a in first[i] for b in first[i]) / k**2)
-            np.testing.assert_allclose(run_scorer(f"dis_{key}", ctx, split)["score"], dis, atol=1e-6)
-            np.testing.assert_allclose(run_scorer(f"div_{key}", ctx, split)["score"], div, atol=1e-6)
+                dis.append(
+                    np.mean([dist(own, getattr(ref, space)[m], dist_type) for m in multiset])
+                )
+                div.append(
+                    sum(
+                        dist(getattr(ref, space)[a], getattr(ref, space)[b], dist_type)
+                        for a in first[i]
+                        for b in first[i]
+                    )
+                    / k**2
+                )
+            np.testing.assert_allclose(
+                run_scorer(f"dis_{key}", ctx, split)["score"], dis, atol=1e-6
+            )
+            np.testing.assert_allclose(
+                run_scorer(f"div_{key}", ctx, split)["score"], div, atol=1e-6
+            )
 
 
 def test_deep_knn_matches_naive_loop_on_every_split():
@@ -161,8 +232,10 @@ def test_deep_knn_matches_naive_loop_on_every_split():
     ctx = context(f)
     for split in SPLIT_NAMES:
         q = f.splits[split]
-        expected = [np.mean([f.reference.observed[j] != q.observed[i] for j in nn])
-                    for i, nn in enumerate(naive_knn(f, split, "img", 3))]
+        expected = [
+            np.mean([f.reference.observed[j] != q.observed[i] for j in nn])
+            for i, nn in enumerate(naive_knn(f, split, "img", 3))
+        ]
         np.testing.assert_allclose(run_scorer("deep_knn", ctx, split)["score"], expected)
 
 
@@ -190,15 +263,19 @@ def test_simifeat_matches_naive_loop():
     for split in ("val", "test", "train"):
         q = f.splits[split]
         _, ce = naive_votes(f, split, k, c)
-        pct = [(np.sum(ref_ce[obs == o] < v) + 0.5 * np.sum(ref_ce[obs == o] == v)) / np.sum(obs == o)
-               for o, v in zip(q.observed, ce)]
+        pct = [
+            (np.sum(ref_ce[obs == o] < v) + 0.5 * np.sum(ref_ce[obs == o] == v)) / np.sum(obs == o)
+            for o, v in zip(q.observed, ce)
+        ]
         out = scorer.score(ctx, split, {})
         np.testing.assert_allclose(out["knn_ce"], ce, rtol=1e-6)
         np.testing.assert_allclose(out["score"], np.array(pct) - (1 - rate[q.observed]), atol=1e-9)
 
 
 # ---------------------------------------------------------------------------------------------- cleanlab
-@pytest.mark.parametrize("method", ["self_confidence", "normalized_margin", "confidence_weighted_entropy"])
+@pytest.mark.parametrize(
+    "method", ["self_confidence", "normalized_margin", "confidence_weighted_entropy"]
+)
 @pytest.mark.parametrize("temperature", [1.0, 0.01])
 def test_cleanlab_scores_equal_cleanlab_rank(method, temperature):
     from cleanlab import rank
@@ -208,8 +285,9 @@ def test_cleanlab_scores_equal_cleanlab_rank(method, temperature):
     quality_fn = getattr(rank, f"get_{method}_for_each_label")
     for split in SPLIT_NAMES:
         q = f.splits[split]
-        zero_shot = softmax(q.img.astype(np.float64) @ f.label_prompt_txt.T.astype(np.float64) / temperature,
-                            axis=1)
+        zero_shot = softmax(
+            q.img.astype(np.float64) @ f.label_prompt_txt.T.astype(np.float64) / temperature, axis=1
+        )
         knn = np.zeros((len(q), 3))
         for i, nn in enumerate(naive_knn(f, split, "img", 3)):
             for j in nn:
@@ -223,7 +301,9 @@ def test_cleanlab_scores_equal_cleanlab_rank(method, temperature):
 
 def test_knn_self_confidence_is_deep_knn():
     ctx = context(tiny_features(seed=5))
-    np.testing.assert_allclose(run_scorer("knn_self_confidence", ctx)["score"], run_scorer("deep_knn", ctx)["score"])
+    np.testing.assert_allclose(
+        run_scorer("knn_self_confidence", ctx)["score"], run_scorer("deep_knn", ctx)["score"]
+    )
 
 
 def test_given_pred_probs_replace_zero_shot_probabilities():
@@ -234,7 +314,9 @@ def test_given_pred_probs_replace_zero_shot_probabilities():
     f = tiny_features(seed=6, pred_probs=probs)
     ctx = context(f)
     for name in ("self_confidence", "normalized_margin", "confidence_weighted_entropy"):
-        expected = 1 - getattr(rank, f"get_{name}_for_each_label")(f.splits["test"].observed, probs["test"])
+        expected = 1 - getattr(rank, f"get_{name}_for_each_label")(
+            f.splits["test"].observed, probs["test"]
+        )
         np.testing.assert_allclose(run_scorer(name, ctx)["score"], expected, atol=1e-12)
     scorer = SCORERS.get("self_confidence")(ctx.cfg)
     assert scorer.fit(ctx)["class_probs"] == "pred_probs"
@@ -246,12 +328,20 @@ def test_clipcleaner_is_the_low_component_posterior_of_a_per_class_gmm():
 
     rng = np.random.default_rng(7)
     sizes = (80, 20, 20)
-    p_obs = {s: np.clip(np.where(np.arange(n) < n // 3, rng.normal(0.25, 0.05, n), rng.normal(0.8, 0.05, n)),
-                        0.01, 0.99) for s, n in zip(SPLIT_NAMES, sizes)}
+    p_obs = {
+        s: np.clip(
+            np.where(np.arange(n) < n // 3, rng.normal(0.25, 0.05, n), rng.normal(0.8, 0.05, n)),
+            0.01,
+            0.99,
+        )
+        for s, n in zip(SPLIT_NAMES, sizes)
+    }
     f = tiny_features(seed=7, sizes=sizes, c=2)
     for s, p in p_obs.items():  # probabilities whose observed-class entry is p_obs
         obs = f.splits[s].observed
-        f.splits[s].pred_probs = np.where(np.arange(2)[None] == obs[:, None], p[:, None], 1 - p[:, None])
+        f.splits[s].pred_probs = np.where(
+            np.arange(2)[None] == obs[:, None], p[:, None], 1 - p[:, None]
+        )
     ctx = context(f, seed=3)
     out = run_scorer("clipcleaner", ctx, "test")
     np.testing.assert_allclose(out["p_observed"], p_obs["test"])
@@ -262,7 +352,9 @@ def test_clipcleaner_is_the_low_component_posterior_of_a_per_class_gmm():
         mu, sd = x.mean(), x.std()
         gmm = GaussianMixture(2, random_state=3).fit(((x - mu) / sd)[:, None])
         rows = obs_te == cls
-        expected[rows] = gmm.predict_proba(((p_obs["test"][rows] - mu) / sd)[:, None])[:, np.argmin(gmm.means_)]
+        expected[rows] = gmm.predict_proba(((p_obs["test"][rows] - mu) / sd)[:, None])[
+            :, np.argmin(gmm.means_)
+        ]
     np.testing.assert_allclose(out["score"], expected, atol=1e-8)
     is_mislabel = f.splits["test"].is_mislabel
     assert out["score"][is_mislabel].min() > out["score"][~is_mislabel].max()
@@ -284,27 +376,39 @@ def test_every_scorer_is_deterministic(name):
 @pytest.mark.parametrize("name", CLASSIFICATION_ONLY)
 def test_classification_only_scorers_refuse_captioning(name):
     f = tiny_features(task="captioning")
-    with pytest.raises(LemonError, match=rf"Scorer '{name}' needs class labels, but this dataset is "
-                                         r"captioning; scorers for captioning data: clip_sim, dis_x"):
+    with pytest.raises(
+        LemonError,
+        match=rf"Scorer '{name}' needs class labels, but this dataset is "
+        r"captioning; scorers for captioning data: clip_sim, dis_x",
+    ):
         SCORERS.get(name)(RunConfig(output_dir="x")).check(f)
 
 
 def test_missing_class_probabilities_are_refused():
     f = tiny_features(prompts=False)
-    with pytest.raises(LemonError, match=r"'self_confidence' needs class probabilities: S_pred_probs"):
+    with pytest.raises(
+        LemonError, match=r"'self_confidence' needs class probabilities: S_pred_probs"
+    ):
         SCORERS.get("self_confidence")(RunConfig(output_dir="x")).check(f)
     with pytest.raises(LemonError, match=r"'clip_logits' needs the class prompt embeddings"):
         SCORERS.get("clip_logits")(RunConfig(output_dir="x")).check(f)
     SCORERS.get("deep_knn")(RunConfig(output_dir="x")).check(f)  # labels suffice
 
 
-@pytest.mark.parametrize("probs, message", [
-    ({"val": np.full((7, 3), 1 / 3)}, r"S_pred_probs is given for val but not for train, test"),
-    ({s: np.full((n, 2), 0.5) for s, n in zip(SPLIT_NAMES, (14, 7, 7))},
-     r"train_pred_probs must have shape \(n, 3\)"),
-    ({s: np.full((n, 3), 2.0) for s, n in zip(SPLIT_NAMES, (14, 7, 7))},
-     r"row 0 sums to 6\. Pass probabilities, not logits"),
-])
+@pytest.mark.parametrize(
+    "probs, message",
+    [
+        ({"val": np.full((7, 3), 1 / 3)}, r"S_pred_probs is given for val but not for train, test"),
+        (
+            {s: np.full((n, 2), 0.5) for s, n in zip(SPLIT_NAMES, (14, 7, 7))},
+            r"train_pred_probs must have shape \(n, 3\)",
+        ),
+        (
+            {s: np.full((n, 3), 2.0) for s, n in zip(SPLIT_NAMES, (14, 7, 7))},
+            r"row 0 sums to 6\. Pass probabilities, not logits",
+        ),
+    ],
+)
 def test_bad_pred_probs_are_refused(probs, message):
     f = tiny_features(pred_probs=probs)
     with pytest.raises(LemonError, match=message):
@@ -335,12 +439,16 @@ def tiny_npz(tmp_path, task: str):
     if task == "captioning":
         for s in SPLIT_NAMES:
             n = len(arrays[f"{s}_label"])
-            arrays[f"{s}_caption"] = np.array([f"{s} caption {i} of class {c}"
-                                               for i, c in enumerate(arrays[f"{s}_label"])])
+            arrays[f"{s}_caption"] = np.array(
+                [f"{s} caption {i} of class {c}" for i, c in enumerate(arrays[f"{s}_label"])]
+            )
             flip = arrays[f"{s}_is_mislabel"].astype(bool)
-            arrays[f"{s}_noisy_caption"] = np.where(flip, np.roll(arrays[f"{s}_caption"], 1),
-                                                    arrays[f"{s}_caption"])
-            arrays[f"{s}_is_mislabel"] = (arrays[f"{s}_noisy_caption"] != arrays[f"{s}_caption"]).astype(int)
+            arrays[f"{s}_noisy_caption"] = np.where(
+                flip, np.roll(arrays[f"{s}_caption"], 1), arrays[f"{s}_caption"]
+            )
+            arrays[f"{s}_is_mislabel"] = (
+                arrays[f"{s}_noisy_caption"] != arrays[f"{s}_caption"]
+            ).astype(int)
             del arrays[f"{s}_label"], arrays[f"{s}_noisy_label"]
             assert n == len(arrays[f"{s}_caption"])
         del arrays["label_prompt_txt"]
@@ -351,9 +459,14 @@ def tiny_npz(tmp_path, task: str):
 
 @pytest.mark.parametrize("name", SCORERS.names())
 def test_every_scorer_runs_through_the_pipeline(name, tmp_path):
-    cfg = RunConfig(output_dir=str(tmp_path / "run"), dataset="embeddings",
-                    embeddings=str(tiny_npz(tmp_path, "classification")), knn_k=3, scorer=name,
-                    skip_hparam_optim=True)
+    cfg = RunConfig(
+        output_dir=str(tmp_path / "run"),
+        dataset="embeddings",
+        embeddings=str(tiny_npz(tmp_path, "classification")),
+        knn_k=3,
+        scorer=name,
+        skip_hparam_optim=True,
+    )
     result = run(cfg)
     out = tmp_path / "run"
     assert (out / "done").is_file()
@@ -367,9 +480,14 @@ def test_every_scorer_runs_through_the_pipeline(name, tmp_path):
 
 @pytest.mark.parametrize("name", SCORERS.names())
 def test_captioning_data_runs_or_is_refused(name, tmp_path):
-    cfg = RunConfig(output_dir=str(tmp_path / "run"), dataset="embeddings",
-                    embeddings=str(tiny_npz(tmp_path, "captioning")), knn_k=3, scorer=name,
-                    skip_hparam_optim=True)
+    cfg = RunConfig(
+        output_dir=str(tmp_path / "run"),
+        dataset="embeddings",
+        embeddings=str(tiny_npz(tmp_path, "captioning")),
+        knn_k=3,
+        scorer=name,
+        skip_hparam_optim=True,
+    )
     if name in ANY_TASK:
         assert run(cfg).metrics["test/n"] == 8
     else:
@@ -386,11 +504,20 @@ def test_pipeline_uses_given_pred_probs(tmp_path):
         arrays[f"{s}_pred_probs"] = rng.dirichlet(np.ones(10), size=len(arrays[f"{s}_label"]))
     path = tmp_path / "probs.npz"
     np.savez(path, **arrays)
-    run(RunConfig(output_dir=str(tmp_path / "run"), dataset="embeddings", embeddings=str(path), knn_k=3,
-                  scorer="self_confidence"))
+    run(
+        RunConfig(
+            output_dir=str(tmp_path / "run"),
+            dataset="embeddings",
+            embeddings=str(path),
+            knn_k=3,
+            scorer="self_confidence",
+        )
+    )
     frame = pd.read_csv(tmp_path / "run" / "scores.csv")
     test = frame[frame["split"] == "test"].sort_values("idx")
     p = arrays["test_pred_probs"][np.arange(8), arrays["test_noisy_label"]]
     np.testing.assert_allclose(test["score"], 1 - p, atol=1e-9)
     hparams = json.loads((tmp_path / "run" / "hparams.json").read_text())
-    assert hparams["class_probs"] == "pred_probs" and hparams["cleanlab_method"] == "self_confidence"
+    assert (
+        hparams["class_probs"] == "pred_probs" and hparams["cleanlab_method"] == "self_confidence"
+    )

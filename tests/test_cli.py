@@ -1,4 +1,5 @@
 """run_lemon end to end: outputs of SPEC §8, summary table, fixed hyper-parameters, overwrite rules."""
+
 from __future__ import annotations
 
 import json
@@ -17,17 +18,40 @@ def _run(tmp_path, *args, name="run"):
 
 
 def test_embeddings_run_writes_every_output(tmp_path, small_npz, capsys):
-    code, out = _run(tmp_path, "--dataset", "embeddings", "--embeddings", str(small_npz), "--knn_k", "10")
+    code, out = _run(
+        tmp_path, "--dataset", "embeddings", "--embeddings", str(small_npz), "--knn_k", "10"
+    )
     assert code == 0
-    assert {p.name for p in out.iterdir()} >= {"args.json", "log.txt", "scores.csv", "hparams.json",
-                                               "metrics.json", "neighbours.npz", "done"}
+    assert {p.name for p in out.iterdir()} >= {
+        "args.json",
+        "log.txt",
+        "scores.csv",
+        "hparams.json",
+        "metrics.json",
+        "neighbours.npz",
+        "done",
+    }
     scores = pd.read_csv(out / "scores.csv")
-    assert list(scores.columns[:8]) == ["split", "idx", "clean_label", "observed_label", "text", "is_mislabel",
-                                        "score", "d_mm"]
+    assert list(scores.columns[:8]) == [
+        "split",
+        "idx",
+        "clean_label",
+        "observed_label",
+        "text",
+        "is_mislabel",
+        "score",
+        "d_mm",
+    ]
     assert scores.groupby("split").size().to_dict() == {"train": 400, "val": 50, "test": 50}
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("test/AUROC", "test/AUPRC", "test/F1_optimal", "test/F1_prevalence", "test/F1_heuristic",
-                "val/threshold_optimal"):
+    for key in (
+        "test/AUROC",
+        "test/AUPRC",
+        "test/F1_optimal",
+        "test/F1_prevalence",
+        "test/F1_heuristic",
+        "val/threshold_optimal",
+    ):
         assert key in metrics
     assert metrics["test/AUROC"] > 0.8
     hparams = json.loads((out / "hparams.json").read_text())
@@ -43,8 +67,16 @@ def test_embeddings_run_writes_every_output(tmp_path, small_npz, capsys):
 
 def test_fixed_hyperparameters_are_used_as_given(tmp_path, reference):
     h = reference.hparams
-    args = ["--dataset", "embeddings", "--embeddings", str(reference.inputs_path),
-            "--knn_k", str(reference.config["knn_k"]), "--dist_type", reference.config["dist_type"]]
+    args = [
+        "--dataset",
+        "embeddings",
+        "--embeddings",
+        str(reference.inputs_path),
+        "--knn_k",
+        str(reference.config["knn_k"]),
+        "--dist_type",
+        reference.config["dist_type"],
+    ]
     if reference.config["use_discrete_for_text"]:
         args += ["--use_discrete_for_text", "--legacy_discrete_weighting"]
     for name, value in h.items():
@@ -53,12 +85,16 @@ def test_fixed_hyperparameters_are_used_as_given(tmp_path, reference):
     assert code == 0
     scores = pd.read_csv(out / "scores.csv")
     val = scores[scores.split == "val"]
-    np.testing.assert_allclose(val.score, reference.outputs["pred_score"][reference.rows("val")], atol=1e-5)
+    np.testing.assert_allclose(
+        val.score, reference.outputs["pred_score"][reference.rows("val")], atol=1e-5
+    )
     assert json.loads((out / "hparams.json").read_text())["selection"] == "fixed"
 
 
 def test_synthetic_dataset_and_skip_train(tmp_path):
-    code, out = _run(tmp_path, "--dataset", "synthetic", "--n_synthetic", "400", "--skip_train", "--lemon_fix")
+    code, out = _run(
+        tmp_path, "--dataset", "synthetic", "--n_synthetic", "400", "--skip_train", "--lemon_fix"
+    )
     assert code == 0
     scores = pd.read_csv(out / "scores.csv")
     assert set(scores.split) == {"val", "test"}
@@ -74,7 +110,15 @@ def test_real_dataset_mode_has_no_ground_truth(tmp_path, small_npz):
 
 
 def test_subset_val_set(tmp_path, small_npz):
-    code, out = _run(tmp_path, "--dataset", "embeddings", "--embeddings", str(small_npz), "--subset_val_set", "20")
+    code, out = _run(
+        tmp_path,
+        "--dataset",
+        "embeddings",
+        "--embeddings",
+        str(small_npz),
+        "--subset_val_set",
+        "20",
+    )
     assert code == 0
     assert json.loads((out / "metrics.json").read_text())["val/n"] == 20
 

@@ -1,4 +1,5 @@
 """The offline demo dataset and its from-scratch CLIP (``demo_clip``, trained on first use)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,7 +24,11 @@ def splits():
 
 def test_registered_with_noise_and_embedder():
     cls = DATASETS.get("demo")
-    assert cls.task == "captioning" and cls.noise_types[0] == "random" and cls.default_embedder == "demo_clip"
+    assert (
+        cls.task == "captioning"
+        and cls.noise_types[0] == "random"
+        and cls.default_embedder == "demo_clip"
+    )
 
 
 def test_sizes_and_determinism(splits):
@@ -52,7 +57,9 @@ def test_captions_describe_the_pixels(splits):
         assert sum(bool(re.search(rf"\b{s}\b", caption)) for s in demo_data.SHAPES) == 1
         if styles[i] == "faint":
             deviation = np.linalg.norm(pixels - np.median(pixels.reshape(-1, 3), axis=0), axis=-1)
-            assert (deviation[:, :16].mean() > deviation[:, 16:].mean()) == (side == "left"), caption
+            assert (deviation[:, :16].mean() > deviation[:, 16:].mean()) == (side == "left"), (
+                caption
+            )
             continue
         close = np.linalg.norm(pixels - palette[colour], axis=-1) < 60
         assert close.sum() >= 8, (caption, shape, styles[i])
@@ -63,7 +70,9 @@ def test_captions_describe_the_pixels(splits):
 def test_random_noise_applies(splits):
     noisy = apply_noise(splits, "random", 0.4, data_seed=0)
     assert all(int(p.is_mislabel.sum()) <= int(0.4 * len(p)) for p in noisy.splits.values())
-    assert int(noisy["val"].is_mislabel.sum()) >= 0.4 * 300 - 5  # swaps onto an identical caption are rare
+    assert (
+        int(noisy["val"].is_mislabel.sum()) >= 0.4 * 300 - 5
+    )  # swaps onto an identical caption are rare
     cat = apply_noise(splits, "cat", 0.2, data_seed=0)
     assert cat["train"].is_mislabel.sum() > 0
 
@@ -72,9 +81,13 @@ def test_demo_clip_is_trained_once_and_cached(tmp_path, monkeypatch):
     trained = []
     original = ckpt_module.train_named
 
-    def tiny(entry, root, device):  # the demo recipe, shrunk to a tiny model and one epoch for the test
+    def tiny(
+        entry, root, device
+    ):  # the demo recipe, shrunk to a tiny model and one epoch for the test
         trained.append(entry.name)
-        small = dataclasses.replace(entry, train={**entry.train, "model": "lemon-tiny", "epochs": 1})
+        small = dataclasses.replace(
+            entry, train={**entry.train, "model": "lemon-tiny", "epochs": 1}
+        )
         return original(small, root, device)
 
     monkeypatch.setattr(ckpt_module, "train_named", tiny)
@@ -82,7 +95,9 @@ def test_demo_clip_is_trained_once_and_cached(tmp_path, monkeypatch):
     folder = tmp_path / "models" / "demo_clip"
     assert trained == ["demo_clip"] and (folder / "open_clip_config.json").is_file()
     info = json.loads((folder / "train_info.json").read_text())
-    assert info["config"]["noise_level"] == 0.4 and info["n_pairs"] == demo_data.SPLIT_SIZES["train"]
+    assert (
+        info["config"]["noise_level"] == 0.4 and info["n_pairs"] == demo_data.SPLIT_SIZES["train"]
+    )
     second = build_embedder("demo_clip", cache_root=tmp_path)
     assert trained == ["demo_clip"] and second.id == first.id and second.name == "demo_clip"
 
@@ -91,13 +106,27 @@ def test_run_lemon_on_demo_with_a_checkpoint(tmp_path, capsys):
     from lemon.embed.testing import tiny_clip_checkpoint
 
     ckpt = tiny_clip_checkpoint(tmp_path, "open_clip")
-    argv = ["--dataset", "demo", "--output_dir", str(tmp_path / "run"), "--clip_model", str(ckpt),
-            "--cache_dir", str(tmp_path / "cache"), "--skip_hparam_optim", "--skip_train", "--num_workers", "0"]
+    argv = [
+        "--dataset",
+        "demo",
+        "--output_dir",
+        str(tmp_path / "run"),
+        "--clip_model",
+        str(ckpt),
+        "--cache_dir",
+        str(tmp_path / "cache"),
+        "--skip_hparam_optim",
+        "--skip_train",
+        "--num_workers",
+        "0",
+    ]
     assert run_lemon.main(argv) == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["test/n"] == demo_data.SPLIT_SIZES["test"] and 0 <= metrics["test/AUROC"] <= 1
     assert "test" in capsys.readouterr().out
-    assert run_lemon.main([*argv[:3], str(tmp_path / "run2"), *argv[4:]]) == 0  # second run: all cached
+    assert (
+        run_lemon.main([*argv[:3], str(tmp_path / "run2"), *argv[4:]]) == 0
+    )  # second run: all cached
     assert len(list((tmp_path / "cache" / "embeddings").rglob("*.npy"))) == 6
 
 
@@ -106,7 +135,12 @@ def test_demo_end_to_end_quality(tmp_path):
     """The README's first command: LEMoN finds the noise (test AUROC >= 0.9) and beats CLIP similarity."""
     common = ["--dataset", "demo", "--cache_dir", str(tmp_path / "cache")]
     assert run_lemon.main([*common, "--output_dir", str(tmp_path / "lemon")]) == 0
-    assert run_lemon.main([*common, "--output_dir", str(tmp_path / "mm"), "--ablation", "multimodal_baseline"]) == 0
+    assert (
+        run_lemon.main(
+            [*common, "--output_dir", str(tmp_path / "mm"), "--ablation", "multimodal_baseline"]
+        )
+        == 0
+    )
     lemon = json.loads((tmp_path / "lemon" / "metrics.json").read_text())
     base = json.loads((tmp_path / "mm" / "metrics.json").read_text())
     assert lemon["test/AUROC"] >= 0.9

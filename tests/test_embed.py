@@ -1,4 +1,5 @@
 """Embedders: name parsing, tiny checkpoints loaded through the user code path, offline failures."""
+
 from __future__ import annotations
 
 import json
@@ -35,21 +36,35 @@ def test_parse_names(tmp_path):
     assert parse_embedder_name("local-dir:/x/y") == ("checkpoint", "/x/y")
     assert parse_embedder_name("huggingface_clip:/a/b") == ("huggingface_clip", "/a/b")
     assert parse_embedder_name(str(tmp_path)) == ("checkpoint", str(tmp_path))
-    for name in ("biomed_clip", "mimic_clip_from_scratch_random", "mimic_clip_from_scratch_cat",
-                 "cc3m_clip_from_scratch", "chexzero", "demo_clip"):  # the original's aliases + ours
+    for name in (
+        "biomed_clip",
+        "mimic_clip_from_scratch_random",
+        "mimic_clip_from_scratch_cat",
+        "cc3m_clip_from_scratch",
+        "chexzero",
+        "demo_clip",
+    ):  # the original's aliases + ours
         assert parse_embedder_name(name) == (name, None)
 
 
 def test_unknown_name_lists_choices_and_forms():
-    with pytest.raises(UnknownNameError, match=r"Unknown embedder 'hugingface_clip'.*huggingface_clip.*"
-                                               r"open_clip:ARCH/PRETRAINED.*Did you mean 'huggingface_clip'"):
+    with pytest.raises(
+        UnknownNameError,
+        match=r"Unknown embedder 'hugingface_clip'.*huggingface_clip.*"
+        r"open_clip:ARCH/PRETRAINED.*Did you mean 'huggingface_clip'",
+    ):
         parse_embedder_name("hugingface_clip")
 
 
 def test_open_clip_name_validation():
-    with pytest.raises(UnknownNameError, match="Unknown open_clip architecture 'ViT-B-33'.*Did you mean"):
+    with pytest.raises(
+        UnknownNameError, match=r"Unknown open_clip architecture 'ViT-B-33'.*Did you mean"
+    ):
         build_embedder("open_clip:ViT-B-33/openai")
-    with pytest.raises(UnknownNameError, match="Unknown pretrained weights 'nope' for open_clip 'ViT-B-32'.*openai"):
+    with pytest.raises(
+        UnknownNameError,
+        match=r"Unknown pretrained weights 'nope' for open_clip 'ViT-B-32'.*openai",
+    ):
         build_embedder("open_clip:ViT-B-32/nope")
 
 
@@ -71,7 +86,9 @@ def test_checkpoint_embedder_encodes(checkpoint):
     assert img.dtype == np.float32 and np.isfinite(img).all()
     np.testing.assert_array_equal(txt[0], txt[2])
     assert not np.allclose(txt[0], txt[1])
-    batch = torch.stack([emb.preprocess(im) for im in images])  # a preprocessed batch gives the same rows
+    batch = torch.stack(
+        [emb.preprocess(im) for im in images]
+    )  # a preprocessed batch gives the same rows
     np.testing.assert_allclose(emb.encode_images(batch), img, rtol=1e-5, atol=1e-6)
     again = build_embedder(str(checkpoint))  # fresh load: deterministic
     np.testing.assert_array_equal(again.encode_texts(texts), txt)
@@ -86,9 +103,13 @@ def test_open_clip_checkpoint_matches_direct_model(tmp_path):
     tokens = open_clip.get_tokenizer(f"local-dir:{folder}")(["a cat", "two dogs"])
     with torch.no_grad():
         expected = model.eval().encode_text(tokens).numpy()
-        expected_img = model.encode_image(torch.stack([preprocess(im) for im in _images(2)])).numpy()
+        expected_img = model.encode_image(
+            torch.stack([preprocess(im) for im in _images(2)])
+        ).numpy()
     emb = build_embedder(f"local-dir:{folder}")
-    np.testing.assert_allclose(emb.encode_texts(["a cat", "two dogs"]), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        emb.encode_texts(["a cat", "two dogs"]), expected, rtol=1e-5, atol=1e-6
+    )
     np.testing.assert_allclose(emb.encode_images(_images(2)), expected_img, rtol=1e-5, atol=1e-6)
 
 
@@ -97,12 +118,18 @@ def test_hf_checkpoint_matches_direct_model(tmp_path):
 
     folder = tiny_clip_checkpoint(tmp_path, "transformers")
     model = CLIPModel.from_pretrained(folder).eval()
-    tok = CLIPTokenizer.from_pretrained(folder)(["a cat", "two dogs"], padding=True, return_tensors="pt")
+    tok = CLIPTokenizer.from_pretrained(folder)(
+        ["a cat", "two dogs"], padding=True, return_tensors="pt"
+    )
     with torch.no_grad():
         out = model.get_text_features(**tok)
     expected = (out if isinstance(out, torch.Tensor) else out.pooler_output).numpy()
-    np.testing.assert_allclose(build_embedder(f"huggingface_clip:{folder}").encode_texts(["a cat", "two dogs"]),
-                               expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        build_embedder(f"huggingface_clip:{folder}").encode_texts(["a cat", "two dogs"]),
+        expected,
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_placeholder_tokenizer_is_detected(tmp_path):
@@ -112,8 +139,11 @@ def test_placeholder_tokenizer_is_detected(tmp_path):
         (folder / name).unlink(missing_ok=True)
     (folder / "vocab.json").write_text(json.dumps({"<|startoftext|>": 0, "<|endoftext|>": 1}))
     (folder / "merges.txt").write_text("#version: 0.2\n")
-    with pytest.raises(ModelNotFoundError, match=r"tokenizer .* has \d+ tokens but the model's vocabulary has "
-                                                 r"49408.*did not load"):
+    with pytest.raises(
+        ModelNotFoundError,
+        match=r"tokenizer .* has \d+ tokens but the model's vocabulary has "
+        r"49408.*did not load",
+    ):
         build_embedder(str(folder)).load()
 
 
@@ -124,29 +154,41 @@ def test_partially_loaded_weights_are_detected(tmp_path):
     state = load_file(folder / "model.safetensors")
     state.pop(next(k for k in state if "visual_projection" in k))
     save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
-    with pytest.raises(ModelNotFoundError, match="did not fully load: 1 tensors missing.*visual_projection"):
+    with pytest.raises(
+        ModelNotFoundError, match=r"did not fully load: 1 tensors missing.*visual_projection"
+    ):
         build_embedder(str(folder)).load()
 
 
 def test_not_a_checkpoint(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
-    with pytest.raises(ModelNotFoundError, match="is not a model checkpoint: expected a folder with "
-                                                 "open_clip_config.json"):
+    with pytest.raises(
+        ModelNotFoundError,
+        match=r"is not a model checkpoint: expected a folder with open_clip_config.json",
+    ):
         build_embedder(str(tmp_path))
 
 
 def test_named_checkpoint_missing_says_how_to_train(tmp_path):
-    with pytest.raises(ModelNotFoundError, match=r"'mimic_clip_from_scratch_random' is a local checkpoint "
-                                                 r"expected in .*train_clip_from_scratch.py --dataset mimiccxr_caption"):
+    with pytest.raises(
+        ModelNotFoundError,
+        match=r"'mimic_clip_from_scratch_random' is a local checkpoint "
+        r"expected in .*train_clip_from_scratch.py --dataset mimiccxr_caption",
+    ):
         build_embedder("mimic_clip_from_scratch_random", cache_root=tmp_path)
 
 
-@pytest.mark.parametrize("name", ["huggingface_clip:lemon-tests/no-such-model", "hf-hub:lemon-tests/no-such-model"])
+@pytest.mark.parametrize(
+    "name", ["huggingface_clip:lemon-tests/no-such-model", "hf-hub:lemon-tests/no-such-model"]
+)
 def test_offline_missing_model_fails_fast_in_one_line(name, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.time()
-    with pytest.raises(ModelNotFoundError, match=r"needs the weights .*cannot be reached \(offline\).*"
-                                                 r"pass --clip_model /path/to/that/folder") as err:
+    with pytest.raises(
+        ModelNotFoundError,
+        match=r"needs the weights .*cannot be reached \(offline\).*"
+        r"pass --clip_model /path/to/that/folder",
+    ) as err:
         build_embedder(name).load()
     assert time.time() - start < 15
     assert "\n" not in str(err.value)
@@ -161,7 +203,9 @@ def test_every_registered_embedder_builds_lazily_or_says_why(tmp_path, monkeypat
         if name == "demo_clip":
             continue  # trains on first use: covered by tests/test_demo.py
         try:
-            emb = EMBEDDERS.build(name, arg=args.get(name), device="cpu", precision="auto", cache_root=tmp_path)
+            emb = EMBEDDERS.build(
+                name, arg=args.get(name), device="cpu", precision="auto", cache_root=tmp_path
+            )
         except LemonError as err:
             message = str(err)
             assert "\n" not in message and ("train" in message or "checkpoint" in message), message

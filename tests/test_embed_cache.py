@@ -1,4 +1,5 @@
 """The embedding cache and ``embed_dataset``: hits, misses, a second run that embeds nothing, determinism."""
+
 from __future__ import annotations
 
 import json
@@ -28,6 +29,7 @@ class CountingCalls:
         def wrapper(emb, *args, **kwargs):
             self.calls[name] += 1 if name != "load" or not emb.loaded else 0
             return original(emb, *args, **kwargs)
+
         return wrapper
 
 
@@ -44,12 +46,23 @@ def _splits(task: str = "captioning", noisy_shift: int = 0, n: int = 12) -> Data
         if task == "captioning":
             clean = np.asarray([f"caption {s} {j}" for j in range(n)], dtype=object)
             observed = np.roll(clean, noisy_shift) if noisy_shift else clean.copy()
-            parts[s] = PairSplit(s, task, ArrayImages(pixels, ids), clean, observed, meta={"skipped_images": i})
+            parts[s] = PairSplit(
+                s, task, ArrayImages(pixels, ids), clean, observed, meta={"skipped_images": i}
+            )
         else:
             clean = np.arange(n) % 3
             observed = (clean + (np.arange(n) < noisy_shift)) % 3
-            parts[s] = PairSplit(s, task, ArrayImages(pixels, ids), clean, observed, class_names=["cat", "dog", "emu"])
-    return DatasetSplits("fake", task, parts, class_names=["cat", "dog", "emu"] if task != "captioning" else None)
+            parts[s] = PairSplit(
+                s,
+                task,
+                ArrayImages(pixels, ids),
+                clean,
+                observed,
+                class_names=["cat", "dog", "emu"],
+            )
+    return DatasetSplits(
+        "fake", task, parts, class_names=["cat", "dog", "emu"] if task != "captioning" else None
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,22 +71,37 @@ def ckpt(tmp_path_factory):
 
 
 def _cfg(ckpt: str, cache, **kw) -> RunConfig:
-    return RunConfig(output_dir="unused", clip_model=ckpt, cache_dir=str(cache), num_workers=0, batch_size=8, **kw)
+    return RunConfig(
+        output_dir="unused",
+        clip_model=ckpt,
+        cache_dir=str(cache),
+        num_workers=0,
+        batch_size=8,
+        **kw,
+    )
 
 
 def test_content_key_depends_on_everything():
     base = content_key("m", "p", "text", ["a", "b"])
     assert base == content_key("m", "p", "text", ["a", "b"])
-    others = {content_key("m2", "p", "text", ["a", "b"]), content_key("m", "p2", "text", ["a", "b"]),
-              content_key("m", "p", "image", ["a", "b"]), content_key("m", "p", "text", ["b", "a"]),
-              content_key("m", "p", "text", ["a b"]), content_key("m", "p", "text", ["a", "b", ""])}
+    others = {
+        content_key("m2", "p", "text", ["a", "b"]),
+        content_key("m", "p2", "text", ["a", "b"]),
+        content_key("m", "p", "image", ["a", "b"]),
+        content_key("m", "p", "text", ["b", "a"]),
+        content_key("m", "p", "text", ["a b"]),
+        content_key("m", "p", "text", ["a", "b", ""]),
+    }
     assert base not in others and len(others) == 6
 
 
 def test_cache_hit_miss_and_sidecar(tmp_path):
     cache = EmbeddingCache(tmp_path)
     calls = []
-    compute = lambda: calls.append(1) or np.arange(6, dtype=np.float64).reshape(3, 2)
+
+    def compute():
+        return calls.append(1) or np.arange(6, dtype=np.float64).reshape(3, 2)
+
     first = cache.get_or_compute(FakeEmbedder(), "text", ["a", "b", "c"], compute)
     second = cache.get_or_compute(FakeEmbedder(), "text", ["a", "b", "c"], compute)
     assert len(calls) == 1 and (cache.hits, cache.misses) == (1, 1)
@@ -82,7 +110,12 @@ def test_cache_hit_miss_and_sidecar(tmp_path):
     key = content_key("fake-model", "fake/v1", "text", ["a", "b", "c"])
     sidecar = json.loads((tmp_path / "embeddings" / "fake-model" / f"{key}.json").read_text())
     assert sidecar["model"] == "fake" and sidecar["preprocessing"] == "fake/v1"
-    assert (sidecar["n"], sidecar["dim"], sidecar["dtype"], sidecar["kind"]) == (3, 2, "float32", "text")
+    assert (sidecar["n"], sidecar["dim"], sidecar["dtype"], sidecar["kind"]) == (
+        3,
+        2,
+        "float32",
+        "text",
+    )
     cache.get_or_compute(FakeEmbedder(), "text", ["a", "b"], lambda: np.zeros((2, 2)))
     assert cache.misses == 2  # a different input list is a different entry
 
@@ -91,14 +124,18 @@ def test_corrupt_entry_is_recomputed(tmp_path):
     cache = EmbeddingCache(tmp_path)
     cache.get_or_compute(FakeEmbedder(), "text", ["a"], lambda: np.ones((1, 4)))
     key = content_key("fake-model", "fake/v1", "text", ["a"])
-    np.save(tmp_path / "embeddings" / "fake-model" / f"{key}.npy", np.ones((2, 4), dtype=np.float32))
+    np.save(
+        tmp_path / "embeddings" / "fake-model" / f"{key}.npy", np.ones((2, 4), dtype=np.float32)
+    )
     out = cache.get_or_compute(FakeEmbedder(), "text", ["a"], lambda: np.full((1, 4), 7.0))
     assert cache.misses == 2 and out[0, 0] == 7.0
 
 
 def test_wrong_row_count_is_an_error(tmp_path):
     with pytest.raises(RuntimeError, match="returned 1 rows for 2 text inputs"):
-        EmbeddingCache(tmp_path).get_or_compute(FakeEmbedder(), "text", ["a", "b"], lambda: np.ones((1, 4)))
+        EmbeddingCache(tmp_path).get_or_compute(
+            FakeEmbedder(), "text", ["a", "b"], lambda: np.ones((1, 4))
+        )
 
 
 def test_second_run_embeds_nothing_and_is_identical(ckpt, tmp_path, monkeypatch):
@@ -148,10 +185,15 @@ def test_classification_prompts_and_class_embeddings(ckpt, tmp_path):
     splits = _splits("classification", noisy_shift=4)
     feats = embed_dataset(splits, _cfg(ckpt, tmp_path, custom_cifar_prompt="a picture of "))
     train = feats.splits["train"]
-    assert feats.class_names == ["cat", "dog", "emu"] and feats.label_prompt_txt.shape == (3, train.img.shape[1])
+    assert feats.class_names == ["cat", "dog", "emu"] and feats.label_prompt_txt.shape == (
+        3,
+        train.img.shape[1],
+    )
     assert train.texts[0] == "a picture of " + ["cat", "dog", "emu"][splits["train"].observed[0]]
     # each sample's text embedding is its observed class prompt's embedding
-    np.testing.assert_allclose(train.txt, feats.label_prompt_txt[splits["train"].observed], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        train.txt, feats.label_prompt_txt[splits["train"].observed], rtol=1e-5, atol=1e-6
+    )
     assert train.is_mislabel.sum() == 4
 
 
@@ -176,11 +218,19 @@ def _file_splits(root, n: int = 10, bad: tuple[int, ...] = (1, 6)) -> DatasetSpl
         for j, rel in enumerate(relpaths):
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             broken = s == "train" and j in bad
-            (root / rel).write_bytes(truncated_jpeg_bytes(rng) if broken else jpeg_bytes(rng, size=24))
+            (root / rel).write_bytes(
+                truncated_jpeg_bytes(rng) if broken else jpeg_bytes(rng, size=24)
+            )
         clean = np.asarray([f"caption {s} {j}" for j in range(n)], dtype=object)
-        parts[s] = PairSplit(s, "captioning", FileImages(root, relpaths), clean, np.roll(clean, 1),
-                             categories=[(f"cat{j}",) for j in range(n)],
-                             meta={"skipped_images": 1, "row_flag": np.arange(n)})
+        parts[s] = PairSplit(
+            s,
+            "captioning",
+            FileImages(root, relpaths),
+            clean,
+            np.roll(clean, 1),
+            categories=[(f"cat{j}",) for j in range(n)],
+            meta={"skipped_images": 1, "row_flag": np.arange(n)},
+        )
     return DatasetSplits("files", "captioning", parts)
 
 
@@ -189,20 +239,41 @@ def test_undecodable_images_are_dropped_counted_and_cached_aligned(ckpt, tmp_pat
     # two DataLoader workers (10 images > batch of 4): the decode error happens inside a worker process
     cfg = _cfg(ckpt, tmp_path / "cache").replace(num_workers=2, batch_size=4)
     first = embed_dataset(splits, cfg)
-    assert first.meta["skipped_images"] == {"train": 3, "val": 1, "test": 1}  # loader's 1 + 2 undecodable
+    assert first.meta["skipped_images"] == {
+        "train": 3,
+        "val": 1,
+        "test": 1,
+    }  # loader's 1 + 2 undecodable
     train = first.splits["train"]
     keep = [j for j in range(10) if j not in (1, 6)]
     assert list(train.image_refs) == [f"train/{j}.jpg" for j in keep]
     assert list(train.ids) == keep  # scores.csv idx: the row in the split as loaded
-    assert list(train.texts) == list(splits["train"].observed[keep]) and len(train.img) == len(train.txt) == 8
+    assert (
+        list(train.texts) == list(splits["train"].observed[keep])
+        and len(train.img) == len(train.txt) == 8
+    )
     assert list(train.clean) == list(splits["train"].clean[keep]) and np.isfinite(train.img).all()
-    assert len(first.splits["val"]) == 10 and splits["train"].meta["skipped_images"] == 1  # input untouched
+    assert (
+        len(first.splits["val"]) == 10 and splits["train"].meta["skipped_images"] == 1
+    )  # input untouched
     # the texts embedded are the kept rows' texts: each row matches its caption embedded on its own
-    alone = embed_dataset(DatasetSplits("files", "captioning", {
-        s: PairSplit(s, "captioning", splits[s].images.subset(keep if s == "train" else np.arange(10)),
-                     splits[s].clean[keep if s == "train" else slice(None)],
-                     splits[s].observed[keep if s == "train" else slice(None)])
-        for s in ("train", "val", "test")}), cfg)
+    alone = embed_dataset(
+        DatasetSplits(
+            "files",
+            "captioning",
+            {
+                s: PairSplit(
+                    s,
+                    "captioning",
+                    splits[s].images.subset(keep if s == "train" else np.arange(10)),
+                    splits[s].clean[keep if s == "train" else slice(None)],
+                    splits[s].observed[keep if s == "train" else slice(None)],
+                )
+                for s in ("train", "val", "test")
+            },
+        ),
+        cfg,
+    )
     np.testing.assert_allclose(train.txt, alone.splits["train"].txt, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(train.img, alone.splits["train"].img, rtol=1e-5, atol=1e-5)
     # the cached image entry of train is keyed by all 10 ids and holds NaN exactly on the 2 undecodable rows
@@ -232,9 +303,15 @@ def test_dropping_undecodable_rows_cuts_every_per_row_array():
     n = 5
     pixels = np.zeros((n, 4, 4, 3), dtype=np.uint8)
     clean = np.asarray([f"c{j}" for j in range(n)], dtype=object)
-    part = PairSplit("train", "captioning", ArrayImages(pixels, [f"i{j}" for j in range(n)]), clean, clean.copy(),
-                     categories=[(f"k{j}",) for j in range(n)], meta={"skipped_images": 2, "row": np.arange(n),
-                                                                     "note": "kept"})
+    part = PairSplit(
+        "train",
+        "captioning",
+        ArrayImages(pixels, [f"i{j}" for j in range(n)]),
+        clean,
+        clean.copy(),
+        categories=[(f"k{j}",) for j in range(n)],
+        meta={"skipped_images": 2, "row": np.arange(n), "note": "kept"},
+    )
     img = np.ones((n, 3), dtype=np.float32)
     img[[0, 3]] = np.nan
     kept, kept_img, ids, rows = drop_undecodable(part, img, list(part.images.ids), "fake")
@@ -244,7 +321,9 @@ def test_dropping_undecodable_rows_cuts_every_per_row_array():
     assert list(kept.meta["row"]) == [1, 2, 4] and kept.meta["note"] == "kept"
     assert kept.meta["skipped_images"] == 4 and part.meta["skipped_images"] == 2
     with pytest.raises(LemonError, match="no image of the 'train' split can be decoded"):
-        drop_undecodable(part, np.full((n, 3), np.nan, dtype=np.float32), list(part.images.ids), "fake")
+        drop_undecodable(
+            part, np.full((n, 3), np.nan, dtype=np.float32), list(part.images.ids), "fake"
+        )
 
 
 def test_an_image_replaced_under_the_same_path_is_embedded_again(ckpt, tmp_path, monkeypatch):
@@ -258,7 +337,9 @@ def test_an_image_replaced_under_the_same_path_is_embedded_again(ckpt, tmp_path,
     first = embed_dataset(splits, cfg)
     assert first.meta["skipped_images"]["train"] == 3
     counter = CountingCalls(monkeypatch)
-    assert embed_dataset(splits, cfg).meta["cache_misses"] == 0  # untouched files: all from the cache
+    assert (
+        embed_dataset(splits, cfg).meta["cache_misses"] == 0
+    )  # untouched files: all from the cache
     repaired = tmp_path / "data" / "train" / "1.jpg"  # was a truncated JPEG
     repaired.write_bytes(jpeg_bytes(np.random.default_rng(7), size=24))
     os.utime(repaired, ns=(1, 1))  # whatever the clock, the stamp differs from the first write
@@ -280,6 +361,11 @@ def test_in_memory_pixels_key_the_cache(tmp_path):
     assert a.fingerprint() != b.fingerprint()
     cache = EmbeddingCache(tmp_path)
     for source in (a, a, b):
-        cache.get_or_compute(FakeEmbedder(), "image/x", source.ids, lambda: np.ones((3, 4)),
-                             content=source.fingerprint())
+        cache.get_or_compute(
+            FakeEmbedder(),
+            "image/x",
+            source.ids,
+            lambda: np.ones((3, 4)),
+            content=source.fingerprint(),
+        )
     assert (cache.hits, cache.misses) == (1, 2)

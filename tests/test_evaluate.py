@@ -1,13 +1,18 @@
 """Evaluator (lemon/evaluate.py): thresholds on val, metrics, agreement with the original."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from lemon.evaluate import (best_f1, evaluate_split, heuristic_threshold, prevalence_threshold,
-                            select_thresholds)
+from lemon.evaluate import (
+    best_f1,
+    evaluate_split,
+    heuristic_threshold,
+    prevalence_threshold,
+    select_thresholds,
+)
 
 
 def test_best_f1_equals_brute_force_with_ties():
@@ -24,7 +29,7 @@ def test_best_f1_equals_brute_force_with_ties():
 def test_best_f1_batched_matches_rows():
     rng = np.random.default_rng(1)
     S, y = rng.random((5, 40)), rng.random(40) < 0.3
-    f1s, thrs = best_f1(S, y)
+    f1s, _thrs = best_f1(S, y)
     for row, f1 in zip(S, f1s):
         assert best_f1(row, y)[0] == pytest.approx(f1)
 
@@ -63,8 +68,9 @@ def test_prevalence_threshold_flags_the_val_rate():
 
 
 def test_heuristic_rules():
-    bimodal = np.concatenate([np.random.default_rng(0).normal(0, 0.1, 200),
-                              np.random.default_rng(1).normal(1, 0.1, 200)])
+    bimodal = np.concatenate(
+        [np.random.default_rng(0).normal(0, 0.1, 200), np.random.default_rng(1).normal(1, 0.1, 200)]
+    )
     assert 0.3 < heuristic_threshold(bimodal) < 0.7
     assert heuristic_threshold(np.ones(5)) == 1.0
 

@@ -1,4 +1,5 @@
 """Atomic writes and the done marker (lemon/io.py)."""
+
 from __future__ import annotations
 
 import json

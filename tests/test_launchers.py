@@ -5,6 +5,7 @@ reliability contract (kill -9 of a job or of the launcher -> INCOMPLETE, never a
 Most jobs run ``probe`` (tests/sweep_helpers.py), a script that sleeps/fails/raises on request; the kill -9
 test runs real ``run_lemon`` jobs on synthetic data.
 """
+
 from __future__ import annotations
 
 import json
@@ -66,14 +67,22 @@ def _wait_for(predicate, timeout: float = 120.0, what: str = "condition", driver
 
 
 def _launch(name: str, root: Path) -> int:
-    return sweep.main(["launch", "--experiment", name, "--output_root", str(root), "--skip_confirmation"])
+    return sweep.main(
+        ["launch", "--experiment", name, "--output_root", str(root), "--skip_confirmation"]
+    )
 
 
 # the first test starting jobs in this process: its forkserver preloads run_lemon's pipeline
-def test_kill_9_of_a_running_job_then_relaunch_finishes_exactly_the_rest(tmp_path, monkeypatch, capsys):
+def test_kill_9_of_a_running_job_then_relaunch_finishes_exactly_the_rest(
+    tmp_path, monkeypatch, capsys
+):
     monkeypatch.syspath_prepend(str(tmp_path))
     fast = dict(dataset="synthetic", n_synthetic=400, skip_train=True, skip_hparam_optim=True)
-    grid = [dict(fast, knn_k=5), dict(fast, knn_k=10, skip_hparam_optim=False), dict(fast, knn_k=15)]
+    grid = [
+        dict(fast, knn_k=5),
+        dict(fast, knn_k=10, skip_hparam_optim=False),
+        dict(fast, knn_k=15),
+    ]
     mod = write_module(tmp_path, "exp_kill_job", experiment_source("test_kill_job", grid))
     __import__(mod)
     from lemon.sweep import EXPERIMENTS
@@ -81,11 +90,15 @@ def test_kill_9_of_a_running_job_then_relaunch_finishes_exactly_the_rest(tmp_pat
     root = tmp_path / "out"
     jobs = build_jobs(EXPERIMENTS.get("test_kill_job")(), root)
     result = {}
-    sweep_thread = threading.Thread(target=lambda: result.update(code=_launch("test_kill_job", root)))
+    sweep_thread = threading.Thread(
+        target=lambda: result.update(code=_launch("test_kill_job", root))
+    )
     sweep_thread.start()
     victim = jobs[1]  # its hyper-parameter search keeps it busy after args.json is written
-    job_id = _wait_for(lambda: (victim.run_dir / "args.json").exists() and read_job_id(victim.run_dir),
-                       what="the second job to start")
+    job_id = _wait_for(
+        lambda: (victim.run_dir / "args.json").exists() and read_job_id(victim.run_dir),
+        what="the second job to start",
+    )
     os.kill(int(job_id["id"].split(":")[2]), signal.SIGKILL)
     sweep_thread.join(timeout=120)
     out = capsys.readouterr().out
@@ -110,8 +123,14 @@ def test_kill_9_of_a_running_job_then_relaunch_finishes_exactly_the_rest(tmp_pat
 
 
 def test_local_isolates_jobs_and_reports_failures_with_their_log(probe, caplog):
-    jobs = probe([dict(value="a"), dict(value="b", exit_code=3), dict(value="c", raise_error=True),
-                  dict(value="d")])
+    jobs = probe(
+        [
+            dict(value="a"),
+            dict(value="b", exit_code=3),
+            dict(value="c", raise_error=True),
+            dict(value="d"),
+        ]
+    )
     with caplog.at_level(logging.INFO, logger="lemon.sweep"):
         LAUNCHERS.get("local")(jobs)
     read_states(jobs)
@@ -163,29 +182,62 @@ def test_dummy_prints_and_runs_nothing(probe, capsys):
 def test_slurm_launcher_without_slurm_says_how_to_get_one(probe, tmp_path, monkeypatch):
     jobs = probe([dict(value="x")])
     monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
-    with pytest.raises(SlurmError, match="'sinfo' is not installed; start a local one with "
-                                         "`bash scripts/local_slurm.sh start`"):
+    with pytest.raises(
+        SlurmError,
+        match=r"'sinfo' is not installed; start a local one with "
+        "`bash scripts/local_slurm.sh start`",
+    ):
         launchers.slurm(jobs, output_root=tmp_path / "out")
 
 
 def test_kill_9_of_the_launcher_leaves_incomplete_and_not_launched(probe, tmp_path, capsys):
     grid = [dict(value=str(i), sleep=0.5 if i != 1 else 2) for i in range(4)]
-    mod = write_module(tmp_path, "exp_kill_launcher", experiment_source("test_kill_launcher", grid, "probe"))
+    mod = write_module(
+        tmp_path, "exp_kill_launcher", experiment_source("test_kill_launcher", grid, "probe")
+    )
     __import__(mod)
     from lemon.sweep import EXPERIMENTS
 
     root = tmp_path / "out2"
     jobs = build_jobs(EXPERIMENTS.get("test_kill_launcher")(), root)
-    driver = run_sweep_cli([mod], ["launch", "--experiment", "test_kill_launcher", "--output_root", str(root),
-                                   "--skip_confirmation"], tmp_path, start_new_session=True)
-    _wait_for(lambda: (jobs[1].run_dir / "seen.json").exists(), what="the second job to start", driver=driver)
+    driver = run_sweep_cli(
+        [mod],
+        [
+            "launch",
+            "--experiment",
+            "test_kill_launcher",
+            "--output_root",
+            str(root),
+            "--skip_confirmation",
+        ],
+        tmp_path,
+        start_new_session=True,
+    )
+    _wait_for(
+        lambda: (jobs[1].run_dir / "seen.json").exists(),
+        what="the second job to start",
+        driver=driver,
+    )
     read_states(jobs)
-    assert [j.state for j in jobs] == [State.DONE, State.RUNNING, State.NOT_LAUNCHED, State.NOT_LAUNCHED]
+    assert [j.state for j in jobs] == [
+        State.DONE,
+        State.RUNNING,
+        State.NOT_LAUNCHED,
+        State.NOT_LAUNCHED,
+    ]
     os.killpg(driver.pid, signal.SIGKILL)  # the sweep and everything it started
     driver.communicate(timeout=30)
-    _wait_for(lambda: read_states(jobs) == [] and jobs[1].state != State.RUNNING, timeout=10,
-              what="the killed job to be gone")
-    assert [j.state for j in jobs] == [State.DONE, State.INCOMPLETE, State.NOT_LAUNCHED, State.NOT_LAUNCHED]
+    _wait_for(
+        lambda: read_states(jobs) == [] and jobs[1].state != State.RUNNING,
+        timeout=10,
+        what="the killed job to be gone",
+    )
+    assert [j.state for j in jobs] == [
+        State.DONE,
+        State.INCOMPLETE,
+        State.NOT_LAUNCHED,
+        State.NOT_LAUNCHED,
+    ]
 
     capsys.readouterr()
     assert _launch("test_kill_launcher", root) == 0

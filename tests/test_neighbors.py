@@ -1,4 +1,5 @@
 """Exact kNN (lemon/neighbors.py): self-exclusion by index, duplicates, backends agree."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -61,13 +62,15 @@ def test_faiss_backend_agrees():
 
 def test_k_must_be_smaller_than_the_reference():
     x = _unit(40, 4)
-    with pytest.raises(LemonError, match=r"knn_k=50 but the reference set has 40 samples \(k must be < 40\)"):
+    with pytest.raises(
+        LemonError, match=r"knn_k=50 but the reference set has 40 samples \(k must be < 40\)"
+    ):
         knn(x, x, 50)
 
 
 def test_unknown_backend():
     x = _unit(10, 4)
-    with pytest.raises(LemonError, match="Unknown knn backend 'annoy'. Available: torch, faiss"):
+    with pytest.raises(LemonError, match=r"Unknown knn backend 'annoy'. Available: torch, faiss"):
         knn(x, x, 2, backend="annoy")
 
 
@@ -86,7 +89,9 @@ def test_symmetric_self_search_matches_brute_force(monkeypatch):
     expected = np.argsort(-full, axis=1, kind="stable")[:, :7]
     np.testing.assert_array_equal(np.sort(idx, 1), np.sort(expected, 1))
     np.testing.assert_allclose(sim, np.take_along_axis(full, expected, 1), atol=1e-6)
-    assert idx[10, 0] == 250 and idx[250, 0] == 10  # the duplicate is the nearest, the row itself never
+    assert (
+        idx[10, 0] == 250 and idx[250, 0] == 10
+    )  # the duplicate is the nearest, the row itself never
     assert not np.any(idx == np.arange(300)[:, None])
     # a query set that only looks like the reference (other exclusions) takes the general path
     assert not nb._is_self_search(x, x, np.full(300, -1))

@@ -1,4 +1,5 @@
 """Noise injectors (SPEC §2): exact counts, never onto self, determinism per seed, compatibility errors."""
+
 from __future__ import annotations
 
 import math
@@ -20,8 +21,13 @@ N_CLASSES = 10
 
 def _captions(n: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    return np.asarray([f"a {NOUNS[a]} and a {NOUNS[b]} number {i}" for i, (a, b) in
-                       enumerate(rng.integers(0, len(NOUNS), (n, 2)))], dtype=object)
+    return np.asarray(
+        [
+            f"a {NOUNS[a]} and a {NOUNS[b]} number {i}"
+            for i, (a, b) in enumerate(rng.integers(0, len(NOUNS), (n, 2)))
+        ],
+        dtype=object,
+    )
 
 
 def captioning(sizes=(200, 50, 50), name: str = "mscoco", categories: bool = True) -> DatasetSplits:
@@ -88,8 +94,14 @@ def test_noise_is_deterministic_per_seed_and_split():
 
 def test_swap_onto_identical_caption_is_not_a_mislabel():
     texts = np.asarray(["same caption"] * 10 + [f"unique {i}" for i in range(10)], dtype=object)
-    splits = DatasetSplits("mscoco", "captioning", {
-        s: PairSplit(s, "captioning", None, texts, texts.copy()) for s in ("train", "val", "test")})
+    splits = DatasetSplits(
+        "mscoco",
+        "captioning",
+        {
+            s: PairSplit(s, "captioning", None, texts, texts.copy())
+            for s in ("train", "val", "test")
+        },
+    )
     noisy = apply_noise(splits, "random", 0.5, data_seed=0)
     for part in noisy.splits.values():
         assert part.meta["n_swapped"] == 10
@@ -100,7 +112,9 @@ def test_swap_onto_identical_caption_is_not_a_mislabel():
 @pytest.mark.parametrize("noise", ["cat", "noun"])
 def test_shared_key_noise_matches_a_shared_noun_or_category(noise):
     base = captioning()
-    noisy = apply_noise(base, noise, 0.5, data_seed=1, **({"tagger": noun_tagger} if noise == "noun" else {}))
+    noisy = apply_noise(
+        base, noise, 0.5, data_seed=1, **({"tagger": noun_tagger} if noise == "noun" else {})
+    )
     for part in noisy.splits.values():
         assert part.meta["n_swapped"] == math.floor(0.5 * len(part))
         lookup = {t: i for i, t in enumerate(part.clean)}
@@ -123,28 +137,38 @@ def test_shared_key_swap_never_picks_keyless_or_unshared_samples():
         src, tgt = shared_key_swap(keys, 3, rng)
         assert set(src.tolist()) == {0, 2, 4} and set(tgt.tolist()) <= {0, 2, 4}
         assert not (src == tgt).any()
-    with pytest.raises(LemonError, match=r"asks for 4 swaps but only 3 of the 7 samples share a key"):
+    with pytest.raises(
+        LemonError, match=r"asks for 4 swaps but only 3 of the 7 samples share a key"
+    ):
         shared_key_swap(keys, 4, rng)
 
 
 def test_cat_noise_too_high_level_is_a_clear_error():
     splits = captioning((20, 20, 20))  # one sample in five has no category
-    with pytest.raises(LemonError, match=r"'cat' noise at level 0.9 on split 'train' asks for 18 swaps but "
-                                         r"only 16 of the 20 samples share a category.*at most 0.800"):
+    with pytest.raises(
+        LemonError,
+        match=r"'cat' noise at level 0.9 on split 'train' asks for 18 swaps but "
+        r"only 16 of the 20 samples share a category.*at most 0.800",
+    ):
         apply_noise(splits, "cat", 0.9, data_seed=0)
 
 
 def test_cat_without_categories_names_the_missing_file():
     splits = captioning(categories=False)
-    splits["train"].meta["categories_missing"] = "'cat' noise needs the COCO instances annotations: expected X."
+    splits["train"].meta["categories_missing"] = (
+        "'cat' noise needs the COCO instances annotations: expected X."
+    )
     with pytest.raises(LemonError, match="needs the COCO instances annotations"):
         apply_noise(splits, "cat", 0.4, data_seed=0)
 
 
 def test_noun_noise_without_spacy_gives_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "spacy", None)  # import spacy -> ImportError
-    with pytest.raises(MissingDependencyError, match=r"pip install spacy && python -m spacy download "
-                                                     r"en_core_web_sm"):
+    with pytest.raises(
+        MissingDependencyError,
+        match=r"pip install spacy && python -m spacy download "
+        r"en_core_web_sm",
+    ):
         apply_noise(captioning(), "noun", 0.4, data_seed=0)
 
 
@@ -153,9 +177,12 @@ def test_noun_noise_without_the_english_model_gives_the_download_command(monkeyp
         raise OSError(f"[E050] Can't find model '{name}'.")
 
     monkeypatch.setitem(sys.modules, "spacy", types.SimpleNamespace(load=load))
-    with pytest.raises(MissingDependencyError, match=r"^'noun' noise needs spaCy's English model "
-                                                     r"'en_core_web_sm', which is not installed: "
-                                                     r"python -m spacy download en_core_web_sm$"):
+    with pytest.raises(
+        MissingDependencyError,
+        match=r"^'noun' noise needs spaCy's English model "
+        r"'en_core_web_sm', which is not installed: "
+        r"python -m spacy download en_core_web_sm$",
+    ):
         apply_noise(captioning(), "noun", 0.4, data_seed=0)
 
 
@@ -168,10 +195,14 @@ def test_noun_noise_uses_spacy_pos_tags_when_available(monkeypatch):
         def pipe(self, texts, batch_size):
             return ([Token(w) for w in t.split()] for t in texts)
 
-    monkeypatch.setitem(sys.modules, "spacy", types.SimpleNamespace(load=lambda name, disable: NLP()))
+    monkeypatch.setitem(
+        sys.modules, "spacy", types.SimpleNamespace(load=lambda name, disable: NLP())
+    )
     via_spacy = apply_noise(captioning(), "noun", 0.4, data_seed=2)
     via_fake = apply_noise(captioning(), "noun", 0.4, data_seed=2, tagger=noun_tagger)
-    assert all((via_spacy[s].observed == via_fake[s].observed).all() for s in ("train", "val", "test"))
+    assert all(
+        (via_spacy[s].observed == via_fake[s].observed).all() for s in ("train", "val", "test")
+    )
 
 
 # ------------------------------------------------------------------------------------------ label noise
@@ -214,15 +245,19 @@ def test_real_noise_takes_human_labels_from_meta():
 def test_real_noise_without_cifar_n_file_names_it():
     splits = classification((40, 10, 10))
     for part in splits.splits.values():
-        part.meta["real_missing"] = "CIFAR-N labels for 'cifar10' not found: expected /x/CIFAR-10_human.pt."
-    with pytest.raises(DatasetNotFoundError, match="expected /x/CIFAR-10_human.pt"):
+        part.meta["real_missing"] = (
+            "CIFAR-N labels for 'cifar10' not found: expected /x/CIFAR-10_human.pt."
+        )
+    with pytest.raises(DatasetNotFoundError, match=r"expected /x/CIFAR-10_human.pt"):
         apply_noise(splits, "real", 0.0, data_seed=0)
 
 
 def test_real_noise_needs_ground_truth():
     splits = captioning(name="cc3m")
     splits.has_ground_truth = False
-    with pytest.raises(LemonError, match=r"Dataset 'cc3m' has no ground-truth labels.*--real_dataset"):
+    with pytest.raises(
+        LemonError, match=r"Dataset 'cc3m' has no ground-truth labels.*--real_dataset"
+    ):
         apply_noise(splits, "real", 0.0, data_seed=0)
 
 
@@ -234,17 +269,26 @@ def test_level_outside_unit_interval_is_rejected(level):
 
 
 def test_unknown_noise_lists_valid_ones_with_suggestion():
-    with pytest.raises(UnknownNameError, match=r"Unknown noise type 'nouns'. Available: asymmetric, cat, noun, "
-                                               r"random, real, symmetric. Did you mean 'noun'\?"):
+    with pytest.raises(
+        UnknownNameError,
+        match=r"Unknown noise type 'nouns'. Available: asymmetric, cat, noun, "
+        r"random, real, symmetric. Did you mean 'noun'\?",
+    ):
         apply_noise(captioning(), "nouns", 0.4, data_seed=0)
 
 
 def test_incompatible_noise_lists_the_dataset_types():
-    with pytest.raises(LemonError, match=r"^Noise type 'noun' is not supported for dataset 'cifar10'; "
-                                         r"supported: real, symmetric, asymmetric\.$"):
+    with pytest.raises(
+        LemonError,
+        match=r"^Noise type 'noun' is not supported for dataset 'cifar10'; "
+        r"supported: real, symmetric, asymmetric\.$",
+    ):
         apply_noise(classification(), "noun", 0.4, data_seed=0)
-    with pytest.raises(LemonError, match=r"Noise type 'symmetric' is not supported for dataset 'mscoco'; "
-                                         r"supported: random, noun, cat\."):
+    with pytest.raises(
+        LemonError,
+        match=r"Noise type 'symmetric' is not supported for dataset 'mscoco'; "
+        r"supported: random, noun, cat\.",
+    ):
         apply_noise(captioning(), "symmetric", 0.4, data_seed=0)
 
 
@@ -288,17 +332,29 @@ def _noise_reaching_embedding(tmp_path, monkeypatch, *noise_flags: str):
         raise Embedded
 
     monkeypatch.setattr(lemon.embed, "embed_dataset", embed_dataset)
-    cfg = config_from_args(["--output_dir", str(tmp_path / "out"), "--dataset", "cifar10", "--data_dir",
-                            str(tmp_path), *noise_flags])
+    cfg = config_from_args(
+        [
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--dataset",
+            "cifar10",
+            "--data_dir",
+            str(tmp_path),
+            *noise_flags,
+        ]
+    )
     with pytest.raises(Embedded):
         load_features(cfg)
     return seen["splits"]
 
 
 def test_run_accepts_a_noise_alias_and_applies_its_canonical_noise(tmp_path, monkeypatch):
-    noisy = _noise_reaching_embedding(tmp_path, monkeypatch, "--noise_type", "pairflip", "--noise_level", "0.5")
-    canonical = _noise_reaching_embedding(tmp_path, monkeypatch, "--noise_type", "asymmetric", "--noise_level",
-                                          "0.5")
+    noisy = _noise_reaching_embedding(
+        tmp_path, monkeypatch, "--noise_type", "pairflip", "--noise_level", "0.5"
+    )
+    canonical = _noise_reaching_embedding(
+        tmp_path, monkeypatch, "--noise_type", "asymmetric", "--noise_level", "0.5"
+    )
     for s, part in noisy.splits.items():
         assert part.meta["noise"] == "asymmetric" and part.is_mislabel.any()
         moved = part.observed != part.clean
@@ -307,8 +363,13 @@ def test_run_accepts_a_noise_alias_and_applies_its_canonical_noise(tmp_path, mon
 
 
 def test_run_noise_check_still_refuses_unknown_and_unsupported_types(tmp_path, monkeypatch):
-    with pytest.raises(UnknownNameError, match=r"Unknown noise type 'pairflp'.*Did you mean 'pairflip'\?"):
+    with pytest.raises(
+        UnknownNameError, match=r"Unknown noise type 'pairflp'.*Did you mean 'pairflip'\?"
+    ):
         _noise_reaching_embedding(tmp_path, monkeypatch, "--noise_type", "pairflp")
-    with pytest.raises(LemonError, match=r"^Noise type 'noun' is not supported for dataset 'cifar10'; supported: "
-                                         r"real, symmetric, asymmetric\.$"):
+    with pytest.raises(
+        LemonError,
+        match=r"^Noise type 'noun' is not supported for dataset 'cifar10'; supported: "
+        r"real, symmetric, asymmetric\.$",
+    ):
         _noise_reaching_embedding(tmp_path, monkeypatch, "--noise_type", "noun")

@@ -1,4 +1,5 @@
 """Both notebooks run top to bottom (nbclient, python3 kernel) on a small sweep built here, and on none."""
+
 from __future__ import annotations
 
 import os
@@ -24,10 +25,13 @@ def small_sweep(tmp_path_factory) -> Path:
 def execute(name: str, sweep_root: Path, monkeypatch) -> nbformat.NotebookNode:
     """Run notebooks/<name> in its own folder, as a user would (lemon importable, sweep root from env)."""
     monkeypatch.setenv("LEMON_SWEEP_ROOT", str(sweep_root))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    )
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    nbclient.NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+    ).execute()
     return nb
 
 
@@ -48,11 +52,18 @@ def outputs(nb: nbformat.NotebookNode) -> tuple[str, int]:
 def test_notebooks_are_clean_and_portable(name):
     source = (NOTEBOOKS / name).read_text()
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")  # committed unexecuted
+    assert all(
+        not c.get("outputs") for c in nb.cells if c.cell_type == "code"
+    )  # committed unexecuted
     for forbidden in ("sys.path", "/work/", "/home/", "/tmp/", "C:\\\\"):
         assert forbidden not in source
-    imports = {line.strip() for c in nb.cells if c.cell_type == "code" for line in c.source.splitlines()
-               if line.startswith(("import ", "from "))}
+    imports = {
+        line.strip()
+        for c in nb.cells
+        if c.cell_type == "code"
+        for line in c.source.splitlines()
+        if line.startswith(("import ", "from "))
+    }
     assert imports == {"import matplotlib.pyplot as plt", "from lemon import aggregate"}
 
 
@@ -81,7 +92,7 @@ def test_notebooks_on_a_missing_sweep_say_so(name, tmp_path, monkeypatch, capsys
     namespace = {"display": print}
     for cell in nbformat.read(NOTEBOOKS / name, as_version=4).cells:
         if cell.cell_type == "code":
-            exec(compile(cell.source, name, "exec"), namespace)  # noqa: S102
+            exec(compile(cell.source, name, "exec"), namespace)
     out = capsys.readouterr().out
     assert "does not exist" in out
     assert ("nothing to tabulate" if name == "agg_results.ipynb" else "needs both LEMoN_OPT") in out

@@ -1,4 +1,5 @@
 """Registry (lemon/registry.py) and the registries built on it."""
+
 from __future__ import annotations
 
 import pytest
@@ -32,8 +33,11 @@ def test_unknown_name_lists_valid_ones_and_suggests():
     reg = Registry("noise type")
     for name in ("random", "noun", "cat"):
         reg.register(name)(object)
-    with pytest.raises(UnknownNameError, match=r"Unknown noise type 'nouns'. Available: cat, noun, random. "
-                                                r"Did you mean 'noun'\?"):
+    with pytest.raises(
+        UnknownNameError,
+        match=r"Unknown noise type 'nouns'. Available: cat, noun, random. "
+        r"Did you mean 'noun'\?",
+    ):
         reg.get("nouns")
 
 

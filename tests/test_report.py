@@ -1,4 +1,5 @@
 """The HTML report of suspected errors: structure, the right pairs and neighbours, images, flagged CSV."""
+
 from __future__ import annotations
 
 import base64
@@ -42,8 +43,16 @@ class Tags(HTMLParser):
 def _run(out: Path, *flags: str) -> Path:
     import run_lemon
 
-    argv = ["--dataset", "synthetic", "--n_synthetic", str(N), "--lemon_fix", "--output_dir", str(out),
-            *flags]
+    argv = [
+        "--dataset",
+        "synthetic",
+        "--n_synthetic",
+        str(N),
+        "--lemon_fix",
+        "--output_dir",
+        str(out),
+        *flags,
+    ]
     assert run_lemon.main(argv) == 0
     return out
 
@@ -82,7 +91,7 @@ def test_report_structure_and_order(run_dir):
     shown = [float(re.search(r'<div class="score">([\d.]+)</div>', r).group(1)) for r in rows]
     assert shown == pytest.approx(top["score"].round(3).tolist(), abs=1e-3)
     first = top.iloc[0]
-    assert f"#1<br><span class=\"sub\">{first['split']} {first['idx']}</span>" in rows[0]
+    assert f'#1<br><span class="sub">{first["split"]} {first["idx"]}</span>' in rows[0]
     plots = [a for t, a in tags.tags if t == "img" and a.get("class") == "plot"]
     assert [p["alt"] for p in plots] == [f"train ({N} pairs)", "val (20 pairs)", "test (20 pairs)"]
     assert all(_decode(p["src"]).size[0] > 1000 for p in plots)  # ROC + PR + histogram panels
@@ -93,12 +102,15 @@ def test_report_structure_and_order(run_dir):
 def test_neighbours_and_ground_truth_match_a_brute_force_search(run_dir):
     page = report.write_report(run_dir, top_n=10, n_neighbours=5).read_text()
     arrays = make_synthetic_embeddings(N, 0.4)
-    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+
+    def unit(x):
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
     ref = unit(arrays["train_img"].astype(np.float64))
     for row in _rows(page)[:5]:
         split, idx = re.search(r'<span class="sub">(\w+) (\d+)</span>', row).groups()
         idx = int(idx)
-        sim = ref @ unit(arrays[f"{split}_img"][idx:idx + 1].astype(np.float64)).T[:, 0]
+        sim = ref @ unit(arrays[f"{split}_img"][idx : idx + 1].astype(np.float64)).T[:, 0]
         if split == "train":
             sim[idx] = -np.inf  # a reference pair is never its own neighbour
         expected = [CIFAR10_CLASSES[c] for c in arrays["train_noisy_label"][np.argsort(-sim)[:5]]]
@@ -167,7 +179,9 @@ def test_thumbnails_from_files_under_the_data_root(run_dir, tmp_path):
         assert img.size == (112, 84)
         pixel = np.asarray(img)[40, 56].astype(int)
         assert np.abs(pixel - _colour(split, int(idx))).max() <= 12
-        assert row.count('<div class="nbi"><img src="data:image/jpeg') == 6  # 3 + 3 neighbour thumbnails
+        assert (
+            row.count('<div class="nbi"><img src="data:image/jpeg') == 6
+        )  # 3 + 3 neighbour thumbnails
 
 
 def test_thumbnails_from_the_reloaded_dataset(run_dir, tmp_path, monkeypatch):
@@ -189,14 +203,18 @@ def test_thumbnails_from_the_reloaded_dataset(run_dir, tmp_path, monkeypatch):
             splits = {}
             for s, n in sizes.items():
                 pixels = np.zeros((n, 8, 8, 3), dtype=np.uint8)
-                pixels[:] = np.array([_colour(s, i) for i in range(n)], dtype=np.uint8)[:, None, None, :]
+                pixels[:] = np.array([_colour(s, i) for i in range(n)], dtype=np.uint8)[
+                    :, None, None, :
+                ]
                 caps = np.array([f"{s} {i}" for i in range(n)], dtype=object)
                 images = ArrayImages(pixels, [f"tiny/{s}/{i}" for i in range(n)])
                 splits[s] = PairSplit(s, "captioning", images, caps, caps)
             return DatasetSplits("tiny_images", "captioning", splits)
 
     monkeypatch.setitem(DATASETS._entries, "tiny_images", TinyImages)
-    run, scores = _with_images(run_dir, tmp_path, lambda s, i: f"tiny/{s}/{i}" if i != 3 else "other/id")
+    run, scores = _with_images(
+        run_dir, tmp_path, lambda s, i: f"tiny/{s}/{i}" if i != 3 else "other/id"
+    )
     args = json.loads((run / "args.json").read_text())
     (run / "args.json").write_text(json.dumps({**args, "dataset": "tiny_images", "n_synthetic": N}))
     page = report.write_report(run, top_n=len(scores)).read_text()
@@ -233,7 +251,9 @@ def test_cli_and_bad_inputs(run_dir, tmp_path, capsys):
 def test_corrupt_neighbours_file_leaves_the_panels_out(run_dir, tmp_path, caplog, content):
     run = Path(shutil.copytree(run_dir, tmp_path / "run"))
     data = (run / "neighbours.npz").read_bytes()
-    (run / "neighbours.npz").write_bytes(data[:len(data) // 2] if content is None else content)  # None: cut
+    (run / "neighbours.npz").write_bytes(
+        data[: len(data) // 2] if content is None else content
+    )  # None: cut
     with caplog.at_level("WARNING", logger="lemon.report"):
         assert report.main([str(run), "--top", "5"]) == 0  # no traceback, exit 0
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
@@ -250,9 +270,15 @@ def test_renders_in_headless_chromium(run_dir, tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         if os.environ.get("CI"):
-            pytest.fail("chromium is missing in CI: .ci/run installs it (apt-get install -y chromium)")
+            pytest.fail(
+                "chromium is missing in CI: .ci/run installs it (apt-get install -y chromium)"
+            )
         pytest.skip("chromium not installed (apt-get install -y chromium)")
-    magenta = (255, 0, 255)  # a colour nothing else on the page uses: visible only if the images render
+    magenta = (
+        255,
+        0,
+        255,
+    )  # a colour nothing else on the page uses: visible only if the images render
     data = tmp_path / "data"
     run, scores = _with_images(run_dir, tmp_path, lambda s, i: f"imgs/{s}_{i}.png")
     (data / "imgs").mkdir(parents=True)
@@ -262,14 +288,32 @@ def test_renders_in_headless_chromium(run_dir, tmp_path):
     (run / "args.json").write_text(json.dumps({**args, "data_dir": str(data)}))
     page = report.write_report(run, top_n=10)
     shot = tmp_path / "shot.png"
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--no-first-run",
-                    f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri()],
-                   capture_output=True, timeout=120, check=True)
+    subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--screenshot={shot}",
+            "--window-size=1280,2000",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     rgb = np.asarray(Image.open(shot).convert("RGB"), dtype=float)
     grey = rgb.mean(axis=2)
     assert grey.shape == (2000, 1280)
     assert grey.std() > 20 and (grey < 100).mean() > 0.01  # text and figures, not a blank page
     thumbs = np.abs(rgb - magenta).max(axis=2) < 40
-    assert thumbs.sum() > 3 * 112 * 84  # several pair thumbnails (112x84) and neighbour images drawn
-    assert thumbs[:, :640].any() and thumbs[:, 640:].any()  # the pair column and the neighbour panels
+    assert (
+        thumbs.sum() > 3 * 112 * 84
+    )  # several pair thumbnails (112x84) and neighbour images drawn
+    assert (
+        thumbs[:, :640].any() and thumbs[:, 640:].any()
+    )  # the pair column and the neighbour panels

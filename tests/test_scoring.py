@@ -1,4 +1,5 @@
 """LEMoN scores (lemon/scorers/lemon.py) against the ORIGINAL implementation's outputs."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,13 +23,20 @@ def test_scores_match_original_at_its_hyperparameters(reference):
         ours = scorer.score(ctx, split, reference.hparams)
         rows = reference.rows(split)
         for mine, theirs in COMPONENTS:
-            np.testing.assert_allclose(ours[mine], reference.outputs[theirs][rows], rtol=0, atol=1e-5,
-                                       err_msg=f"{reference.name} {split} {mine}")
+            np.testing.assert_allclose(
+                ours[mine],
+                reference.outputs[theirs][rows],
+                rtol=0,
+                atol=1e-5,
+                err_msg=f"{reference.name} {split} {mine}",
+            )
         terms = scorer.terms(ctx, split)
         for ours_idx, orig_idx in (("idx_n", "I_n"), ("idx_m", "I_m")):
             mine = np.sort(getattr(terms, ours_idx), axis=1)
             theirs = np.sort(reference.outputs[orig_idx][rows], axis=1)
-            np.testing.assert_array_equal(mine, theirs, err_msg=f"{reference.name} {split} {ours_idx}")
+            np.testing.assert_array_equal(
+                mine, theirs, err_msg=f"{reference.name} {split} {ours_idx}"
+            )
 
 
 def test_n2000_matches_except_float32_ties(n2000):
@@ -41,13 +49,18 @@ def test_n2000_matches_except_float32_ties(n2000):
         terms = scorer.terms(ctx, split)
         same = np.ones(rows.sum(), dtype=bool)
         for space, ours_idx, orig_idx in (("img", "idx_n", "I_n"), ("txt", "idx_m", "I_m")):
-            mine, theirs = np.sort(getattr(terms, ours_idx), 1), np.sort(n2000.outputs[orig_idx][rows], 1)
+            mine, theirs = (
+                np.sort(getattr(terms, ours_idx), 1),
+                np.sort(n2000.outputs[orig_idx][rows], 1),
+            )
             differ = ~(mine == theirs).all(axis=1)
             sim, _ = ctx.neighbours(split, space, scorer.cfg.k + 1)
             assert np.all(sim[differ, -2] - sim[differ, -1] < 1e-6), "a non-tie neighbour differs"
             same &= ~differ
         assert same.mean() > 0.99
-        np.testing.assert_allclose(ours["score"][same], n2000.outputs["pred_score"][rows][same], atol=1e-5)
+        np.testing.assert_allclose(
+            ours["score"][same], n2000.outputs["pred_score"][rows][same], atol=1e-5
+        )
 
 
 def test_consistent_discrete_weighting_differs_from_legacy(reference):
@@ -60,12 +73,21 @@ def test_consistent_discrete_weighting_differs_from_legacy(reference):
 
 def test_hand_computed_single_query():
     """One query, two reference pairs, k=1, cosine: the formula of SPEC §5 by hand."""
-    x = np.array([[1.0, 0.0]]); y = np.array([[0.6, 0.8]])
+    x = np.array([[1.0, 0.0]])
+    y = np.array([[0.6, 0.8]])
     ref_img = np.array([[0.8, 0.6], [0.0, 1.0], [-1.0, 0.0]])
     ref_txt = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
-    arrays = {"train_img": ref_img, "train_txt": ref_txt, "train_noisy_label": np.array([0, 1, 0]),
-              "val_img": x, "val_txt": y, "val_noisy_label": np.array([1]),
-              "test_img": x, "test_txt": y, "test_noisy_label": np.array([1])}
+    arrays = {
+        "train_img": ref_img,
+        "train_txt": ref_txt,
+        "train_noisy_label": np.array([0, 1, 0]),
+        "val_img": x,
+        "val_txt": y,
+        "val_noisy_label": np.array([1]),
+        "test_img": x,
+        "test_txt": y,
+        "test_noisy_label": np.array([1]),
+    }
     from lemon.config import RunConfig
 
     cfg = RunConfig(output_dir="-", dataset="embeddings", embeddings="-", knn_k=1)
@@ -87,7 +109,9 @@ def test_hand_computed_single_query():
 def test_ablations_force_their_hyperparameters(ablation, small_npz):
     from lemon.config import RunConfig
 
-    cfg = RunConfig(output_dir="-", dataset="embeddings", embeddings=str(small_npz), knn_k=5, ablation=ablation)
+    cfg = RunConfig(
+        output_dir="-", dataset="embeddings", embeddings=str(small_npz), knn_k=5, ablation=ablation
+    )
     with np.load(small_npz) as z:
         ctx = ScoringContext(features_from_arrays({k: z[k] for k in z.files}), cfg)
     scorer = LemonScorer(cfg)
@@ -96,7 +120,11 @@ def test_ablations_force_their_hyperparameters(ablation, small_npz):
     for name, value in forced.items():
         assert chosen[name] == value
     out = scorer.score(ctx, "test", chosen)
-    expected = (out["d_mm"] if use_d_mm else 0) + chosen["beta"] * out["s_n"] + chosen["gamma"] * out["s_m"]
+    expected = (
+        (out["d_mm"] if use_d_mm else 0)
+        + chosen["beta"] * out["s_n"]
+        + chosen["gamma"] * out["s_m"]
+    )
     np.testing.assert_allclose(out["score"], expected)
     if ablation == "multimodal_baseline":
         np.testing.assert_allclose(out["score"], out["d_mm"])
@@ -105,14 +133,19 @@ def test_ablations_force_their_hyperparameters(ablation, small_npz):
 def test_normalize_d1_is_softmax_over_class_prompts(small_npz):
     from lemon.config import RunConfig
 
-    cfg = RunConfig(output_dir="-", dataset="embeddings", embeddings="-", knn_k=5, normalize_d1=True)
+    cfg = RunConfig(
+        output_dir="-", dataset="embeddings", embeddings="-", knn_k=5, normalize_d1=True
+    )
     with np.load(small_npz) as z:
         arrays = {k: z[k] for k in z.files}
     ctx = ScoringContext(features_from_arrays(arrays), cfg)
-    d = LemonScorer(cfg).score(ctx, "val", dict(beta=0, gamma=0, tau_1_n=0, tau_2_n=0, tau_1_m=0,
-                                                   tau_2_m=0))["d_mm"]
+    d = LemonScorer(cfg).score(
+        ctx, "val", dict(beta=0, gamma=0, tau_1_n=0, tau_2_n=0, tau_1_m=0, tau_2_m=0)
+    )["d_mm"]
     img = arrays["val_img"] / np.linalg.norm(arrays["val_img"], axis=1, keepdims=True)
-    prompts = arrays["label_prompt_txt"] / np.linalg.norm(arrays["label_prompt_txt"], axis=1, keepdims=True)
+    prompts = arrays["label_prompt_txt"] / np.linalg.norm(
+        arrays["label_prompt_txt"], axis=1, keepdims=True
+    )
     dist = 1 - img @ prompts.T
     soft = np.exp(dist) / np.exp(dist).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(d, soft[np.arange(len(img)), arrays["val_noisy_label"]], atol=1e-6)

@@ -1,4 +1,5 @@
 """Hyper-parameter selection (lemon/select.py via the LEMoN scorer's fit)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,13 +39,19 @@ def test_fixed_hyperparameters_skip_selection(reference):
 
 
 def test_partially_fixed_hyperparameters_are_kept(reference):
-    chosen = _fit(reference, beta=7.5, tau_2_m=-1.0)  # any real value from the command line is accepted
-    assert chosen["beta"] == 7.5 and chosen["tau_2_m"] == -1.0 and chosen["selection"] == "lemon_opt"
+    chosen = _fit(
+        reference, beta=7.5, tau_2_m=-1.0
+    )  # any real value from the command line is accepted
+    assert (
+        chosen["beta"] == 7.5 and chosen["tau_2_m"] == -1.0 and chosen["selection"] == "lemon_opt"
+    )
 
 
 def test_lemon_fix_preset(reference):
     chosen = _fit(reference, knn_k=None, lemon_fix=True, dist_type="cosine")
-    assert {n: chosen[n] for n in NAMES} == dict(beta=5, gamma=5, tau_1_n=0.1, tau_2_n=5, tau_1_m=0.1, tau_2_m=5)
+    assert {n: chosen[n] for n in NAMES} == dict(
+        beta=5, gamma=5, tau_1_n=0.1, tau_2_n=5, tau_1_m=0.1, tau_2_m=5
+    )
 
 
 def test_val_without_errors_falls_back_to_lemon_fix_with_warning(reference):
@@ -66,8 +73,13 @@ def test_grid_is_the_originals():
 
 def test_search_finds_a_known_optimum_off_the_grid():
     target = np.array([2.5, 0.3, 7.2])
-    objective = lambda H: -np.abs(H - target).sum(axis=1)  # noqa: E731
-    space = SearchSpace(("a", "b", "c"), {"a": [0, 5], "b": [0, 5], "c": [0, 5]}, scale={"a": 5, "b": 1, "c": 5})
+
+    def objective(H):
+        return -np.abs(H - target).sum(axis=1)
+
+    space = SearchSpace(
+        ("a", "b", "c"), {"a": [0, 5], "b": [0, 5], "c": [0, 5]}, scale={"a": 5, "b": 1, "c": 5}
+    )
     best, value = search(objective, space, seed=0)
     assert value > -0.05
     np.testing.assert_allclose([best["a"], best["b"], best["c"]], target, atol=0.05)

@@ -3,6 +3,7 @@
 Skipped, with the reason, when no controller answers ``sinfo``. Jobs are real: a submitit job array of
 ``run_lemon.main`` on synthetic data, and ``probe`` jobs (tests/sweep_helpers.py) for the running state.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,7 +19,10 @@ from lemon.sweep.jobs import read_job_id
 from lemon.sweep.slurm import active_job_ids, slurm_unavailable_reason
 
 _REASON = slurm_unavailable_reason()
-pytestmark = [pytest.mark.slurm, pytest.mark.skipif(_REASON is not None, reason=f"no Slurm: {_REASON}")]
+pytestmark = [
+    pytest.mark.slurm,
+    pytest.mark.skipif(_REASON is not None, reason=f"no Slurm: {_REASON}"),
+]
 
 
 @pytest.fixture
@@ -30,20 +34,36 @@ def env(tmp_path, monkeypatch):
 
 
 def _sweep(capsys, command: str, name: str, root: Path, *extra: str) -> tuple[int, str]:
-    code = sweep.main([command, "--experiment", name, "--output_root", str(root), "--skip_confirmation",
-                       "--command_launcher", "slurm", *extra])
+    code = sweep.main(
+        [
+            command,
+            "--experiment",
+            name,
+            "--output_root",
+            str(root),
+            "--skip_confirmation",
+            "--command_launcher",
+            "slurm",
+            *extra,
+        ]
+    )
     return code, capsys.readouterr().out
 
 
 def _job_state(job_id: str) -> str:
-    out = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, check=False).stdout
+    out = subprocess.run(
+        ["scontrol", "show", "job", job_id], capture_output=True, text=True, check=False
+    ).stdout
     return next((w.split("=", 1)[1] for w in out.split() if w.startswith("JobState=")), "?")
 
 
 def test_job_array_of_run_lemon_completes_and_a_failure_points_to_its_log(env, capsys):
     fast = dict(dataset="synthetic", n_synthetic=400, skip_train=True, skip_hparam_optim=True)
-    write_module(env, "exp_slurm_array", experiment_source(
-        "test_slurm_array", [dict(fast, knn_k=5), dict(fast, knn_k=999)]))
+    write_module(
+        env,
+        "exp_slurm_array",
+        experiment_source("test_slurm_array", [dict(fast, knn_k=5), dict(fast, knn_k=999)]),
+    )
     __import__("exp_slurm_array")
     root = env / "out"
     code, out = _sweep(capsys, "launch", "test_slurm_array", root, "--wait", "--cpus", "1")
@@ -64,8 +84,11 @@ def test_job_array_of_run_lemon_completes_and_a_failure_points_to_its_log(env, c
 
 def test_running_jobs_are_left_alone_restarted_on_request_and_cancelled(env, capsys):
     write_module(env, "probe", PROBE_SCRIPT)
-    write_module(env, "exp_slurm_running", experiment_source(
-        "test_slurm_running", [dict(value="long", sleep=300)], "probe"))
+    write_module(
+        env,
+        "exp_slurm_running",
+        experiment_source("test_slurm_running", [dict(value="long", sleep=300)], "probe"),
+    )
     __import__("exp_slurm_running")
     root = env / "out"
     (job,) = build_jobs(EXPERIMENTS.get("test_slurm_running")(), root)

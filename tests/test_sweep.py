@@ -2,6 +2,7 @@
 
 Expected grid sizes are counted by hand from the original LEMoN experiments.py.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,8 +16,8 @@ import pytest
 from sweep_helpers import experiment_source, write_module
 
 import sweep
-from lemon.embed.train import TrainConfig
 from lemon.config import ABLATIONS, DIST_TYPES, RunConfig, config_from_args
+from lemon.embed.train import TrainConfig
 from lemon.errors import LemonError, UnknownNameError
 from lemon.io import mark_done
 from lemon.sweep import (
@@ -62,8 +63,10 @@ def registry():
 
 
 def test_expand_subgrids_common_scalars_and_duplicates():
-    runs = expand([dict(dataset=["a", "b"], noise=["x", "y"]), dict(dataset="c", k=7)],
-                  common=dict(k=[1, 2], seed=0))
+    runs = expand(
+        [dict(dataset=["a", "b"], noise=["x", "y"]), dict(dataset="c", k=7)],
+        common=dict(k=[1, 2], seed=0),
+    )
     assert len(runs) == 2 * 2 * 2 + 1  # the second sub-grid overrides k with one value
     assert dict(dataset="c", k=7, seed=0) in runs
     assert all(r["seed"] == 0 for r in runs)
@@ -85,7 +88,11 @@ def test_every_experiment_is_tested_and_run_lemon_grids_use_real_flags(registry)
         exp = registry.get(name)()
         for args in exp.grid():
             for key, value in args.items():
-                assert not (isinstance(value, str) and value.startswith(("/", "~"))), (name, key, value)
+                assert not (isinstance(value, str) and value.startswith(("/", "~"))), (
+                    name,
+                    key,
+                    value,
+                )
             if exp.script == "train_clip_from_scratch":
                 assert set(args) <= TRAIN_FIELDS, (name, set(args) - TRAIN_FIELDS)
             if exp.script == "run_lemon":
@@ -110,23 +117,32 @@ def test_grid_names_are_registered_datasets_noises_models_and_scorers(registry):
 
 def test_old_experiment_names_are_aliases(registry):
     assert registry.get("multimodal_knn_cifar_ablations") is registry.get("lemon_cifar_ablations")
-    with pytest.raises(UnknownNameError, match="Unknown experiment 'lemon_al'.*Did you mean 'lemon_all'"):
+    with pytest.raises(
+        UnknownNameError, match=r"Unknown experiment 'lemon_al'.*Did you mean 'lemon_all'"
+    ):
         registry.get("lemon_al")
 
 
 def test_cc3m_chain_refers_to_earlier_runs_by_name(registry, tmp_path):
     """train -> score with that model -> retrain on each filter: folders found by experiment name, any root."""
     for root in (tmp_path / "a", tmp_path / "b"):
-        scratch, = build_jobs(registry.get("cc3m_clip_scratch")(), root)
+        (scratch,) = build_jobs(registry.get("cc3m_clip_scratch")(), root)
         scored = build_jobs(registry.get("lemon_cc3m_filter_using_scratch")(), root)
-        assert all(Path(j.args["clip_model"]) == scratch.run_dir and j.requires == (scratch.run_dir,)
-                   for j in scored)
+        assert all(
+            Path(j.args["clip_model"]) == scratch.run_dir and j.requires == (scratch.run_dir,)
+            for j in scored
+        )
         refs = build_jobs(registry.get("cc3m_clip_scratch_filtered_from_scratch")(), root)
         assert {Path(j.args["filter_scores"]) for j in refs} == {j.run_dir for j in scored}
         assert all(j.requires == (Path(j.args["filter_scores"]),) for j in refs)
         assert all(j.script == "train_clip_from_scratch" for j in refs + [scratch])
-    hashes = lambda root: sorted(j.hash for j in build_jobs(
-        registry.get("cc3m_clip_scratch_filtered_from_scratch")(), root))
+
+    def hashes(root):
+        return sorted(
+            j.hash
+            for j in build_jobs(registry.get("cc3m_clip_scratch_filtered_from_scratch")(), root)
+        )
+
     assert hashes(tmp_path / "a") == hashes(tmp_path / "b")  # moving the root orphans nothing
 
 
@@ -137,7 +153,9 @@ def test_run_ref_must_match_exactly_one_run(registry, tmp_path):
         def grid(self):
             return [dict(dataset="x", filt=RunRef("lemon_cc3m_filter_using_scratch"))]
 
-    with pytest.raises(LemonError, match="matches 2 runs of experiment 'lemon_cc3m_filter_using_scratch'"):
+    with pytest.raises(
+        LemonError, match="matches 2 runs of experiment 'lemon_cc3m_filter_using_scratch'"
+    ):
         build_jobs(Ambiguous(), tmp_path, registry)
 
 
@@ -150,7 +168,13 @@ def test_job_argv_round_trips_through_run_lemon_parser(registry, tmp_path):
 
 
 def test_to_flags_bools_none_and_lists():
-    assert to_flags({"knn_k": 5, "b": False, "a": True, "c": None, "p": ""}) == ["--a", "--knn_k", "5", "--p", ""]
+    assert to_flags({"knn_k": 5, "b": False, "a": True, "c": None, "p": ""}) == [
+        "--a",
+        "--knn_k",
+        "5",
+        "--p",
+        "",
+    ]
     with pytest.raises(LemonError, match="Flag 'knn_k' has the value \\[1, 2\\]"):
         to_flags({"knn_k": [1, 2]})
 
@@ -183,8 +207,13 @@ def test_states_from_disk(tmp_path):
     write_job_id(d.run_dir, local_job_id(dead.pid))
     write_job_id(e.run_dir, "4242_7")
     assert read_states(jobs, slurm_active={"4242_7"}) == []
-    assert [j.state for j in jobs] == [State.NOT_LAUNCHED, State.DONE, State.RUNNING, State.INCOMPLETE,
-                                       State.RUNNING]
+    assert [j.state for j in jobs] == [
+        State.NOT_LAUNCHED,
+        State.DONE,
+        State.RUNNING,
+        State.INCOMPLETE,
+        State.RUNNING,
+    ]
     assert format_counts(jobs) == "5 jobs: 1 done, 2 running, 1 incomplete, 1 not launched."
     assert to_launch(jobs) == [a, d]
     assert to_launch(jobs, restart_running=True) == [a, c, d, e]
@@ -196,7 +225,9 @@ def test_a_stale_local_job_id_is_not_running(tmp_path):
     job = build_jobs(Tiny(), tmp_path)[0]
     job.run_dir.mkdir(parents=True)
     host_id = local_job_id(os.getpid())
-    write_job_id(job.run_dir, host_id.rsplit(":", 1)[0] + ":1")  # same pid, another start time: recycled
+    write_job_id(
+        job.run_dir, host_id.rsplit(":", 1)[0] + ":1"
+    )  # same pid, another start time: recycled
     read_states([job])
     assert job.state == State.INCOMPLETE
     write_job_id(job.run_dir, "local:some-other-host:1:1")
@@ -220,14 +251,21 @@ def test_slurm_unreachable_is_a_warning_not_a_crash(tmp_path, monkeypatch):
 def cli(tmp_path, monkeypatch, capsys):
     """Run ``sweep.main`` on a 4-run test experiment with no stdin; returns (exit code, stdout)."""
     monkeypatch.syspath_prepend(str(tmp_path))
-    write_module(tmp_path, "exp_cli_sweep", experiment_source(
-        "test_cli_sweep", expand(dict(dataset="synthetic", n_synthetic=400, knn_k=[3, 5, 7, 9]))))
+    write_module(
+        tmp_path,
+        "exp_cli_sweep",
+        experiment_source(
+            "test_cli_sweep", expand(dict(dataset="synthetic", n_synthetic=400, knn_k=[3, 5, 7, 9]))
+        ),
+    )
     __import__("exp_cli_sweep")
     root = tmp_path / "out"
 
     def call(*args: str) -> tuple[int, str]:
         monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-        code = sweep.main([args[0], "--experiment", "test_cli_sweep", "--output_root", str(root), *args[1:]])
+        code = sweep.main(
+            [args[0], "--experiment", "test_cli_sweep", "--output_root", str(root), *args[1:]]
+        )
         captured = capsys.readouterr()
         return code, captured.out + captured.err
 
@@ -262,12 +300,16 @@ def test_cli_destructive_commands_need_a_yes(cli):
 def test_cli_notes_ignored_options_and_accepts_output_dir_spelling(cli, tmp_path, capsys):
     code, out = cli("launch", "--command_launcher", "dummy", "--mem_gb", "8")
     assert "note: --mem_gb is not used by the 'dummy' launcher; ignored." in out
-    code = sweep.main(["status", "--experiment", "test_cli_sweep", "--output_dir", str(tmp_path / "out")])
+    code = sweep.main(
+        ["status", "--experiment", "test_cli_sweep", "--output_dir", str(tmp_path / "out")]
+    )
     assert code == 0 and "4 jobs:" in capsys.readouterr().out
 
 
 def test_cli_status_shows_recorded_job_ids(cli, tmp_path, monkeypatch):
-    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no squeue: a Slurm id without 'done' is incomplete
+    monkeypatch.setenv(
+        "PATH", str(tmp_path / "empty")
+    )  # no squeue: a Slurm id without 'done' is incomplete
     jobs = cli.jobs()
     for job in jobs[:3]:
         job.run_dir.mkdir(parents=True)
@@ -278,38 +320,73 @@ def test_cli_status_shows_recorded_job_ids(cli, tmp_path, monkeypatch):
     lines = out.splitlines()
     assert code == 0 and "4 jobs: 1 done, 0 running, 2 incomplete, 1 not launched." in out
     assert [line for line in lines if str(jobs[0].run_dir) in line and "[job 4242_0]" in line]
-    assert sum(str(jobs[0].run_dir) in line for line in lines) == 2  # the -v line and the 'incomplete:' line
+    assert (
+        sum(str(jobs[0].run_dir) in line for line in lines) == 2
+    )  # the -v line and the 'incomplete:' line
     incomplete = f"incomplete: {jobs[0].run_dir}  [job 4242_0]  (log:"
     assert any(line.strip().startswith(incomplete) for line in lines)
-    assert any(line.strip().startswith(f"done: {jobs[1].run_dir}  [job 4242_1]  ") for line in lines)
+    assert any(
+        line.strip().startswith(f"done: {jobs[1].run_dir}  [job 4242_1]  ") for line in lines
+    )
     no_id = [line for line in lines if str(jobs[2].run_dir) in line]
     assert len(no_id) == 2 and not any("[job" in line for line in no_id)
     assert sum("[job" in line for line in lines) == 3
     read_states(jobs, slurm_active=set())
-    assert str(jobs[0]).strip().startswith(f"incomplete: {jobs[0].run_dir}  [job 4242_0]  dataset=synthetic")
+    assert (
+        str(jobs[0])
+        .strip()
+        .startswith(f"incomplete: {jobs[0].run_dir}  [job 4242_0]  dataset=synthetic")
+    )
 
 
 def test_cli_bad_output_root_is_one_line(cli, tmp_path, capsys, monkeypatch):
     afile = tmp_path / "a_file"
     afile.write_text("x")
     for command, root in (("status", afile), ("launch", afile), ("status", afile / "sub")):
-        code = sweep.main([command, "--experiment", "test_cli_sweep", "--output_root", str(root),
-                           "--skip_confirmation"])
+        code = sweep.main(
+            [
+                command,
+                "--experiment",
+                "test_cli_sweep",
+                "--output_root",
+                str(root),
+                "--skip_confirmation",
+            ]
+        )
         err = capsys.readouterr().err
-        assert code == 2 and err.count("\n") == 1 and err.startswith(f"error: --output_root {root} ")
+        assert (
+            code == 2 and err.count("\n") == 1 and err.startswith(f"error: --output_root {root} ")
+        )
         assert f"{afile} is a file" in err
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     if os.geteuid() == 0:  # root writes anywhere: make access() answer as for a normal user
         real = os.access
-        monkeypatch.setattr(os, "access", lambda p, m, **kw: False if Path(p) == locked else real(p, m, **kw))
+        monkeypatch.setattr(
+            os, "access", lambda p, m, **kw: False if Path(p) == locked else real(p, m, **kw)
+        )
     for root in (locked, locked / "sub"):
-        code = sweep.main(["launch", "--experiment", "test_cli_sweep", "--output_root", str(root),
-                           "--skip_confirmation"])
+        code = sweep.main(
+            [
+                "launch",
+                "--experiment",
+                "test_cli_sweep",
+                "--output_root",
+                str(root),
+                "--skip_confirmation",
+            ]
+        )
         err = capsys.readouterr().err
-        assert code == 2 and err.count("\n") == 1 and "--output_root" in err and "is not writable" in err
+        assert (
+            code == 2
+            and err.count("\n") == 1
+            and "--output_root" in err
+            and "is not writable" in err
+        )
     assert list(locked.iterdir()) == []
-    assert sweep.main(["status", "--experiment", "test_cli_sweep", "--output_root", str(locked)]) == 0
+    assert (
+        sweep.main(["status", "--experiment", "test_cli_sweep", "--output_root", str(locked)]) == 0
+    )
 
 
 def test_cli_unknown_names_list_the_choices(cli, capsys):

@@ -1,4 +1,5 @@
 """The synthetic generator (lemon/data/synthetic.py) reproduces the benchmark reference bit for bit."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,5 +29,7 @@ def test_data_seed_draws_a_replicate():
     again = make_synthetic_embeddings(400, data_seed=1)
     assert all(np.array_equal(b[k], again[k]) for k in b)
     assert not np.array_equal(a["train_img"], b["train_img"])
-    np.testing.assert_array_equal(a["label_prompt_txt"], b["label_prompt_txt"])  # same classes, same prompts
+    np.testing.assert_array_equal(
+        a["label_prompt_txt"], b["label_prompt_txt"]
+    )  # same classes, same prompts
     assert a["val_is_mislabel"].sum() == b["val_is_mislabel"].sum() == round(0.4 * 50)

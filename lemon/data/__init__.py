@@ -1,10 +1,17 @@
 """DATASETS registry: loaders of every dataset of the paper, bring-your-own data and embedding sources."""
+
 from __future__ import annotations
 
 from lemon.registry import Registry
 
 DATASETS: Registry = Registry("dataset")
 
-from lemon.data import (  # noqa: E402,F401  (register their datasets)
-    captioning, captioning_medical, classification, custom, demo, embeddings, synthetic,
+from lemon.data import (
+    captioning,
+    captioning_medical,
+    classification,
+    custom,
+    demo,
+    embeddings,
+    synthetic,
 )

@@ -9,31 +9,47 @@ Usage:
 ``check`` loads the dataset exactly as a run would and prints ``OK`` with the split sizes, or the one-line
 error naming the missing path (exit status 1). The layout each dataset expects is in DataSources.md.
 """
+
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
-BYO_FLAGS = ("data_path", "image_root", "image_column", "text_column", "label_column", "clean_column")
+BYO_FLAGS = (
+    "data_path",
+    "image_root",
+    "image_column",
+    "text_column",
+    "label_column",
+    "clean_column",
+)
 
 
 def _parser() -> argparse.ArgumentParser:
     from lemon.config import RunConfig
 
     defaults = RunConfig()
-    parser = argparse.ArgumentParser(prog="python -m lemon.data", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lemon.data", description=__doc__.split("\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    listing = sub.add_parser("list", help="Registered datasets, their task and noise types, found or not.")
+    listing = sub.add_parser(
+        "list", help="Registered datasets, their task and noise types, found or not."
+    )
     listing.add_argument("--data_dir", default=None)
-    check = sub.add_parser("check", help="Load a dataset as a run would; print split sizes or what is missing.")
+    check = sub.add_parser(
+        "check", help="Load a dataset as a run would; print split sizes or what is missing."
+    )
     check.add_argument("name")
     check.add_argument("--data_dir", default=None)
     check.add_argument("--data_seed", type=int, default=0)
     for flag in BYO_FLAGS:
         check.add_argument(f"--{flag}", default=getattr(defaults, flag))
-    download = sub.add_parser("download", help="Download a dataset that is freely downloadable (CIFAR).")
+    download = sub.add_parser(
+        "download", help="Download a dataset that is freely downloadable (CIFAR)."
+    )
     download.add_argument("name")
     download.add_argument("--data_dir", default=None)
     return parser
@@ -75,27 +91,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset = DATASETS.get(args.name)()
         if args.command == "download":
             if not callable(getattr(dataset, "download", None)):
-                raise LemonError(f"Dataset '{dataset.name}' cannot be downloaded automatically; follow "
-                                 f"DataSources.md#{dataset.name}.")
+                raise LemonError(
+                    f"Dataset '{dataset.name}' cannot be downloaded automatically; follow "
+                    f"DataSources.md#{dataset.name}."
+                )
             try:
                 paths = dataset.download(root)
             except OSError as err:
-                raise LemonError(f"Download of '{dataset.name}' failed ({err}); fetch the files by hand as "
-                                 f"DataSources.md#{dataset.name} says.") from err
+                raise LemonError(
+                    f"Download of '{dataset.name}' failed ({err}); fetch the files by hand as "
+                    f"DataSources.md#{dataset.name} says."
+                ) from err
             print("downloaded: " + ", ".join(str(p) for p in paths))
             return 0
         if dataset.precomputed:
-            raise LemonError(f"Dataset '{dataset.name}' is generated or read from --embeddings; nothing to check.")
-        cfg = RunConfig(output_dir="-", dataset=dataset.name, data_dir=args.data_dir, data_seed=args.data_seed,
-                        **{flag: getattr(args, flag) for flag in BYO_FLAGS})
+            raise LemonError(
+                f"Dataset '{dataset.name}' is generated or read from --embeddings; nothing to check."
+            )
+        cfg = RunConfig(
+            output_dir="-",
+            dataset=dataset.name,
+            data_dir=args.data_dir,
+            data_seed=args.data_seed,
+            **{flag: getattr(args, flag) for flag in BYO_FLAGS},
+        )
         splits = load_splits(dataset, cfg)
     except LemonError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     sizes = " ".join(f"{s}={len(p)}" for s, p in splits.splits.items())
     skipped = sum(skipped_images(splits).values())
-    print(f"OK {splits.name} ({splits.task}{'' if splits.has_ground_truth else ', no ground truth'}): {sizes}"
-          + (f" (skipped unreadable images: {skipped})" if skipped else ""))
+    print(
+        f"OK {splits.name} ({splits.task}{'' if splits.has_ground_truth else ', no ground truth'}): {sizes}"
+        + (f" (skipped unreadable images: {skipped})" if skipped else "")
+    )
     return 0
 
 

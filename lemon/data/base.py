@@ -4,14 +4,16 @@ A :class:`PairSplit` holds one split of N image–text pairs: image references (
 clean and observed labels (class ids for classification, caption strings for captioning) and, derived from
 them, the text each pair shows the model and ``is_mislabel`` (observed != clean *as strings*).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Protocol, Sequence, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -84,7 +86,7 @@ class FileImages:
     def fingerprint(self) -> str:
         return file_stamps([os.path.join(self.root, p) for p in self.relpaths])
 
-    def subset(self, index: np.ndarray) -> "FileImages":
+    def subset(self, index: np.ndarray) -> FileImages:
         return FileImages(self.root, [self.relpaths[i] for i in np.asarray(index)])
 
 
@@ -107,7 +109,7 @@ class ArrayImages:
         pixels = np.ascontiguousarray(self.pixels)
         return digest(str(pixels.shape), str(pixels.dtype), memoryview(pixels).cast("B"))
 
-    def subset(self, index: np.ndarray) -> "ArrayImages":
+    def subset(self, index: np.ndarray) -> ArrayImages:
         index = np.asarray(index)
         return ArrayImages(self.pixels[index], [self.ids[i] for i in index])
 
@@ -180,19 +182,27 @@ class PairSplit:
             return [prefix + name for name in self.observed_text]
         return [str(t) for t in self.observed_text]
 
-    def with_observed(self, observed: np.ndarray, **meta) -> "PairSplit":
+    def with_observed(self, observed: np.ndarray, **meta) -> PairSplit:
         """A copy with new observed labels (what noise injectors return)."""
         return dataclasses.replace(self, observed=np.asarray(observed), meta={**self.meta, **meta})
 
-    def subset(self, index: np.ndarray) -> "PairSplit":
+    def subset(self, index: np.ndarray) -> PairSplit:
         """Rows ``index`` of this split (images, labels, categories and per-row ``meta`` arrays alike)."""
         index = np.asarray(index, dtype=np.int64)
         images = None if self.images is None else self.images.subset(index)  # type: ignore[attr-defined]
         cats = None if self.categories is None else [self.categories[i] for i in index]
-        meta = {k: (v[index] if isinstance(v, np.ndarray) and v.ndim and len(v) == len(self) else v)
-                for k, v in self.meta.items()}
-        return dataclasses.replace(self, images=images, clean=self.clean[index], observed=self.observed[index],
-                                   categories=cats, meta=meta)
+        meta = {
+            k: (v[index] if isinstance(v, np.ndarray) and v.ndim and len(v) == len(self) else v)
+            for k, v in self.meta.items()
+        }
+        return dataclasses.replace(
+            self,
+            images=images,
+            clean=self.clean[index],
+            observed=self.observed[index],
+            categories=cats,
+            meta=meta,
+        )
 
 
 @dataclass

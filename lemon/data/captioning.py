@@ -5,6 +5,7 @@ Karpathy sets keep one caption per image, drawn as the original LEMoN preprocess
 ``RandomState(42)``, one draw per image in JSON order), so the same caption is chosen for every run;
 ``restval`` joins train (SPEC §1).
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,39 +35,72 @@ def karpathy_records(path: Path, name: str) -> tuple[list[dict], np.ndarray]:
     def parse(p: Path) -> tuple[list[dict], np.ndarray]:
         images = read_json(p)["images"]
         rs = np.random.RandomState(KARPATHY_CAPTION_SEED)
-        captions = [img["sentences"][rs.randint(0, len(img["sentences"]))]["raw"].strip() for img in images]
+        captions = [
+            img["sentences"][rs.randint(0, len(img["sentences"]))]["raw"].strip() for img in images
+        ]
         return images, np.asarray(captions, dtype=object)
 
-    return read_metadata(name, path, parse, "Karpathy split file",
-                         "{'images': [{'filename', 'split', 'sentences': [{'raw': ...}, ...]}, ...]}")
+    return read_metadata(
+        name,
+        path,
+        parse,
+        "Karpathy split file",
+        "{'images': [{'filename', 'split', 'sentences': [{'raw': ...}, ...]}, ...]}",
+    )
 
 
-def _captioning_splits(name: str, root: Path, relpaths: list[str], captions: np.ndarray,
-                       split_names, categories=None, meta: dict | None = None) -> DatasetSplits:
+def _captioning_splits(
+    name: str,
+    root: Path,
+    relpaths: list[str],
+    captions: np.ndarray,
+    split_names,
+    categories=None,
+    meta: dict | None = None,
+) -> DatasetSplits:
     """Official-split captioning data with readability filtering (clean == observed)."""
     keep, _ = keep_readable(name, root, relpaths)
-    pairs = PairSplit("all", "captioning", FileImages(root, relpaths), captions, captions.copy(),
-                      categories=categories, meta=dict(meta or {}))
+    pairs = PairSplit(
+        "all",
+        "captioning",
+        FileImages(root, relpaths),
+        captions,
+        captions.copy(),
+        categories=categories,
+        meta=dict(meta or {}),
+    )
     return build_splits(name, "captioning", pairs, named_splits(split_names, name), keep=keep)
 
 
 def _read_instances(path: Path) -> tuple[dict[int, str], list, list]:
     data = read_json(path)
-    return ({int(c["id"]): str(c["name"]) for c in data["categories"]},
-            [a["image_id"] for a in data["annotations"]], [a["category_id"] for a in data["annotations"]])
+    return (
+        {int(c["id"]): str(c["name"]) for c in data["categories"]},
+        [a["image_id"] for a in data["annotations"]],
+        [a["category_id"] for a in data["annotations"]],
+    )
 
 
-def coco_categories(annotation_files: list[Path], name: str = "mscoco") -> dict[int, tuple[str, ...]]:
+def coco_categories(
+    annotation_files: list[Path], name: str = "mscoco"
+) -> dict[int, tuple[str, ...]]:
     """COCO image id -> sorted names of the object categories annotated in it (instances files)."""
     image_ids, cat_ids, names = [], [], {}
     for path in annotation_files:
-        found, images, cats = read_metadata(name, path, _read_instances, "COCO instances annotations",
-                                            "{'images', 'annotations': [{'image_id', 'category_id'}, ...], "
-                                            "'categories': [{'id', 'name'}, ...]}")
+        found, images, cats = read_metadata(
+            name,
+            path,
+            _read_instances,
+            "COCO instances annotations",
+            "{'images', 'annotations': [{'image_id', 'category_id'}, ...], "
+            "'categories': [{'id', 'name'}, ...]}",
+        )
         names.update(found)
         image_ids += images
         cat_ids += cats
-    pairs = np.unique(np.stack([np.asarray(image_ids, np.int64), np.asarray(cat_ids, np.int64)], 1), axis=0)
+    pairs = np.unique(
+        np.stack([np.asarray(image_ids, np.int64), np.asarray(cat_ids, np.int64)], 1), axis=0
+    )
     out: dict[int, list[str]] = {}
     for img, cat in pairs.tolist():
         out.setdefault(img, []).append(names[cat])
@@ -80,8 +114,10 @@ class MSCOCO(Dataset):
     name: ClassVar[str] = "mscoco"
     task: ClassVar[str] = "captioning"
     noise_types: ClassVar[tuple[str, ...]] = ("random", "noun", "cat")
-    instances: ClassVar[tuple[str, ...]] = ("annotations/instances_train2014.json",
-                                            "annotations/instances_val2014.json")
+    instances: ClassVar[tuple[str, ...]] = (
+        "annotations/instances_train2014.json",
+        "annotations/instances_val2014.json",
+    )
 
     def check_exists(self, root: Path) -> None:
         d = Path(root) / self.name
@@ -100,10 +136,19 @@ class MSCOCO(Dataset):
         else:
             categories = None
             missing = next(f for f in files if not f.is_file())
-            meta["categories_missing"] = (f"'cat' noise needs the COCO instances annotations: expected "
-                                          f"{missing}. See DataSources.md#{self.name}.")
-        return _captioning_splits(self.name, Path(root), relpaths, captions,
-                                  [img["split"] for img in images], categories, meta)
+            meta["categories_missing"] = (
+                f"'cat' noise needs the COCO instances annotations: expected "
+                f"{missing}. See DataSources.md#{self.name}."
+            )
+        return _captioning_splits(
+            self.name,
+            Path(root),
+            relpaths,
+            captions,
+            [img["split"] for img in images],
+            categories,
+            meta,
+        )
 
 
 @DATASETS.register("flickr30k")
@@ -120,9 +165,13 @@ class Flickr30k(Dataset):
 
     def load(self, root: Path, data_seed: int) -> DatasetSplits:
         self.check_exists(root)
-        images, captions = karpathy_records(Path(root) / self.name / "dataset_flickr30k.json", self.name)
+        images, captions = karpathy_records(
+            Path(root) / self.name / "dataset_flickr30k.json", self.name
+        )
         relpaths = [f"{self.name}/flickr30k_images/{img['filename']}" for img in images]
-        return _captioning_splits(self.name, Path(root), relpaths, captions, [img["split"] for img in images])
+        return _captioning_splits(
+            self.name, Path(root), relpaths, captions, [img["split"] for img in images]
+        )
 
 
 @DATASETS.register("mmimdb")
@@ -144,27 +193,45 @@ class MMIMDb(Dataset):
     def load(self, root: Path, data_seed: int) -> DatasetSplits:
         self.check_exists(root)
         d = Path(root) / self.name
-        split = read_metadata(self.name, d / "split.json", _read_mmimdb_split, "MM-IMDb split file",
-                              "{'train': [ids], 'dev': [ids], 'test': [ids]}")
+        split = read_metadata(
+            self.name,
+            d / "split.json",
+            _read_mmimdb_split,
+            "MM-IMDb split file",
+            "{'train': [ids], 'dev': [ids], 'test': [ids]}",
+        )
         names = {"train": "train", "dev": "val", "val": "val", "test": "test"}
         ids, split_names = [], []
         for key, movie_ids in split.items():
             if key not in names:
-                raise LemonError(f"{d / 'split.json'}: unknown split '{key}' (expected train, dev, test).")
+                raise LemonError(
+                    f"{d / 'split.json'}: unknown split '{key}' (expected train, dev, test)."
+                )
             ids += [str(i) for i in movie_ids]
             split_names += [names[key]] * len(movie_ids)
         require(self.name, *(d / "dataset" / f"{i}.json" for i in ids[:1]))
         with ThreadPoolExecutor(max_workers=16) as pool:
-            records = list(pool.map(lambda i: _read_movie(d / "dataset" / f"{i}.json"), ids, chunksize=64))
+            records = list(
+                pool.map(lambda i: _read_movie(d / "dataset" / f"{i}.json"), ids, chunksize=64)
+            )
         texts = np.asarray([r[0] for r in records], dtype=object)
         has_text = texts != ""
-        dropped = {s: int((~has_text[np.asarray(split_names) == s]).sum()) for s in ("train", "val", "test")}
+        dropped = {
+            s: int((~has_text[np.asarray(split_names) == s]).sum())
+            for s in ("train", "val", "test")
+        }
         if sum(dropped.values()):
             log.info("%s: dropped %s movies without a plot outline", self.name, dropped)
         rows = np.flatnonzero(has_text)
         relpaths = [f"{self.name}/dataset/{ids[i]}.jpeg" for i in rows]
-        splits = _captioning_splits(self.name, Path(root), relpaths, texts[rows],
-                                    [split_names[i] for i in rows], [records[i][1] for i in rows])
+        splits = _captioning_splits(
+            self.name,
+            Path(root),
+            relpaths,
+            texts[rows],
+            [split_names[i] for i in rows],
+            [records[i][1] for i in rows],
+        )
         for s, part in splits.splits.items():
             part.meta["dropped_empty_text"] = dropped[s]
         return splits
@@ -226,8 +293,13 @@ def index_shard(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, list[str
         for j, k in enumerate(keys):
             f.seek(images[k].offset_data)
             readable[j] = images[k].size > 0 and _looks_like_image(f.read(16))
-    return ([images[k].name for k in keys], np.asarray([images[k].offset_data for k in keys], np.int64),
-            np.asarray([images[k].size for k in keys], np.int64), [texts[k] for k in keys], readable)
+    return (
+        [images[k].name for k in keys],
+        np.asarray([images[k].offset_data for k in keys], np.int64),
+        np.asarray([images[k].size for k in keys], np.int64),
+        [texts[k] for k in keys],
+        readable,
+    )
 
 
 @DATASETS.register("cc3m")
@@ -250,20 +322,34 @@ class CC3M(Dataset):
         shards = require_any(self.name, d, "**/*.tar", "webdataset .tar shards")
         rel = [str(p.relative_to(d)) for p in shards]
         parts = [index_shard(p) for p in shards]
-        shard_index = np.concatenate([np.full(len(p[0]), k) for k, p in enumerate(parts)]).astype(np.int64)
+        shard_index = np.concatenate([np.full(len(p[0]), k) for k, p in enumerate(parts)]).astype(
+            np.int64
+        )
         members = [m for p in parts for m in p[0]]
         captions = np.asarray([c for p in parts for c in p[3]], dtype=object)
         keep = np.concatenate([p[4] for p in parts])
         if (~keep).any():
-            log.warning("%s: skipping %d empty or non-image shard members", self.name, int((~keep).sum()))
-        images = TarImages(d, rel, shard_index, np.concatenate([p[1] for p in parts]),
-                           np.concatenate([p[2] for p in parts]), members)
-        val_shard = np.asarray([bool(re.search(r"(?<![a-z])val", r.lower())) for r in rel] + [False])
+            log.warning(
+                "%s: skipping %d empty or non-image shard members", self.name, int((~keep).sum())
+            )
+        images = TarImages(
+            d,
+            rel,
+            shard_index,
+            np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] for p in parts]),
+            members,
+        )
+        val_shard = np.asarray(
+            [bool(re.search(r"(?<![a-z])val", r.lower())) for r in rel] + [False]
+        )
         is_val = val_shard[shard_index]
         if is_val.any():
             from sklearn.model_selection import train_test_split
 
-            val, test = train_test_split(np.flatnonzero(is_val), test_size=0.5, random_state=data_seed)
+            val, test = train_test_split(
+                np.flatnonzero(is_val), test_size=0.5, random_state=data_seed
+            )
             index = {"train": np.flatnonzero(~is_val), "val": val, "test": test}
         else:
             index = random_80_10_10(len(members), data_seed)

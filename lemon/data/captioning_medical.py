@@ -6,6 +6,7 @@ finding *with its value*: ``positive:Edema``, ``negative:Edema`` or ``uncertain:
 original; 'Support Devices' is not a finding). Images whose report yields no text are dropped
 (``meta['dropped_empty_text']``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,9 +25,21 @@ from lemon.data.splitting import named_splits
 from lemon.errors import LemonError
 
 log = logging.getLogger(__name__)
-FINDINGS = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Cardiomediastinum", "Fracture",
-            "Lung Lesion", "Lung Opacity", "No Finding", "Pleural Effusion", "Pleural Other", "Pneumonia",
-            "Pneumothorax")
+FINDINGS = (
+    "Atelectasis",
+    "Cardiomegaly",
+    "Consolidation",
+    "Edema",
+    "Enlarged Cardiomediastinum",
+    "Fracture",
+    "Lung Lesion",
+    "Lung Opacity",
+    "No Finding",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Pneumonia",
+    "Pneumothorax",
+)
 VALUES = {1.0: "positive", 0.0: "negative", -1.0: "uncertain"}
 _HEADER = re.compile(r"^[ \t]*([A-Z][A-Z &/()-]*[A-Z)])[ \t]*:", re.MULTILINE)
 
@@ -40,7 +53,9 @@ def report_text(report: str) -> str:
     heads = list(_HEADER.finditer(report))
     sections: dict[str, str] = {}
     for h, nxt in zip(heads, heads[1:] + [None]):
-        sections[h.group(1).strip()] = " ".join(report[h.end(): nxt.start() if nxt else None].split())
+        sections[h.group(1).strip()] = " ".join(
+            report[h.end() : nxt.start() if nxt else None].split()
+        )
     findings, impression = sections.get("FINDINGS", ""), sections.get("IMPRESSION", "")
     if not impression:
         paragraphs = [p for p in re.split(r"\n[ \t]*\n", report) if p.strip()]
@@ -48,7 +63,10 @@ def report_text(report: str) -> str:
         last = " ".join(last.split())
         if last and last != findings and len(paragraphs) > 1:
             impression = last
-    parts = [f"FINDINGS: {findings}" if findings else "", f"IMPRESSION: {impression}" if impression else ""]
+    parts = [
+        f"FINDINGS: {findings}" if findings else "",
+        f"IMPRESSION: {impression}" if impression else "",
+    ]
     return " ".join(p for p in parts if p)
 
 
@@ -87,48 +105,78 @@ class MimicCXRCaption(Dataset):
 
     def check_exists(self, root: Path) -> None:
         d = Path(root) / self.name
-        require(self.name, _csv(d, "mimic-cxr-2.0.0-split"), _csv(d, "mimic-cxr-2.0.0-chexpert"),
-                d / "files", d / "reports" / "files")
+        require(
+            self.name,
+            _csv(d, "mimic-cxr-2.0.0-split"),
+            _csv(d, "mimic-cxr-2.0.0-chexpert"),
+            d / "files",
+            d / "reports" / "files",
+        )
 
     def load(self, root: Path, data_seed: int) -> DatasetSplits:
         import pandas as pd
 
         self.check_exists(root)
         d = Path(root) / self.name
-        need = {"split": ("dicom_id", "study_id", "subject_id", "split"),
-                "chexpert": ("subject_id", "study_id", *FINDINGS)}
-        split, labels = (read_metadata(self.name, _csv(d, f"mimic-cxr-2.0.0-{which}"), pd.read_csv,
-                                       f"MIMIC-CXR-JPG {which} CSV", f"a CSV with columns {', '.join(cols)}")
-                         for which, cols in need.items())
+        need = {
+            "split": ("dicom_id", "study_id", "subject_id", "split"),
+            "chexpert": ("subject_id", "study_id", *FINDINGS),
+        }
+        split, labels = (
+            read_metadata(
+                self.name,
+                _csv(d, f"mimic-cxr-2.0.0-{which}"),
+                pd.read_csv,
+                f"MIMIC-CXR-JPG {which} CSV",
+                f"a CSV with columns {', '.join(cols)}",
+            )
+            for which, cols in need.items()
+        )
         for which, frame in (("split", split), ("chexpert", labels)):
             absent = [c for c in need[which] if c not in frame.columns]
             if absent:
                 path = _csv(d, f"mimic-cxr-2.0.0-{which}")
-                raise LemonError(f"Dataset '{self.name}': {path} lacks columns {absent}. "
-                                 f"See DataSources.md#{self.name}.")
+                raise LemonError(
+                    f"Dataset '{self.name}': {path} lacks columns {absent}. "
+                    f"See DataSources.md#{self.name}."
+                )
         df = split.merge(labels[list(need["chexpert"])], on=["subject_id", "study_id"], how="inner")
         if df.empty:
-            raise not_found(self.name, _csv(d, "mimic-cxr-2.0.0-chexpert"), "no study shared with the split "
-                            "file in")
+            raise not_found(
+                self.name,
+                _csv(d, "mimic-cxr-2.0.0-chexpert"),
+                "no study shared with the split file in",
+            )
         subject = df["subject_id"].astype(np.int64).astype(str)
         study = "s" + df["study_id"].astype(np.int64).astype(str)
         folder = "p" + subject.str[:2] + "/p" + subject + "/" + study
         studies = folder.drop_duplicates()
         with ThreadPoolExecutor(max_workers=16) as pool:
-            texts = list(pool.map(_read_report, [d / "reports" / "files" / f"{s}.txt" for s in studies],
-                                  chunksize=64))
+            texts = list(
+                pool.map(
+                    _read_report,
+                    [d / "reports" / "files" / f"{s}.txt" for s in studies],
+                    chunksize=64,
+                )
+            )
         text = folder.map(dict(zip(studies, texts))).to_numpy(dtype=object)
         has_text = text != ""
         split_names = df["split"].astype(str).to_numpy()
         rows = np.flatnonzero(has_text)
-        relpaths = (f"{self.name}/files/" + folder + "/" + df["dicom_id"].astype(str) + ".jpg").to_numpy()
+        relpaths = (
+            f"{self.name}/files/" + folder + "/" + df["dicom_id"].astype(str) + ".jpg"
+        ).to_numpy()
         categories = chexpert_categories(df[list(FINDINGS)].to_numpy(dtype=np.float64)[rows])
-        splits = _captioning_splits(self.name, Path(root), list(relpaths[rows]), text[rows],
-                                    split_names[rows], categories)
+        splits = _captioning_splits(
+            self.name, Path(root), list(relpaths[rows]), text[rows], split_names[rows], categories
+        )
         lost = named_splits(split_names[~has_text], self.name) if (~has_text).any() else {}
         for s, part in splits.splits.items():
             part.meta["dropped_empty_text"] = len(lost.get(s, ()))
         if (~has_text).any():
-            log.info("%s: dropped %d images whose report has no FINDINGS/IMPRESSION text", self.name,
-                     int((~has_text).sum()))
+            log.info(
+                "%s: dropped %d images whose report has no FINDINGS/IMPRESSION text",
+                self.name,
+                int((~has_text).sum()),
+            )
         return splits

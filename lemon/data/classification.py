@@ -9,6 +9,7 @@
   that only serves ``is_mislabel = not is_clean``; ``meta['clean_unknown']`` marks those rows. Split 50/25/25
   stratified by ``is_clean``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,7 +22,14 @@ import numpy as np
 
 from lemon.data import DATASETS
 from lemon.data.base import ArrayImages, Dataset, DatasetSplits, FileImages, PairSplit
-from lemon.data.files import IMAGE_SUFFIXES, keep_readable, not_found, read_json, read_metadata, require
+from lemon.data.files import (
+    IMAGE_SUFFIXES,
+    keep_readable,
+    not_found,
+    read_json,
+    read_metadata,
+    require,
+)
 from lemon.data.splitting import build_splits, random_80_10_10, stratified_50_25_25
 from lemon.errors import LemonError
 
@@ -44,12 +52,18 @@ def read_cifar_n(path: Path, key: str, name: str | None = None) -> tuple[np.ndar
 
     name = name or ("cifar100" if "100" in Path(path).name else "cifar10")
     # a dict of numpy arrays, as published
-    labels = read_metadata(name, path, lambda p: torch.load(p, weights_only=False), "CIFAR-N label file")
+    labels = read_metadata(
+        name, path, lambda p: torch.load(p, weights_only=False), "CIFAR-N label file"
+    )
     if not isinstance(labels, dict) or "clean_label" not in labels or key not in labels:
         found = sorted(labels) if isinstance(labels, dict) else type(labels).__name__
-        raise LemonError(f"{path} is not a CIFAR-N label file: expected keys 'clean_label' and '{key}', "
-                         f"found {found}.")
-    return np.asarray(labels["clean_label"], dtype=np.int64), np.asarray(labels[key], dtype=np.int64)
+        raise LemonError(
+            f"{path} is not a CIFAR-N label file: expected keys 'clean_label' and '{key}', "
+            f"found {found}."
+        )
+    return np.asarray(labels["clean_label"], dtype=np.int64), np.asarray(
+        labels[key], dtype=np.int64
+    )
 
 
 def _unpickle(path: Path) -> dict:
@@ -100,17 +114,38 @@ class _Cifar(Dataset, abstract=True):
         self.check_exists(root)
         d = self._dir(root)
         batch_format = f"a python pickle of {{'data', '{self.label_key}', ...}}"
-        batches = [read_metadata(self.name, d / f, self._read_batch, "CIFAR batch", batch_format)
-                   for f in self.train_files]
-        pixels = np.concatenate([b[0] for b in batches]).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        batches = [
+            read_metadata(self.name, d / f, self._read_batch, "CIFAR batch", batch_format)
+            for f in self.train_files
+        ]
+        pixels = (
+            np.concatenate([b[0] for b in batches]).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        )
         labels = np.concatenate([b[1] for b in batches])
-        class_names = read_metadata(self.name, d / self.meta_file, self._read_names,
-                                    "CIFAR meta file", f"a python pickle of {{'{self.names_key}', ...}}")
+        class_names = read_metadata(
+            self.name,
+            d / self.meta_file,
+            self._read_names,
+            "CIFAR meta file",
+            f"a python pickle of {{'{self.names_key}', ...}}",
+        )
         ids = [f"{self.name}/train/{i:05d}" for i in range(len(labels))]
-        pairs = PairSplit("all", self.task, ArrayImages(np.ascontiguousarray(pixels), ids), labels,
-                          labels.copy(), class_names=class_names, meta=self._human_labels(root, labels))
-        return build_splits(self.name, self.task, pairs, random_80_10_10(len(labels), data_seed),
-                            class_names=class_names)
+        pairs = PairSplit(
+            "all",
+            self.task,
+            ArrayImages(np.ascontiguousarray(pixels), ids),
+            labels,
+            labels.copy(),
+            class_names=class_names,
+            meta=self._human_labels(root, labels),
+        )
+        return build_splits(
+            self.name,
+            self.task,
+            pairs,
+            random_80_10_10(len(labels), data_seed),
+            class_names=class_names,
+        )
 
     def download(self, root: Path) -> list[Path]:
         """Fetch the CIFAR pickles (torchvision) and the CIFAR-N file (GitHub) into ``root/<name>``."""
@@ -119,7 +154,9 @@ class _Cifar(Dataset, abstract=True):
         import torchvision
 
         target = Path(root) / self.name
-        getattr(torchvision.datasets, self.torchvision_class)(str(target), train=True, download=True)
+        getattr(torchvision.datasets, self.torchvision_class)(
+            str(target), train=True, download=True
+        )
         human = target / self.human_file
         if not human.is_file():
             target.mkdir(parents=True, exist_ok=True)
@@ -132,16 +169,22 @@ class _Cifar(Dataset, abstract=True):
         found = [p for p in self.human_label_paths(root) if p.is_file()]
         if not found:
             expected = " or ".join(str(p) for p in self.human_label_paths(root))
-            return {"real_missing": f"CIFAR-N labels for '{self.name}' not found: expected {expected}. "
-                                    f"See DataSources.md#{self.name}."}
+            return {
+                "real_missing": f"CIFAR-N labels for '{self.name}' not found: expected {expected}. "
+                f"See DataSources.md#{self.name}."
+            }
         clean, human = read_cifar_n(found[0], self.human_key, self.name)
         if len(clean) != len(labels):
-            raise LemonError(f"{found[0]}: {len(clean)} labels for {len(labels)} CIFAR train images; use the "
-                             f"CIFAR-N file of '{self.name}' and the official train set.")
+            raise LemonError(
+                f"{found[0]}: {len(clean)} labels for {len(labels)} CIFAR train images; use the "
+                f"CIFAR-N file of '{self.name}' and the official train set."
+            )
         if (clean != labels).any():
-            raise LemonError(f"{found[0]}: its clean_label disagrees with the CIFAR train labels in "
-                             f"{int((clean != labels).sum())} places; use the CIFAR-N file of '{self.name}' and "
-                             f"the official train set.")
+            raise LemonError(
+                f"{found[0]}: its clean_label disagrees with the CIFAR train labels in "
+                f"{int((clean != labels).sum())} places; use the CIFAR-N file of '{self.name}' and "
+                f"the official train set."
+            )
         return {"real_observed": human, "real_source": str(found[0])}
 
 
@@ -180,7 +223,11 @@ def _read_red_annotations(path: Path) -> tuple[list[str], np.ndarray, np.ndarray
     entries = [e[0] if isinstance(e, list) else e for e in read_json(path)["data"]]
     ids = [str(e["image/id"]) for e in entries]
     web_label = np.asarray([int(e["image/class/label"]) for e in entries], dtype=np.int64)
-    return ids, web_label, np.asarray([_flag(e["image/class/label/is_clean"]) for e in entries], dtype=bool)
+    return (
+        ids,
+        web_label,
+        np.asarray([_flag(e["image/class/label/is_clean"]) for e in entries], dtype=bool),
+    )
 
 
 def index_images(folder: Path, base: Path) -> dict[str, str]:
@@ -209,27 +256,53 @@ class _RedWeb(Dataset, abstract=True):
         self.check_exists(root)
         d = Path(root) / self.name
         ids, web_label, is_clean = read_metadata(
-            self.name, d / self.annotations, _read_red_annotations, "Controlled Noisy Web Labels annotations",
-            "{'data': [[{'image/id', 'image/class/label', 'image/class/label/is_clean', ...}], ...]}")
+            self.name,
+            d / self.annotations,
+            _read_red_annotations,
+            "Controlled Noisy Web Labels annotations",
+            "{'data': [[{'image/id', 'image/class/label', 'image/class/label/is_clean', ...}], ...]}",
+        )
         class_names = packaged_class_names(self.name)
         if len(web_label) and (web_label.min() < 0 or web_label.max() >= len(class_names)):
             raise LemonError(f"{d / self.annotations}: labels outside [0, {len(class_names)}).")
         stems = index_images(d / "images", Path(root))
         present = np.asarray([i in stems for i in ids], dtype=bool)
         if not present.any():
-            raise not_found(self.name, d / "images" / f"{ids[0] if ids else '<image/id>'}.jpg",
-                            "no annotated image downloaded; expected e.g.")
-        rows = np.flatnonzero(present)  # not-downloaded images are dropped before splitting (original rule)
+            raise not_found(
+                self.name,
+                d / "images" / f"{ids[0] if ids else '<image/id>'}.jpg",
+                "no annotated image downloaded; expected e.g.",
+            )
+        rows = np.flatnonzero(
+            present
+        )  # not-downloaded images are dropped before splitting (original rule)
         relpaths = [stems[ids[i]] for i in rows]
         readable, _ = keep_readable(self.name, Path(root), relpaths)
         observed, flags = web_label[rows], is_clean[rows]
-        clean = np.where(flags, observed, (observed + 1) % len(class_names))  # placeholder when wrong
-        pairs = PairSplit("all", self.task, FileImages(Path(root), relpaths), clean, observed,
-                          class_names=class_names,
-                          meta={"clean_unknown": ~flags, "intrinsic_noise": True,
-                                "not_downloaded": int((~present).sum())})
-        return build_splits(self.name, self.task, pairs, stratified_50_25_25(flags, data_seed),
-                            keep=readable, class_names=class_names)
+        clean = np.where(
+            flags, observed, (observed + 1) % len(class_names)
+        )  # placeholder when wrong
+        pairs = PairSplit(
+            "all",
+            self.task,
+            FileImages(Path(root), relpaths),
+            clean,
+            observed,
+            class_names=class_names,
+            meta={
+                "clean_unknown": ~flags,
+                "intrinsic_noise": True,
+                "not_downloaded": int((~present).sum()),
+            },
+        )
+        return build_splits(
+            self.name,
+            self.task,
+            pairs,
+            stratified_50_25_25(flags, data_seed),
+            keep=readable,
+            class_names=class_names,
+        )
 
 
 @DATASETS.register("mini_imagenet")

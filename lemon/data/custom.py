@@ -8,6 +8,7 @@ type ``real``); without it, score it with ``--real_dataset`` or inject noise to 
 ``split`` column (train / val / test) fixes the splits; otherwise they are 80/10/10 by ``data_seed``.
 Image ids are absolute paths (or ``sha1:<digest>`` of image bytes), so two tables never share cache entries.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,17 +36,21 @@ class ConfigurableDataset(Dataset, abstract=True):
     what: ClassVar[str] = ""  # what --data_path must point to (for the error message)
     path: Path | None = None
 
-    def configure(self, cfg: Any) -> "ConfigurableDataset":
+    def configure(self, cfg: Any) -> ConfigurableDataset:
         self.path = Path(cfg.data_path).expanduser() if cfg.data_path else None
         return self
 
     def check_exists(self, root: Path) -> None:
         if self.path is None:
-            raise DatasetNotFoundError(f"Dataset '{self.name}' needs --data_path ({self.what}). "
-                                       f"See DataSources.md#{self.name}.")
+            raise DatasetNotFoundError(
+                f"Dataset '{self.name}' needs --data_path ({self.what}). "
+                f"See DataSources.md#{self.name}."
+            )
         if not self.path.exists():
-            raise DatasetNotFoundError(f"Dataset '{self.name}' not found: expected {self.path} (from "
-                                       f"--data_path). See DataSources.md#{self.name}.")
+            raise DatasetNotFoundError(
+                f"Dataset '{self.name}' not found: expected {self.path} (from "
+                f"--data_path). See DataSources.md#{self.name}."
+            )
 
 
 def _file_images(paths: list[str], base: Path) -> FileImages:
@@ -70,11 +75,15 @@ class _Table(ConfigurableDataset, abstract=True):
     task: ClassVar[str] = "any"
     noise_types: ClassVar[tuple[str, ...]] = ("real", "random", "noun", "symmetric", "asymmetric")
 
-    def configure(self, cfg: Any) -> "_Table":
+    def configure(self, cfg: Any) -> _Table:
         super().configure(cfg)
         self.image_root = Path(cfg.image_root).expanduser() if cfg.image_root else None
-        self.columns = {"image": cfg.image_column, "text": cfg.text_column, "label": cfg.label_column,
-                        "clean": cfg.clean_column}
+        self.columns = {
+            "image": cfg.image_column,
+            "text": cfg.text_column,
+            "label": cfg.label_column,
+            "clean": cfg.clean_column,
+        }
         return self
 
     def read(self):  # -> pandas.DataFrame
@@ -87,22 +96,31 @@ class _Table(ConfigurableDataset, abstract=True):
         text = bool(cols["text"]) and cols["text"] in df
         label = bool(cols["label"]) and cols["label"] in df
         if cols["image"] not in df or text == label:
-            problem = (f"both a caption column '{cols['text']}' and a label column '{cols['label']}'; pass "
-                       f"--text_column '' or --label_column '' to pick one" if text and label else
-                       f"an image column '{cols['image']}' and a caption column '{cols['text']}' or a label "
-                       f"column '{cols['label']}' (set them with --image_column / --text_column / "
-                       f"--label_column)")
-            raise LemonError(f"{self.path}: the table needs {problem}; its columns are {list(df.columns)}.")
+            problem = (
+                f"both a caption column '{cols['text']}' and a label column '{cols['label']}'; pass "
+                f"--text_column '' or --label_column '' to pick one"
+                if text and label
+                else f"an image column '{cols['image']}' and a caption column '{cols['text']}' or a label "
+                f"column '{cols['label']}' (set them with --image_column / --text_column / "
+                f"--label_column)"
+            )
+            raise LemonError(
+                f"{self.path}: the table needs {problem}; its columns are {list(df.columns)}."
+            )
         if cols["clean"] and cols["clean"] not in df:
-            raise LemonError(f"{self.path}: no clean column '{cols['clean']}' (--clean_column); its columns "
-                             f"are {list(df.columns)}.")
+            raise LemonError(
+                f"{self.path}: no clean column '{cols['clean']}' (--clean_column); its columns "
+                f"are {list(df.columns)}."
+            )
         task = "captioning" if text else "classification"
         observed_col = cols["text"] if text else cols["label"]
         df = df[df[observed_col].notna() & df[cols["image"]].notna()].reset_index(drop=True)
         if task == "captioning":
             df = df[df[observed_col].astype(str).str.strip() != ""].reset_index(drop=True)
         if df.empty:
-            raise LemonError(f"{self.path}: no row has both an image and a non-empty '{observed_col}'.")
+            raise LemonError(
+                f"{self.path}: no row has both an image and a non-empty '{observed_col}'."
+            )
         observed = df[observed_col].to_numpy()
         clean = df[cols["clean"]].to_numpy() if cols["clean"] else observed.copy()
         class_names = None
@@ -111,14 +129,24 @@ class _Table(ConfigurableDataset, abstract=True):
             clean = np.asarray([str(t).strip() for t in clean], dtype=object)
         else:
             class_names, ids = _class_ids(np.concatenate([observed, clean]))
-            observed, clean = ids[: len(observed)], ids[len(observed):]
+            observed, clean = ids[: len(observed)], ids[len(observed) :]
         images, keep = self._images(df[cols["image"]].tolist())
-        index = (named_splits(df["split"].astype(str).to_numpy(), self.name) if "split" in df
-                 else random_80_10_10(len(df), data_seed))
+        index = (
+            named_splits(df["split"].astype(str).to_numpy(), self.name)
+            if "split" in df
+            else random_80_10_10(len(df), data_seed)
+        )
         meta = {"intrinsic_noise": True} if cols["clean"] else {}
         pairs = PairSplit("all", task, images, clean, observed, class_names=class_names, meta=meta)
-        return build_splits(self.name, task, pairs, index, keep=keep, class_names=class_names,
-                            has_ground_truth=bool(cols["clean"]))
+        return build_splits(
+            self.name,
+            task,
+            pairs,
+            index,
+            keep=keep,
+            class_names=class_names,
+            has_ground_truth=bool(cols["clean"]),
+        )
 
     def _images(self, values: list[Any]):
         blobs = [_blob(v) for v in values]
@@ -126,13 +154,20 @@ class _Table(ConfigurableDataset, abstract=True):
             ids = ["sha1:" + hashlib.sha1(b).hexdigest() for b in blobs]
             return BytesImages(blobs, ids), readable_bytes_mask(blobs)
         if any(b is not None for b in blobs):
-            raise LemonError(f"{self.path}: column '{self.columns['image']}' mixes image bytes and paths.")
+            raise LemonError(
+                f"{self.path}: column '{self.columns['image']}' mixes image bytes and paths."
+            )
         base = self.image_root or self.path.parent
         images = _file_images([str(v) for v in values], base)
         keep = readable_mask(images.root, images.relpaths)
         if (~keep).any():
-            log.warning("%s: skipping %d missing or unreadable image(s) of %d (first: %s)", self.name,
-                        int((~keep).sum()), len(keep), images.root / images.relpaths[int(np.argmin(keep))])
+            log.warning(
+                "%s: skipping %d missing or unreadable image(s) of %d (first: %s)",
+                self.name,
+                int((~keep).sum()),
+                len(keep),
+                images.root / images.relpaths[int(np.argmin(keep))],
+            )
         return images, keep
 
 
@@ -177,7 +212,9 @@ class ParquetTable(_Table):
         except ImportError as err:
             from lemon.errors import MissingDependencyError
 
-            raise MissingDependencyError("Reading parquet needs pyarrow: pip install pyarrow.") from err
+            raise MissingDependencyError(
+                "Reading parquet needs pyarrow: pip install pyarrow."
+            ) from err
         except (ValueError, OSError) as err:
             raise LemonError(f"Cannot read {self.path} as parquet ({err}).") from err
 
@@ -199,8 +236,11 @@ class ImageFolderDataset(ConfigurableDataset):
         self.check_exists(root)
         top = {p.name for p in self.path.iterdir() if p.is_dir()}
         val_dir = next((v for v in VAL_DIRS if v in top), None)
-        trees = ({"train": "train", "val": val_dir, "test": "test"} if {"train", "test"} <= top and val_dir
-                 else {"all": "."})
+        trees = (
+            {"train": "train", "val": val_dir, "test": "test"}
+            if {"train", "test"} <= top and val_dir
+            else {"all": "."}
+        )
         files, labels, split_of = [], [], []
         for split, sub in trees.items():
             for cls_dir in sorted(p for p in (self.path / sub).iterdir() if p.is_dir()):
@@ -209,15 +249,29 @@ class ImageFolderDataset(ConfigurableDataset):
                 labels += [cls_dir.name] * len(found)
                 split_of += [split] * len(found)
         if not files:
-            raise DatasetNotFoundError(f"Dataset 'folder' not found: no images in class folders under "
-                                       f"{self.path}. See DataSources.md#folder.")
+            raise DatasetNotFoundError(
+                f"Dataset 'folder' not found: no images in class folders under "
+                f"{self.path}. See DataSources.md#folder."
+            )
         class_names, ids = _class_ids(np.asarray(labels, dtype=object))
         images = _file_images(files, self.path)
         keep = readable_mask(images.root, images.relpaths)
         if (~keep).any():
-            log.warning("folder: skipping %d unreadable image(s) of %d", int((~keep).sum()), len(keep))
-        index = (random_80_10_10(len(files), data_seed) if "all" in trees
-                 else named_splits(np.asarray(split_of), self.name))
+            log.warning(
+                "folder: skipping %d unreadable image(s) of %d", int((~keep).sum()), len(keep)
+            )
+        index = (
+            random_80_10_10(len(files), data_seed)
+            if "all" in trees
+            else named_splits(np.asarray(split_of), self.name)
+        )
         pairs = PairSplit("all", self.task, images, ids, ids.copy(), class_names=class_names)
-        return build_splits(self.name, self.task, pairs, index, keep=keep, class_names=class_names,
-                            has_ground_truth=False)
+        return build_splits(
+            self.name,
+            self.task,
+            pairs,
+            index,
+            keep=keep,
+            class_names=class_names,
+            has_ground_truth=False,
+        )

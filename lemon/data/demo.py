@@ -11,6 +11,7 @@ Its default embedder is ``demo_clip``: a tiny CLIP trained from scratch on the *
 :mod:`lemon.embed.checkpoint`), like the paper's from-scratch MIMIC-CXR models. Per-sample categories
 (shape, colour) make the ``cat`` noise available too.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,39 +28,59 @@ SPLIT_SIZES = {"train": 2000, "val": 300, "test": 1000}
 RENDER_SEED = 20250501  # fixed: the pixels never depend on --data_seed (only the noise does)
 
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring")
-COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (50, 80, 220), "yellow": (230, 210, 40),
-           "purple": (140, 60, 180), "orange": (240, 140, 30), "white": (240, 240, 240),
-           "cyan": (40, 200, 210)}
+COLOURS = {
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (50, 80, 220),
+    "yellow": (230, 210, 40),
+    "purple": (140, 60, 180),
+    "orange": (240, 140, 30),
+    "white": (240, 240, 240),
+    "cyan": (40, 200, 210),
+}
 SIZES = {"small": (4.5, 6.0), "large": (8.5, 10.5)}  # radius range in pixels
 SIDES = ("left", "right")
-STYLES = ("filled", "outline", "faint")  # drawn, never described: a per-image bias of image-text similarity
-TEMPLATES = ("a {size} {colour} {shape} on the {side}",
-             "{colour} {shape}, {side}, {size}",
-             "there is a {colour} {shape} on the {side}, it is {size}",
-             "in this small synthetic picture we can see one {size} {colour} {shape} placed on the {side} side "
-             "of the frame, over a grey textured background")
+STYLES = (
+    "filled",
+    "outline",
+    "faint",
+)  # drawn, never described: a per-image bias of image-text similarity
+TEMPLATES = (
+    "a {size} {colour} {shape} on the {side}",
+    "{colour} {shape}, {side}, {size}",
+    "there is a {colour} {shape} on the {side}, it is {size}",
+    "in this small synthetic picture we can see one {size} {colour} {shape} placed on the {side} side "
+    "of the frame, over a grey textured background",
+)
 
 
 def _shape_masks(shape: np.ndarray, dx: np.ndarray, dy: np.ndarray, r: np.ndarray) -> np.ndarray:
     """(n, H, W) bool masks of each sample's shape; dx, dy are pixel offsets from the centre."""
-    dist = np.sqrt(dx ** 2 + dy ** 2)
+    dist = np.sqrt(dx**2 + dy**2)
     ax, ay = np.abs(dx), np.abs(dy)
-    masks = np.stack([
-        dist <= r,                                                     # circle
-        np.maximum(ax, ay) <= 0.8 * r,                                 # square
-        (dy <= 0.8 * r) & (ax <= (dy + r) * 0.55),                     # triangle (apex up)
-        ax + ay <= r,                                                  # diamond
-        ((ax <= 0.3 * r) & (ay <= r)) | ((ay <= 0.3 * r) & (ax <= r)),  # cross
-        (dist <= r) & (dist >= 0.55 * r),                              # ring
-    ])  # (n_shapes, n, H, W)
+    masks = np.stack(
+        [
+            dist <= r,  # circle
+            np.maximum(ax, ay) <= 0.8 * r,  # square
+            (dy <= 0.8 * r) & (ax <= (dy + r) * 0.55),  # triangle (apex up)
+            ax + ay <= r,  # diamond
+            ((ax <= 0.3 * r) & (ay <= r)) | ((ay <= 0.3 * r) & (ax <= r)),  # cross
+            (dist <= r) & (dist >= 0.55 * r),  # ring
+        ]
+    )  # (n_shapes, n, H, W)
     return masks[shape, np.arange(len(shape))]
 
 
 def render(n: int, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """``n`` images (n, 32, 32, 3) uint8 and their attributes (index arrays into the tables above)."""
-    attrs = {"shape": rng.integers(0, len(SHAPES), n), "colour": rng.integers(0, len(COLOURS), n),
-             "size": rng.integers(0, len(SIZES), n), "side": rng.integers(0, len(SIDES), n),
-             "template": rng.integers(0, len(TEMPLATES), n), "style": rng.integers(0, len(STYLES), n)}
+    attrs = {
+        "shape": rng.integers(0, len(SHAPES), n),
+        "colour": rng.integers(0, len(COLOURS), n),
+        "size": rng.integers(0, len(SIZES), n),
+        "side": rng.integers(0, len(SIDES), n),
+        "template": rng.integers(0, len(TEMPLATES), n),
+        "style": rng.integers(0, len(STYLES), n),
+    }
     lo, hi = np.asarray(list(SIZES.values())).T
     r = rng.uniform(lo[attrs["size"]], hi[attrs["size"]])[:, None, None]
     half = IMAGE_SIZE / 2
@@ -74,20 +95,39 @@ def render(n: int, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.n
     mask = np.where(style == 1, mask & ~inner, mask)  # outline: only the shape's border
     base = np.asarray(list(COLOURS.values()), dtype=np.float64)[attrs["colour"]]
     colour = np.clip(base + rng.normal(0, 18, (n, 3)), 0, 255)
-    background = rng.uniform(20, 110, (n, 1, 1, 1)) + rng.normal(0, 14, (n, IMAGE_SIZE, IMAGE_SIZE, 1))
-    alpha = np.where(attrs["style"] == 2, 0.45, 1.0)[:, None, None, None]  # faint: blended into the background
-    pixels = np.where(mask[..., None], alpha * colour[:, None, None, :] + (1 - alpha) * background, background)
-    pixels = pixels + rng.normal(0, 8, pixels.shape) * np.where(attrs["style"] == 2, 2.0, 1.0)[:, None, None, None]
+    background = rng.uniform(20, 110, (n, 1, 1, 1)) + rng.normal(
+        0, 14, (n, IMAGE_SIZE, IMAGE_SIZE, 1)
+    )
+    alpha = np.where(attrs["style"] == 2, 0.45, 1.0)[
+        :, None, None, None
+    ]  # faint: blended into the background
+    pixels = np.where(
+        mask[..., None], alpha * colour[:, None, None, :] + (1 - alpha) * background, background
+    )
+    pixels = (
+        pixels
+        + rng.normal(0, 8, pixels.shape)
+        * np.where(attrs["style"] == 2, 2.0, 1.0)[:, None, None, None]
+    )
     return np.clip(pixels, 0, 255).astype(np.uint8), attrs
 
 
 def captions(attrs: dict[str, np.ndarray]) -> np.ndarray:
     """Caption of each sample from its attributes and template (object array of str)."""
     names = (list(SIZES), list(COLOURS), list(SHAPES), list(SIDES))
-    fields = zip(*(np.asarray(table)[attrs[key]] for key, table in
-                   zip(("size", "colour", "shape", "side"), names)))
-    return np.asarray([TEMPLATES[t].format(size=a, colour=b, shape=c, side=d)
-                       for t, (a, b, c, d) in zip(attrs["template"], fields)], dtype=object)
+    fields = zip(
+        *(
+            np.asarray(table)[attrs[key]]
+            for key, table in zip(("size", "colour", "shape", "side"), names)
+        )
+    )
+    return np.asarray(
+        [
+            TEMPLATES[t].format(size=a, colour=b, shape=c, side=d)
+            for t, (a, b, c, d) in zip(attrs["template"], fields)
+        ],
+        dtype=object,
+    )
 
 
 def render_split(split: str, n: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -101,7 +141,9 @@ def make_split(split: str, n: int) -> PairSplit:
     text = captions(attrs)
     ids = [f"{VERSION}/{split}/{i:05d}" for i in range(n)]
     cats = list(zip(np.asarray(SHAPES)[attrs["shape"]], np.asarray(list(COLOURS))[attrs["colour"]]))
-    return PairSplit(split, "captioning", ArrayImages(pixels, ids), text, text.copy(), categories=cats)
+    return PairSplit(
+        split, "captioning", ArrayImages(pixels, ids), text, text.copy(), categories=cats
+    )
 
 
 @DATASETS.register("demo")
@@ -112,7 +154,9 @@ class Demo(Dataset):
     task: ClassVar[str] = "captioning"
     noise_types: ClassVar[tuple[str, ...]] = ("random", "cat")
     default_embedder: ClassVar[str | None] = "demo_clip"
-    default_knn_k: ClassVar[int | None] = 30  # the paper's preset k; at the original's k=5 LEMoN only ties d_mm here
+    default_knn_k: ClassVar[int | None] = (
+        30  # the paper's preset k; at the original's k=5 LEMoN only ties d_mm here
+    )
 
     def check_exists(self, root: Path) -> None:
         """Nothing to check: the data is generated."""

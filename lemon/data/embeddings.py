@@ -6,10 +6,12 @@ class id; classification) or ``S_noisy_caption`` (observed caption strings; capt
 ``S_label`` / ``S_caption`` (clean), ``S_is_mislabel`` (0/1; derived from clean vs observed when absent) and
 ``S_pred_probs`` (n, C). Optional ``label_prompt_txt`` (C, d) and ``class_names`` (C strings).
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import ClassVar, Mapping, Sequence
+from typing import ClassVar
 
 import numpy as np
 
@@ -19,14 +21,20 @@ from lemon.errors import DatasetNotFoundError, LemonError
 from lemon.features import Features, SplitFeatures
 
 
-def features_from_arrays(arrays: Mapping[str, np.ndarray], prompt: str = DEFAULT_PROMPT,
-                         class_names: Sequence[str] | None = None, source: str = "arrays") -> Features:
+def features_from_arrays(
+    arrays: Mapping[str, np.ndarray],
+    prompt: str = DEFAULT_PROMPT,
+    class_names: Sequence[str] | None = None,
+    source: str = "arrays",
+) -> Features:
     """Build :class:`Features` from arrays in the npz layout above (validated, with clear errors)."""
     keys = set(arrays)
     missing_splits = [s for s in SPLITS if f"{s}_img" not in keys]
     if missing_splits:
-        raise LemonError(f"{source}: missing {', '.join(f'{s}_img' for s in missing_splits)}; each of "
-                         f"train/val/test needs S_img, S_txt and S_noisy_label or S_noisy_caption.")
+        raise LemonError(
+            f"{source}: missing {', '.join(f'{s}_img' for s in missing_splits)}; each of "
+            f"train/val/test needs S_img, S_txt and S_noisy_label or S_noisy_caption."
+        )
     captioning = "train_noisy_caption" in keys
     if class_names is None and "class_names" in keys:
         class_names = [str(c) for c in arrays["class_names"]]
@@ -45,7 +53,11 @@ def features_from_arrays(arrays: Mapping[str, np.ndarray], prompt: str = DEFAULT
             observed = np.asarray(arrays[f"{s}_noisy_label"]).astype(np.int64)
             clean = arrays.get(f"{s}_label")
             clean = None if clean is None else np.asarray(clean).astype(np.int64)
-            names = class_names if class_names is not None else [str(c) for c in range(observed.max() + 1)]
+            names = (
+                class_names
+                if class_names is not None
+                else [str(c) for c in range(observed.max() + 1)]
+            )
             if observed.min() < 0 or observed.max() >= len(names):
                 raise LemonError(f"{source}: {s}_noisy_label has ids outside [0, {len(names)}).")
             texts = np.asarray([prompt + names[c] for c in observed], dtype=object)
@@ -54,13 +66,24 @@ def features_from_arrays(arrays: Mapping[str, np.ndarray], prompt: str = DEFAULT
         else:
             is_mislabel = None if clean is None else clean != observed
         pred_probs = arrays.get(f"{s}_pred_probs")
-        splits[s] = SplitFeatures(s, np.asarray(arrays[f"{s}_img"]), np.asarray(arrays[f"{s}_txt"]),
-                                  texts, observed, clean, is_mislabel,
-                                  None if pred_probs is None else np.asarray(pred_probs, dtype=np.float64))
+        splits[s] = SplitFeatures(
+            s,
+            np.asarray(arrays[f"{s}_img"]),
+            np.asarray(arrays[f"{s}_txt"]),
+            texts,
+            observed,
+            clean,
+            is_mislabel,
+            None if pred_probs is None else np.asarray(pred_probs, dtype=np.float64),
+        )
     prompts = arrays.get("label_prompt_txt")
-    return Features("captioning" if captioning else "classification", splits,
-                    None if prompts is None else np.asarray(prompts),
-                    None if captioning else class_names, meta={"source": source})
+    return Features(
+        "captioning" if captioning else "classification",
+        splits,
+        None if prompts is None else np.asarray(prompts),
+        None if captioning else class_names,
+        meta={"source": source},
+    )
 
 
 @DATASETS.register("embeddings")
@@ -75,12 +98,16 @@ class PrecomputedEmbeddings(Dataset):
     def load_features(self, cfg) -> Features:
         path = Path(cfg.embeddings).expanduser()
         if not path.is_file():
-            raise DatasetNotFoundError(f"Embeddings file not found: {path}. Pass --embeddings PATH.npz "
-                                       f"(layout: README 'Bring your own embeddings').")
+            raise DatasetNotFoundError(
+                f"Embeddings file not found: {path}. Pass --embeddings PATH.npz "
+                f"(layout: README 'Bring your own embeddings')."
+            )
         try:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
         except (OSError, ValueError) as err:
-            raise LemonError(f"Cannot read {path} as an .npz of arrays ({err}); write it with np.savez "
-                             f"and no object arrays (store strings as str arrays).") from err
+            raise LemonError(
+                f"Cannot read {path} as an .npz of arrays ({err}); write it with np.savez "
+                f"and no object arrays (store strings as str arrays)."
+            ) from err
         return features_from_arrays(arrays, prompt=cfg.prompt, source=str(path))

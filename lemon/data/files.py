@@ -8,6 +8,7 @@ is fine but whose data is not, e.g. a truncated JPEG, are caught when decoded th
 Metadata files (pickles, JSON, CSV, ``.pt``) are parsed through :func:`read_metadata`, which turns any
 parse failure into a one-line :class:`LemonError` naming the file and the DataSources.md section.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,15 +29,25 @@ ROOT_HINT = "(root from --data_dir / $LEMON_DATA_DIR)"
 T = TypeVar("T")
 #: what parsing a damaged file raises (json/csv/unicode: ValueError; gzip: OSError; pickle/torch: the rest);
 #: a structure check inside a reader may raise the lookup errors
-PARSE_ERRORS = (OSError, ValueError, EOFError, pickle.UnpicklingError, RuntimeError, KeyError, IndexError,
-                TypeError, AttributeError)
+PARSE_ERRORS = (
+    OSError,
+    ValueError,
+    EOFError,
+    pickle.UnpicklingError,
+    RuntimeError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 def not_found(name: str, path: Path | str, what: str = "expected") -> DatasetNotFoundError:
     """The one-line error for a missing dataset file, pointing to ``DataSources.md#name``."""
-    return DatasetNotFoundError(f"Dataset '{name}' not found: {what} {path} {ROOT_HINT}. "
-                                f"See DataSources.md#{name}.")
+    return DatasetNotFoundError(
+        f"Dataset '{name}' not found: {what} {path} {ROOT_HINT}. See DataSources.md#{name}."
+    )
 
 
 def require(name: str, *paths: Path) -> None:
@@ -60,18 +71,22 @@ def read_json(path: Path) -> Any:
         return json.load(f)
 
 
-def unreadable(name: str, path: Path | str, what: str, err: BaseException | str,
-               expected: str = "") -> LemonError:
+def unreadable(
+    name: str, path: Path | str, what: str, err: BaseException | str, expected: str = ""
+) -> LemonError:
     """The one-line error for a dataset file that exists but cannot be parsed."""
     reason = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
     reason = " ".join(str(reason).split())
     reason = reason if len(reason) <= 200 else reason[:197] + "..."
     hint = f" Expected {expected}." if expected else ""
-    return LemonError(f"Dataset '{name}': cannot read {what} {path} ({reason}).{hint} "
-                      f"See DataSources.md#{name}.")
+    return LemonError(
+        f"Dataset '{name}': cannot read {what} {path} ({reason}).{hint} See DataSources.md#{name}."
+    )
 
 
-def read_metadata(name: str, path: Path, reader: Callable[[Path], T], what: str, expected: str = "") -> T:
+def read_metadata(
+    name: str, path: Path, reader: Callable[[Path], T], what: str, expected: str = ""
+) -> T:
     """``reader(path)``, with any parse failure turned into :func:`unreadable`'s one-line LemonError.
 
     ``reader`` may check the structure too (a ``KeyError``/``TypeError`` counts as unreadable); a
@@ -132,6 +147,11 @@ def keep_readable(name: str, root: Path, relpaths: Sequence[str]) -> tuple[np.nd
     skipped = int((~mask).sum())
     if skipped:
         first = relpaths[int(np.flatnonzero(~mask)[0])]
-        log.warning("%s: skipping %d missing or unreadable image(s) of %d (first: %s)", name, skipped,
-                    len(relpaths), Path(root) / first)
+        log.warning(
+            "%s: skipping %d missing or unreadable image(s) of %d (first: %s)",
+            name,
+            skipped,
+            len(relpaths),
+            Path(root) / first,
+        )
     return mask, skipped

@@ -1,4 +1,5 @@
 """``load_splits``: the one entry point from a run config to a dataset's clean splits (SPEC §1)."""
+
 from __future__ import annotations
 
 import logging

@@ -1,13 +1,14 @@
 """Image sources beyond plain files and arrays (see :mod:`lemon.data.base`): members of tar shards and
 image bytes held in memory. Both are picklable (DataLoader workers) and expose stable content ``ids``."""
+
 from __future__ import annotations
 
 import io
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -48,15 +49,23 @@ class TarImages:
             return img.convert("RGB")
 
     def fingerprint(self) -> str:
-        return digest(file_stamps([os.path.join(self.root, shard) for shard in self.shards]),
-                      np.asarray(self.shard_index, dtype=np.int64).tobytes(),
-                      np.asarray(self.offsets, dtype=np.int64).tobytes(),
-                      np.asarray(self.sizes, dtype=np.int64).tobytes())
+        return digest(
+            file_stamps([os.path.join(self.root, shard) for shard in self.shards]),
+            np.asarray(self.shard_index, dtype=np.int64).tobytes(),
+            np.asarray(self.offsets, dtype=np.int64).tobytes(),
+            np.asarray(self.sizes, dtype=np.int64).tobytes(),
+        )
 
-    def subset(self, index: np.ndarray) -> "TarImages":
+    def subset(self, index: np.ndarray) -> TarImages:
         index = np.asarray(index)
-        return TarImages(self.root, self.shards, self.shard_index[index], self.offsets[index],
-                         self.sizes[index], [self.members[i] for i in index])
+        return TarImages(
+            self.root,
+            self.shards,
+            self.shard_index[index],
+            self.offsets[index],
+            self.sizes[index],
+            [self.members[i] for i in index],
+        )
 
 
 @dataclass
@@ -78,6 +87,6 @@ class BytesImages:
     def fingerprint(self) -> str:
         return digest(*self.blobs)
 
-    def subset(self, index: np.ndarray) -> "BytesImages":
+    def subset(self, index: np.ndarray) -> BytesImages:
         index = np.asarray(index)
         return BytesImages([self.blobs[i] for i in index], [self.ids[i] for i in index])

@@ -3,10 +3,11 @@
 The random rules use scikit-learn's ``train_test_split`` with ``random_state=data_seed`` exactly as the
 original LEMoN code did, so a given ``data_seed`` selects the same train/val/test members as the original.
 """
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -30,12 +31,17 @@ def stratified_50_25_25(is_clean: np.ndarray, data_seed: int) -> dict[str, np.nd
     is_clean = np.asarray(is_clean).astype(bool)
     index = np.arange(len(is_clean))
     try:
-        train_val, test = train_test_split(index, train_size=0.75, stratify=is_clean, random_state=data_seed)
-        train, val = train_test_split(train_val, train_size=0.5 / 0.75, stratify=is_clean[train_val],
-                                      random_state=data_seed)
+        train_val, test = train_test_split(
+            index, train_size=0.75, stratify=is_clean, random_state=data_seed
+        )
+        train, val = train_test_split(
+            train_val, train_size=0.5 / 0.75, stratify=is_clean[train_val], random_state=data_seed
+        )
     except ValueError as err:  # too few samples of one kind to stratify
-        raise LemonError(f"Cannot split {len(is_clean)} samples ({int(is_clean.sum())} clean) 50/25/25 "
-                         f"stratified by is_clean: {err}") from err
+        raise LemonError(
+            f"Cannot split {len(is_clean)} samples ({int(is_clean.sum())} clean) 50/25/25 "
+            f"stratified by is_clean: {err}"
+        ) from err
     return {"train": np.asarray(train), "val": np.asarray(val), "test": np.asarray(test)}
 
 
@@ -45,14 +51,22 @@ def named_splits(split_names: np.ndarray, name: str) -> dict[str, np.ndarray]:
     names = np.asarray([aliases.get(str(s), str(s)) for s in split_names])
     unknown = sorted(set(names) - set(SPLITS))
     if unknown:
-        raise LemonError(f"Dataset '{name}': unknown split name(s) {unknown}; expected train, val "
-                         f"(or dev/validate/validation), test (or restval, which joins train).")
+        raise LemonError(
+            f"Dataset '{name}': unknown split name(s) {unknown}; expected train, val "
+            f"(or dev/validate/validation), test (or restval, which joins train)."
+        )
     return {s: np.flatnonzero(names == s) for s in SPLITS}
 
 
-def build_splits(name: str, task: str, pairs: PairSplit, index: Mapping[str, np.ndarray],
-                 keep: np.ndarray | None = None, class_names=None,
-                 has_ground_truth: bool = True) -> DatasetSplits:
+def build_splits(
+    name: str,
+    task: str,
+    pairs: PairSplit,
+    index: Mapping[str, np.ndarray],
+    keep: np.ndarray | None = None,
+    class_names=None,
+    has_ground_truth: bool = True,
+) -> DatasetSplits:
     """Cut one all-rows :class:`PairSplit` into train/val/test by ``index``.
 
     Rows with ``keep[i] == False`` (unreadable images) are dropped *after* splitting, so the other rows keep
@@ -67,11 +81,20 @@ def build_splits(name: str, task: str, pairs: PairSplit, index: Mapping[str, np.
             skipped = int((~keep[idx]).sum())
             idx = idx[keep[idx]]
         if len(idx) == 0:
-            raise LemonError(f"Dataset '{name}': the '{s}' split is empty after loading ({skipped} unreadable "
-                             f"images skipped); check the files (see DataSources.md#{name}).")
+            raise LemonError(
+                f"Dataset '{name}': the '{s}' split is empty after loading ({skipped} unreadable "
+                f"images skipped); check the files (see DataSources.md#{name})."
+            )
         part = pairs.subset(idx)
-        meta = {k: (v[idx] if isinstance(v, np.ndarray) and len(v) == len(pairs) else v)
-                for k, v in pairs.meta.items()}
+        meta = {
+            k: (v[idx] if isinstance(v, np.ndarray) and len(v) == len(pairs) else v)
+            for k, v in pairs.meta.items()
+        }
         splits[s] = dataclasses.replace(part, split=s, meta={**meta, "skipped_images": skipped})
-    return DatasetSplits(name=name, task=task, splits=splits, class_names=class_names,
-                         has_ground_truth=has_ground_truth)
+    return DatasetSplits(
+        name=name,
+        task=task,
+        splits=splits,
+        class_names=class_names,
+        has_ground_truth=has_ground_truth,
+    )

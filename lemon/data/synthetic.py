@@ -8,6 +8,7 @@ random norms, like raw CLIP outputs. With the default noise level the arrays are
 benchmark references (``../shared/reference/N2000``): same seeds, same draws, same order.
 Used by the benchmark, the tests and as a no-download smoke dataset.
 """
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -18,7 +19,18 @@ from lemon.data import DATASETS
 from lemon.data.base import Dataset
 from lemon.features import Features
 
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 N_CLASSES, DIM = 10, 512
 IMAGE_NOISE, TEXT_NOISE, P_AMBIGUOUS = 4.0, 0.2, 0.4
 
@@ -52,11 +64,18 @@ def _split(n: int, rng: np.random.Generator, noise_level: float, geometry) -> di
     txt = _unit(prompts[observed] + TEXT_NOISE * rng.standard_normal((n, DIM)) / np.sqrt(DIM))
     img = img * rng.uniform(5, 15, (n, 1))
     txt = txt * rng.uniform(5, 15, (n, 1))
-    return {"img": img.astype(np.float32), "txt": txt.astype(np.float32), "label": label.astype(np.int64),
-            "noisy_label": observed.astype(np.int64), "is_mislabel": flipped.astype(np.int64)}
+    return {
+        "img": img.astype(np.float32),
+        "txt": txt.astype(np.float32),
+        "label": label.astype(np.int64),
+        "noisy_label": observed.astype(np.int64),
+        "is_mislabel": flipped.astype(np.int64),
+    }
 
 
-def make_synthetic_embeddings(n: int, noise_level: float = 0.4, data_seed: int = 0) -> dict[str, np.ndarray]:
+def make_synthetic_embeddings(
+    n: int, noise_level: float = 0.4, data_seed: int = 0
+) -> dict[str, np.ndarray]:
     """Arrays in the ``--embeddings`` npz layout: ``{split}_{img,txt,label,noisy_label,is_mislabel}`` for
     train (n), val and test (n // 8 each), plus ``label_prompt_txt`` (10, 512). Seeded by ``n`` and
     ``data_seed`` (seed 0 draws exactly the reference arrays; another seed, another sample of the same
@@ -84,5 +103,9 @@ class SyntheticEmbeddings(Dataset):
         from lemon.data.embeddings import features_from_arrays
 
         arrays = make_synthetic_embeddings(cfg.n_synthetic, cfg.resolved_noise_level, cfg.data_seed)
-        return features_from_arrays(arrays, prompt=cfg.prompt, class_names=CIFAR10_CLASSES,
-                                    source=f"synthetic(n={cfg.n_synthetic})")
+        return features_from_arrays(
+            arrays,
+            prompt=cfg.prompt,
+            class_names=CIFAR10_CLASSES,
+            source=f"synthetic(n={cfg.n_synthetic})",
+        )

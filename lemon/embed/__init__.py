@@ -11,6 +11,7 @@
 Each registered factory is called as ``factory(arg, device=..., precision=..., cache_root=...)`` and
 returns an :class:`~lemon.embed.base.Embedder` that loads its weights lazily.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -22,12 +23,18 @@ from lemon.registry import Registry
 EMBEDDERS: Registry = Registry("embedder")
 DEFAULT_EMBEDDER = "huggingface_clip"
 
-from lemon.embed import checkpoint, hf_clip, open_clip  # noqa: F401  (register the embedders)
+from lemon.embed import checkpoint, hf_clip, open_clip
 from lemon.embed.base import Embedder
 from lemon.embed.stage import embed_dataset
 
-__all__ = ["DEFAULT_EMBEDDER", "EMBEDDERS", "Embedder", "build_embedder", "embed_dataset",
-           "parse_embedder_name"]
+__all__ = [
+    "DEFAULT_EMBEDDER",
+    "EMBEDDERS",
+    "Embedder",
+    "build_embedder",
+    "embed_dataset",
+    "parse_embedder_name",
+]
 
 
 def parse_embedder_name(name: str) -> tuple[str, str | None]:
@@ -41,13 +48,16 @@ def parse_embedder_name(name: str) -> tuple[str, str | None]:
         return "checkpoint", name
     close = difflib.get_close_matches(name, EMBEDDERS.names(include_aliases=True), n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
-    raise UnknownNameError(f"Unknown embedder '{name}'. Available: {', '.join(EMBEDDERS.names())}; or "
-                           "open_clip:ARCH/PRETRAINED, hf-hub:ORG/REPO, huggingface_clip:REPO_OR_FOLDER, or the "
-                           f"path of a local checkpoint folder.{hint}")
+    raise UnknownNameError(
+        f"Unknown embedder '{name}'. Available: {', '.join(EMBEDDERS.names())}; or "
+        "open_clip:ARCH/PRETRAINED, hf-hub:ORG/REPO, huggingface_clip:REPO_OR_FOLDER, or the "
+        f"path of a local checkpoint folder.{hint}"
+    )
 
 
-def build_embedder(name: str, device: str = "cpu", precision: str = "auto",
-                   cache_root: Path | None = None) -> Embedder:
+def build_embedder(
+    name: str, device: str = "cpu", precision: str = "auto", cache_root: Path | None = None
+) -> Embedder:
     """The embedder ``name`` refers to (weights not loaded yet, except a named checkpoint trained now)."""
     key, arg = parse_embedder_name(name)
     return EMBEDDERS.build(key, arg=arg, device=device, precision=precision, cache_root=cache_root)

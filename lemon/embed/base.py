@@ -4,6 +4,7 @@ An :class:`Embedder` hides its model's preprocessing and tokenizer. It is cheap 
 load on first use (``load``), so a run whose embeddings are all cached never touches the model. Its ``id``
 (a folder name of the embedding cache) and ``preprocessing`` (a description) are known before loading.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -31,7 +32,9 @@ def resolve_precision(precision: str, device: str) -> str:
     if precision == "auto":
         return "fp16" if cuda else "fp32"
     if precision == "fp16" and not cuda:
-        raise LemonError("--precision fp16 needs a CUDA device; use --precision fp32 or bf16 on CPU.")
+        raise LemonError(
+            "--precision fp16 needs a CUDA device; use --precision fp32 or bf16 on CPU."
+        )
     return precision
 
 
@@ -93,7 +96,13 @@ class Embedder(ABC):
         if not self.loaded:
             self._load()
             self.model.eval()
-            log.info("embedder %s loaded (dim %s, %s on %s)", self.name, self._dim, self.precision, self.device)
+            log.info(
+                "embedder %s loaded (dim %s, %s on %s)",
+                self.name,
+                self._dim,
+                self.precision,
+                self.device,
+            )
         return self
 
     @abstractmethod
@@ -119,8 +128,11 @@ class Embedder(ABC):
 
         dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.precision)
         device_type = "cuda" if self.device.startswith("cuda") else "cpu"
-        autocast = (torch.autocast(device_type=device_type, dtype=dtype) if dtype is not None
-                    else contextlib.nullcontext())
+        autocast = (
+            torch.autocast(device_type=device_type, dtype=dtype)
+            if dtype is not None
+            else contextlib.nullcontext()
+        )
         with torch.inference_mode(), autocast:
             yield
 

@@ -8,6 +8,7 @@ truncated" only when its pixels are read) must not crash a long embedding job: w
 worker returns a blank placeholder and a False flag instead, and :func:`embed_images` marks that row NaN for
 the caller (:func:`lemon.embed.stage.embed_dataset`) to drop and count.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,8 +27,15 @@ def decode_errors() -> tuple[type[BaseException], ...]:
 
     from PIL import Image
 
-    return (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error,
-            Image.DecompressionBombError)
+    return (
+        OSError,
+        ValueError,
+        SyntaxError,
+        EOFError,
+        struct.error,
+        zlib.error,
+        Image.DecompressionBombError,
+    )
 
 
 class PreprocessedImages:
@@ -54,12 +62,22 @@ class PreprocessedImages:
             from PIL import Image
 
             ref = self.source.ids[i] if hasattr(self.source, "ids") else i
-            log.debug("image %s cannot be decoded (%s: %s); placeholder", ref, type(err).__name__, err)
+            log.debug(
+                "image %s cannot be decoded (%s: %s); placeholder", ref, type(err).__name__, err
+            )
             return self.transform(Image.new("RGB", (32, 32))), False
 
 
-def image_loader(source: Any, transform: Callable, batch_size: int, num_workers: int, device: str,
-                 shuffle_generator=None, drop_last: bool = False, flag_unreadable: bool = False):
+def image_loader(
+    source: Any,
+    transform: Callable,
+    batch_size: int,
+    num_workers: int,
+    device: str,
+    shuffle_generator=None,
+    drop_last: bool = False,
+    flag_unreadable: bool = False,
+):
     """DataLoader over ``source`` with workers (none for a single batch) and pinned memory on CUDA.
 
     Batches are pixel tensors, or ``(pixels, ok)`` pairs with ``flag_unreadable`` (see PreprocessedImages).
@@ -68,14 +86,22 @@ def image_loader(source: Any, transform: Callable, batch_size: int, num_workers:
 
     workers = num_workers if len(source) > batch_size else 0
     dataset = PreprocessedImages(source, transform, flag_unreadable)
-    return DataLoader(dataset, batch_size=batch_size, num_workers=workers,
-                      pin_memory=str(device).startswith("cuda"), shuffle=shuffle_generator is not None,
-                      generator=shuffle_generator, drop_last=drop_last,
-                      persistent_workers=False, prefetch_factor=4 if workers else None)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=workers,
+        pin_memory=str(device).startswith("cuda"),
+        shuffle=shuffle_generator is not None,
+        generator=shuffle_generator,
+        drop_last=drop_last,
+        persistent_workers=False,
+        prefetch_factor=4 if workers else None,
+    )
 
 
-def embed_images(embedder, source: Any, batch_size: int = 128, num_workers: int = 2,
-                 desc: str = "images") -> np.ndarray:
+def embed_images(
+    embedder, source: Any, batch_size: int = 128, num_workers: int = 2, desc: str = "images"
+) -> np.ndarray:
     """(n, dim) float32 embeddings of every image of an ImageSource, in order.
 
     Rows of images that cannot be decoded are NaN (never a crash); the caller drops and counts them.
@@ -83,8 +109,9 @@ def embed_images(embedder, source: Any, batch_size: int = 128, num_workers: int 
     from tqdm.auto import tqdm
 
     embedder.load()
-    loader = image_loader(source, embedder.preprocess, batch_size, num_workers, embedder.device,
-                          flag_unreadable=True)
+    loader = image_loader(
+        source, embedder.preprocess, batch_size, num_workers, embedder.device, flag_unreadable=True
+    )
     out, ok = [], []
     for pixels, good in tqdm(loader, desc=f"embed {desc}", unit="batch", leave=False, disable=None):
         out.append(embedder.encode_images(pixels))
@@ -98,15 +125,26 @@ def embed_images(embedder, source: Any, batch_size: int = 128, num_workers: int 
     return emb
 
 
-def embed_texts(embedder, texts: Sequence[str], batch_size: int = 128, desc: str = "texts") -> np.ndarray:
+def embed_texts(
+    embedder, texts: Sequence[str], batch_size: int = 128, desc: str = "texts"
+) -> np.ndarray:
     """(n, dim) float32 embeddings of ``texts``, each distinct text encoded once."""
     from tqdm.auto import tqdm
 
     embedder.load()
-    unique, inverse = np.unique(np.asarray([str(t) for t in texts], dtype=object), return_inverse=True)
-    out = [embedder.encode_texts(list(unique[s:s + batch_size])) for s in
-           tqdm(range(0, len(unique), batch_size), desc=f"embed {desc}", unit="batch", leave=False,
-                disable=None)]
+    unique, inverse = np.unique(
+        np.asarray([str(t) for t in texts], dtype=object), return_inverse=True
+    )
+    out = [
+        embedder.encode_texts(list(unique[s : s + batch_size]))
+        for s in tqdm(
+            range(0, len(unique), batch_size),
+            desc=f"embed {desc}",
+            unit="batch",
+            leave=False,
+            disable=None,
+        )
+    ]
     if not out:
         return np.zeros((0, embedder.dim), dtype=np.float32)
     return np.concatenate(out)[inverse.reshape(-1)]

@@ -9,6 +9,7 @@ seed embed each split once.
 Files are written atomically; concurrent jobs wanting the same entry serialise on a lock file (where the
 OS has ``fcntl``) and the later ones read what the first one wrote.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -44,11 +45,15 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def content_key(model_id: str, preprocessing: str, kind: str, inputs: Sequence[str], content: str = "") -> str:
+def content_key(
+    model_id: str, preprocessing: str, kind: str, inputs: Sequence[str], content: str = ""
+) -> str:
     """sha256 of (model id, preprocessing, kind, exact ordered inputs, content fingerprint of what the inputs
     name — e.g. the image files' sizes and mtimes): the entry's file name."""
     h = hashlib.sha256()
-    h.update(json.dumps([CACHE_FORMAT, model_id, preprocessing, kind, len(inputs), content]).encode())
+    h.update(
+        json.dumps([CACHE_FORMAT, model_id, preprocessing, kind, len(inputs), content]).encode()
+    )
     h.update(json.dumps([str(x) for x in inputs], ensure_ascii=False).encode())
     return h.hexdigest()[:32]
 
@@ -82,12 +87,20 @@ class EmbeddingCache:
             log.warning("ignoring unreadable cache entry %s (%s); recomputing", npy, err)
             return None
         if array.shape != (info.get("n"), info.get("dim")):
-            log.warning("ignoring cache entry %s: shape %s does not match its sidecar", npy, array.shape)
+            log.warning(
+                "ignoring cache entry %s: shape %s does not match its sidecar", npy, array.shape
+            )
             return None
         return array
 
-    def get_or_compute(self, embedder, kind: str, inputs: Sequence[str],
-                       compute: Callable[[], np.ndarray], content: str = "") -> np.ndarray:
+    def get_or_compute(
+        self,
+        embedder,
+        kind: str,
+        inputs: Sequence[str],
+        compute: Callable[[], np.ndarray],
+        content: str = "",
+    ) -> np.ndarray:
         """Embeddings of ``inputs`` from the cache, else ``compute()`` (then stored, atomically).
 
         ``content`` fingerprints what the inputs refer to when they are references (image ids); texts are
@@ -106,16 +119,29 @@ class EmbeddingCache:
                     start = time.time()
                     array = np.ascontiguousarray(compute(), dtype=np.float32)
                     if array.shape[0] != len(inputs):
-                        raise RuntimeError(f"embedder {embedder.name} returned {array.shape[0]} rows for "
-                                           f"{len(inputs)} {kind} inputs")
+                        raise RuntimeError(
+                            f"embedder {embedder.name} returned {array.shape[0]} rows for "
+                            f"{len(inputs)} {kind} inputs"
+                        )
                     atomic_save_npy(npy, array)
-                    atomic_write_json(meta, {
-                        "model": embedder.name, "model_id": embedder.id,
-                        "preprocessing": embedder.preprocessing, "kind": kind, "n": int(array.shape[0]),
-                        "dim": int(array.shape[1]), "dtype": str(array.dtype), "format": CACHE_FORMAT,
-                        "first_input": str(inputs[0]) if len(inputs) else None,
-                        "seconds": round(time.time() - start, 3)})
-                    log.info("embedded %d %s inputs with %s -> %s", len(inputs), kind, embedder.name, npy)
+                    atomic_write_json(
+                        meta,
+                        {
+                            "model": embedder.name,
+                            "model_id": embedder.id,
+                            "preprocessing": embedder.preprocessing,
+                            "kind": kind,
+                            "n": int(array.shape[0]),
+                            "dim": int(array.shape[1]),
+                            "dtype": str(array.dtype),
+                            "format": CACHE_FORMAT,
+                            "first_input": str(inputs[0]) if len(inputs) else None,
+                            "seconds": round(time.time() - start, 3),
+                        },
+                    )
+                    log.info(
+                        "embedded %d %s inputs with %s -> %s", len(inputs), kind, embedder.name, npy
+                    )
                     return array
         self.hits += 1
         log.info("cache hit: %d %s embeddings of %s", len(inputs), kind, embedder.name)

@@ -9,6 +9,7 @@ Named models (the original's ``--clip_model`` aliases such as ``mimic_clip_from_
 demo's ``demo_clip``) are checkpoint folders under ``<cache_root>/models/<name>``. A missing one fails with
 the command that trains it; the demo's is trained on first use (it needs no download and takes a minute).
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,7 +24,11 @@ from lemon.errors import ModelNotFoundError
 log = logging.getLogger(__name__)
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 OPEN_CLIP_WEIGHTS = "open_clip_model.safetensors"
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth")  # what open_clip / transformers look for in a folder
+WEIGHT_SUFFIXES = (
+    ".safetensors",
+    ".bin",
+    ".pth",
+)  # what open_clip / transformers look for in a folder
 
 
 def _weights(folder: Path) -> list[Path]:
@@ -44,8 +49,14 @@ def checkpoint_layout(path: Path) -> str | None:
 
 
 @EMBEDDERS.register("checkpoint", aliases=("local-dir",))
-def checkpoint_embedder(arg: str | None = None, *, device: str = "cpu", precision: str = "auto",
-                        cache_root: Path | None = None, name: str | None = None) -> Embedder:
+def checkpoint_embedder(
+    arg: str | None = None,
+    *,
+    device: str = "cpu",
+    precision: str = "auto",
+    cache_root: Path | None = None,
+    name: str | None = None,
+) -> Embedder:
     """The embedder of a local checkpoint folder (or of the weights file inside one)."""
     from lemon.embed.hf_clip import HFClipEmbedder
     from lemon.embed.open_clip import OpenClipEmbedder
@@ -57,16 +68,26 @@ def checkpoint_embedder(arg: str | None = None, *, device: str = "cpu", precisio
         files = _weights(folder)
         chosen = [p for p in files if p.name == OPEN_CLIP_WEIGHTS] or files
         if len(chosen) > 1 or (path.is_file() and path != chosen[0]):
-            raise ModelNotFoundError(f"{folder} holds several weights files ({', '.join(p.name for p in files)}) "
-                                     f"and open_clip would load {chosen[0].name}; keep one weights file per folder.")
-        return OpenClipEmbedder(f"local-dir:{folder}", name=name or str(path),
-                                files=(folder / OPEN_CLIP_CONFIG, chosen[0]), device=device, precision=precision)
+            raise ModelNotFoundError(
+                f"{folder} holds several weights files ({', '.join(p.name for p in files)}) "
+                f"and open_clip would load {chosen[0].name}; keep one weights file per folder."
+            )
+        return OpenClipEmbedder(
+            f"local-dir:{folder}",
+            name=name or str(path),
+            files=(folder / OPEN_CLIP_CONFIG, chosen[0]),
+            device=device,
+            precision=precision,
+        )
     if layout == "transformers":
-        return HFClipEmbedder(str(folder), name=name or str(path), device=device, precision=precision)
+        return HFClipEmbedder(
+            str(folder), name=name or str(path), device=device, precision=precision
+        )
     raise ModelNotFoundError(
         f"{path} is not a model checkpoint: expected a folder with {OPEN_CLIP_CONFIG} + {OPEN_CLIP_WEIGHTS} "
         "(open_clip; train_clip_from_scratch.py writes these) or config.json + model.safetensors + tokenizer "
-        "files (transformers save_pretrained); pass its path to --clip_model.")
+        "files (transformers save_pretrained); pass its path to --clip_model."
+    )
 
 
 @dataclass(frozen=True)
@@ -89,21 +110,44 @@ class NamedCheckpoint:
 
 _MIMIC = {"dataset": "mimiccxr_caption", "noise_level": 0.4, "model": "ViT-B-32", "epochs": 30}
 NAMED_CHECKPOINTS = (
-    NamedCheckpoint("demo_clip", {"dataset": "demo", "noise_type": "random", "noise_level": 0.4, "data_seed": 0,
-                                  "model": "lemon-demo", "epochs": 12, "batch_size": 100, "lr": 2e-3,
-                                  "warmup_steps": 40, "seed": 0}, auto_train=True),
+    NamedCheckpoint(
+        "demo_clip",
+        {
+            "dataset": "demo",
+            "noise_type": "random",
+            "noise_level": 0.4,
+            "data_seed": 0,
+            "model": "lemon-demo",
+            "epochs": 12,
+            "batch_size": 100,
+            "lr": 2e-3,
+            "warmup_steps": 40,
+            "seed": 0,
+        },
+        auto_train=True,
+    ),
     NamedCheckpoint("mimic_clip_from_scratch_random", {**_MIMIC, "noise_type": "random"}),
     NamedCheckpoint("mimic_clip_from_scratch_cat", {**_MIMIC, "noise_type": "cat"}),
-    NamedCheckpoint("cc3m_clip_from_scratch", {"dataset": "cc3m", "model": "ViT-B-32", "epochs": 30}),
-    NamedCheckpoint("chexzero", note="CheXzero's weights are published by its authors; save them as an open_clip "
-                                     "folder (open_clip_config.json + weights) at that path"),
+    NamedCheckpoint(
+        "cc3m_clip_from_scratch", {"dataset": "cc3m", "model": "ViT-B-32", "epochs": 30}
+    ),
+    NamedCheckpoint(
+        "chexzero",
+        note="CheXzero's weights are published by its authors; save them as an open_clip "
+        "folder (open_clip_config.json + weights) at that path",
+    ),
 )
 
 
 def _register(entry: NamedCheckpoint) -> None:
     @EMBEDDERS.register(entry.name)
-    def build(arg: str | None = None, *, device: str = "cpu", precision: str = "auto",
-              cache_root: Path | None = None) -> Embedder:
+    def build(
+        arg: str | None = None,
+        *,
+        device: str = "cpu",
+        precision: str = "auto",
+        cache_root: Path | None = None,
+    ) -> Embedder:
         from lemon.paths import cache_root as default_cache_root
 
         root = Path(cache_root) if cache_root is not None else default_cache_root()
@@ -111,12 +155,16 @@ def _register(entry: NamedCheckpoint) -> None:
         if checkpoint_layout(folder) is None:
             if not entry.auto_train:
                 how = entry.note or f"train it with: {entry.command(root)}"
-                raise ModelNotFoundError(f"Model '{entry.name}' is a local checkpoint expected in {folder}, "
-                                         f"which does not hold one; {how} (or pass --clip_model /path/to/checkpoint).")
+                raise ModelNotFoundError(
+                    f"Model '{entry.name}' is a local checkpoint expected in {folder}, "
+                    f"which does not hold one; {how} (or pass --clip_model /path/to/checkpoint)."
+                )
             train_named(entry, root, device)
         return checkpoint_embedder(str(folder), device=device, precision=precision, name=entry.name)
 
-    build.__doc__ = f"The from-scratch checkpoint '{entry.name}' at <cache_root>/models/{entry.name}."
+    build.__doc__ = (
+        f"The from-scratch checkpoint '{entry.name}' at <cache_root>/models/{entry.name}."
+    )
 
 
 def train_named(entry: NamedCheckpoint, cache_root: Path, device: str) -> Path:

@@ -5,6 +5,7 @@ CLIP repository or a folder written by ``save_pretrained`` (model, tokenizer and
 After loading we check that the weights and the tokenizer vocabulary really loaded: offline,
 ``CLIPTokenizer.from_pretrained`` has been seen to return a 2-token vocabulary without raising.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,15 +39,22 @@ def check_vocabulary(tokenizer: Any, vocab_size: int, name: str) -> None:
             f"The tokenizer of '{name}' has {n} tokens but the model's vocabulary has {vocab_size}: the "
             "tokenizer files did not load (offline, transformers can return a placeholder without raising). "
             "Put vocab.json and merges.txt (or tokenizer.json) beside the weights and pass --clip_model "
-            "huggingface_clip:/path/to/that/folder.")
+            "huggingface_clip:/path/to/that/folder."
+        )
     check_tokenizer(lambda words: tokenizer(words)["input_ids"], name)
 
 
 class HFClipEmbedder(Embedder):
     """A transformers CLIP model from the Hub (cache first) or from a local ``save_pretrained`` folder."""
 
-    def __init__(self, source: str = DEFAULT_HF_CLIP, *, name: str | None = None, device: str = "cpu",
-                 precision: str = "auto") -> None:
+    def __init__(
+        self,
+        source: str = DEFAULT_HF_CLIP,
+        *,
+        name: str | None = None,
+        device: str = "cpu",
+        precision: str = "auto",
+    ) -> None:
         super().__init__(name or source, device, precision)
         self.source = source
         path = Path(source).expanduser()
@@ -60,8 +68,11 @@ class HFClipEmbedder(Embedder):
             if self.local is None:
                 self._id = slug(f"hf-{self.source}")
             else:
-                files = [p for p in self.local.iterdir() if p.is_file() and
-                         p.suffix in (".json", ".txt", ".safetensors", ".bin")]
+                files = [
+                    p
+                    for p in self.local.iterdir()
+                    if p.is_file() and p.suffix in (".json", ".txt", ".safetensors", ".bin")
+                ]
                 self._id = f"{slug('hf-' + self.local.name)}-{hash_files(files)}"
         return self._id
 
@@ -81,17 +92,24 @@ class HFClipEmbedder(Embedder):
                 processor = AutoImageProcessor.from_pretrained(source, **kwargs)
             except (OSError, ValueError, KeyError) as err:
                 if self.local is None:
-                    raise missing_model(self.name, f"of the transformers CLIP repository '{self.source}'",
-                                        online, err) from None
+                    raise missing_model(
+                        self.name,
+                        f"of the transformers CLIP repository '{self.source}'",
+                        online,
+                        err,
+                    ) from None
                 raise ModelNotFoundError(
                     f"Cannot load a transformers CLIP model from {self.local}: {one_line(err)}. The folder needs "
                     "config.json, the weights, the tokenizer and preprocessor_config.json (save_pretrained of "
-                    "CLIPModel, CLIPTokenizer and CLIPImageProcessor).") from None
+                    "CLIPModel, CLIPTokenizer and CLIPImageProcessor)."
+                ) from None
         missing = [k for k in info.get("missing_keys", ()) if not k.endswith(_IGNORED_MISSING)]
         if missing:
-            raise ModelNotFoundError(f"The weights of '{self.name}' did not fully load: {len(missing)} tensors "
-                                     f"missing (e.g. {min(missing)}); the model would be partly random. "
-                                     "Re-download the model or pass a complete checkpoint folder.")
+            raise ModelNotFoundError(
+                f"The weights of '{self.name}' did not fully load: {len(missing)} tensors "
+                f"missing (e.g. {min(missing)}); the model would be partly random. "
+                "Re-download the model or pass a complete checkpoint folder."
+            )
         text_cfg = model.config.text_config
         check_vocabulary(tokenizer, text_cfg.vocab_size, self.name)
         self.max_length = int(text_cfg.max_position_embeddings)
@@ -108,16 +126,29 @@ class HFClipEmbedder(Embedder):
         return self._pooled(self.model.get_image_features(pixel_values=pixels))
 
     def _text_features(self, texts: list[str]) -> Any:
-        tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
-                                return_tensors="pt").to(self.device)
-        return self._pooled(self.model.get_text_features(input_ids=tokens["input_ids"],
-                                                         attention_mask=tokens["attention_mask"]))
+        tokens = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        ).to(self.device)
+        return self._pooled(
+            self.model.get_text_features(
+                input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
+            )
+        )
 
 
 @EMBEDDERS.register("huggingface_clip", aliases=("hf_clip",))
-def huggingface_clip(arg: str | None = None, *, device: str = "cpu", precision: str = "auto",
-                     cache_root: Path | None = None) -> HFClipEmbedder:
+def huggingface_clip(
+    arg: str | None = None,
+    *,
+    device: str = "cpu",
+    precision: str = "auto",
+    cache_root: Path | None = None,
+) -> HFClipEmbedder:
     """``huggingface_clip`` (openai/clip-vit-base-patch32) or ``huggingface_clip:REPO_OR_FOLDER``."""
     source = arg or DEFAULT_HF_CLIP
-    return HFClipEmbedder(source, name="huggingface_clip" if arg is None else f"huggingface_clip:{arg}",
-                          device=device, precision=precision)
+    return HFClipEmbedder(
+        source,
+        name="huggingface_clip" if arg is None else f"huggingface_clip:{arg}",
+        device=device,
+        precision=precision,
+    )

@@ -7,6 +7,7 @@ duration of the load: cached files still load, missing ones fail at once. :func:
 failure into a one-line :class:`ModelNotFoundError` that says which weights are needed and how to point
 ``--clip_model`` at a local copy.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,7 +26,10 @@ _TRUE = {"1", "on", "yes", "true"}
 
 def offline_requested() -> bool:
     """``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` set in the environment (read at call time)."""
-    return any(os.environ.get(v, "").strip().lower() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(
+        os.environ.get(v, "").strip().lower() in _TRUE
+        for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
 @functools.lru_cache(maxsize=4)
@@ -52,7 +56,11 @@ def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
     from huggingface_hub import constants
 
     url = urlparse(constants.ENDPOINT)
-    return _probe(url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80), timeout)
+    return _probe(
+        url.hostname or "huggingface.co",
+        url.port or (443 if url.scheme == "https" else 80),
+        timeout,
+    )
 
 
 @contextlib.contextmanager
@@ -80,9 +88,13 @@ def one_line(err: BaseException, limit: int = 200) -> str:
 
 def missing_model(model: str, weights: str, online: bool, err: BaseException) -> ModelNotFoundError:
     """The one-line error for weights that could not be loaded."""
-    where = ("could not be downloaded" if online else
-             "are not in the local Hugging Face cache and the Hub cannot be reached (offline)")
+    where = (
+        "could not be downloaded"
+        if online
+        else "are not in the local Hugging Face cache and the Hub cannot be reached (offline)"
+    )
     return ModelNotFoundError(
         f"Model '{model}' needs the weights {weights}, which {where}: download them once on a machine with "
         f"network (cache: $HF_HOME, default ~/.cache/huggingface) or save them to a folder and pass "
-        f"--clip_model /path/to/that/folder. ({type(err).__name__}: {one_line(err)})")
+        f"--clip_model /path/to/that/folder. ({type(err).__name__}: {one_line(err)})"
+    )

@@ -9,6 +9,7 @@ their pairs are dropped from the split (every per-row array alike) and added to 
 id list it was computed for, so its rows stay aligned with those ids, and a later run that reads it drops
 the same pairs without decoding anything. No entry is ever keyed by a list the rows do not match.
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,8 +50,12 @@ def embed_dataset(splits: DatasetSplits, cfg: Any) -> Features:
     from lemon.pipeline import resolve_device
 
     root = cache_root(cfg.cache_dir)
-    embedder = build_embedder(embedder_name(splits, cfg.clip_model), device=resolve_device(cfg.device),
-                              precision=getattr(cfg, "precision", "auto"), cache_root=root)
+    embedder = build_embedder(
+        embedder_name(splits, cfg.clip_model),
+        device=resolve_device(cfg.device),
+        precision=getattr(cfg, "precision", "auto"),
+        cache_root=root,
+    )
     cache = EmbeddingCache(root)
     embed = _Embed(embedder, cache, splits.name, cfg.batch_size, cfg.num_workers)
     out: dict[str, SplitFeatures] = {}
@@ -65,23 +70,49 @@ def embed_dataset(splits: DatasetSplits, cfg: Any) -> Features:
         texts = split.prompts(cfg.prompt)
         txt = embed.texts(texts, name)
         truth = splits.has_ground_truth
-        out[name] = SplitFeatures(name, img, txt, np.asarray(texts, dtype=object), split.observed,
-                                  split.clean if truth else None, split.is_mislabel if truth else None,
-                                  ids=rows, image_refs=ids)
+        out[name] = SplitFeatures(
+            name,
+            img,
+            txt,
+            np.asarray(texts, dtype=object),
+            split.observed,
+            split.clean if truth else None,
+            split.is_mislabel if truth else None,
+            ids=rows,
+            image_refs=ids,
+        )
     label_prompt_txt, class_names = None, None
     if splits.task == "classification":
-        class_names = [str(c) for c in (splits.class_names if splits.class_names is not None
-                                        else splits["train"].class_names)]
+        class_names = [
+            str(c)
+            for c in (
+                splits.class_names
+                if splits.class_names is not None
+                else splits["train"].class_names
+            )
+        ]
         label_prompt_txt = embed.texts([cfg.prompt + c for c in class_names], "class prompts")
-    meta = {"embedder": embedder.name, "embedder_id": embedder.id, "cache_root": str(root),
-            "cache_hits": cache.hits, "cache_misses": cache.misses, "skipped_images": skipped}
-    log.info("embeddings of %s with %s: %d cache hits, %d computed", splits.name, embedder.name,
-             cache.hits, cache.misses)
+    meta = {
+        "embedder": embedder.name,
+        "embedder_id": embedder.id,
+        "cache_root": str(root),
+        "cache_hits": cache.hits,
+        "cache_misses": cache.misses,
+        "skipped_images": skipped,
+    }
+    log.info(
+        "embeddings of %s with %s: %d cache hits, %d computed",
+        splits.name,
+        embedder.name,
+        cache.hits,
+        cache.misses,
+    )
     return Features(splits.task, out, label_prompt_txt, class_names, meta=meta)
 
 
-def drop_undecodable(split: PairSplit, img: np.ndarray, ids: list[str],
-                     dataset: str) -> tuple[PairSplit, np.ndarray, list[str], np.ndarray]:
+def drop_undecodable(
+    split: PairSplit, img: np.ndarray, ids: list[str], dataset: str
+) -> tuple[PairSplit, np.ndarray, list[str], np.ndarray]:
     """Drop the pairs whose image embedding is not finite (the image could not be decoded) and count them.
 
     Returns the kept split, image embeddings and image ids, and the kept rows' positions in the loaded split
@@ -92,10 +123,17 @@ def drop_undecodable(split: PairSplit, img: np.ndarray, ids: list[str],
         return split, img, ids, np.arange(len(ids))
     keep, bad = np.flatnonzero(ok), np.flatnonzero(~ok)
     if not len(keep):
-        raise LemonError(f"Dataset '{dataset}': no image of the '{split.split}' split can be decoded (first: "
-                         f"{ids[0]}); check the files (see DataSources.md#{dataset}).")
-    log.warning("%s %s: skipping %d image(s) that cannot be decoded (first: %s)", dataset, split.split,
-                len(bad), ids[bad[0]])
+        raise LemonError(
+            f"Dataset '{dataset}': no image of the '{split.split}' split can be decoded (first: "
+            f"{ids[0]}); check the files (see DataSources.md#{dataset})."
+        )
+    log.warning(
+        "%s %s: skipping %d image(s) that cannot be decoded (first: %s)",
+        dataset,
+        split.split,
+        len(bad),
+        ids[bad[0]],
+    )
     kept = split.subset(keep)
     kept.meta["skipped_images"] = int(split.meta.get("skipped_images", 0)) + len(bad)
     return kept, img[keep], [ids[i] for i in keep], keep
@@ -104,17 +142,27 @@ def drop_undecodable(split: PairSplit, img: np.ndarray, ids: list[str],
 class _Embed:
     """Cache lookups for one dataset and embedder (the dataset name joins the key: ids are per dataset)."""
 
-    def __init__(self, embedder, cache: EmbeddingCache, dataset: str, batch_size: int, num_workers: int):
+    def __init__(
+        self, embedder, cache: EmbeddingCache, dataset: str, batch_size: int, num_workers: int
+    ):
         self.embedder, self.cache, self.dataset = embedder, cache, dataset
         self.batch_size, self.num_workers = batch_size, num_workers
 
     def images(self, ids: Sequence[str], source: Any, split: str) -> np.ndarray:
         return self.cache.get_or_compute(
-            self.embedder, f"image/{self.dataset}", ids,
-            lambda: embed_images(self.embedder, source, self.batch_size, self.num_workers, f"{split} images"),
-            content=source.fingerprint())
+            self.embedder,
+            f"image/{self.dataset}",
+            ids,
+            lambda: embed_images(
+                self.embedder, source, self.batch_size, self.num_workers, f"{split} images"
+            ),
+            content=source.fingerprint(),
+        )
 
     def texts(self, texts: Sequence[str], what: str) -> np.ndarray:
         return self.cache.get_or_compute(
-            self.embedder, "text", texts, lambda: embed_texts(self.embedder, texts, self.batch_size, what))
-
+            self.embedder,
+            "text",
+            texts,
+            lambda: embed_texts(self.embedder, texts, self.batch_size, what),
+        )

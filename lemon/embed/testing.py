@@ -10,6 +10,7 @@ They are written in the same layouts users bring, so tests load them through the
 The transformers tokenizer files are derived from the BPE vocabulary that ships inside open_clip's wheel
 (the same 49,408-token vocabulary as OpenAI CLIP's), so nothing is downloaded.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,7 +44,9 @@ def write_clip_vocabulary(folder: Path) -> tuple[Path, Path]:
     merges = sorted(bpe.bpe_ranks, key=bpe.bpe_ranks.get)
     vocab_file, merges_file = folder / "vocab.json", folder / "merges.txt"
     vocab_file.write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    merges_file.write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n", encoding="utf-8")
+    merges_file.write_text(
+        "#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n", encoding="utf-8"
+    )
     return vocab_file, merges_file
 
 
@@ -54,19 +57,29 @@ def tiny_hf_clip_checkpoint(folder: Path | str, seed: int = 0) -> Path:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    layers = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
+    layers = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+    }
     config = CLIPConfig(
         text_config={**layers, "vocab_size": 49408, "max_position_embeddings": 77},
         vision_config={**layers, "image_size": TINY_IMAGE_SIZE, "patch_size": 16},
-        projection_dim=16)
+        projection_dim=16,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = CLIPModel(config)
     model.save_pretrained(folder)
     write_clip_vocabulary(folder)
-    CLIPTokenizer.from_pretrained(folder).save_pretrained(folder)  # adds tokenizer.json / its config
-    CLIPImageProcessor(size={"shortest_edge": TINY_IMAGE_SIZE},
-                       crop_size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE}).save_pretrained(folder)
+    CLIPTokenizer.from_pretrained(folder).save_pretrained(
+        folder
+    )  # adds tokenizer.json / its config
+    CLIPImageProcessor(
+        size={"shortest_edge": TINY_IMAGE_SIZE},
+        crop_size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE},
+    ).save_pretrained(folder)
     return folder
 
 

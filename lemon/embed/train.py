@@ -6,6 +6,7 @@ checkpoint folder (``open_clip_config.json`` + ``open_clip_model.safetensors`` +
 ``--clip_model /that/folder`` loads. ``train_state.pt`` beside it is written after every epoch; an
 interrupted run resumes from it. Seeded: same config, same data order and initial weights.
 """
+
 from __future__ import annotations
 
 import copy
@@ -27,13 +28,37 @@ log = logging.getLogger(__name__)
 CUSTOM_MODELS: dict[str, dict[str, Any]] = {
     "lemon-tiny": {
         "embed_dim": 16,
-        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
-        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+        "vision_cfg": {
+            "image_size": 32,
+            "layers": 1,
+            "width": 32,
+            "head_width": 16,
+            "patch_size": 16,
+        },
+        "text_cfg": {
+            "context_length": 16,
+            "vocab_size": 49408,
+            "width": 32,
+            "heads": 2,
+            "layers": 1,
+        },
     },
     "lemon-demo": {
         "embed_dim": 64,
-        "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
-        "text_cfg": {"context_length": 24, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+        "vision_cfg": {
+            "image_size": 32,
+            "layers": 2,
+            "width": 64,
+            "head_width": 32,
+            "patch_size": 8,
+        },
+        "text_cfg": {
+            "context_length": 24,
+            "vocab_size": 49408,
+            "width": 64,
+            "heads": 2,
+            "layers": 2,
+        },
     },
 }
 
@@ -48,7 +73,9 @@ class TrainConfig:
     data_seed: int = 0
     noise_type: str | None = None
     noise_level: float = 0.0
-    data_options: dict[str, Any] = field(default_factory=dict)  # other run_lemon data flags (data_dir, ...)
+    data_options: dict[str, Any] = field(
+        default_factory=dict
+    )  # other run_lemon data flags (data_dir, ...)
     filter_scores: str | None = None
     keep_top_n: int | None = None
     model: str = "lemon-tiny"
@@ -65,13 +92,19 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0:
-            raise LemonError(f"need epochs >= 1, batch_size >= 2 and lr > 0, got {self.epochs}, "
-                             f"{self.batch_size}, {self.lr}.")
+            raise LemonError(
+                f"need epochs >= 1, batch_size >= 2 and lr > 0, got {self.epochs}, "
+                f"{self.batch_size}, {self.lr}."
+            )
         if (self.filter_scores is None) != (self.keep_top_n is None):
-            raise LemonError("--filter_scores and --keep_top_n go together: keep the N pairs of a previous run's "
-                             "scores.csv with the lowest score.")
+            raise LemonError(
+                "--filter_scores and --keep_top_n go together: keep the N pairs of a previous run's "
+                "scores.csv with the lowest score."
+            )
         if self.precision not in ("auto", "fp32", "bf16"):
-            raise LemonError(f"Unknown training precision '{self.precision}'. Available: auto, fp32, bf16.")
+            raise LemonError(
+                f"Unknown training precision '{self.precision}'. Available: auto, fp32, bf16."
+            )
         return self
 
 
@@ -88,8 +121,10 @@ def model_config(model: str) -> dict[str, Any]:
         return cfg.get("model_cfg", cfg)
     if model in open_clip.list_models():
         return copy.deepcopy(open_clip.get_model_config(model))
-    raise UnknownNameError(f"Unknown model '{model}'. Use one of {', '.join(CUSTOM_MODELS)}, an open_clip "
-                           "architecture (open_clip.list_models(), e.g. ViT-B-32) or a model-config .json file.")
+    raise UnknownNameError(
+        f"Unknown model '{model}'. Use one of {', '.join(CUSTOM_MODELS)}, an open_clip "
+        "architecture (open_clip.list_models(), e.g. ViT-B-32) or a model-config .json file."
+    )
 
 
 def build_model(model_cfg: dict[str, Any]):
@@ -119,8 +154,10 @@ def save_open_clip(model, model_cfg: dict[str, Any], folder: Path) -> Path:
     folder = Path(folder)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     io.atomic_write_bytes(folder / "open_clip_model.safetensors", save_safetensors(state))
-    io.atomic_write_json(folder / "open_clip_config.json", {"model_cfg": model_cfg,
-                                                            "preprocess_cfg": preprocess_config(model_cfg)})
+    io.atomic_write_json(
+        folder / "open_clip_config.json",
+        {"model_cfg": model_cfg, "preprocess_cfg": preprocess_config(model_cfg)},
+    )
     return folder
 
 
@@ -140,14 +177,26 @@ def keep_cleanest(split, scores_csv: str, top_n: int, texts: list[str]):
         raise LemonError(f"{path} lacks columns {sorted(missing)}: not a run_lemon scores.csv.")
     rows = df[df["split"] == "train"]
     if rows.empty:
-        raise LemonError(f"{path} has no train rows (was that run made with --skip_train?); rerun without it.")
+        raise LemonError(
+            f"{path} has no train rows (was that run made with --skip_train?); rerun without it."
+        )
     idx = rows["idx"].to_numpy(np.int64)
-    if len(rows) != len(split) or idx.max() >= len(split) or (
-            "text" in rows and not np.array_equal(rows["text"].astype(str).to_numpy(),
-                                                  np.asarray(texts, dtype=object)[idx].astype(str))):
-        raise LemonError(f"{path} does not match this train split ({len(rows)} scored rows, {len(split)} pairs, "
-                         "or different texts): score the same --dataset / --noise_type / --noise_level / "
-                         "--data_seed you train on.")
+    if (
+        len(rows) != len(split)
+        or idx.max() >= len(split)
+        or (
+            "text" in rows
+            and not np.array_equal(
+                rows["text"].astype(str).to_numpy(),
+                np.asarray(texts, dtype=object)[idx].astype(str),
+            )
+        )
+    ):
+        raise LemonError(
+            f"{path} does not match this train split ({len(rows)} scored rows, {len(split)} pairs, "
+            "or different texts): score the same --dataset / --noise_type / --noise_level / "
+            "--data_seed you train on."
+        )
     if not 1 <= top_n <= len(rows):
         raise LemonError(f"--keep_top_n must be in [1, {len(rows)}], got {top_n}.")
     order = np.lexsort((idx, rows["score"].to_numpy(np.float64)))  # lowest score first, ties by idx
@@ -163,12 +212,17 @@ def load_training_pairs(cfg: TrainConfig):
 
     dataset = DATASETS.get(cfg.dataset)()
     if dataset.precomputed:
-        raise LemonError(f"--dataset {cfg.dataset} holds embeddings, not images: nothing to train a CLIP on.")
-    run_cfg = RunConfig(output_dir=cfg.output_dir, dataset=cfg.dataset, data_seed=cfg.data_seed,
-                        **cfg.data_options)
+        raise LemonError(
+            f"--dataset {cfg.dataset} holds embeddings, not images: nothing to train a CLIP on."
+        )
+    run_cfg = RunConfig(
+        output_dir=cfg.output_dir, dataset=cfg.dataset, data_seed=cfg.data_seed, **cfg.data_options
+    )
     splits = load_splits(dataset, run_cfg)
     if cfg.noise_level > 0:
-        splits = apply_noise(splits, cfg.noise_type or dataset.noise_types[0], cfg.noise_level, cfg.data_seed)
+        splits = apply_noise(
+            splits, cfg.noise_type or dataset.noise_types[0], cfg.noise_level, cfg.data_seed
+        )
     if cfg.split not in splits.splits:
         raise LemonError(f"Unknown split '{cfg.split}'. Available: {', '.join(splits.splits)}.")
     split = splits[cfg.split]
@@ -191,10 +245,22 @@ def train_clip(cfg: TrainConfig) -> Path:
     model_cfg = model_config(cfg.model)
     model, history = run_training(cfg, model_cfg, split, texts, out)
     save_open_clip(model, model_cfg, out)
-    io.atomic_write_json(out / "train_info.json", {
-        "config": asdict(cfg), "n_pairs": len(split), "loss_per_epoch": history,
-        "seconds": round(time.time() - start, 1)})
-    log.info("trained %s on %d pairs of %s in %.0f s -> %s", cfg.model, len(split), cfg.dataset,
-             time.time() - start, out)
+    io.atomic_write_json(
+        out / "train_info.json",
+        {
+            "config": asdict(cfg),
+            "n_pairs": len(split),
+            "loss_per_epoch": history,
+            "seconds": round(time.time() - start, 1),
+        },
+    )
+    log.info(
+        "trained %s on %d pairs of %s in %.0f s -> %s",
+        cfg.model,
+        len(split),
+        cfg.dataset,
+        time.time() - start,
+        out,
+    )
     io.mark_done(out, time.time() - start)  # last: a sweep reads the folder as DONE only now
     return out

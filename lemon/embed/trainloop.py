@@ -5,6 +5,7 @@ untouched); epoch e shuffles with its own generator seeded by (seed, e), so a re
 batches as an uninterrupted one. ``train_state.pt`` (model, optimiser, step, losses, settings) is written
 atomically after each epoch.
 """
+
 from __future__ import annotations
 
 import io as _io
@@ -42,7 +43,10 @@ def param_groups(model, weight_decay: float) -> list[dict[str, Any]]:
     for name, p in model.named_parameters():
         skip = p.ndim < 2 or "embedding" in name or "logit_scale" in name or name.endswith("bias")
         (no_decay if skip else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -71,21 +75,29 @@ def run_training(cfg, model_cfg: dict[str, Any], split, texts: list[str], out: P
 
     device = resolve_device(cfg.device)
     cuda = device.startswith("cuda")
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda and cfg.precision in ("auto", "bf16") else None
+    amp = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if cuda and cfg.precision in ("auto", "bf16")
+        else None
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = build_model(model_cfg).to(device)
     text_cfg = model_cfg.get("text_cfg", {})
     tokenizer = open_clip.SimpleTokenizer(context_length=text_cfg.get("context_length", 77))
     if text_cfg.get("hf_tokenizer_name"):
-        tokenizer = HFTokenizer(text_cfg["hf_tokenizer_name"], context_length=text_cfg.get("context_length"))
+        tokenizer = HFTokenizer(
+            text_cfg["hf_tokenizer_name"], context_length=text_cfg.get("context_length")
+        )
     tokens = tokenizer(texts)
     transform = image_transform_v2(PreprocessCfg(**preprocess_config(model_cfg)), is_train=False)
     n = len(texts)
     batch = min(cfg.batch_size, n)
     steps_per_epoch = n // batch
     total = steps_per_epoch * cfg.epochs
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+    opt = torch.optim.AdamW(
+        param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup_steps, total))
     loss_fn = open_clip.ClipLoss()
     start_epoch, history = 0, []
@@ -93,9 +105,13 @@ def run_training(cfg, model_cfg: dict[str, Any], split, texts: list[str], out: P
     if state_path.is_file() and cfg.resume:
         state = torch.load(state_path, map_location="cpu", weights_only=False)
         if state["settings"] != _settings(cfg):
-            diff = sorted(k for k in _settings(cfg) if state["settings"].get(k) != _settings(cfg)[k])
-            raise LemonError(f"{out} holds a training state with other settings ({', '.join(diff)}); use another "
-                             "--output_dir, or --no_resume to start over.")
+            diff = sorted(
+                k for k in _settings(cfg) if state["settings"].get(k) != _settings(cfg)[k]
+            )
+            raise LemonError(
+                f"{out} holds a training state with other settings ({', '.join(diff)}); use another "
+                "--output_dir, or --no_resume to start over."
+            )
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -104,13 +120,24 @@ def run_training(cfg, model_cfg: dict[str, Any], split, texts: list[str], out: P
     model.train()
     for epoch in range(start_epoch, cfg.epochs):
         order = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-        loader = DataLoader(_Indexed(split.images, transform), batch_size=batch, shuffle=True, generator=order,
-                            drop_last=True, num_workers=cfg.num_workers if n > batch else 0, pin_memory=cuda)
+        loader = DataLoader(
+            _Indexed(split.images, transform),
+            batch_size=batch,
+            shuffle=True,
+            generator=order,
+            drop_last=True,
+            num_workers=cfg.num_workers if n > batch else 0,
+            pin_memory=cuda,
+        )
         total_loss = 0.0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False, disable=None)
+        bar = tqdm(
+            loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False, disable=None
+        )
         for pixels, idx in bar:
             with amp if amp is not None else torch.autocast("cpu", enabled=False):
-                out_ = model(pixels.to(device, non_blocking=True), tokens[idx].to(device, non_blocking=True))
+                out_ = model(
+                    pixels.to(device, non_blocking=True), tokens[idx].to(device, non_blocking=True)
+                )
                 loss = loss_fn(out_["image_features"], out_["text_features"], out_["logit_scale"])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -123,8 +150,17 @@ def run_training(cfg, model_cfg: dict[str, Any], split, texts: list[str], out: P
         history.append(total_loss / max(1, steps_per_epoch))
         log.info("epoch %d/%d: mean loss %.4f", epoch + 1, cfg.epochs, history[-1])
         buf = _io.BytesIO()
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "epoch": epoch + 1, "history": history, "settings": _settings(cfg)}, buf)
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "epoch": epoch + 1,
+                "history": history,
+                "settings": _settings(cfg),
+            },
+            buf,
+        )
         io.atomic_write_bytes(state_path, buf.getvalue())
     model.eval()
     return model, history

@@ -3,6 +3,7 @@
 ``apply_noise(splits, noise_type, level, data_seed)`` validates the level once, checks that the noise
 suits the dataset, then draws every split with its own generator derived from (data_seed, noise, split).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,10 +17,18 @@ from lemon.registry import Registry
 log = logging.getLogger(__name__)
 NOISES: Registry = Registry("noise type")
 
-from lemon.noise import caption, label  # noqa: E402,F401  (register the noise types)
-from lemon.noise.base import Noise, check_level, n_noisy, split_rng  # noqa: E402
+from lemon.noise import caption, label
+from lemon.noise.base import Noise, check_level, n_noisy, split_rng
 
-__all__ = ["NOISES", "Noise", "apply_noise", "check_level", "n_noisy", "split_rng", "supported_noises"]
+__all__ = [
+    "NOISES",
+    "Noise",
+    "apply_noise",
+    "check_level",
+    "n_noisy",
+    "split_rng",
+    "supported_noises",
+]
 
 
 def supported_noises(splits: DatasetSplits) -> list[str]:
@@ -30,8 +39,9 @@ def supported_noises(splits: DatasetSplits) -> list[str]:
     return [n for n in declared if n in NOISES and NOISES.get(n).compatible(splits.task)]
 
 
-def apply_noise(splits: DatasetSplits, noise_type: str, level: float, data_seed: int,
-                **options: Any) -> DatasetSplits:
+def apply_noise(
+    splits: DatasetSplits, noise_type: str, level: float, data_seed: int, **options: Any
+) -> DatasetSplits:
     """A copy of ``splits`` whose observed labels/captions carry ``noise_type`` noise at ``level``.
 
     ``options`` go to the noise constructor (e.g. ``tagger=`` for ``noun``). Raises LemonError for an
@@ -41,15 +51,28 @@ def apply_noise(splits: DatasetSplits, noise_type: str, level: float, data_seed:
     level = check_level(level)
     supported = supported_noises(splits)
     if name not in supported:
-        raise LemonError(f"Noise type '{name}' is not supported for dataset '{splits.name}'; supported: "
-                         f"{', '.join(supported) or 'none'}.")
+        raise LemonError(
+            f"Noise type '{name}' is not supported for dataset '{splits.name}'; supported: "
+            f"{', '.join(supported) or 'none'}."
+        )
     noise = NOISES.build(name, **options)
     noise.check(splits)
     if not noise.uses_level and level:
-        log.info("noise_level %s is ignored by '%s' noise: the noisy labels come with the data", level, name)
-    out = {s: noise.apply(split, level, split_rng(data_seed, name, s)) for s, split in splits.splits.items()}
+        log.info(
+            "noise_level %s is ignored by '%s' noise: the noisy labels come with the data",
+            level,
+            name,
+        )
+    out = {
+        s: noise.apply(split, level, split_rng(data_seed, name, s))
+        for s, split in splits.splits.items()
+    }
     for part in out.values():
         part.meta.update(noise=name, noise_level=level if noise.uses_level else None)
-    log.info("noise %s (level %s): mislabelled per split %s", name, level,
-             {s: int(p.is_mislabel.sum()) for s, p in out.items()})
+    log.info(
+        "noise %s (level %s): mislabelled per split %s",
+        name,
+        level,
+        {s: int(p.is_mislabel.sum()) for s, p in out.items()},
+    )
     return dataclasses.replace(splits, splits=out, has_ground_truth=True)

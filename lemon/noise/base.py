@@ -1,4 +1,5 @@
 """The noise contract and the seeded helpers every injector shares (SPEC §2)."""
+
 from __future__ import annotations
 
 import math
@@ -67,4 +68,6 @@ def split_rng(data_seed: int, noise: str, split: str) -> np.random.Generator:
     """One generator per (data_seed, noise name, split): splits never share or shift each other's draws."""
     if int(data_seed) < 0:
         raise LemonError(f"data_seed must be >= 0, got {data_seed}.")
-    return np.random.default_rng([int(data_seed), zlib.crc32(noise.encode()), zlib.crc32(split.encode())])
+    return np.random.default_rng(
+        [int(data_seed), zlib.crc32(noise.encode()), zlib.crc32(split.encode())]
+    )

@@ -6,10 +6,12 @@ another sample of the same split, never itself. ``random`` draws that other samp
 random other sample holding it. Samples with no shareable noun / category are never chosen. A swap onto an
 identical caption is not a label error (``is_mislabel`` compares strings).
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Callable, ClassVar, Sequence
+from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import numpy as np
 
@@ -30,8 +32,9 @@ def random_swap(n: int, k: int, rng: np.random.Generator) -> tuple[np.ndarray, n
     return src, tgt + (tgt >= src)
 
 
-def shared_key_swap(keys: Sequence[Sequence[str]], k: int, rng: np.random.Generator,
-                    what: str = "key") -> tuple[np.ndarray, np.ndarray]:
+def shared_key_swap(
+    keys: Sequence[Sequence[str]], k: int, rng: np.random.Generator, what: str = "key"
+) -> tuple[np.ndarray, np.ndarray]:
     """(src, tgt): k distinct samples, each paired with a random other sample sharing one of its keys.
 
     The key is drawn uniformly among the sample's *shareable* keys (held by at least one other sample),
@@ -49,11 +52,15 @@ def shared_key_swap(keys: Sequence[Sequence[str]], k: int, rng: np.random.Genera
     s_owner, s_token = owner[shared], token[shared]
     eligible, first, per_sample = np.unique(s_owner, return_index=True, return_counts=True)
     if k > len(eligible):
-        raise LemonError(f"asks for {k} swaps but only {len(eligible)} of the {n} samples share a {what} with "
-                         f"another sample; lower --noise_level to at most {len(eligible) / max(n, 1):.3f}.")
+        raise LemonError(
+            f"asks for {k} swaps but only {len(eligible)} of the {n} samples share a {what} with "
+            f"another sample; lower --noise_level to at most {len(eligible) / max(n, 1):.3f}."
+        )
     pick = rng.choice(len(eligible), k, replace=False)
     src = eligible[pick]
-    pair = first[pick] + (rng.random(k) * per_sample[pick]).astype(np.int64)  # one shareable key each
+    pair = first[pick] + (rng.random(k) * per_sample[pick]).astype(
+        np.int64
+    )  # one shareable key each
     tok = s_token[pair]
     order = np.argsort(s_token, kind="stable")  # shareable pairs grouped by key
     start = np.searchsorted(s_token[order], tok)
@@ -82,7 +89,9 @@ class RandomSwap(Noise):
         n = len(split)
         k = n_noisy(level, n)
         if k and n < 2:
-            raise LemonError(f"split '{split.split}' has {n} sample; 'random' noise needs at least 2.")
+            raise LemonError(
+                f"split '{split.split}' has {n} sample; 'random' noise needs at least 2."
+            )
         return _swapped(split, *random_swap(n, k, rng))
 
 
@@ -97,7 +106,9 @@ class _SharedKeySwap(Noise, abstract=True):
         try:
             src, tgt = shared_key_swap(self.keys(split), n_noisy(level, len(split)), rng, self.what)
         except LemonError as err:
-            raise LemonError(f"'{self.name}' noise at level {level} on split '{split.split}' {err}") from None
+            raise LemonError(
+                f"'{self.name}' noise at level {level} on split '{split.split}' {err}"
+            ) from None
         return _swapped(split, src, tgt)
 
 
@@ -111,8 +122,10 @@ class CategorySwap(_SharedKeySwap):
     def check(self, splits: DatasetSplits) -> None:
         for part in splits.splits.values():
             if part.categories is None:
-                raise LemonError(part.meta.get("categories_missing") or
-                                 f"Dataset '{splits.name}' has no per-sample categories for 'cat' noise.")
+                raise LemonError(
+                    part.meta.get("categories_missing")
+                    or f"Dataset '{splits.name}' has no per-sample categories for 'cat' noise."
+                )
 
     def keys(self, split: PairSplit) -> Sequence[Sequence[str]]:
         return split.categories
@@ -141,7 +154,9 @@ class NounSwap(_SharedKeySwap):
             self.tagger = spacy_noun_tagger()
         nouns = self.tagger([str(t) for t in split.observed_text])
         if len(nouns) != len(split):
-            raise LemonError(f"the noun tagger returned {len(nouns)} noun lists for {len(split)} captions.")
+            raise LemonError(
+                f"the noun tagger returned {len(nouns)} noun lists for {len(split)} captions."
+            )
         return nouns
 
 
@@ -150,16 +165,22 @@ def spacy_noun_tagger(model: str = SPACY_MODEL) -> Tagger:
     try:
         import spacy
     except ImportError:
-        raise MissingDependencyError(f"'noun' noise needs spaCy and its English model, which are not "
-                                     f"installed: pip install spacy && python -m spacy download {model}") from None
+        raise MissingDependencyError(
+            f"'noun' noise needs spaCy and its English model, which are not "
+            f"installed: pip install spacy && python -m spacy download {model}"
+        ) from None
     try:
         nlp = spacy.load(model, disable=["parser", "ner", "lemmatizer"])
     except OSError:
-        raise MissingDependencyError(f"'noun' noise needs spaCy's English model '{model}', which is not "
-                                     f"installed: python -m spacy download {model}") from None
+        raise MissingDependencyError(
+            f"'noun' noise needs spaCy's English model '{model}', which is not "
+            f"installed: python -m spacy download {model}"
+        ) from None
 
     def tag(texts: Sequence[str]) -> list[list[str]]:
-        return [[t.text.lower().strip() for t in doc if t.pos_ == "NOUN"]
-                for doc in nlp.pipe(texts, batch_size=512)]
+        return [
+            [t.text.lower().strip() for t in doc if t.pos_ == "NOUN"]
+            for doc in nlp.pipe(texts, batch_size=512)
+        ]
 
     return tag

@@ -4,6 +4,7 @@
 ``meta['real_observed']``) or the data's own observed labels (web-noise sets, tables with a clean column:
 ``meta['intrinsic_noise']``). Data without ground truth cannot be evaluated and is refused with the fix.
 """
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -24,8 +25,10 @@ class _ClassFlip(Noise, abstract=True):
     def check(self, splits: DatasetSplits) -> None:
         n_classes = len(next(iter(splits.splits.values())).class_names)
         if n_classes < 2:
-            raise LemonError(f"'{self.name}' noise needs at least 2 classes; dataset '{splits.name}' has "
-                             f"{n_classes}.")
+            raise LemonError(
+                f"'{self.name}' noise needs at least 2 classes; dataset '{splits.name}' has "
+                f"{n_classes}."
+            )
 
     def target(self, labels: np.ndarray, n_classes: int, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError
@@ -68,15 +71,20 @@ class Real(Noise):
     def check(self, splits: DatasetSplits) -> None:
         first = next(iter(splits.splits.values()))
         if not splits.has_ground_truth:
-            injectable = [n for n in NOISES.names() if n != "real" and NOISES.get(n).compatible(splits.task)]
-            raise LemonError(f"Dataset '{splits.name}' has no ground-truth labels, so its real noise cannot "
-                             f"be evaluated: score it with --real_dataset, or inject noise with --noise_type "
-                             f"{' / '.join(injectable)}.")
+            injectable = [
+                n for n in NOISES.names() if n != "real" and NOISES.get(n).compatible(splits.task)
+            ]
+            raise LemonError(
+                f"Dataset '{splits.name}' has no ground-truth labels, so its real noise cannot "
+                f"be evaluated: score it with --real_dataset, or inject noise with --noise_type "
+                f"{' / '.join(injectable)}."
+            )
         if "real_missing" in first.meta:
             raise DatasetNotFoundError(first.meta["real_missing"])
         if "real_observed" not in first.meta and not first.meta.get("intrinsic_noise"):
-            raise LemonError(f"Dataset '{splits.name}' carries no real noisy labels; use another "
-                             f"--noise_type.")
+            raise LemonError(
+                f"Dataset '{splits.name}' carries no real noisy labels; use another --noise_type."
+            )
 
     def apply(self, split: PairSplit, level: float, rng: np.random.Generator) -> PairSplit:
         if "real_observed" in split.meta:

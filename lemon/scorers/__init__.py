@@ -1,4 +1,5 @@
 """SCORERS registry: LEMoN and the baselines, all behind one :class:`~lemon.scorers.base.Scorer` interface."""
+
 from __future__ import annotations
 
 from lemon.registry import Registry
@@ -6,7 +7,7 @@ from lemon.registry import Registry
 SCORERS: Registry = Registry("scorer")
 
 # importing a module registers its scorers
-from lemon.scorers import (  # noqa: F401
+from lemon.scorers import (
     cleanlab_scores,
     clip_logits,
     clip_sim,

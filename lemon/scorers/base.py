@@ -6,6 +6,7 @@ no-op for parameter-free baselines) and ``score`` returns, for one split, a dict
 scores.csv. The :class:`ScoringContext` owns the embedded features and memoises the neighbour searches, so
 scorers that need the same kNN never recompute it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,9 +54,17 @@ class ScoringContext:
                 return sim[:, :k], idx[:, :k]
         query = getattr(self.split(split), space)
         ref = getattr(self.reference, space)
-        log.debug("kNN %s/%s k=%d: %d queries x %d reference", split, space, k, len(query), len(ref))
-        self._knn[key] = knn(query, ref, k, exclude=self.features.self_rows(split),
-                             backend=self.cfg.knn_backend, device=self.device)
+        log.debug(
+            "kNN %s/%s k=%d: %d queries x %d reference", split, space, k, len(query), len(ref)
+        )
+        self._knn[key] = knn(
+            query,
+            ref,
+            k,
+            exclude=self.features.self_rows(split),
+            backend=self.cfg.knn_backend,
+            device=self.device,
+        )
         return self._knn[key]
 
 
@@ -76,14 +85,18 @@ class Scorer:
     def check(self, features: Features) -> None:
         """Refuse data this scorer cannot handle, with a clear message."""
         if features.task not in self.tasks:
-            raise LemonError(f"Scorer '{self.name}' supports {', '.join(self.tasks)} datasets only; this "
-                             f"dataset is {features.task}. Use --scorer lemon or clip_sim.")
+            raise LemonError(
+                f"Scorer '{self.name}' supports {', '.join(self.tasks)} datasets only; this "
+                f"dataset is {features.task}. Use --scorer lemon or clip_sim."
+            )
 
     def fit(self, ctx: ScoringContext) -> dict[str, Any]:
         """Select hyper-parameters on ctx's val split; returns them (and the objective) for hparams.json."""
         return {}
 
-    def score(self, ctx: ScoringContext, split: str, hparams: dict[str, Any]) -> dict[str, np.ndarray]:
+    def score(
+        self, ctx: ScoringContext, split: str, hparams: dict[str, Any]
+    ) -> dict[str, np.ndarray]:
         """``{'score': (n,), <component>: (n,), ...}`` for ``split``; higher score = more likely mislabelled."""
         raise NotImplementedError
 

@@ -13,6 +13,7 @@ cleanlab returns a quality in [0, 1], lower = more likely mislabelled; the score
 (higher = more likely mislabelled, same ranking), and the quality is kept as a scores.csv column.
 Classification only. Needs the ``cleanlab`` package (``pip install cleanlab``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -33,8 +34,10 @@ def cleanlab_quality(method: str) -> Callable[[np.ndarray, np.ndarray], np.ndarr
     try:
         from cleanlab import rank
     except ImportError as err:  # pragma: no cover - depends on the environment
-        raise MissingDependencyError(f"The '{method}' scorers call cleanlab, which is not installed; "
-                                     "pip install cleanlab (or lemon[dev]).") from err
+        raise MissingDependencyError(
+            f"The '{method}' scorers call cleanlab, which is not installed; "
+            "pip install cleanlab (or lemon[dev])."
+        ) from err
     return getattr(rank, f"get_{method}_for_each_label")
 
 
@@ -53,9 +56,13 @@ class _CleanlabScorer(ClassificationScorer):
             return knn_class_probs(ctx, split, self.cfg.k)
         return class_probs(ctx, ctx.split(split))
 
-    def score(self, ctx: ScoringContext, split: str, hparams: dict[str, Any]) -> dict[str, np.ndarray]:
+    def score(
+        self, ctx: ScoringContext, split: str, hparams: dict[str, Any]
+    ) -> dict[str, np.ndarray]:
         labels = ctx.split(split).observed.astype(np.int64)
-        probs = np.clip(self.probabilities(ctx, split), 0.0, 1.0)  # rounding guard for cleanlab's checks
+        probs = np.clip(
+            self.probabilities(ctx, split), 0.0, 1.0
+        )  # rounding guard for cleanlab's checks
         quality = np.asarray(cleanlab_quality(self.method)(labels, probs), dtype=np.float64)
         return {"score": 1.0 - quality, "quality": quality}
 

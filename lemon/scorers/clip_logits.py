@@ -6,6 +6,7 @@ score = 1 - p(observed class). Unlike d_mm, the score of a pair depends on how c
 *other* classes too. Classification only; always CLIP's own probabilities (``S_pred_probs`` are ignored
 here, with a warning: ``--scorer self_confidence`` scores 1 - p(observed) on them).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -27,7 +28,9 @@ class ClipLogitsScorer(ClassificationScorer):
     def fit(self, ctx: ScoringContext) -> dict[str, Any]:
         return {"temperature": float(self.cfg.temperature)}
 
-    def score(self, ctx: ScoringContext, split: str, hparams: dict[str, Any]) -> dict[str, np.ndarray]:
+    def score(
+        self, ctx: ScoringContext, split: str, hparams: dict[str, Any]
+    ) -> dict[str, np.ndarray]:
         q = ctx.split(split)
         temperature = float(hparams.get("temperature", self.cfg.temperature))
         probs = zero_shot_probs(q.img, ctx.features.label_prompt_txt, temperature)

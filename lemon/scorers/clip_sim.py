@@ -4,6 +4,7 @@ score = d_mm = d(x, y): ``1 - x.y`` (cosine) or ``||x - y||^2`` (euclidean, squa
 ``--dist_type`` — exactly LEMoN's first term, i.e. LEMoN with beta = gamma = 0. Works on classification
 (y = the observed label's prompt) and captioning data alike; no hyper-parameters.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -21,7 +22,9 @@ class ClipSimScorer(Scorer):
 
     name = "clip_sim"
 
-    def score(self, ctx: ScoringContext, split: str, hparams: dict[str, Any]) -> dict[str, np.ndarray]:
+    def score(
+        self, ctx: ScoringContext, split: str, hparams: dict[str, Any]
+    ) -> dict[str, np.ndarray]:
         q = ctx.split(split)
         d_mm = pair_distance(q.img, q.txt, self.cfg.dist_type)
         return {"score": d_mm, "d_mm": d_mm}

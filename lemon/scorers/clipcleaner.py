@@ -13,6 +13,7 @@ same per-sample rule; a class with fewer than ``MIN_CLASS_SAMPLES`` reference sa
 the mixture fitted on all reference samples (logged). The fitted weights, means and variances go to
 hparams.json. Classification only.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,7 +39,9 @@ def fit_two_gaussians(x: np.ndarray, seed: int) -> np.ndarray:
     if sd == 0:  # no spread: two identical components, posterior 1/2 everywhere
         return np.array([[0.5, 0.5], [mu, mu], [1.0, 1.0]])
     gmm = GaussianMixture(n_components=2, random_state=seed).fit(((x - mu) / sd)[:, None])
-    params = np.stack([gmm.weights_, mu + sd * gmm.means_.ravel(), sd**2 * gmm.covariances_.ravel()])
+    params = np.stack(
+        [gmm.weights_, mu + sd * gmm.means_.ravel(), sd**2 * gmm.covariances_.ravel()]
+    )
     return params[:, np.argsort(params[1], kind="stable")]
 
 
@@ -75,17 +78,28 @@ class ClipCleanerScorer(ClassificationScorer):
                 else:
                     small.append(c)
             if small:
-                log.info("clipcleaner: %d classes with < %d reference samples or no spread use the pooled "
-                         "mixture: %s", len(small), MIN_CLASS_SAMPLES, small[:20])
+                log.info(
+                    "clipcleaner: %d classes with < %d reference samples or no spread use the pooled "
+                    "mixture: %s",
+                    len(small),
+                    MIN_CLASS_SAMPLES,
+                    small[:20],
+                )
             self._params = params
         return self._params
 
     def fit(self, ctx: ScoringContext) -> dict[str, Any]:
         params = self._fit_params(ctx)
-        return {**self.probability_info(ctx), "gmm_weight": params[:, 0].tolist(),
-                "gmm_mean": params[:, 1].tolist(), "gmm_var": params[:, 2].tolist()}
+        return {
+            **self.probability_info(ctx),
+            "gmm_weight": params[:, 0].tolist(),
+            "gmm_mean": params[:, 1].tolist(),
+            "gmm_var": params[:, 2].tolist(),
+        }
 
-    def score(self, ctx: ScoringContext, split: str, hparams: dict[str, Any]) -> dict[str, np.ndarray]:
+    def score(
+        self, ctx: ScoringContext, split: str, hparams: dict[str, Any]
+    ) -> dict[str, np.ndarray]:
         q = ctx.split(split)
         obs = q.observed.astype(np.int64)
         p_obs = class_probs(ctx, q)[np.arange(len(q)), obs]

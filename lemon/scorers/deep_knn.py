@@ -5,6 +5,7 @@ reference images (the memoised search, self excluded by index; k = ``--knn_k``).
 ``1 - p_knn(observed)`` of the kNN class probabilities, so it ranks exactly as ``knn_self_confidence``.
 Classification only; no hyper-parameters.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -22,8 +23,12 @@ class DeepKnnScorer(ClassificationScorer):
 
     name = "deep_knn"
 
-    def score(self, ctx: ScoringContext, split: str, hparams: dict[str, Any]) -> dict[str, np.ndarray]:
+    def score(
+        self, ctx: ScoringContext, split: str, hparams: dict[str, Any]
+    ) -> dict[str, np.ndarray]:
         q = ctx.split(split)
         _, idx = ctx.neighbours(split, "img", self.cfg.k)
-        differs = ctx.reference.observed.astype(np.int64)[idx] != q.observed.astype(np.int64)[:, None]
+        differs = (
+            ctx.reference.observed.astype(np.int64)[idx] != q.observed.astype(np.int64)[:, None]
+        )
         return {"score": differs.mean(axis=1)}

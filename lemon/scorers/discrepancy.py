@@ -18,6 +18,7 @@ so scoring costs O(n k d) instead of O(n k^2 d). Differences from the original: 
 for train queries it kept the query as its own first text neighbour; here self is excluded by index at
 both orders.
 """
+
 from __future__ import annotations
 
 from typing import Any, ClassVar
@@ -53,8 +54,10 @@ class _TextNeighbourhoodScorer(Scorer):
     def check(self, features: Features) -> None:
         super().check(features)
         if self.order == 2 and self.cfg.k < 2:
-            raise LemonError(f"Scorer '{self.name}' needs knn_k >= 2 (with k = 1 a reference query's only "
-                             f"second-order neighbour can be itself), got {self.cfg.k}.")
+            raise LemonError(
+                f"Scorer '{self.name}' needs knn_k >= 2 (with k = 1 a reference query's only "
+                f"second-order neighbour can be itself), got {self.cfg.k}."
+            )
 
     def _second_order_sums(self, ctx: ScoringContext) -> tuple[np.ndarray, np.ndarray]:
         """R (m, k) reference-internal text neighbours and, per reference row j, the sum over R(j)."""
@@ -65,7 +68,9 @@ class _TextNeighbourhoodScorer(Scorer):
             self._neighbour_sums = _sum_rows(getattr(ctx.reference, self.space), ref_nn)
         return ref_nn, self._neighbour_sums
 
-    def score(self, ctx: ScoringContext, split: str, hparams: dict[str, Any]) -> dict[str, np.ndarray]:
+    def score(
+        self, ctx: ScoringContext, split: str, hparams: dict[str, Any]
+    ) -> dict[str, np.ndarray]:
         k, q = self.cfg.k, ctx.split(split)
         emb = getattr(ctx.reference, self.space)
         _, idx = ctx.neighbours(split, "txt", k)

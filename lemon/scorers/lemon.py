@@ -6,6 +6,7 @@ score = d_mm + beta * s_n + gamma * s_m, with (for each query pair (x, y), k nei
 w1 = exp(tau_1 * proximity), proximity = a.b (cosine) or -||a - b||^2 (euclidean), as the original code.
 Per split, the (n, k) neighbour terms are computed once; any hyper-parameter vector then costs O(n k).
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,11 +26,23 @@ from lemon.select import SearchSpace, search
 
 log = logging.getLogger(__name__)
 
-GRID = {"beta": np.arange(0, 100.01, 5), "gamma": np.arange(0, 100.01, 5),
-        "tau_1_n": [0, 1, 5, 10], "tau_2_n": [0, 1, 5, 10], "tau_1_m": [0, 1, 5, 10],
-        "tau_2_m": [0, 1, 5, 10]}
+GRID = {
+    "beta": np.arange(0, 100.01, 5),
+    "gamma": np.arange(0, 100.01, 5),
+    "tau_1_n": [0, 1, 5, 10],
+    "tau_2_n": [0, 1, 5, 10],
+    "tau_1_m": [0, 1, 5, 10],
+    "tau_2_m": [0, 1, 5, 10],
+}
 TIED = (("tau_1_n", "tau_1_m"), ("tau_2_n", "tau_2_m"))
-SCALE = {"beta": 50.0, "gamma": 50.0, "tau_1_n": 5.0, "tau_2_n": 5.0, "tau_1_m": 5.0, "tau_2_m": 5.0}
+SCALE = {
+    "beta": 50.0,
+    "gamma": 50.0,
+    "tau_1_n": 5.0,
+    "tau_2_n": 5.0,
+    "tau_1_m": 5.0,
+    "tau_2_m": 5.0,
+}
 
 _ZERO_TAU = {"tau_1_n": 0.0, "tau_1_m": 0.0, "tau_2_n": 0.0, "tau_2_m": 0.0}
 # ablation -> (hyper-parameters forced to a value, whether d_mm is part of the score)
@@ -55,12 +68,15 @@ def pair_distance(a: np.ndarray, b: np.ndarray, dist_type: str) -> np.ndarray:
     return np.einsum("...d,...d->...", diff, diff)
 
 
-def _gather_distance(query: np.ndarray, ref: np.ndarray, idx: np.ndarray, dist_type: str,
-                     chunk: int = 4096) -> np.ndarray:
+def _gather_distance(
+    query: np.ndarray, ref: np.ndarray, idx: np.ndarray, dist_type: str, chunk: int = 4096
+) -> np.ndarray:
     """(n, k) distance between each query row and its k reference rows ``ref[idx]``, chunked over n."""
     out = np.empty(idx.shape, dtype=np.float64)
     for s in range(0, len(idx), chunk):
-        out[s:s + chunk] = pair_distance(query[s:s + chunk, None, :], ref[idx[s:s + chunk]], dist_type)
+        out[s : s + chunk] = pair_distance(
+            query[s : s + chunk, None, :], ref[idx[s : s + chunk]], dist_type
+        )
     return out
 
 
@@ -85,12 +101,20 @@ class NeighbourTerms:
     idx_m: np.ndarray
 
     def __post_init__(self) -> None:
-        self._t = {(k, dt): torch.as_tensor(np.asarray(getattr(self, k))).to(dt)
-                   for k in ("d_mm", "prox_n", "trd_n", "dist_n", "prox_m", "trd_m", "dist_m")
-                   for dt in (torch.float64, torch.float32)}
+        self._t = {
+            (k, dt): torch.as_tensor(np.asarray(getattr(self, k))).to(dt)
+            for k in ("d_mm", "prox_n", "trd_n", "dist_n", "prox_m", "trd_m", "dist_m")
+            for dt in (torch.float64, torch.float32)
+        }
 
-    def neighbour_term(self, side: str, tau_1: np.ndarray, tau_2: np.ndarray,
-                       dtype: torch.dtype = torch.float64, chunk: int = 32) -> torch.Tensor:
+    def neighbour_term(
+        self,
+        side: str,
+        tau_1: np.ndarray,
+        tau_2: np.ndarray,
+        dtype: torch.dtype = torch.float64,
+        chunk: int = 32,
+    ) -> torch.Tensor:
         """(B, n) s_n or s_m for B (tau_1, tau_2) pairs (chunked over B to bound memory)."""
         prox, trd, dist = (self._t[(f"{name}_{side}", dtype)] for name in ("prox", "trd", "dist"))
         t1 = torch.as_tensor(np.asarray(tau_1, dtype=np.float64)).to(dtype)[:, None, None]
@@ -98,12 +122,16 @@ class NeighbourTerms:
         k = prox.shape[1]
         parts = []
         for i in range(0, len(t1), chunk):  # in place: one (chunk, n, k) buffer instead of five
-            w = torch.mul(t1[i:i + chunk], prox).sub_(t2[i:i + chunk] * trd).exp_()
+            w = torch.mul(t1[i : i + chunk], prox).sub_(t2[i : i + chunk] * trd).exp_()
             parts.append(w.mul_(dist).sum(dim=2).div_(k))
         return torch.cat(parts)
 
-    def scores(self, H: np.ndarray, use_d_mm: bool = True, dtype: torch.dtype = torch.float64,
-               ) -> torch.Tensor:
+    def scores(
+        self,
+        H: np.ndarray,
+        use_d_mm: bool = True,
+        dtype: torch.dtype = torch.float64,
+    ) -> torch.Tensor:
         """(B, n) scores for hyper-parameter rows H (B, 6) in HPARAM_NAMES order.
 
         Each distinct (tau_1, tau_2) pair of a side is evaluated once, so batches that vary only beta and
@@ -118,7 +146,9 @@ class NeighbourTerms:
             if not active.any():
                 continue
             taus, inverse = np.unique(H[active][:, [t1_col, t2_col]], axis=0, return_inverse=True)
-            term = self.neighbour_term(side, taus[:, 0], taus[:, 1], dtype)[torch.as_tensor(inverse.ravel())]
+            term = self.neighbour_term(side, taus[:, 0], taus[:, 1], dtype)[
+                torch.as_tensor(inverse.ravel())
+            ]
             weight = torch.as_tensor(H[active, w_col]).to(dtype)[:, None]
             if active.all():
                 total.addcmul_(weight, term)
@@ -154,7 +184,10 @@ class LemonScorer(Scorer):
         if cfg.dist_type == "cosine":
             prox_n, prox_m = sim_n.astype(np.float64), sim_m.astype(np.float64)
         else:
-            prox_n, prox_m = -(2.0 - 2.0 * sim_n.astype(np.float64)), -(2.0 - 2.0 * sim_m.astype(np.float64))
+            prox_n, prox_m = (
+                -(2.0 - 2.0 * sim_n.astype(np.float64)),
+                -(2.0 - 2.0 * sim_m.astype(np.float64)),
+            )
         if cfg.use_discrete_for_text:
             dist_n = (ref.texts[idx_n] != q.texts[:, None]).astype(np.float64)
             if cfg.legacy_discrete_weighting and cfg.dist_type == "cosine":
@@ -162,8 +195,17 @@ class LemonScorer(Scorer):
         else:
             dist_n = _gather_distance(q.txt, ref.txt, idx_n, cfg.dist_type)
         dist_m = _gather_distance(q.img, ref.img, idx_m, cfg.dist_type)
-        return NeighbourTerms(self._d_mm(ctx, q), prox_n, d_ref[idx_n], dist_n, prox_m, d_ref[idx_m],
-                              dist_m, idx_n, idx_m)
+        return NeighbourTerms(
+            self._d_mm(ctx, q),
+            prox_n,
+            d_ref[idx_n],
+            dist_n,
+            prox_m,
+            d_ref[idx_m],
+            dist_m,
+            idx_n,
+            idx_m,
+        )
 
     def _d_mm(self, ctx: ScoringContext, q: SplitFeatures) -> np.ndarray:
         if not self.cfg.normalize_d1:
@@ -172,8 +214,10 @@ class LemonScorer(Scorer):
         if prompts is None or ctx.features.task != "classification":
             from lemon.errors import LemonError
 
-            raise LemonError("--normalize_d1 needs class prompts (a classification dataset, or "
-                             "label_prompt_txt in the --embeddings npz).")
+            raise LemonError(
+                "--normalize_d1 needs class prompts (a classification dataset, or "
+                "label_prompt_txt in the --embeddings npz)."
+            )
         d = pair_distance(q.img[:, None, :], prompts[None, :, :], self.cfg.dist_type)
         d = np.exp(d - d.max(axis=1, keepdims=True))
         soft = d / d.sum(axis=1, keepdims=True)
@@ -192,19 +236,36 @@ class LemonScorer(Scorer):
         val = ctx.features.splits.get("val")
         if self.cfg.skip_hparam_optim or self.cfg.real_dataset or val is None or not val.has_labels:
             reason = "--skip_hparam_optim" if self.cfg.skip_hparam_optim else "no val labels"
-            log.info("no selection (%s): LEMoN_FIX values for the hyper-parameters not given", reason)
-            return {**fallback, "selection": "lemon_fix", "selected_val": self._val_f1(ctx, fallback)}
+            log.info(
+                "no selection (%s): LEMoN_FIX values for the hyper-parameters not given", reason
+            )
+            return {
+                **fallback,
+                "selection": "lemon_fix",
+                "selected_val": self._val_f1(ctx, fallback),
+            }
         y = val.is_mislabel
         if y.all() or not y.any():
-            warnings.warn("the val split has no mislabelled samples or no clean samples: hyper-parameters "
-                          "cannot be selected; falling back to LEMoN_FIX (val F1 reported as null).",
-                          stacklevel=2)
+            warnings.warn(
+                "the val split has no mislabelled samples or no clean samples: hyper-parameters "
+                "cannot be selected; falling back to LEMoN_FIX (val F1 reported as null).",
+                stacklevel=2,
+            )
             return {**fallback, "selection": "lemon_fix_fallback", "selected_val": None}
         terms = self.terms(ctx, "val")
+
         # float32 while searching (twice as fast); the chosen point is re-scored in float64 below
-        objective = lambda H: best_f1(terms.scores(H, self.use_d_mm, torch.float32), y)[0]  # noqa: E731
-        space = SearchSpace(HPARAM_NAMES, GRID, TIED, fixed, SCALE,
-                            pooled=(("tau_1_n", "tau_2_n"), ("tau_1_m", "tau_2_m")))
+        def objective(H):
+            return best_f1(terms.scores(H, self.use_d_mm, torch.float32), y)[0]
+
+        space = SearchSpace(
+            HPARAM_NAMES,
+            GRID,
+            TIED,
+            fixed,
+            SCALE,
+            pooled=(("tau_1_n", "tau_2_n"), ("tau_1_m", "tau_2_m")),
+        )
         best, _ = search(objective, space, seed=self.cfg.seed, effort=min(1.0, 1500 / len(y)))
         return {**best, "selection": "lemon_opt", "selected_val": self._val_f1(ctx, best)}
 
@@ -214,11 +275,19 @@ class LemonScorer(Scorer):
             return None
         return float(best_f1(self.score(ctx, "val", hparams)["score"], val.is_mislabel)[0])
 
-    def score(self, ctx: ScoringContext, split: str, hparams: dict[str, Any]) -> dict[str, np.ndarray]:
+    def score(
+        self, ctx: ScoringContext, split: str, hparams: dict[str, Any]
+    ) -> dict[str, np.ndarray]:
         t = self.terms(ctx, split)
         h = {n: float(hparams[n]) for n in HPARAM_NAMES}
         s_n = t.neighbour_term("n", np.array([h["tau_1_n"]]), np.array([h["tau_2_n"]]))[0].numpy()
         s_m = t.neighbour_term("m", np.array([h["tau_1_m"]]), np.array([h["tau_2_m"]]))[0].numpy()
         score = (t.d_mm if self.use_d_mm else 0.0) + h["beta"] * s_n + h["gamma"] * s_m
-        return {"score": np.asarray(score, dtype=np.float64), "d_mm": t.d_mm, "s_n": s_n, "s_m": s_m,
-                "idx_n": t.idx_n, "idx_m": t.idx_m}
+        return {
+            "score": np.asarray(score, dtype=np.float64),
+            "d_mm": t.d_mm,
+            "s_n": s_n,
+            "s_m": s_m,
+            "idx_n": t.idx_n,
+            "idx_m": t.idx_m,
+        }

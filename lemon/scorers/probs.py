@@ -9,6 +9,7 @@ Two sources of class probabilities (n, C), both computed on the cached, unit-nor
 - *kNN*: the fraction of the k image neighbours (from the memoised reference search, self excluded by
   index) carrying each observed class.
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,28 +48,35 @@ def check_pred_probs(features: Features) -> bool:
         return False
     missing = [s for s in features.splits if s not in given]
     if missing:
-        raise LemonError(f"S_pred_probs is given for {', '.join(given)} but not for {', '.join(missing)}; "
-                         "give it for every split or for none (then zero-shot probabilities from the "
-                         "class prompts are used).")
+        raise LemonError(
+            f"S_pred_probs is given for {', '.join(given)} but not for {', '.join(missing)}; "
+            "give it for every split or for none (then zero-shot probabilities from the "
+            "class prompts are used)."
+        )
     c = n_classes(features)
     for name, f in features.splits.items():
         p = np.asarray(f.pred_probs, dtype=np.float64)
         if p.ndim != 2 or p.shape[1] != c:
-            raise LemonError(f"{name}_pred_probs must have shape (n, {c}) (one column per class), got "
-                             f"{p.shape}.")
+            raise LemonError(
+                f"{name}_pred_probs must have shape (n, {c}) (one column per class), got {p.shape}."
+            )
         sums = p.sum(axis=1)
         bad = ~np.isfinite(p).all(axis=1) | (p < 0).any(axis=1) | (np.abs(sums - 1) > 1e-3)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise LemonError(f"{name}_pred_probs must hold probabilities (finite, >= 0, rows summing to 1); "
-                             f"row {i} sums to {sums[i]:.4g}. Pass probabilities, not logits (apply a "
-                             "softmax).")
+            raise LemonError(
+                f"{name}_pred_probs must hold probabilities (finite, >= 0, rows summing to 1); "
+                f"row {i} sums to {sums[i]:.4g}. Pass probabilities, not logits (apply a "
+                "softmax)."
+            )
     return True
 
 
 def zero_shot_probs(img: np.ndarray, prompts: np.ndarray, temperature: float) -> np.ndarray:
     """(n, C) softmax over class prompts of the cosine similarity / temperature (float64, stable)."""
-    logits = (np.asarray(img, dtype=np.float64) @ np.asarray(prompts, dtype=np.float64).T) / temperature
+    logits = (
+        np.asarray(img, dtype=np.float64) @ np.asarray(prompts, dtype=np.float64).T
+    ) / temperature
     logits -= logits.max(axis=1, keepdims=True)
     e = np.exp(logits)
     return e / e.sum(axis=1, keepdims=True)
@@ -85,8 +93,9 @@ def neighbour_label_counts(labels: np.ndarray, weights: np.ndarray, c: int) -> n
     """(n, C) sum of ``weights`` (n, k) per class of the neighbours' ``labels`` (n, k), vectorised."""
     n = len(labels)
     flat = (np.arange(n)[:, None] * c + labels).ravel()
-    return np.bincount(flat, weights=np.asarray(weights, dtype=np.float64).ravel(),
-                       minlength=n * c).reshape(n, c)
+    return np.bincount(
+        flat, weights=np.asarray(weights, dtype=np.float64).ravel(), minlength=n * c
+    ).reshape(n, c)
 
 
 def knn_class_probs(ctx: ScoringContext, split: str, k: int) -> np.ndarray:
@@ -109,29 +118,39 @@ class ClassificationScorer(Scorer):
     def check(self, features: Features) -> None:
         if features.task not in self.tasks:
             capable = [n for n in SCORERS.names() if features.task in SCORERS.get(n).tasks]
-            raise LemonError(f"Scorer '{self.name}' needs class labels, but this dataset is {features.task}; "
-                             f"scorers for {features.task} data: {', '.join(capable)}.")
+            raise LemonError(
+                f"Scorer '{self.name}' needs class labels, but this dataset is {features.task}; "
+                f"scorers for {features.task} data: {', '.join(capable)}."
+            )
         c = n_classes(features)
         for name, f in features.splits.items():
             obs = np.asarray(f.observed)
             if obs.size and (obs.min() < 0 or obs.max() >= c):
-                raise LemonError(f"{name} observed labels must be class ids in [0, {c}), got values in "
-                                 f"[{obs.min()}, {obs.max()}]; give one class name / prompt per class.")
+                raise LemonError(
+                    f"{name} observed labels must be class ids in [0, {c}), got values in "
+                    f"[{obs.min()}, {obs.max()}]; give one class name / prompt per class."
+                )
         if self.prob_source == "none":
             return
         if self.prob_source == "prompts":
             if any(f.pred_probs is not None for f in features.splits.values()):
-                log.warning("scorer '%s' uses CLIP zero-shot probabilities: the given S_pred_probs are "
-                            "ignored (--scorer self_confidence scores 1 - p(observed label) on them).",
-                            self.name)
+                log.warning(
+                    "scorer '%s' uses CLIP zero-shot probabilities: the given S_pred_probs are "
+                    "ignored (--scorer self_confidence scores 1 - p(observed label) on them).",
+                    self.name,
+                )
             if features.label_prompt_txt is None:
-                raise LemonError(f"Scorer '{self.name}' needs the class prompt embeddings "
-                                 "(label_prompt_txt (C, d) in the --embeddings npz).")
+                raise LemonError(
+                    f"Scorer '{self.name}' needs the class prompt embeddings "
+                    "(label_prompt_txt (C, d) in the --embeddings npz)."
+                )
             return
         if not check_pred_probs(features) and features.label_prompt_txt is None:
-            raise LemonError(f"Scorer '{self.name}' needs class probabilities: S_pred_probs (n, C) for every "
-                             "split, or class prompt embeddings (label_prompt_txt (C, d)) in the "
-                             "--embeddings npz for zero-shot ones.")
+            raise LemonError(
+                f"Scorer '{self.name}' needs class probabilities: S_pred_probs (n, C) for every "
+                "split, or class prompt embeddings (label_prompt_txt (C, d)) in the "
+                "--embeddings npz for zero-shot ones."
+            )
 
     def probability_info(self, ctx: ScoringContext) -> dict[str, Any]:
         """What the class probabilities are, for hparams.json."""

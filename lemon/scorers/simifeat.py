@@ -15,6 +15,7 @@ consensus); here rho_c is the fraction of reference samples observed as c whose 
 another class (SimiFeat's own vote-based detector): deterministic and training-free. A class absent from
 the reference set uses the pooled rate and the pooled ce distribution.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -65,23 +66,36 @@ class SimiFeatScorer(ClassificationScorer):
             rate = np.bincount(obs, weights=disagree, minlength=c) / np.maximum(counts, 1)
             rate = np.clip(np.where(counts > 0, rate, disagree.mean()), *RATE_RANGE)
             order = np.lexsort((ce, obs))
-            self._ref = {"rate": rate, "counts": counts, "ce_by_class": ce[order],
-                         "starts": np.concatenate([[0], np.cumsum(counts)]), "ce_pooled": np.sort(ce)}
+            self._ref = {
+                "rate": rate,
+                "counts": counts,
+                "ce_by_class": ce[order],
+                "starts": np.concatenate([[0], np.cumsum(counts)]),
+                "ce_pooled": np.sort(ce),
+            }
         return self._ref
 
     def fit(self, ctx: ScoringContext) -> dict[str, Any]:
         return {"class_noise_rate": self._reference(ctx)["rate"].tolist()}
 
-    def score(self, ctx: ScoringContext, split: str, hparams: dict[str, Any]) -> dict[str, np.ndarray]:
+    def score(
+        self, ctx: ScoringContext, split: str, hparams: dict[str, Any]
+    ) -> dict[str, np.ndarray]:
         ref = self._reference(ctx)
         obs = ctx.split(split).observed.astype(np.int64)
         ce = consensus_loss(vote_vectors(ctx, split, self.cfg.k, n_classes(ctx.features)), obs)
         percentile = np.empty(len(obs))
         for cls in np.unique(obs):  # one vectorised search per class
             rows = obs == cls
-            pool = (ref["ce_by_class"][ref["starts"][cls]:ref["starts"][cls + 1]] if ref["counts"][cls]
-                    else ref["ce_pooled"])
-            lo, hi = np.searchsorted(pool, ce[rows], "left"), np.searchsorted(pool, ce[rows], "right")
+            pool = (
+                ref["ce_by_class"][ref["starts"][cls] : ref["starts"][cls + 1]]
+                if ref["counts"][cls]
+                else ref["ce_pooled"]
+            )
+            lo, hi = (
+                np.searchsorted(pool, ce[rows], "left"),
+                np.searchsorted(pool, ce[rows], "right"),
+            )
             percentile[rows] = (lo + hi) / (2.0 * len(pool))
         score = percentile - (1.0 - ref["rate"][obs])
         return {"score": score, "knn_ce": ce, "class_percentile": percentile}

@@ -11,6 +11,7 @@ A value that is a list (or tuple) is a set of choices; anything else is one fixe
 experiment can consume the output folder of a run of another (e.g. a filter computed by a previous sweep):
 :class:`RunRef` names it by experiment and arguments, never by an absolute path, and the sweep resolves it.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -24,8 +25,10 @@ from lemon.registry import Registry
 FlagDict = dict[str, Any]
 
 
-def expand(subgrids: Iterable[Mapping[str, Any]] | Mapping[str, Any],
-           common: Mapping[str, Any] | None = None) -> list[FlagDict]:
+def expand(
+    subgrids: Iterable[Mapping[str, Any]] | Mapping[str, Any],
+    common: Mapping[str, Any] | None = None,
+) -> list[FlagDict]:
     """All flag dicts of ``subgrids`` (each merged over ``common``), in order, duplicates dropped.
 
     Each sub-grid is the Cartesian product of its values; a key set in both a sub-grid and ``common``
@@ -51,7 +54,9 @@ def expand(subgrids: Iterable[Mapping[str, Any]] | Mapping[str, Any],
 def _choices(key: str, value: Any) -> list[Any]:
     if isinstance(value, (list, tuple)):
         if not value:
-            raise LemonError(f"Grid key '{key}' has an empty list of values; give at least one value.")
+            raise LemonError(
+                f"Grid key '{key}' has an empty list of values; give at least one value."
+            )
         return list(value)
     return [value]
 
@@ -93,7 +98,9 @@ class Experiment:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if not isinstance(cls.__dict__.get("name"), str) or not cls.__dict__["name"]:
-            raise TypeError(f"Experiment class {cls.__name__} must set a class attribute name = '...'.")
+            raise TypeError(
+                f"Experiment class {cls.__name__} must set a class attribute name = '...'."
+            )
         if "grid" not in cls.__dict__:
             raise TypeError(f"Experiment {cls.name} must define grid() -> list[dict].")
 
@@ -112,6 +119,7 @@ def register(cls: type[Experiment]) -> type[Experiment]:
 
 def load_experiments() -> Registry:
     """EXPERIMENTS with the project's ``experiments.py`` registered (imported, once, on first use)."""
-    import experiments  # noqa: F401  (registers the paper's grids)
+    import importlib
 
+    importlib.import_module("experiments")  # registers the paper's grids
     return EXPERIMENTS

@@ -9,6 +9,7 @@ States: DONE (``done`` exists; written last), RUNNING (``job_id`` names a live l
 that ``squeue`` lists), INCOMPLETE (the folder exists otherwise: crashed, killed, cancelled) and
 NOT_LAUNCHED (no folder).
 """
+
 from __future__ import annotations
 
 import enum
@@ -47,10 +48,12 @@ class Job:
 
     experiment: str
     script: str
-    args: dict[str, Any]            # flag dict as the experiment wrote it (RunRefs resolved to folders)
-    hash_args: dict[str, Any]       # what is hashed (RunRefs as root-free '<experiment>/<hash>')
+    args: dict[str, Any]  # flag dict as the experiment wrote it (RunRefs resolved to folders)
+    hash_args: dict[str, Any]  # what is hashed (RunRefs as root-free '<experiment>/<hash>')
     run_dir: Path
-    requires: tuple[Path, ...] = ()  # run folders (RunRefs) that must be DONE before this job can start
+    requires: tuple[
+        Path, ...
+    ] = ()  # run folders (RunRefs) that must be DONE before this job can start
     state: State = State.NOT_LAUNCHED
     job_id: str | None = None
 
@@ -94,15 +97,18 @@ def to_flags(args: Mapping[str, Any]) -> list[str]:
         elif value is None:
             continue
         elif isinstance(value, (list, tuple, set, dict)):
-            raise LemonError(f"Flag '{key}' has the value {value!r}; a job takes one value per flag "
-                             "(write choices as a grid and expand it).")
+            raise LemonError(
+                f"Flag '{key}' has the value {value!r}; a job takes one value per flag "
+                "(write choices as a grid and expand it)."
+            )
         else:
             flags += [f"--{key}", str(value)]
     return flags
 
 
-def build_jobs(experiment: Experiment, output_root: str | os.PathLike,
-               registry: Registry | None = None) -> list[Job]:
+def build_jobs(
+    experiment: Experiment, output_root: str | os.PathLike, registry: Registry | None = None
+) -> list[Job]:
     """The jobs of ``experiment`` under ``output_root`` (states not read yet; see :func:`read_states`).
 
     ``registry`` resolves :class:`RunRef` values (experiment name -> Experiment); default: EXPERIMENTS.
@@ -111,10 +117,15 @@ def build_jobs(experiment: Experiment, output_root: str | os.PathLike,
     jobs, seen = [], {}
     for grid_args in experiment.grid():
         if "output_dir" in grid_args:
-            raise LemonError(f"Experiment {experiment.name} sets output_dir; the sweep sets it to the run "
-                             "folder. Remove it from the grid.")
+            raise LemonError(
+                f"Experiment {experiment.name} sets output_dir; the sweep sets it to the run "
+                "folder. Remove it from the grid."
+            )
         hash_args = _hash_args(grid_args, registry)
-        args = {k: str(root / hash_args[k]) if isinstance(v, RunRef) else v for k, v in grid_args.items()}
+        args = {
+            k: str(root / hash_args[k]) if isinstance(v, RunRef) else v
+            for k, v in grid_args.items()
+        }
         run_dir = root / experiment.name / run_hash(hash_args)
         if run_dir in seen:
             raise LemonError(f"Experiment {experiment.name} lists the run {grid_args} twice.")
@@ -124,16 +135,22 @@ def build_jobs(experiment: Experiment, output_root: str | os.PathLike,
     return jobs
 
 
-def _hash_args(args: Mapping[str, Any], registry: Registry | None, depth: int = 0) -> dict[str, Any]:
+def _hash_args(
+    args: Mapping[str, Any], registry: Registry | None, depth: int = 0
+) -> dict[str, Any]:
     """``args`` with every RunRef replaced by its root-free ``<experiment>/<hash>``."""
-    return {k: _ref_key(v, registry, depth) if isinstance(v, RunRef) else v for k, v in args.items()}
+    return {
+        k: _ref_key(v, registry, depth) if isinstance(v, RunRef) else v for k, v in args.items()
+    }
 
 
 def _ref_key(ref: RunRef, registry: Registry | None, depth: int = 0) -> str:
     """``<experiment>/<hash>`` of the unique run of ``ref.experiment`` whose args include ``ref.match``
     (the referenced run may refer to earlier runs in turn: train -> score -> retrain)."""
     if depth >= 8:
-        raise LemonError(f"{ref!r}: runs refer to each other more than 8 levels deep (a cycle of RunRefs?).")
+        raise LemonError(
+            f"{ref!r}: runs refer to each other more than 8 levels deep (a cycle of RunRefs?)."
+        )
     if registry is None:
         from lemon.sweep.grid import load_experiments
 
@@ -141,8 +158,10 @@ def _ref_key(ref: RunRef, registry: Registry | None, depth: int = 0) -> str:
     other = registry.get(ref.experiment)()
     hits = [args for args in other.grid() if all(args.get(k) == v for k, v in ref.match.items())]
     if len(hits) != 1:
-        raise LemonError(f"{ref!r} matches {len(hits)} runs of experiment '{ref.experiment}', expected "
-                         "exactly 1; add arguments to the RunRef to single one out.")
+        raise LemonError(
+            f"{ref!r} matches {len(hits)} runs of experiment '{ref.experiment}', expected "
+            "exactly 1; add arguments to the RunRef to single one out."
+        )
     return f"{other.name}/{run_hash(_hash_args(hits[0], registry, depth + 1))}"
 
 
@@ -186,7 +205,7 @@ def _start_time(pid: int) -> str:
 def local_job_alive(job_id: str) -> bool:
     """Whether a ``local:`` id names a process that still runs on this host (zombies count as ended)."""
     try:
-        host, pid, start = job_id[len(LOCAL_PREFIX):].rsplit(":", 2)
+        host, pid, start = job_id[len(LOCAL_PREFIX) :].rsplit(":", 2)
         pid_int = int(pid)
     except ValueError:
         return False
@@ -217,7 +236,9 @@ def read_states(jobs: Iterable[Job], slurm_active: set[str] | None = None) -> li
         job.job_id = None
         if (job.run_dir / DONE).is_file():
             job.state = State.DONE
-            job.job_id = read_job_id(job.run_dir).get("id")  # shown by status; a done job is not polled
+            job.job_id = read_job_id(job.run_dir).get(
+                "id"
+            )  # shown by status; a done job is not polled
         elif job.run_dir.is_dir():
             job.state = State.INCOMPLETE
             job.job_id = read_job_id(job.run_dir).get("id")
@@ -234,9 +255,15 @@ def read_states(jobs: Iterable[Job], slurm_active: set[str] | None = None) -> li
             slurm_active = active_job_ids()
         except SlurmError as err:
             slurm_active = set()
-            warnings.append(f"{err} -- {len(slurm_ids)} run(s) with a Slurm job id are shown as incomplete.")
+            warnings.append(
+                f"{err} -- {len(slurm_ids)} run(s) with a Slurm job id are shown as incomplete."
+            )
     for job_id, job in ids.items():
-        alive = local_job_alive(job_id) if job_id.startswith(LOCAL_PREFIX) else job_id in (slurm_active or ())
+        alive = (
+            local_job_alive(job_id)
+            if job_id.startswith(LOCAL_PREFIX)
+            else job_id in (slurm_active or ())
+        )
         if alive:
             job.state = State.RUNNING
     return warnings
@@ -261,10 +288,14 @@ def check_writable(folder: str | os.PathLike, flag: str, write: bool = True) -> 
     (a writable one unless ``write`` is False)."""
     folder = Path(folder).expanduser().absolute()
     if folder.exists() and not folder.is_dir():
-        raise LemonError(f"{flag} {folder} is a file, not a folder; pass a folder (created when missing).")
+        raise LemonError(
+            f"{flag} {folder} is a file, not a folder; pass a folder (created when missing)."
+        )
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     if not existing.is_dir():
-        raise LemonError(f"{flag} {folder} cannot be created: {existing} is a file; pass another folder.")
+        raise LemonError(
+            f"{flag} {folder} cannot be created: {existing} is a file; pass another folder."
+        )
     if write and not os.access(existing, os.W_OK | os.X_OK):
         where = "" if existing == folder else f" (its parent {existing} is not writable)"
         raise LemonError(f"{flag} {folder} is not writable{where}; pass a folder you can write to.")
@@ -272,7 +303,9 @@ def check_writable(folder: str | os.PathLike, flag: str, write: bool = True) -> 
 
 def to_launch(jobs: Iterable[Job], restart_running: bool = False) -> list[Job]:
     """NOT_LAUNCHED and INCOMPLETE jobs (plus RUNNING ones with ``restart_running``)."""
-    wanted = {State.NOT_LAUNCHED, State.INCOMPLETE} | ({State.RUNNING} if restart_running else set())
+    wanted = {State.NOT_LAUNCHED, State.INCOMPLETE} | (
+        {State.RUNNING} if restart_running else set()
+    )
     return [job for job in jobs if job.state in wanted]
 
 

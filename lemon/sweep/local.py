@@ -7,6 +7,7 @@ The child records itself in the run folder's ``job_id`` (so ``sweep.py status`` 
 lives) and sends its stdout and stderr, tracebacks included, to ``job_output.txt``. A job succeeded when
 its process exited with 0 *and* left a ``done`` marker.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -59,7 +60,9 @@ def run_job(argv: Sequence[str], script: str = "run_lemon") -> int:
     return 0
 
 
-def _job_process(script: str, argv: list[str], run_dir: str, env: dict[str, str], threads: int | None) -> None:
+def _job_process(
+    script: str, argv: list[str], run_dir: str, env: dict[str, str], threads: int | None
+) -> None:
     """Body of a job's child process: record the pid, redirect output, run, exit with the job's status."""
     run_dir_path = Path(run_dir)
     out = run_dir_path / JOB_OUTPUT
@@ -80,7 +83,7 @@ def _job_process(script: str, argv: list[str], run_dir: str, env: dict[str, str]
         if threads:
             _limit_threads(threads)
         code = call_main(argv, script)  # a non-zero code: the script printed its own one-line error
-    except BaseException:  # noqa: BLE001  (the job's own failure: into its log, and a non-zero exit)
+    except BaseException:
         traceback.print_exc()
         code = 1
     sys.exit(code)  # multiprocessing turns this into the process's exit code
@@ -127,13 +130,19 @@ class Outcome:
     def describe(self) -> str:
         if self.ok:
             return f"done in {self.seconds:.1f} s: {self.job.run_dir}"
-        how = (f"killed by signal {-self.exitcode}" if self.exitcode is not None and self.exitcode < 0
-               else f"exit code {self.exitcode}" if self.exitcode else "no 'done' marker")
+        how = (
+            f"killed by signal {-self.exitcode}"
+            if self.exitcode is not None and self.exitcode < 0
+            else f"exit code {self.exitcode}"
+            if self.exitcode
+            else "no 'done' marker"
+        )
         path = self.job.run_dir / JOB_OUTPUT
         path = path if path.is_file() else self.job.run_dir / "log.txt"
         last = _last_line(path)
-        return (f"FAILED ({how}) after {self.seconds:.1f} s: {self.job.run_dir}\n"
-                f"    log: {path}" + (f"\n    {last}" if last else ""))
+        return f"FAILED ({how}) after {self.seconds:.1f} s: {self.job.run_dir}\n    log: {path}" + (
+            f"\n    {last}" if last else ""
+        )
 
 
 def _last_line(path: Path) -> str:
@@ -144,8 +153,9 @@ def _last_line(path: Path) -> str:
     return lines[-1].strip()[:300] if lines else ""
 
 
-def run_local(jobs: Sequence[Job], n_workers: int = 1, gpus: Sequence[str] = (),
-              threads: int | None = None) -> list[Outcome]:
+def run_local(
+    jobs: Sequence[Job], n_workers: int = 1, gpus: Sequence[str] = (), threads: int | None = None
+) -> list[Outcome]:
     """Run ``jobs`` in child processes, ``n_workers`` at a time; returns one Outcome per job.
 
     ``gpus``: device ids; worker slot i sees only ``gpus[i % len(gpus)]`` (CUDA_VISIBLE_DEVICES).
@@ -168,8 +178,11 @@ def run_local(jobs: Sequence[Job], n_workers: int = 1, gpus: Sequence[str] = (),
                 job, slot = pending.pop(), free_slots.pop()
                 job.run_dir.mkdir(parents=True, exist_ok=True)
                 env = {"CUDA_VISIBLE_DEVICES": str(gpus[slot % len(gpus)])} if gpus else {}
-                proc = ctx.Process(target=_job_process, name=f"lemon-job-{job.hash[:8]}",
-                                   args=(job.script, job.argv(), str(job.run_dir), env, threads))
+                proc = ctx.Process(
+                    target=_job_process,
+                    name=f"lemon-job-{job.hash[:8]}",
+                    args=(job.script, job.argv(), str(job.run_dir), env, threads),
+                )
                 proc.start()
                 running[proc.sentinel] = (proc, job, slot, time.time())
             ready = multiprocessing.connection.wait(list(running))
@@ -197,7 +210,7 @@ def run_in_process(jobs: Sequence[Job]) -> list[Outcome]:
         try:
             run_job(job.argv(), job.script)
             ok, code = (job.run_dir / DONE).is_file(), 0
-        except Exception:  # noqa: BLE001  (reported, and the sweep goes on)
+        except Exception:
             log.error("job raised:\n%s", traceback.format_exc())
             ok, code = False, 1
         outcome = Outcome(job, ok, code, time.time() - start)

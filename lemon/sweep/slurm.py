@@ -5,6 +5,7 @@ ids restart at 1 on a fresh controller, and a reused folder would hand back a st
 from ``squeue`` (pending or running = listed), never from ``sacct``, which needs a slurmdbd that small and
 local clusters do not run; a finished job's outcome is its run folder (``done`` or not).
 """
+
 from __future__ import annotations
 
 import getpass
@@ -23,7 +24,9 @@ from lemon.sweep.jobs import Job, write_job_id
 from lemon.sweep.local import run_job
 
 log = logging.getLogger("lemon.sweep")
-SETUP_HINT = "start a local one with `bash scripts/local_slurm.sh start`, or use --command_launcher local"
+SETUP_HINT = (
+    "start a local one with `bash scripts/local_slurm.sh start`, or use --command_launcher local"
+)
 
 
 class SlurmError(LemonError):
@@ -36,12 +39,15 @@ def _run(cmd: list[str], timeout: float = 30) -> str:
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        raise SlurmError(f"Slurm did not answer '{' '.join(cmd)}' within {timeout:.0f} s; {SETUP_HINT}.") \
-            from None
+        raise SlurmError(
+            f"Slurm did not answer '{' '.join(cmd)}' within {timeout:.0f} s; {SETUP_HINT}."
+        ) from None
     if proc.returncode != 0:
         msg = (proc.stderr or proc.stdout).strip().splitlines()
-        raise SlurmError(f"'{' '.join(cmd)}' failed: {msg[-1] if msg else f'exit {proc.returncode}'}; "
-                         f"{SETUP_HINT}.")
+        raise SlurmError(
+            f"'{' '.join(cmd)}' failed: {msg[-1] if msg else f'exit {proc.returncode}'}; "
+            f"{SETUP_HINT}."
+        )
     return proc.stdout
 
 
@@ -81,9 +87,18 @@ def launch_folder(output_root: Path, experiment: str) -> Path:
     return Path(output_root) / experiment / ".submitit" / f"{stamp}-{uuid.uuid4().hex[:6]}"
 
 
-def submit(jobs: Sequence[Job], folder: Path, *, timeout_min: int = 240, gpus: int = 0, cpus: int = 1,
-           mem_gb: float | None = None, partition: str | None = None, max_jobs: int = 400,
-           extra: dict[str, Any] | None = None) -> list[str]:
+def submit(
+    jobs: Sequence[Job],
+    folder: Path,
+    *,
+    timeout_min: int = 240,
+    gpus: int = 0,
+    cpus: int = 1,
+    mem_gb: float | None = None,
+    partition: str | None = None,
+    max_jobs: int = 400,
+    extra: dict[str, Any] | None = None,
+) -> list[str]:
     """Submit ``jobs`` as one job array of :func:`run_job`; write each ``job_id``; return the ids.
 
     ``max_jobs`` is the array's parallelism (``--array=...%max_jobs``). ``extra``: more submitit
@@ -97,9 +112,14 @@ def submit(jobs: Sequence[Job], folder: Path, *, timeout_min: int = 240, gpus: i
     for job in jobs:
         job.run_dir.mkdir(parents=True, exist_ok=True)
     executor = submitit.AutoExecutor(folder=Path(folder) / "%j", cluster="slurm")
-    params: dict[str, Any] = {"timeout_min": timeout_min, "cpus_per_task": cpus, "tasks_per_node": 1,
-                              "nodes": 1, "slurm_array_parallelism": max_jobs,
-                              "name": f"lemon-{jobs[0].experiment}"}
+    params: dict[str, Any] = {
+        "timeout_min": timeout_min,
+        "cpus_per_task": cpus,
+        "tasks_per_node": 1,
+        "nodes": 1,
+        "slurm_array_parallelism": max_jobs,
+        "name": f"lemon-{jobs[0].experiment}",
+    }
     if gpus:
         params["gpus_per_node"] = gpus
     if mem_gb:
@@ -112,16 +132,24 @@ def submit(jobs: Sequence[Job], folder: Path, *, timeout_min: int = 240, gpus: i
     except ValueError as err:  # submitit lists the valid parameters in its message
         raise SlurmError(f"Invalid Slurm parameter: {err}") from None
     try:
-        submitted = executor.map_array(run_job, [job.argv() for job in jobs], [job.script for job in jobs])
-    except Exception as err:  # noqa: BLE001  (sbatch refused: say why, in one line)
+        submitted = executor.map_array(
+            run_job, [job.argv() for job in jobs], [job.script for job in jobs]
+        )
+    except Exception as err:
         lines = str(err).strip().splitlines()
-        raise SlurmError(f"sbatch refused the job array: {lines[-1] if lines else err!r}; check "
-                         "--slurm_partition/--gpus/--cpus/--mem_gb against `sinfo`.") from None
+        raise SlurmError(
+            f"sbatch refused the job array: {lines[-1] if lines else err!r}; check "
+            "--slurm_partition/--gpus/--cpus/--mem_gb against `sinfo`."
+        ) from None
     for job, sub in zip(jobs, submitted):
         write_job_id(job.run_dir, sub.job_id, log=sub.paths.stderr)
         job.job_id = sub.job_id
-    log.info("submitted %d job(s) as array %s; submitit folder %s", len(jobs),
-             submitted[0].job_id.split("_")[0], folder)
+    log.info(
+        "submitted %d job(s) as array %s; submitit folder %s",
+        len(jobs),
+        submitted[0].job_id.split("_")[0],
+        folder,
+    )
     return [sub.job_id for sub in submitted]
 
 
@@ -131,7 +159,9 @@ def wait(jobs: Sequence[Job], poll_s: float = 0.5, timeout_s: float | None = Non
     start = time.time()
     while ids & active_job_ids():
         if timeout_s is not None and time.time() - start > timeout_s:
-            raise SlurmError(f"Slurm jobs still running after {timeout_s:.0f} s: "
-                             f"{sorted(ids & active_job_ids())}.")
+            raise SlurmError(
+                f"Slurm jobs still running after {timeout_s:.0f} s: "
+                f"{sorted(ids & active_job_ids())}."
+            )
         time.sleep(poll_s)
     return [job for job in jobs if not (job.run_dir / DONE).is_file()]
