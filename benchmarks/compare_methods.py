@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+REFERENCE_DIR = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "reference"
 FIXED = {"beta": 5.0, "gamma": 5.0, "tau_1_n": 0.1, "tau_2_n": 5.0, "tau_1_m": 0.1, "tau_2_m": 5.0}
 COLUMNS = ("AUROC", "AUPRC", "F1", "F1_label_free", "time_s")
 
@@ -66,6 +66,14 @@ def sources(names: list[str], reference_dir: Path) -> list[tuple[str, dict[str, 
                 out.append((name, {}, "dataset 'demo' is not registered in this checkout: skipped"))
             continue
         folder = reference_dir / name
+        if (
+            name == "N2000"
+        ):  # its inputs are what the synthetic generator draws for n=2000, bit for bit
+            config = json.loads((folder / "orig_results.json").read_text())["config"]
+            out.append(
+                (name, {"dataset": "synthetic", "n_synthetic": 2000, "knn_k": config["knn_k"]}, "")
+            )
+            continue
         if not (folder / "inputs.npz").is_file():
             out.append((name, {}, f"{folder / 'inputs.npz'} not found: skipped"))
             continue

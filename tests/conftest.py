@@ -11,20 +11,27 @@ import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REFERENCE_DIR = FIXTURES / "reference"
-SHARED_REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 SMALL_REFERENCES = ("small-cos", "small-euc", "small-disc")
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 class Reference:
-    """One reference case: inputs, the original's per-sample outputs and its selected results."""
+    """One reference case: inputs, the original's per-sample outputs and its selected results.
 
-    def __init__(self, folder: Path) -> None:
+    ``inputs``: the folder's inputs.npz or, when it has none (N2000), ``inputs`` given as arrays and saved
+    to ``inputs_path`` by the caller.
+    """
+
+    def __init__(
+        self, folder: Path, inputs: dict | None = None, inputs_path: Path | None = None
+    ) -> None:
         self.name = folder.name
-        self.inputs_path = folder / "inputs.npz"
-        with np.load(folder / "inputs.npz") as z:
-            self.inputs = {k: z[k] for k in z.files}
+        self.inputs_path = inputs_path or folder / "inputs.npz"
+        if inputs is None:
+            with np.load(self.inputs_path) as z:
+                inputs = {k: z[k] for k in z.files}
+        self.inputs = inputs
         with np.load(folder / "orig_outputs.npz") as z:
             self.outputs = {k: z[k] for k in z.files}
         self.results = json.loads((folder / "orig_results.json").read_text())
@@ -54,17 +61,28 @@ class Reference:
         return RunConfig(**kwargs)
 
 
+def scorer_from_config(cfg):
+    """The scorer a run of ``cfg`` builds (its options resolved as the pipeline resolves them)."""
+    from lemon.pipeline import resolve_k, scorer_options
+    from lemon.scorers import SCORERS
+
+    return SCORERS.get(cfg.scorer)(scorer_options(cfg, resolve_k(cfg)))
+
+
 @pytest.fixture(params=SMALL_REFERENCES)
 def reference(request) -> Reference:
     return Reference(REFERENCE_DIR / request.param)
 
 
 @pytest.fixture
-def n2000() -> Reference:
-    folder = SHARED_REFERENCE / "N2000"
-    if not folder.is_dir():
-        pytest.skip(f"{folder} not present (the shared reference folder beside the repo)")
-    return Reference(folder)
+def n2000(tmp_path) -> Reference:
+    """The N2000 reference: the original's outputs are vendored; its inputs are what the synthetic
+    generator draws for n=2000 (bit-identical to the reference's inputs.npz, which is 10 MB)."""
+    from lemon.data.synthetic import make_synthetic_embeddings
+
+    inputs = make_synthetic_embeddings(2000)
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    return Reference(REFERENCE_DIR / "N2000", inputs, tmp_path / "inputs.npz")
 
 
 @pytest.fixture
