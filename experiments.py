@@ -12,7 +12,16 @@ run's output names it with :class:`lemon.sweep.RunRef`.
 
 from __future__ import annotations
 
-from lemon.sweep.grid import Experiment, RunRef, expand, register
+from lemon.registry import Registry
+from lemon.sweep.grid import Experiment, RunRef, expand
+
+EXPERIMENTS: Registry = Registry("experiment")
+
+
+def register(cls: type[Experiment]) -> type[Experiment]:
+    """Class decorator: register ``cls`` in EXPERIMENTS under ``cls.name`` (and ``cls.aliases``)."""
+    return EXPERIMENTS.register(cls.name, aliases=cls.aliases)(cls)
+
 
 K = [1, 2, 5, 10, 15, 20, 30, 50]
 SEEDS = [0, 1, 2]
@@ -334,7 +343,7 @@ _CLASSIFICATION_SCORERS = [
 
 @register
 class BaselinesAll(Experiment):
-    """Every training-free baseline (SPEC §7) on every dataset of lemon_all, for the comparison tables."""
+    """Every training-free baseline on every dataset of lemon_all, for the comparison tables."""
 
     name = "baselines_all"
 

@@ -1,36 +1,90 @@
-"""How a sweep's jobs run: the LAUNCHERS registry, one signature for all: ``fn(jobs, **opts) -> None``.
+"""How a sweep's jobs run: the LAUNCHERS registry. Every launcher has one signature,
+``run(jobs, **options) -> None``, and declares the command-line options it reads and whether it is a dry run.
 
-- ``dummy``: print the commands, run nothing.
+- ``dummy``: check every job's flags as its script would, print the commands, run nothing.
 - ``local``: one job at a time, each in its own process (a crash or kill -9 of a job does not stop the sweep).
 - ``local_parallel``: ``--n_workers`` jobs at a time (default: one per visible GPU, else one per CPU core).
 - ``debug``: in this process, one after another (breakpoints work; a crash is reported, the sweep goes on).
 - ``slurm``: one submitit job array (``--max_slurm_jobs`` at a time) of a Python function that calls
   ``run_lemon.main``; returns once submitted (``--wait`` blocks until the array finishes).
 
-Options not used by a launcher are ignored (sweep.py says so when one was given). Jobs arrive with empty
-run folders; each job writes its outputs, ``job_id`` and ``done`` (last) there.
+Jobs arrive with empty run folders; each job writes its outputs, ``job_id`` and ``done`` (last) there.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lemon.errors import LemonError
 from lemon.registry import Registry
 from lemon.sweep import Job, run_in_process, run_local
+
+
+@dataclass(frozen=True)
+class Option:
+    """A command-line option of ``sweep.py`` that a launcher reads (``--<name>``)."""
+
+    name: str
+    default: Any
+    help: str
+    type: Callable[[str], Any] | None = None  # None: a switch
+
+
+@dataclass(frozen=True)
+class Launcher:
+    """A way to run jobs: ``run(jobs, **options)``, the options it reads, whether it only prints."""
+
+    run: Callable[..., None]
+    options: tuple[Option, ...] = ()
+    dry_run: bool = False
+
+    def __call__(self, jobs: list[Job], **options: Any) -> None:
+        self.run(jobs, **options)
+
 
 LAUNCHERS: Registry = Registry("launcher")
 
 
-@LAUNCHERS.register("dummy")
+def launcher(name: str, options: tuple[Option, ...] = (), dry_run: bool = False):
+    """Decorator registering ``fn`` as the launcher ``name``."""
+
+    def decorator(fn: Callable[..., None]) -> Launcher:
+        return LAUNCHERS.register(name)(Launcher(fn, options, dry_run))
+
+    return decorator
+
+
+def option_names() -> set[str]:
+    """Every option some launcher declares."""
+    return {o.name for name in LAUNCHERS.names() for o in LAUNCHERS.get(name).options}
+
+
+@launcher("dummy", dry_run=True)
 def dummy(jobs: list[Job], **opts: Any) -> None:
-    """Print each job's command (nothing runs; the run folders stay empty)."""
+    """Check every job's flags exactly as its script would, print the commands; run nothing.
+
+    Raises LemonError naming every invalid job (and why), so a grid with a bad job never reaches a cluster.
+    """
+    from lemon.sweep.validate import check_job
+
+    problems = [(job, err) for job in jobs if (err := check_job(job))]
     for job in jobs:
         print(job.command())
+    if problems:
+        lines = "\n".join(
+            f"  {job.run_dir.name}: {err}  ({job.command()})" for job, err in problems[:20]
+        )
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise LemonError(
+            f"{len(problems)} of {len(jobs)} job(s) would fail at start:\n{lines}{more}"
+        )
 
 
-@LAUNCHERS.register("local")
+@launcher("local")
 def local(jobs: list[Job], **opts: Any) -> None:
     """Sequentially, each job in a child process."""
     run_local(jobs, n_workers=1)
@@ -46,7 +100,14 @@ def _visible_gpus() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
-@LAUNCHERS.register("local_parallel")
+@launcher(
+    "local_parallel",
+    options=(
+        Option(
+            "n_workers", None, "Jobs at a time (default: one per GPU, else one per CPU core).", int
+        ),
+    ),
+)
 def local_parallel(jobs: list[Job], n_workers: int | None = None, **opts: Any) -> None:
     """``n_workers`` child processes at a time; with GPUs, worker i sees only GPU i (mod #GPUs)."""
     gpus = _visible_gpus()
@@ -55,13 +116,24 @@ def local_parallel(jobs: list[Job], n_workers: int | None = None, **opts: Any) -
     run_local(jobs, n_workers=n_workers, gpus=gpus)
 
 
-@LAUNCHERS.register("debug")
+@launcher("debug")
 def debug(jobs: list[Job], **opts: Any) -> None:
     """In this process, sequentially (no isolation: use for debugging only)."""
     run_in_process(jobs)
 
 
-@LAUNCHERS.register("slurm")
+@launcher(
+    "slurm",
+    options=(
+        Option("max_slurm_jobs", 400, "Array tasks running at once.", int),
+        Option("slurm_partition", None, "Partition (default: the cluster's).", str),
+        Option("gpus", 0, "GPUs per job.", int),
+        Option("cpus", 1, "CPUs per job.", int),
+        Option("mem_gb", None, "Memory per job in GB.", float),
+        Option("timeout_min", 240, "Time limit per job in minutes.", int),
+        Option("wait", False, "Block until the job array has finished."),
+    ),
+)
 def slurm(
     jobs: list[Job],
     output_root: str | Path = ".",

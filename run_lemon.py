@@ -1,12 +1,14 @@
 """Run LEMoN (or a baseline) once and evaluate it.
 
 Usage:
-    python -m run_lemon --dataset synthetic --output_dir runs/synthetic
+    python -m run_lemon --dataset demo --output_dir runs/demo
+    python -m run_lemon --dataset csv --data_path pairs.csv --real_dataset --output_dir runs/mine
     python -m run_lemon --dataset embeddings --embeddings my.npz --output_dir runs/mine --lemon_fix
     python -m run_lemon --dataset mscoco --noise_type cat --noise_level 0.4 --output_dir runs/coco
 
-Flags keep the original LEMoN run_lemon's names; ``--help`` lists them all. Writes args.json, log.txt,
-scores.csv, hparams.json, metrics.json and, last, ``done`` into --output_dir, then prints a summary table.
+Flags keep the original LEMoN run_lemon's names; ``--help`` lists them, grouped. Writes args.json,
+log.txt, scores.csv, hparams.json, metrics.json and, last, ``done`` into --output_dir, then prints a
+summary. The flags are parsed before the pipeline (and torch) is imported, so ``--help`` answers at once.
 """
 
 from __future__ import annotations
@@ -15,19 +17,29 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from lemon.config import build_parser, check_names, config_from_args
 from lemon.errors import LemonError
+
+__all__ = ["build_parser", "check", "main"]
+
+
+def check(argv: Sequence[str]) -> None:
+    """Raise LemonError when ``argv`` would fail at start (flags, values, names); runs nothing."""
+    check_names(config_from_args(argv, raise_errors=True))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse flags, run the pipeline, print the summary; returns the process exit code."""
-    from lemon.config import config_from_args
-    from lemon.pipeline import format_summary, run
-
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         cfg = config_from_args(argv)
+        console = logging.DEBUG if cfg.debug else logging.WARNING  # the full log is in log.txt
+        for handler in logging.getLogger().handlers:
+            handler.setLevel(console)
         if cfg.debug:
             logging.getLogger().setLevel(logging.DEBUG)
+        from lemon.pipeline import format_summary, run  # after parsing: torch loads only for a run
+
         result = run(cfg)
     except LemonError as err:
         print(f"error: {err}", file=sys.stderr)

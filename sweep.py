@@ -5,12 +5,14 @@ Usage:
     python sweep.py launch --experiment smoke --output_root runs --command_launcher local_parallel
     python sweep.py launch --experiment lemon_all --output_root runs --command_launcher slurm \\
         --slurm_partition gpu --gpus 1 --cpus 4 --mem_gb 32 --max_slurm_jobs 50
+    python sweep.py launch --experiment lemon_all --output_root runs --command_launcher dummy
     python sweep.py delete_incomplete --experiment smoke --output_root runs --skip_confirmation
 
 Runs live in ``<output_root>/<experiment>/<hash of the run's flags>/``. ``launch`` starts only the runs that
 are not done (NOT_LAUNCHED, and INCOMPLETE after emptying their folder) and leaves running ones alone
 unless ``--restart_running``; running it again after everything finished launches nothing. Destructive
-commands ask first unless ``--skip_confirmation`` (no answer, e.g. no stdin, means no).
+commands ask first unless ``--skip_confirmation`` (no answer, e.g. no stdin, means no). The ``dummy``
+launcher checks every job's flags and exits non-zero naming the jobs that would fail.
 """
 
 from __future__ import annotations
@@ -21,20 +23,21 @@ import sys
 from collections.abc import Sequence
 
 COMMANDS = ("launch", "status", "delete_incomplete", "delete_all")
-SLURM_OPTS = ("max_slurm_jobs", "slurm_partition", "gpus", "cpus", "mem_gb", "timeout_min", "wait")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The sweep's own flags, plus every option a launcher declares (grouped by launcher)."""
+    from experiments import EXPERIMENTS
     from launchers import LAUNCHERS
-    from lemon.sweep import load_experiments
+    from lemon.flags import HelpfulParser
 
-    p = argparse.ArgumentParser(prog="python sweep.py", description="Run a grid of LEMoN runs.")
+    p = HelpfulParser(prog="python sweep.py", description="Run a grid of LEMoN runs.")
     p.add_argument("command", choices=COMMANDS)
     p.add_argument(
         "--experiment",
         required=True,
         metavar="NAME",
-        help=f"Experiment of experiments.py. Choices: {', '.join(load_experiments().names())}.",
+        help=f"Experiment of experiments.py. Choices: {', '.join(EXPERIMENTS.names())}.",
     )
     p.add_argument(
         "--output_root",
@@ -47,39 +50,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--command_launcher",
         default="local",
         metavar="NAME",
-        help=f"How jobs run. Choices: {', '.join(LAUNCHERS.names())} (default local).",
+        help=f"How jobs run. Choices: {', '.join(LAUNCHERS.names())} (default: local).",
     )
     p.add_argument("--skip_confirmation", action="store_true", help="Do not ask before acting.")
     p.add_argument(
         "--restart_running", action="store_true", help="Cancel running jobs and launch them again."
     )
-    p.add_argument(
-        "--n_workers",
-        type=int,
-        default=None,
-        help="local_parallel: jobs at a time (default: one per GPU, else one per CPU core).",
-    )
-    p.add_argument(
-        "--max_slurm_jobs", type=int, default=400, help="slurm: array tasks running at once."
-    )
-    p.add_argument(
-        "--slurm_partition", default=None, help="slurm: partition (default: the cluster's)."
-    )
-    p.add_argument("--gpus", type=int, default=0, help="slurm: GPUs per job.")
-    p.add_argument("--cpus", type=int, default=1, help="slurm: CPUs per job.")
-    p.add_argument("--mem_gb", type=float, default=None, help="slurm: memory per job in GB.")
-    p.add_argument(
-        "--timeout_min", type=int, default=240, help="slurm: time limit per job in minutes."
-    )
-    p.add_argument(
-        "--wait", action="store_true", help="slurm: block until the job array has finished."
-    )
     p.add_argument("-v", "--verbose", action="store_true", help="List every job with its state.")
+    seen: set[str] = set()
+    for name in LAUNCHERS.names():
+        options = [o for o in LAUNCHERS.get(name).options if o.name not in seen]
+        if not options:
+            continue
+        group = p.add_argument_group(f"--command_launcher {name}")
+        for o in options:
+            seen.add(o.name)
+            if o.type is None:
+                group.add_argument(f"--{o.name}", action="store_true", help=o.help)
+            else:
+                default = "" if o.default is None else f" (default: {o.default})"
+                group.add_argument(
+                    f"--{o.name}", type=o.type, default=o.default, help=o.help + default
+                )
     return p
 
 
 def confirm(question: str) -> bool:
-    """Ask on stdin; anything but y/yes (including no stdin at all) is a no."""
+    """Ask on stdin; anything but y/yes is a no. Without a terminal there is nobody to ask: no."""
+    if not sys.stdin.isatty():
+        print(f"{question} -- stdin is not a terminal, so nobody can answer: taken as no.")
+        return False
     try:
         answer = input(f"{question} [y/N] ")
     except EOFError:
@@ -88,22 +88,25 @@ def confirm(question: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def _ignored(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
-    """Options given on the command line that the chosen launcher does not use."""
-    unused = [] if args.command_launcher == "slurm" else list(SLURM_OPTS)
-    unused += [] if args.command_launcher == "local_parallel" else ["n_workers"]
-    return [f"--{o}" for o in unused if getattr(args, o) != parser.get_default(o)]
+def _ignored(args: argparse.Namespace, parser: argparse.ArgumentParser, launcher) -> list[str]:
+    """Options given on the command line that the chosen launcher does not read."""
+    from launchers import option_names
+
+    own = {o.name for o in launcher.options}
+    return [
+        f"--{o}" for o in sorted(option_names() - own) if getattr(args, o) != parser.get_default(o)
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from experiments import EXPERIMENTS
     from launchers import LAUNCHERS
     from lemon import sweep as sw
     from lemon.errors import LemonError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    sweep_log = logging.getLogger(
-        "lemon.sweep"
-    )  # job progress, printed plainly for the CLI's duration
+    # job progress, printed plainly for the CLI's duration
+    sweep_log = logging.getLogger("lemon.sweep")
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(message)s"))
     saved = sweep_log.level, sweep_log.propagate
@@ -113,15 +116,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        experiment = sw.load_experiments().get(args.experiment)()
+        experiment = EXPERIMENTS.get(args.experiment)()
         launcher = LAUNCHERS.get(args.command_launcher)
-        dummy = args.command == "launch" and args.command_launcher == "dummy"
-        writes = args.command != "status" and not dummy
-        sw.check_writable(
-            args.output_root, "--output_root", write=writes
-        )  # one line, not a traceback later
-        jobs = sw.build_jobs(experiment, args.output_root)
-        for warning in sw.read_states(jobs):
+        writes = args.command != "status" and not (args.command == "launch" and launcher.dry_run)
+        # one line, not a traceback later
+        sw.check_writable(args.output_root, "--output_root", write=writes)
+        jobs = sw.build_jobs(experiment, args.output_root, EXPERIMENTS)
+        for warning in sw.refresh_states(jobs):
             print(f"warning: {warning}")
         for job in jobs if args.verbose else []:
             print(job)
@@ -162,7 +163,7 @@ def _command(args, parser, name, jobs, launcher) -> int:
         if not doomed:
             return 0
         if not args.skip_confirmation and not confirm("Delete them?"):
-            print("Aborted; nothing deleted (pass --skip_confirmation to skip this question).")
+            print("Aborted; nothing deleted (pass --skip_confirmation to delete without asking).")
             return 1
         cancelled = sw.cancel_running(doomed)
         print(
@@ -186,20 +187,20 @@ def _command(args, parser, name, jobs, launcher) -> int:
             else "."
         )
     )
-    for opt in _ignored(args, parser):
+    for opt in _ignored(args, parser, launcher):
         print(f"note: {opt} is not used by the '{args.command_launcher}' launcher; ignored.")
     if not todo:
         return 0
-    if args.command_launcher == "dummy":
+    if launcher.dry_run:
         launcher(todo)
         return 0
     if not args.skip_confirmation and not confirm(f"Launch {len(todo)} job(s)?"):
-        print("Aborted; nothing launched (pass --skip_confirmation to skip this question).")
+        print("Aborted; nothing launched (pass --skip_confirmation to launch without asking).")
         return 1
     sw.cancel_running([j for j in todo if j.state == State.RUNNING])
     sw.clear_dirs(todo)
     launcher(todo, **vars(args))
-    sw.read_states(todo)
+    sw.refresh_states(todo)
     failed = [j for j in todo if j.state == State.INCOMPLETE]
     print(f"Launched {len(todo)} job(s): " + sw.format_counts(todo).split(": ", 1)[1])
     return 1 if failed else 0

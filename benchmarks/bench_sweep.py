@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="lemon-bench-sweep-"))
     os.environ["LEMON_CACHE_DIR"] = str(workdir / "cache")  # inherited by every job
     import sweep
-    from lemon.sweep import EXPERIMENTS, build_jobs
+    from experiments import EXPERIMENTS
+    from lemon.sweep import build_jobs
 
     launch = [
         "launch",

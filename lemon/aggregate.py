@@ -4,7 +4,7 @@ Usage:
     python -m lemon.aggregate --output_root sweeps/               # every experiment below the root
     python -m lemon.aggregate --output_root sweeps/ --experiment lemon_all --tables_dir tables/
 
-Rules (SPEC §5): runs are grouped by what they computed (dataset, noise type, noise level, method and any
+Rules: runs are grouped by what they computed (dataset, noise type, noise level, method and any
 other config field that varies in the sweep) — never by seed, k or distance. In each group the (k, distance)
 pair with the highest mean validation F1 over seeds is selected, and the test metrics of that pair are
 reported as mean ± std (sample std, ddof=1) over seeds, in %. Notebooks call only this module.
@@ -23,48 +23,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lemon.config import ABLATIONS
+from lemon.config import execution_fields
 from lemon.errors import LemonError
 from lemon.io import atomic_write_csv, atomic_write_text
-from lemon.results import OBJECTIVE, LoadReport, load_records
+from lemon.methods import ABLATIONS
+from lemon.results import METHOD_FIELDS, OBJECTIVE, LoadReport, load_records
 from lemon.results import TABLE_METRICS as METRICS
 
 log = logging.getLogger(__name__)
 SEEDS = ("seed", "data_seed")
 SELECTED = ("knn_k", "dist_type")
 TABLE_KEYS = ("dataset", "noise_type", "noise_level")
-# fields saying where / how a run executed (or folded into `method`): never table rows of their own
-NOT_IDENTITY = frozenset(
-    {
-        "output_dir",
-        "exp_name",
-        "overwrite",
-        "report",
-        "device",
-        "cache_dir",
-        "data_dir",
-        "num_workers",
-        "batch_size",
-        "debug",
-        "knn_backend",
-        "skip_train",
-        "custom_cifar_prompt",
-        "experiment",
-        "run_dir",
-        "method",
-        "scorer",
-        "lemon_fix",
-        "skip_hparam_optim",
-        "ablation",
-        "normalize_d1",
-        "use_discrete_for_text",
-        "legacy_discrete_weighting",
-        "temperature",
-    }
-)
-DEFAULT_SWEEP_ROOT = (
-    "../runs"  # relative to notebooks/: <repo>/runs, as in sweep.py --output_root runs
-)
+# fields saying where / how a run executed, or folded into `method`: never table rows of their own
+NOT_IDENTITY = execution_fields() | set(METHOD_FIELDS) | {"experiment", "run_dir", "method"}
+#: relative to notebooks/: <repo>/runs, as in sweep.py --output_root runs
+DEFAULT_SWEEP_ROOT = "../runs"
 
 
 def sweep_root(default: str = DEFAULT_SWEEP_ROOT) -> Path:
@@ -354,9 +327,9 @@ def launch_gaps(
     experiments without a grid, folders not in the grid).
     """
     try:
-        from lemon.sweep import build_jobs, load_experiments
+        from experiments import EXPERIMENTS as registry
+        from lemon.sweep import build_jobs
 
-        registry = load_experiments()
     except ImportError as err:
         note = (
             f"experiments.py cannot be imported ({err}); runs never launched are not counted (run from "

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from lemon.config import RunConfig
 from lemon.errors import LemonError
 from lemon.evaluate import select_thresholds
 from lemon.features import Features, SplitFeatures
-from lemon.scorers.base import ScoringContext, to_quality
+from lemon.methods import DIST_TYPES, HPARAM_NAMES, check_hparam_names, check_k
+from lemon.scorers.base import ScorerOptions, ScoringContext, to_quality
 from lemon.scorers.lemon import LemonScorer
 
 
@@ -70,13 +70,8 @@ def find_label_issues(
             f"got {len(img)}, {len(txt)} and {len(labels)}."
         )
     data = SplitFeatures("train", img, txt, labels.astype(str), labels)
-    cfg_kwargs = dict(hparams or {})
-    unknown = set(cfg_kwargs) - {"beta", "gamma", "tau_1_n", "tau_2_n", "tau_1_m", "tau_2_m"}
-    if unknown:
-        raise LemonError(
-            f"Unknown hparams {sorted(unknown)}; allowed: beta, gamma, tau_1_n, tau_2_n, "
-            "tau_1_m, tau_2_m."
-        )
+    fixed = {name: float(value) for name, value in (hparams or {}).items()}
+    check_hparam_names(fixed)
     splits = {"train": data}
     has_known = known_issue_idx is not None
     if has_known:
@@ -91,25 +86,21 @@ def find_label_issues(
         val = data.subset(idx)
         val.is_mislabel, val.reference_row, val.split = truth, idx, "val"
         splits["val"] = val
-    cfg = RunConfig(
-        output_dir="-",
-        dataset="embeddings",
-        embeddings="-",
-        knn_k=k,
+    if dist_type not in DIST_TYPES:
+        raise LemonError(f"Unknown dist_type '{dist_type}'. Available: {', '.join(DIST_TYPES)}.")
+    check_k(k, len(data))
+    options = ScorerOptions(
+        k=k,
         dist_type=dist_type,
         use_discrete_for_text=use_discrete_for_text,
-        knn_backend=knn_backend,
+        fixed=fixed,
+        select=has_known,
         seed=seed,
-        skip_hparam_optim=not has_known,
-        **cfg_kwargs,
-    ).validate()
+    )
     task = "captioning" if isinstance(labels[0], str) else "classification"
     features = Features(task, splits)
-    ctx, scorer = ScoringContext(features, cfg), LemonScorer(cfg)
-    if k >= len(data):
-        raise LemonError(
-            f"knn_k={k} but the reference set has {len(data)} samples (k must be < {len(data)})."
-        )
+    ctx = ScoringContext(features, knn_backend=knn_backend)
+    scorer = LemonScorer(options)
     chosen = scorer.fit(ctx)
     out = scorer.score(ctx, "train", chosen)
     if has_known:
@@ -132,9 +123,7 @@ def find_label_issues(
     )
     df.attrs.update(
         {
-            "hparams": {
-                n: chosen[n] for n in ("beta", "gamma", "tau_1_n", "tau_2_n", "tau_1_m", "tau_2_m")
-            },
+            "hparams": {n: chosen[n] for n in HPARAM_NAMES},
             "selection": chosen["selection"],
             "threshold": thr,
             "thresholds": thresholds,

@@ -1,61 +1,45 @@
 """RunConfig: the single source of run_lemon's flags, defaults and cross-field rules.
 
 Flag names follow the original LEMoN ``run_lemon.py`` so old commands still work; our own additions
-(``--embeddings``, ``--data_dir``, ``--scorer``, fixed hyper-parameters, ...) sit beside them. The argparse
-parser is generated from the dataclass fields, so ``--help``, validation and defaults never drift.
+(``--embeddings``, ``--data_dir``, ``--scorer``, fixed hyper-parameters, ...) sit beside them. The parser is
+generated from the fields (:mod:`lemon.flags`), so ``--help``, validation and defaults never drift. Only the
+entry points and :func:`lemon.pipeline.run` read a RunConfig; everything below them takes explicit options.
+Building the parser imports no torch: ``--help`` answers at once.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
+import functools
 import hashlib
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from lemon.data.base import DataOptions
+from lemon.embed.base import PRECISIONS
 from lemon.errors import LemonError
-
-HPARAM_NAMES = ("beta", "gamma", "tau_1_n", "tau_2_n", "tau_1_m", "tau_2_m")
-ABLATIONS = (
-    "none",
-    "tau_1",
-    "tau_2",
-    "tau_1_2",
-    "beta",
-    "gamma",
-    "d1",
-    "only_beta",
-    "only_gamma",
-    "multimodal_baseline",
+from lemon.flags import HelpfulParser, add_flags, flag
+from lemon.methods import (
+    ABLATIONS,
+    DIST_TYPES,
+    HPARAM_NAMES,
+    KNN_BACKENDS,
+    LEMON_FIX_HPARAMS,
+    LEMON_FIX_K,
 )
-DIST_TYPES = ("cosine", "euclidean")
-LEMON_FIX = {
-    "knn_k": 30,
-    "dist_type": "cosine",
-    "beta": 5.0,
-    "gamma": 5.0,
-    "tau_1_n": 0.1,
-    "tau_2_n": 5.0,
-    "tau_1_m": 0.1,
-    "tau_2_m": 5.0,
+
+#: help groups of run_lemon, in the order --help shows them
+GROUPS = {
+    "data": "data (what is scored)",
+    "model": "model (the embedding stage)",
+    "method": "method (LEMoN or a baseline, and its settings)",
+    "selection": "selection (hyper-parameters and thresholds chosen on the labelled val split)",
+    "evaluation": "evaluation",
+    "output": "output",
+    "compute": "compute",
 }
-DEFAULT_KNN_K = 5  # the original run_lemon's default
-
-
-def _opt(
-    default: Any,
-    help: str,
-    choices: Callable[[], Sequence[str]] | Sequence[str] | None = None,
-    flag_type: type | None = None,
-    original: bool = False,
-) -> Any:
-    """A dataclass field carrying its argparse help/choices."""
-    return field(
-        default=default,
-        metadata={"help": help, "choices": choices, "type": flag_type, "original": original},
-    )
 
 
 def _dataset_names() -> list[str]:
@@ -70,175 +54,223 @@ def _scorer_names() -> list[str]:
     return SCORERS.names(include_aliases=True)
 
 
+def _noise_names() -> list[str]:
+    from lemon.noise import NOISES
+
+    return NOISES.names(include_aliases=True)
+
+
+def _embedder_names() -> list[str]:
+    from lemon.embed import EMBEDDERS
+
+    return [
+        *EMBEDDERS.names(),
+        "open_clip:ARCH/PRETRAINED",
+        "hf-hub:ORG/REPO",
+        "a checkpoint folder",
+    ]
+
+
+def _hparam(name: str) -> Any:
+    return flag(None, f"Fix {name} (not selected on val).", "method")
+
+
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything one run depends on. ``None`` means "resolved from the dataset / preset" (see resolve)."""
+    """Everything one run depends on. ``None`` means "resolved from the dataset / preset" by the pipeline."""
 
-    output_dir: str = _opt(
-        "", "Folder for args.json, scores.csv, hparams.json, metrics.json, done.", original=True
-    )
-    exp_name: str | None = _opt(
-        None, "Free-form experiment name, stored in args.json.", original=True
-    )
     # data
-    dataset: str = _opt(
+    dataset: str = flag(
         "cifar100",
-        "Dataset registry name ('embeddings' reads --embeddings).",
+        "Dataset to score ('embeddings' reads --embeddings; csv/parquet/folder read --data_path).",
+        "data",
         _dataset_names,
         original=True,
     )
-    embeddings: str | None = _opt(
+    data_dir: str | None = flag(
         None,
-        "Precomputed embeddings .npz for --dataset embeddings "
-        "(format: README 'Bring your own embeddings').",
+        "Dataset root (else $LEMON_DATA_DIR, else ~/.cache/lemon/data).",
+        "data",
+        identity=False,
     )
-    noise_type: str | None = _opt(
+    data_path: str | None = flag(
         None,
-        "Noise injected into the observed labels/captions "
-        "(default: the dataset's first supported type).",
+        "Your own data: the table (.csv / .parquet) or the ImageFolder root (--dataset folder).",
+        "data",
+    )
+    image_root: str | None = flag(
+        None,
+        "Folder that relative image paths of a table start from (default: its folder).",
+        "data",
+    )
+    image_column: str = flag("image", "Table column with the image path (or bytes).", "data")
+    text_column: str = flag("caption", "Table column with the caption (captioning).", "data")
+    label_column: str = flag("label", "Table column with the class label (classification).", "data")
+    clean_column: str | None = flag(
+        None, "Table column with the true caption/label, to evaluate the table's own noise.", "data"
+    )
+    embeddings: str | None = flag(
+        None,
+        "Precomputed embeddings .npz for --dataset embeddings (README: Bring your own).",
+        "data",
+    )
+    n_synthetic: int = flag(
+        2000, "Reference-set size of --dataset synthetic (val/test N/8).", "data"
+    )
+    noise_type: str | None = flag(
+        None,
+        "Noise injected into the observed labels/captions (default: the dataset's first).",
+        "data",
+        _noise_names,
         original=True,
     )
-    noise_level: float | None = _opt(
+    noise_level: float | None = flag(
         None,
-        "Fraction of noisy samples, in [0, 1) (default 0.4; 0 with --real_dataset).",
+        "Fraction of noisy pairs, in [0, 1) (default 0.4; 0 with --real_dataset).",
+        "data",
         original=True,
     )
-    real_dataset: bool = _opt(
+    real_dataset: bool = flag(
         False,
-        "No injected noise and no ground truth: fixed hyper-parameters, no selection.",
+        "Score the data as it is: no injected noise, no ground truth, no selection.",
+        "data",
         original=True,
     )
-    data_seed: int = _opt(0, "Seed of splits, noise and the reference-set subset.", original=True)
-    data_dir: str | None = _opt(
-        None, "Dataset root (else $LEMON_DATA_DIR, else ~/.cache/lemon/data)."
+    data_seed: int = flag(
+        0, "Seed of splits, noise and the reference-set subset.", "data", original=True
     )
-    custom_cifar_prompt: str | None = _opt(
-        None, "Prompt prefix for class names (default 'A photo of a ').", original=True
-    )
-    compr_dataset_size_limit: int = _opt(
-        50000, "Cap on the reference (train) set, by a seeded subset.", original=True
-    )
-    subset_val_set: int | None = _opt(
-        None, "Use only this many (seeded) val samples for selection.", original=True
-    )
-    n_synthetic: int = _opt(2000, "Reference-set size of --dataset synthetic (val/test = N/8).")
-    # bring-your-own data (--dataset csv / parquet / folder; DataSources.md#csv)
-    data_path: str | None = _opt(
+    custom_cifar_prompt: str | None = flag(
         None,
-        "Bring-your-own data: the table (.csv / .parquet) or the ImageFolder "
-        "root (--dataset folder).",
+        "Prompt prefix of class names (default 'A photo of a ').",
+        "data",
+        original=True,
+        identity=False,  # the paper pools both prompts of its grids
     )
-    image_root: str | None = _opt(
+    # model
+    clip_model: str | None = flag(
         None,
-        "Folder that relative image paths of the table start from (default: the table's folder).",
-    )
-    image_column: str = _opt(
-        "image", "Table column with the image path (parquet: or the image bytes)."
-    )
-    text_column: str = _opt(
-        "caption", "Table column with the observed caption (captioning tables)."
-    )
-    label_column: str = _opt(
-        "label", "Table column with the observed class label (classification tables)."
-    )
-    clean_column: str | None = _opt(
-        None,
-        "Optional table column with the clean caption/label: evaluate the "
-        "table's own noise with --noise_type real.",
-    )
-    # embedding
-    clip_model: str | None = _opt(
-        None, "Embedder name (default: the dataset's, else huggingface_clip).", original=True
-    )
-    batch_size: int = _opt(128, "Embedding batch size.", original=True)
-    num_workers: int = _opt(2, "DataLoader workers for image decoding.")
-    device: str = _opt("auto", "'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', ...")
-    cache_dir: str | None = _opt(
-        None, "Embedding/model cache (else $LEMON_CACHE_DIR, else ~/.cache/lemon/cache)."
-    )
-    precision: str = _opt(
-        "auto",
-        "Embedding precision: auto (fp16 autocast on CUDA, fp32 on CPU), fp32, "
-        "fp16 (CUDA only) or bf16.",
-        ("auto", "fp32", "fp16", "bf16"),
-    )
-    # scoring
-    scorer: str = _opt("lemon", "Scorer: lemon or a baseline.", _scorer_names)
-    knn_k: int | None = _opt(
-        None,
-        f"Neighbours k (default {DEFAULT_KNN_K}, the dataset's own where it sets one "
-        "(demo: 30); 30 with --lemon_fix).",
+        "Embedder (default: the dataset's, else huggingface_clip = openai/clip-vit-base-patch32).",
+        "model",
+        _embedder_names,
         original=True,
     )
-    dist_type: str = _opt(
-        "cosine", "Distance: cosine (1 - a.b) or euclidean (squared).", DIST_TYPES, original=True
+    cache_dir: str | None = flag(
+        None,
+        "Embedding/model cache (else $LEMON_CACHE_DIR, else ~/.cache/lemon/cache).",
+        "model",
+        identity=False,
     )
-    knn_backend: str = _opt(
-        "torch", "Exact kNN backend: torch (chunked matmul) or faiss.", ("torch", "faiss")
+    # method
+    scorer: str = flag("lemon", "Scorer: lemon or a baseline.", "method", _scorer_names)
+    lemon_fix: bool = flag(
+        False,
+        "The paper's fixed setting LEMoN_FIX (k=30, cosine, beta=gamma=5, tau_1=0.1, tau_2=5).",
+        "method",
     )
-    ablation: str = _opt("none", "Ablation of SPEC §5.", ABLATIONS, original=True)
-    normalize_d1: bool = _opt(
-        False, "Replace d_mm by the softmax over class prompts (classification).", original=True
+    knn_k: int | None = flag(
+        None,
+        "Neighbours k (default 5 as the original; the dataset's own where it sets one; 30 with "
+        "--lemon_fix).",
+        "method",
+        original=True,
     )
-    use_discrete_for_text: bool = _opt(
-        False, "Text distance = 1[observed texts differ].", original=True
+    dist_type: str = flag(
+        "cosine",
+        "Distance: cosine (1 - a.b) or squared euclidean.",
+        "method",
+        DIST_TYPES,
+        original=True,
     )
-    legacy_discrete_weighting: bool = _opt(
+    ablation: str = flag(
+        "none", "Drop or freeze terms of the score.", "method", ABLATIONS, original=True
+    )
+    normalize_d1: bool = flag(
+        False,
+        "Replace d_mm by the softmax over the class prompts at the observed label (classification).",
+        "method",
+        original=True,
+    )
+    use_discrete_for_text: bool = flag(
+        False, "Text distance = 1[observed texts differ].", "method", original=True
+    )
+    legacy_discrete_weighting: bool = flag(
         False,
         "Reproduce the original's un-negated s_n weight with --use_discrete_for_text and cosine.",
+        "method",
     )
-    lemon_fix: bool = _opt(
-        False, "The paper's fixed preset (k=30, cosine, beta=gamma=5, tau_1=0.1, tau_2=5)."
+    compr_dataset_size_limit: int = flag(
+        50000, "Cap on the reference (train) set, by a seeded subset.", "method", original=True
     )
-    beta: float | None = _opt(None, "Fix beta (skips its selection).")
-    gamma: float | None = _opt(None, "Fix gamma.")
-    tau_1_n: float | None = _opt(None, "Fix tau_1_n.")
-    tau_2_n: float | None = _opt(None, "Fix tau_2_n.")
-    tau_1_m: float | None = _opt(None, "Fix tau_1_m.")
-    tau_2_m: float | None = _opt(None, "Fix tau_2_m.")
-    skip_hparam_optim: bool = _opt(
-        False, "No selection: hyper-parameters not given take LEMoN_FIX values.", original=True
-    )
-    temperature: float = _opt(
+    temperature: float = flag(
         1.0,
-        "Softmax temperature of the zero-shot class probabilities (clip_logits, "
-        "zero-shot cleanlab scores, clipcleaner); the original used 1, its later analysis "
-        "0.01 / 0.015 / 0.07 (CLIP's own).",
+        "Softmax temperature of zero-shot class probabilities (clip_logits, cleanlab scores, "
+        "clipcleaner); CLIP's own is 0.01.",
+        "method",
     )
-    # run
-    seed: int = _opt(0, "Seed of the hyper-parameter search and torch.", original=True)
-    skip_train: bool = _opt(False, "Do not score the train split (val/test only).", original=True)
-    debug: bool = _opt(False, "Verbose log; implies --skip_train (as the original).", original=True)
-    overwrite: bool = _opt(False, "Replace a finished run in --output_dir.")
-    report: bool = _opt(False, "Also write report.html (top suspected errors) into the run folder.")
+    beta: float | None = _hparam("beta")
+    gamma: float | None = _hparam("gamma")
+    tau_1_n: float | None = _hparam("tau_1_n")
+    tau_2_n: float | None = _hparam("tau_2_n")
+    tau_1_m: float | None = _hparam("tau_1_m")
+    tau_2_m: float | None = _hparam("tau_2_m")
+    # selection
+    skip_hparam_optim: bool = flag(
+        False,
+        "No selection: hyper-parameters not given take LEMoN_FIX values.",
+        "selection",
+        original=True,
+    )
+    subset_val_set: int | None = flag(
+        None,
+        "Select on only this many (seeded) val pairs; -1 = all of them.",
+        "selection",
+        original=True,
+    )
+    seed: int = flag(0, "Seed of the hyper-parameter search and torch.", "selection", original=True)
+    # evaluation
+    skip_train: bool = flag(
+        False,
+        "Do not score the train split (val/test only).",
+        "evaluation",
+        original=True,
+        identity=False,
+    )
+    # output
+    output_dir: str = flag(
+        "",
+        "Folder receiving args.json, scores.csv, metrics.json, ... (required).",
+        "output",
+        original=True,
+    )
+    exp_name: str | None = flag(
+        None, "Free-form experiment name (args.json).", "output", original=True
+    )
+    overwrite: bool = flag(False, "Replace a finished run in --output_dir.", "output")
+    report: bool = flag(False, "Also write report.html (the top suspected errors).", "output")
+    debug: bool = flag(False, "Verbose log; implies --skip_train.", "output", original=True)
+    # compute
+    device: str = flag(
+        "auto", "'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', ...", "compute"
+    )
+    precision: str = flag(
+        "auto",
+        "Embedding precision (auto: fp16 autocast on CUDA, fp32 on CPU).",
+        "compute",
+        PRECISIONS,
+    )
+    batch_size: int = flag(128, "Embedding batch size.", "compute", original=True)
+    num_workers: int = flag(2, "DataLoader workers decoding images.", "compute")
+    knn_backend: str = flag("torch", "Exact kNN backend.", "compute", KNN_BACKENDS)
 
     # ------------------------------------------------------------------ resolution and validation
     @property
     def fixed_hparams(self) -> dict[str, float]:
         """Hyper-parameters given on the command line (or by --lemon_fix)."""
-        fixed = {name: LEMON_FIX[name] for name in HPARAM_NAMES} if self.lemon_fix else {}
+        fixed = dict(LEMON_FIX_HPARAMS) if self.lemon_fix else {}
         fixed.update(
             {n: float(getattr(self, n)) for n in HPARAM_NAMES if getattr(self, n) is not None}
         )
         return fixed
-
-    @property
-    def k(self) -> int:
-        """--knn_k, else 30 with --lemon_fix, else the dataset's default_knn_k, else the original's 5."""
-        from lemon.data import DATASETS
-
-        if self.knn_k is not None:
-            return self.knn_k
-        if self.lemon_fix:
-            return LEMON_FIX["knn_k"]
-        dataset_k = DATASETS.get(self.dataset).default_knn_k if self.dataset in DATASETS else None
-        return dataset_k or DEFAULT_KNN_K
-
-    @property
-    def prompt(self) -> str:
-        from lemon.data.base import DEFAULT_PROMPT
-
-        return DEFAULT_PROMPT if self.custom_cifar_prompt is None else self.custom_cifar_prompt
 
     @property
     def resolved_noise_level(self) -> float:
@@ -259,7 +291,12 @@ class RunConfig:
             raise LemonError(f"--real_dataset requires --noise_level 0, got {level}.")
         if self.knn_k is not None and self.knn_k < 1:
             raise LemonError(f"knn_k must be >= 1, got {self.knn_k}.")
-        for name, allowed in (("dist_type", DIST_TYPES), ("ablation", ABLATIONS)):
+        for name, allowed in (
+            ("dist_type", DIST_TYPES),
+            ("ablation", ABLATIONS),
+            ("knn_backend", KNN_BACKENDS),
+            ("precision", PRECISIONS),
+        ):
             value = getattr(self, name)
             if value not in allowed:
                 raise LemonError(f"Unknown {name} '{value}'. Available: {', '.join(allowed)}.")
@@ -267,9 +304,9 @@ class RunConfig:
             raise LemonError(
                 "--lemon_fix is the cosine preset; drop --dist_type euclidean or --lemon_fix."
             )
-        if self.lemon_fix and self.knn_k is not None and self.knn_k != LEMON_FIX["knn_k"]:
+        if self.lemon_fix and self.knn_k is not None and self.knn_k != LEMON_FIX_K:
             raise LemonError(
-                f"--lemon_fix uses k=30, got --knn_k {self.knn_k}; drop one of the two."
+                f"--lemon_fix uses k={LEMON_FIX_K}, got --knn_k {self.knn_k}; drop one of the two."
             )
         if self.legacy_discrete_weighting and not self.use_discrete_for_text:
             raise LemonError(
@@ -279,11 +316,17 @@ class RunConfig:
             raise LemonError("--dataset embeddings needs --embeddings PATH.npz.")
         if self.embeddings and self.dataset != "embeddings":
             raise LemonError(
-                f"--embeddings is only read with --dataset embeddings, got --dataset "
-                f"{self.dataset}."
+                f"--embeddings is only read with --dataset embeddings, got --dataset {self.dataset}."
             )
-        if self.subset_val_set is not None and self.subset_val_set < 2:
-            raise LemonError(f"subset_val_set must be >= 2, got {self.subset_val_set}.")
+        if (
+            self.subset_val_set is not None
+            and self.subset_val_set != -1
+            and self.subset_val_set < 2
+        ):
+            raise LemonError(
+                f"subset_val_set must be >= 2 (or -1 for the whole val split), got "
+                f"{self.subset_val_set}."
+            )
         if self.compr_dataset_size_limit < 2:
             raise LemonError(
                 f"compr_dataset_size_limit must be >= 2, got {self.compr_dataset_size_limit}."
@@ -297,8 +340,22 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def data_options(self) -> DataOptions:
+        """What the dataset reads of this run."""
+        return DataOptions.from_flags({**self.to_dict(), "noise_level": self.resolved_noise_level})
+
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)
+
+
+def field_names() -> list[str]:
+    """Every RunConfig field (= run_lemon flag) name, in declaration order."""
+    return [f.name for f in dataclasses.fields(RunConfig)]
+
+
+def execution_fields() -> frozenset[str]:
+    """RunConfig fields that say where or how a run executes, not what it computes."""
+    return frozenset(f.name for f in dataclasses.fields(RunConfig) if not f.metadata["identity"])
 
 
 def run_hash(args: dict[str, Any]) -> str:
@@ -306,42 +363,56 @@ def run_hash(args: dict[str, Any]) -> str:
     return hashlib.md5(json.dumps(args, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """argparse parser generated from RunConfig's fields (flag names = field names)."""
-    parser = argparse.ArgumentParser(
+@functools.lru_cache(maxsize=2)
+def build_parser(raise_errors: bool = False) -> HelpfulParser:
+    """run_lemon's parser, generated from RunConfig's fields (flag names = field names), grouped (built
+    once per process: checking the thousands of jobs of a sweep parses with the same parser)."""
+    parser = HelpfulParser(
+        raise_errors=raise_errors,
         prog="python -m run_lemon",
-        description="LEMoN: label error detection with multimodal neighbours (one evaluation run).",
+        usage="python -m run_lemon --dataset NAME --output_dir DIR [options]  (--help lists them)",
+        description="LEMoN: find mislabelled image-text pairs with multimodal neighbours (one run).",
+        epilog="F1 columns of the summary: F1 at a threshold chosen on the val labels (optimal: the "
+        "best val F1; prevalence: flags the val mislabel rate) or without labels (label_free, "
+        "heuristic). See README.md.",
     )
-    for f in fields(RunConfig):
-        meta = f.metadata
-        flag = f"--{f.name}"
-        if f.type in ("bool", bool):
-            parser.add_argument(flag, action="store_true", help=meta["help"])
-            continue
-        choices = meta["choices"]
-        kwargs: dict[str, Any] = {"default": f.default, "help": meta["help"]}
-        kwargs["type"] = _flag_type(f)
-        if choices is not None:
-            kwargs["metavar"] = "NAME"
-            names = choices() if callable(choices) else choices
-            kwargs["help"] += f" Choices: {', '.join(names)}."
-        parser.add_argument(flag, **kwargs)
+    add_flags(parser, RunConfig, GROUPS)
     return parser
 
 
-def _flag_type(f: dataclasses.Field) -> type:
-    text = str(f.type)
-    if "float" in text:
-        return float
-    if "int" in text:
-        return int
-    return str
-
-
-def config_from_args(argv: Sequence[str] | None = None) -> RunConfig:
-    """Parse ``argv`` into a validated RunConfig (names checked against registries later, with hints)."""
-    ns = build_parser().parse_args(argv)
+def config_from_args(argv: Sequence[str] | None = None, raise_errors: bool = False) -> RunConfig:
+    """Parse ``argv`` into a validated RunConfig (``raise_errors``: a bad flag raises LemonError instead
+    of exiting); registry names are checked by :func:`check_names`."""
+    ns = build_parser(raise_errors).parse_args(argv)
     cfg = RunConfig(**vars(ns))
     if cfg.debug and not cfg.skip_train:
         cfg = cfg.replace(skip_train=True)
     return cfg.validate()
+
+
+def check_names(cfg: RunConfig) -> None:
+    """Refuse names no registry knows, or that do not go together, before any work (one line each).
+
+    The dataset, the scorer and the noise type must exist; the noise type must suit the dataset and the
+    scorer its task. No data is read and no model loaded.
+    """
+    from lemon.data import DATASETS
+    from lemon.noise import NOISES
+    from lemon.scorers import SCORERS
+
+    dataset = DATASETS.get(cfg.dataset)
+    scorer = SCORERS.get(cfg.scorer)
+    if cfg.noise_type is not None:
+        noise = NOISES.canonical(cfg.noise_type)
+        if noise not in dataset.noise_types:
+            supported = ", ".join(dataset.noise_types) or "none (the data carries its own labels)"
+            raise LemonError(
+                f"Noise type '{cfg.noise_type}' is not supported for dataset '{cfg.dataset}'; "
+                f"supported: {supported}."
+            )
+    if dataset.task != "any" and dataset.task not in scorer.tasks:
+        capable = [n for n in SCORERS.names() if dataset.task in SCORERS.get(n).tasks]
+        raise LemonError(
+            f"Scorer '{cfg.scorer}' does not work on {dataset.task} data (dataset '{cfg.dataset}'); "
+            f"scorers for {dataset.task} data: {', '.join(capable)}."
+        )

@@ -1,4 +1,4 @@
-"""Evaluation (SPEC §6): AUROC/AUPRC, and F1 & friends at thresholds chosen on val and applied to test.
+"""Evaluation: AUROC/AUPRC, and F1 & friends at thresholds chosen on val and applied to test.
 
 Thresholds (a sample is flagged when ``score >= threshold``):
 - ``optimal``: maximises val F1, found exactly (sort once, cumulative counts) — the one definition of
@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import logging
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from scipy.signal import argrelextrema
-from scipy.stats import gaussian_kde
-from sklearn.metrics import average_precision_score, roc_auc_score
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 THRESHOLDS = ("optimal", "prevalence", "heuristic")
@@ -37,6 +37,8 @@ def best_f1(scores: np.ndarray | torch.Tensor, y: np.ndarray) -> tuple[np.ndarra
     threshold : (B,) a threshold reaching it: midway between the lowest flagged score and the next
         lower one (the largest margin on both sides), or the minimum score when everything is flagged.
     """
+    import torch
+
     s = torch.as_tensor(scores)
     if not s.is_floating_point():
         s = (
@@ -83,6 +85,9 @@ def heuristic_threshold(scores: np.ndarray) -> float:
     if np.ptp(s) == 0:
         return float(s.mean())
     grid = np.linspace(s.min(), s.max(), 1000)
+    from scipy.signal import argrelextrema
+    from scipy.stats import gaussian_kde
+
     density = gaussian_kde(s).evaluate(grid)
     minima = grid[argrelextrema(density, np.less)]
     if len(minima) > 1:
@@ -96,7 +101,7 @@ def heuristic_threshold(scores: np.ndarray) -> float:
 def select_thresholds(
     val_scores: np.ndarray, val_is_mislabel: np.ndarray | None
 ) -> dict[str, float]:
-    """The three thresholds of SPEC §6, chosen on val (only ``heuristic`` without val labels)."""
+    """The thresholds, chosen on val (only ``heuristic`` without val labels)."""
     thresholds = {"heuristic": heuristic_threshold(val_scores)}
     if val_is_mislabel is not None:
         y = np.asarray(val_is_mislabel, dtype=bool)
@@ -156,6 +161,8 @@ def evaluate_split(
         )
         out[f"{split}/AUROC"] = out[f"{split}/AUPRC"] = None
     else:
+        from sklearn.metrics import average_precision_score, roc_auc_score
+
         out[f"{split}/AUROC"] = float(roc_auc_score(y, scores))
         out[f"{split}/AUPRC"] = float(average_precision_score(y, scores))
     for name, thr in thresholds.items():

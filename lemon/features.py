@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lemon.data.base import Dropped
 from lemon.errors import LemonError
 
 
@@ -46,6 +47,9 @@ class SplitFeatures:
     is_mislabel : (n,) bool, or None without ground truth
     pred_probs : (n, C) class probabilities brought by the user (optional)
     ids : (n,) row index of each sample within its split (kept through subsetting)
+    image_refs : (n,) the image of each pair as the dataset names it
+    reference_row : (n,) own row in the reference set, -1 if absent
+    source_rows : (n,) row of each pair in its source (the user's table), or None
     """
 
     split: str
@@ -58,7 +62,8 @@ class SplitFeatures:
     pred_probs: np.ndarray | None = None
     ids: np.ndarray | None = None
     image_refs: Sequence[str] | None = None
-    reference_row: np.ndarray | None = None  # (n,) own row in the reference set, -1 if absent
+    reference_row: np.ndarray | None = None
+    source_rows: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.img)
@@ -119,7 +124,30 @@ class SplitFeatures:
             self.ids[index],
             refs,
             pick(self.reference_row),
+            pick(self.source_rows),
         )
+
+
+@dataclass
+class Provenance:
+    """Where a run's features came from (args.json records it).
+
+    source : the dataset or file they were read from
+    embedder, embedder_id : the model that embedded them (None for precomputed embeddings)
+    cache_root, cache_hits, cache_misses : the embedding cache used, and what it held
+    dropped : per split (and 'before splitting'), the pairs not scored, by reason
+    """
+
+    source: str = ""
+    embedder: str | None = None
+    embedder_id: str | None = None
+    cache_root: str | None = None
+    cache_hits: int = 0
+    cache_misses: int = 0
+    dropped: dict[str, Dropped] = field(default_factory=dict)
+
+    def dropped_counts(self) -> dict[str, dict[str, int]]:
+        return {s: d.counts() for s, d in self.dropped.items()}
 
 
 @dataclass
@@ -130,6 +158,7 @@ class Features:
     label_prompt_txt : (C, d) unit embeddings of every class prompt (classification), or None
     class_names : names of the C classes, or None
     reference_index : rows of ``splits['train']`` forming the kNN reference set (all rows by default)
+    provenance : what the features were computed from, and what was dropped on the way
     """
 
     task: str
@@ -137,7 +166,7 @@ class Features:
     label_prompt_txt: np.ndarray | None = None
     class_names: Sequence[str] | None = None
     reference_index: np.ndarray | None = None
-    meta: dict = field(default_factory=dict)
+    provenance: Provenance = field(default_factory=Provenance)
 
     def __post_init__(self) -> None:
         if "train" not in self.splits:
@@ -167,7 +196,7 @@ class Features:
         return all(s.has_labels for s in self.splits.values())
 
     def cap_reference(self, limit: int, rng: np.random.Generator) -> None:
-        """Cap the reference set at ``limit`` train rows by a seeded random subset (SPEC §1)."""
+        """Cap the reference set at ``limit`` train rows by a seeded random subset."""
         n = len(self.splits["train"])
         if n > limit:
             self.reference_index = np.sort(rng.choice(n, limit, replace=False))

@@ -1,4 +1,4 @@
-"""Exact k-nearest-neighbour search on unit vectors, with self-exclusion *by index* (SPEC §4).
+"""Exact k-nearest-neighbour search on unit vectors, with self-exclusion *by index*.
 
 For unit vectors, cosine distance (1 - a.b) and squared euclidean distance (2 - 2 a.b) order neighbours
 identically, so one similarity search serves both metrics; callers turn similarities into distances.
@@ -16,13 +16,12 @@ import torch
 from tqdm.auto import tqdm
 
 from lemon.errors import LemonError, MissingDependencyError
+from lemon.methods import KNN_BACKENDS, check_k
 
 log = logging.getLogger(__name__)
-KNN_BACKENDS = ("torch", "faiss")
 _CHUNK_BYTES = 256 * 2**20  # similarity block per chunk
-_SELF_BLOCK = (
-    4096  # square block side of the symmetric self-search (64 MiB of float32 similarities)
-)
+#: square block side of the symmetric self-search (64 MiB of float32 similarities)
+_SELF_BLOCK = 4096
 
 
 def knn(
@@ -49,11 +48,7 @@ def knn(
     sim : (n, k) float32 similarities, descending per row
     idx : (n, k) int64 reference row ids
     """
-    n_ref = len(ref)
-    if k >= n_ref:
-        raise LemonError(
-            f"knn_k={k} but the reference set has {n_ref} samples (k must be < {n_ref})."
-        )
+    check_k(k, len(ref))
     if exclude is not None and len(exclude) != len(query):
         raise LemonError(
             f"exclude must have one entry per query, got {len(exclude)} for {len(query)}."

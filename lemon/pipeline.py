@@ -1,6 +1,7 @@
 """The one pipeline: data -> noise -> embed (cached) -> neighbours -> score -> select -> evaluate -> write.
 
-Every method (LEMoN and each baseline) goes through :func:`run`; only the scorer differs.
+Every method (LEMoN and each baseline) goes through :func:`run`; only the scorer differs. This is the only
+place a :class:`~lemon.config.RunConfig` is unpacked: the stages below take their own explicit options.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ import numpy as np
 import pandas as pd
 
 from lemon import io
-from lemon.config import HPARAM_NAMES, RunConfig
+from lemon.config import RunConfig, check_names
 from lemon.data import DATASETS
+from lemon.device import resolve_device
 from lemon.errors import LemonError, RunExistsError
 from lemon.evaluate import evaluate_split, select_thresholds
 from lemon.features import Features
+from lemon.methods import DEFAULT_KNN_K, HPARAM_NAMES, LEMON_FIX_K, check_k
 from lemon.scorers import SCORERS
-from lemon.scorers.base import ScoringContext
+from lemon.scorers.base import Scorer, ScorerOptions, ScoringContext
 
 log = logging.getLogger("lemon")
 SUMMARY_KEYS = ("AUROC", "AUPRC", "F1_optimal", "F1_prevalence", "F1_heuristic")
@@ -41,23 +44,37 @@ class RunResult:
     scores: pd.DataFrame
 
 
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise LemonError(
-            f"--device {device} but CUDA is not available here; use --device cpu or auto."
-        )
-    return device
+def resolve_k(cfg: RunConfig) -> int:
+    """--knn_k, else 30 with --lemon_fix, else the dataset's default_knn_k, else the original's 5."""
+    if cfg.knn_k is not None:
+        return cfg.knn_k
+    if cfg.lemon_fix:
+        return LEMON_FIX_K
+    dataset_k = DATASETS.get(cfg.dataset).default_knn_k if cfg.dataset in DATASETS else None
+    return dataset_k or DEFAULT_KNN_K
 
 
-def load_features(cfg: RunConfig) -> Features:
-    """Dataset -> (noise) -> embeddings, then the seeded reference cap and val subset of SPEC §1."""
+def scorer_options(cfg: RunConfig, k: int) -> ScorerOptions:
+    """What the scorer reads of the run."""
+    return ScorerOptions(
+        k=k,
+        dist_type=cfg.dist_type,
+        ablation=cfg.ablation,
+        normalize_d1=cfg.normalize_d1,
+        use_discrete_for_text=cfg.use_discrete_for_text,
+        legacy_discrete_weighting=cfg.legacy_discrete_weighting,
+        fixed=cfg.fixed_hparams,
+        select=not (cfg.skip_hparam_optim or cfg.real_dataset),
+        temperature=cfg.temperature,
+        seed=cfg.seed,
+    )
+
+
+def load_features(cfg: RunConfig, k: int, device: str) -> Features:
+    """Dataset -> (noise) -> embeddings, then the seeded reference cap and the val subset."""
     from lemon.noise import NOISES
 
-    dataset = DATASETS.get(cfg.dataset)()
+    dataset = DATASETS.get(cfg.dataset)(cfg.data_options())
     # aliases (e.g. 'pairflip') name the same noise as their canonical name; unknown names fail here
     noise_name = None if cfg.noise_type is None else NOISES.canonical(cfg.noise_type)
     if noise_name is not None and noise_name not in dataset.noise_types:
@@ -74,34 +91,45 @@ def load_features(cfg: RunConfig) -> Features:
                 f"--noise_level is not used with --dataset {cfg.dataset}: the data carries its "
                 "own observed labels; drop --noise_level."
             )
-        features = dataset.load_features(cfg)
+        features = dataset.load_features()
     else:
         from lemon.data.loading import load_splits
-        from lemon.embed import embed_dataset
+        from lemon.embed import build_embedder, embed_dataset
+        from lemon.embed.cache import EmbeddingCache
+        from lemon.embed.stage import embedder_name
         from lemon.noise import apply_noise
+        from lemon.paths import cache_root
 
-        splits = load_splits(dataset, cfg)
+        splits = load_splits(dataset)
         if not cfg.real_dataset:
             noise_type = noise_name or dataset.noise_types[0]
             splits = apply_noise(splits, noise_type, cfg.resolved_noise_level, cfg.data_seed)
-        features = embed_dataset(splits, cfg)
+        root = cache_root(cfg.cache_dir)
+        embedder = build_embedder(
+            embedder_name(splits.name, cfg.clip_model),
+            device=device,
+            precision=cfg.precision,
+            cache_root=root,
+        )
+        features = embed_dataset(
+            splits,
+            embedder,
+            EmbeddingCache(root),
+            prompt=dataset.options.prompt,
+            batch_size=cfg.batch_size,
+            num_workers=cfg.num_workers,
+        )
     if cfg.real_dataset:
         for split in features.splits.values():
             split.clean = split.is_mislabel = None
-    seed_rng = np.random.default_rng([cfg.data_seed, 1])  # one generator per concern
-    features.cap_reference(cfg.compr_dataset_size_limit, seed_rng)
-    if cfg.subset_val_set is not None and cfg.subset_val_set < len(features.splits["val"]):
-        pick = np.sort(
-            np.random.default_rng([cfg.data_seed, 2]).choice(
-                len(features.splits["val"]), cfg.subset_val_set, replace=False
-            )
+    features.cap_reference(cfg.compr_dataset_size_limit, np.random.default_rng([cfg.data_seed, 1]))
+    n_val = len(features.splits["val"])
+    if cfg.subset_val_set is not None and 0 < cfg.subset_val_set < n_val:
+        pick = np.random.default_rng([cfg.data_seed, 2]).choice(
+            n_val, cfg.subset_val_set, replace=False
         )
-        features.splits["val"] = features.splits["val"].subset(pick)
-    n_ref = len(features.reference_index)
-    if cfg.k >= n_ref:
-        raise LemonError(
-            f"knn_k={cfg.k} but the reference set has {n_ref} samples (k must be < {n_ref})."
-        )
+        features.splits["val"] = features.splits["val"].subset(np.sort(pick))
+    check_k(k, len(features.reference_index))
     return features
 
 
@@ -144,6 +172,7 @@ def environment() -> dict[str, Any]:
                 text=True,
                 timeout=5,
                 cwd=Path(__file__).parent,
+                check=False,
             ).stdout.strip()
             or None
         )
@@ -182,49 +211,63 @@ def scores_frame(features: Features, outputs: dict[str, dict[str, np.ndarray]]) 
     return pd.concat(frames, ignore_index=True)
 
 
+def dropped_metrics(features: Features) -> dict[str, int]:
+    """``{split}/dropped`` and ``{split}/dropped_<reason>``: every pair of the source not scored."""
+    out: dict[str, int] = {}
+    for split, dropped in features.provenance.dropped.items():
+        key = split.replace(" ", "_")
+        out[f"{key}/dropped"] = len(dropped)
+        out.update({f"{key}/dropped_{r.replace(' ', '_')}": n for r, n in dropped.counts().items()})
+    return out
+
+
 def run(cfg: RunConfig) -> RunResult:
-    """Run one evaluation end to end and write SPEC §8's outputs atomically, ``done`` last."""
+    """Run one evaluation end to end and write its outputs atomically, ``done`` last."""
     start = time.time()
     cfg.validate()
-    scorer = SCORERS.get(cfg.scorer)(cfg)  # unknown names fail before any work
-    DATASETS.canonical(cfg.dataset)
+    check_names(cfg)  # unknown or mismatched names fail before any work
+    k = resolve_k(cfg)
+    scorer = SCORERS.get(cfg.scorer)(scorer_options(cfg, k))
     out = prepare_out_dir(cfg)
     handler = _attach_log(out, cfg.debug)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
             warnings.showwarning = _log_warning
-            return _run(cfg, scorer, out, start)
+            return _run(cfg, k, scorer, out, start)
     finally:
         log.removeHandler(handler)
         handler.close()
 
 
-def _run(cfg: RunConfig, scorer, out: Path, start: float) -> RunResult:
+def _run(cfg: RunConfig, k: int, scorer: Scorer, out: Path, start: float) -> RunResult:
     log.info("run_lemon %s", " ".join(sys.argv[1:]))
     device = resolve_device(cfg.device)
+    data = cfg.data_options()
+    resolved = {"knn_k": k, "noise_level": cfg.resolved_noise_level, "prompt": data.prompt}
     args = {
         **cfg.to_dict(),
-        "resolved": {
-            "knn_k": cfg.k,
-            "noise_level": cfg.resolved_noise_level,
-            "prompt": cfg.prompt,
-            "device": device,
-        },
+        "resolved": {**resolved, "device": device},
         "environment": environment(),
     }
     io.atomic_write_json(out / "args.json", args)
     timings: dict[str, float] = {}
     t = time.time()
-    features = load_features(cfg)
+    features = load_features(cfg, k, device)
     timings["load_features_s"] = time.time() - t
-    if (
-        features.meta
-    ):  # embedder, cache hits, unreadable images skipped per split: provenance of the inputs
-        args["data"] = features.meta
-        io.atomic_write_json(out / "args.json", args)
+    prov = features.provenance
+    args["data"] = {
+        "source": prov.source,
+        "embedder": prov.embedder,
+        "embedder_id": prov.embedder_id,
+        "cache_root": prov.cache_root,
+        "cache_hits": prov.cache_hits,
+        "cache_misses": prov.cache_misses,
+        "dropped": prov.dropped_counts(),
+    }
+    io.atomic_write_json(out / "args.json", args)
     scorer.check(features)
-    ctx = ScoringContext(features, cfg, device=device)
+    ctx = ScoringContext(features, knn_backend=cfg.knn_backend, device=device)
     log.info(
         "task=%s reference=%d %s",
         features.task,
@@ -253,8 +296,7 @@ def _run(cfg: RunConfig, scorer, out: Path, start: float) -> RunResult:
         )
     timings["total_s"] = time.time() - start
     metrics.update({f"time/{k}": v for k, v in timings.items()})
-    skipped = features.meta.get("skipped_images", {}) if features.meta else {}
-    metrics.update({f"{s}/skipped_images": n for s, n in skipped.items()})
+    metrics.update(dropped_metrics(features))
 
     frame = scores_frame(features, outputs)
     io.atomic_write_csv(out / "scores.csv", frame)
@@ -265,11 +307,12 @@ def _run(cfg: RunConfig, scorer, out: Path, start: float) -> RunResult:
         )
     hparams_out = {
         "scorer": cfg.scorer,
-        "knn_k": cfg.k,
+        "knn_k": k,
         "dist_type": cfg.dist_type,
         "ablation": cfg.ablation,
         **hparams,
         "thresholds": thresholds,
+        "flag_rule": flag_rule(thresholds),
     }
     io.atomic_write_json(out / "hparams.json", hparams_out)
     io.atomic_write_json(out / "metrics.json", metrics)
@@ -282,8 +325,20 @@ def _run(cfg: RunConfig, scorer, out: Path, start: float) -> RunResult:
     return RunResult(out, hparams_out, metrics, frame)
 
 
+def flag_rule(thresholds: dict[str, float]) -> str:
+    """The threshold that flags pairs in scores.csv, the report and the summary: the val-optimal one when
+    the run has val labels, else the label-free one."""
+    return "optimal" if "optimal" in thresholds else "heuristic"
+
+
+RULE_TEXT = {
+    "optimal": "the threshold that maximised F1 on the labelled val split",
+    "heuristic": "the original's label-free KDE-valley threshold",
+}
+
+
 def format_summary(result: RunResult) -> str:
-    """One-screen table: per split AUROC, AUPRC and F1 at the three thresholds, then the selection."""
+    """One screen: per split AUROC, AUPRC and F1 at each threshold, the flags, and where the files are."""
     m = result.metrics
     splits = [s for s in ("train", "val", "test") if f"{s}/n" in m]
 
@@ -296,6 +351,12 @@ def format_summary(result: RunResult) -> str:
             f"{s:<6} {m[f'{s}/n']:>7}  "
             + " ".join(f"{fmt(m.get(f'{s}/{k}')):>13}" for k in SUMMARY_KEYS)
         )
+    if not any(m.get(f"{s}/AUROC") is not None for s in splits):
+        lines.append("(no ground truth: AUROC, AUPRC and F1 need labelled pairs)")
+    lines.append(
+        "F1_<rule>: F1 when flagging score >= the <rule> threshold, chosen on val: optimal = best "
+        "val F1, prevalence = flags the val mislabel rate, heuristic = label-free (KDE valley)."
+    )
     h = result.hparams
     chosen = ", ".join(f"{n}={h[n]:.4g}" for n in HPARAM_NAMES if n in h)
     sel = h.get("selected_val")
@@ -305,5 +366,23 @@ def format_summary(result: RunResult) -> str:
     )
     if chosen:
         lines.append(chosen)
-    lines.append(f"outputs: {result.out_dir}")
+    rule = h.get("flag_rule")
+    if rule:
+        flagged = {s: m.get(f"{s}/n_flagged_{rule}") for s in splits}
+        counts = ", ".join(f"{s} {n} of {m[f'{s}/n']}" for s, n in flagged.items() if n is not None)
+        lines.append(f"flagged ({RULE_TEXT.get(rule, rule)}): {counts}")
+    dropped = {key: n for key, n in m.items() if key.endswith("/dropped") and n}
+    if dropped:
+        lines.append(
+            "not scored: "
+            + ", ".join(f"{key.split('/')[0]} {n}" for key, n in dropped.items())
+            + " (reasons in metrics.json)"
+        )
+    out = result.out_dir
+    report = out / "report.html"
+    lines.append(
+        f"outputs: {out}  (scores.csv: one row per pair; metrics.json; hparams.json"
+        + (f"; report: {report}" if report.is_file() else "; add --report for report.html")
+        + ")"
+    )
     return "\n".join(lines)

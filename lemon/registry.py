@@ -24,12 +24,17 @@ class Registry(Generic[T]):
         self._aliases: dict[str, str] = {}
 
     def register(self, name: str, aliases: Iterable[str] = ()) -> Callable[[T], T]:
-        """Decorator registering ``obj`` under ``name`` (and ``aliases``); duplicates raise."""
+        """Decorator registering ``obj`` under ``name`` (and ``aliases``); duplicates raise.
+
+        A registered class gets ``name`` as its ``name`` attribute (what messages and outputs call it).
+        """
 
         def decorator(obj: T) -> T:
             for key in (name, *aliases):
                 if key in self._entries or key in self._aliases:
                     raise ValueError(f"{self.kind} '{key}' is registered twice.")
+            if isinstance(obj, type) and obj.__module__ != "builtins":
+                obj.name = name  # the registry key is the class's name: written once, here
             self._entries[name] = obj
             for alias in aliases:
                 self._aliases[alias] = name

@@ -93,20 +93,16 @@ class Thumbnails:
 
     def _load_sources(self) -> dict[str, Any]:
         """The dataset's image sources per split ({} for embedding-only datasets or when it cannot load)."""
-        from dataclasses import fields
-
-        from lemon.config import RunConfig
         from lemon.data import DATASETS
+        from lemon.data.base import DataOptions
 
         try:
-            names = {f.name for f in fields(RunConfig)}
-            cfg = RunConfig(**{k: v for k, v in self.args.items() if k in names})
-            dataset = DATASETS.get(cfg.dataset)()
+            dataset = DATASETS.get(self.args["dataset"])(DataOptions.from_flags(self.args))
             if dataset.precomputed:
                 return {}
             from lemon.data.loading import load_splits
 
-            splits = load_splits(dataset, cfg)
+            splits = load_splits(dataset)
         except Exception as err:
             log.warning(
                 "report: cannot reload dataset %r for thumbnails (%s)",

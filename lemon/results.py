@@ -194,6 +194,19 @@ def default_noise_type(dataset: str, real_dataset: bool) -> str:
     return "default"
 
 
+#: the run fields :func:`method_names` folds into the method name
+METHOD_FIELDS = (
+    "scorer",
+    "lemon_fix",
+    "skip_hparam_optim",
+    "ablation",
+    "normalize_d1",
+    "use_discrete_for_text",
+    "legacy_discrete_weighting",
+    "temperature",
+)
+
+
 def method_names(df: pd.DataFrame) -> pd.Series:
     """The method of each run: the scorer, LEMoN as ``lemon_opt`` / ``lemon_fix``, plus variant tags.
 

@@ -56,7 +56,7 @@ def write_module(folder: Path, name: str, source: str) -> str:
 def experiment_source(name: str, grid: list[dict], script: str = "run_lemon") -> str:
     """Source of a module registering experiment ``name`` with a literal ``grid``."""
     return (
-        f"from lemon.sweep.grid import EXPERIMENTS, Experiment, register\n"
+        f"from experiments import EXPERIMENTS, register\nfrom lemon.sweep.grid import Experiment\n"
         f"if {name!r} not in EXPERIMENTS:\n"
         f"    @register\n"
         f"    class E(Experiment):\n"

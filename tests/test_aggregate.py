@@ -297,10 +297,9 @@ def test_seeds_counts_the_values_averaged(records):
 @pytest.fixture
 def gaps_experiment():
     """A registered 4-run grid (name starts with test_, so the paper-grid checks ignore it)."""
-    from lemon.sweep import EXPERIMENTS, Experiment, expand, load_experiments
-    from lemon.sweep.grid import register
+    from experiments import EXPERIMENTS, register
+    from lemon.sweep import Experiment, expand
 
-    load_experiments()
     if "test_agg_gaps" not in EXPERIMENTS:
 
         @register

@@ -1,4 +1,4 @@
-"""Baseline scorers (SPEC §7): each against a hand-computed example or a naive per-sample loop written here,
+"""Baseline scorers: each against a hand-computed example or a naive per-sample loop written here,
 cleanlab-style scores against cleanlab.rank itself, determinism, refusal messages, and a pipeline smoke
 test for every registered scorer (so a newly registered one is covered automatically)."""
 
@@ -17,7 +17,7 @@ from lemon.errors import LemonError
 from lemon.features import Features, SplitFeatures
 from lemon.pipeline import run
 from lemon.scorers import SCORERS
-from lemon.scorers.base import ScoringContext
+from lemon.scorers.base import ScorerOptions, ScoringContext
 
 SPLIT_NAMES = ("train", "val", "test")
 CLASSIFICATION_ONLY = [n for n in SCORERS.names() if "captioning" not in SCORERS.get(n).tasks]
@@ -63,12 +63,15 @@ def tiny_features(
     return Features(task, splits, prompt_emb, names)
 
 
-def context(features: Features, **cfg) -> ScoringContext:
-    return ScoringContext(features, RunConfig(output_dir="unused", **{"knn_k": 3, **cfg}))
+def context(features: Features, knn_k: int = 3, **options) -> ScoringContext:
+    """A scoring context carrying (for these tests) the scorer options to build scorers with."""
+    ctx = ScoringContext(features)
+    ctx.options = ScorerOptions(k=knn_k, **options)
+    return ctx
 
 
 def run_scorer(name: str, ctx: ScoringContext, split: str = "test") -> dict[str, np.ndarray]:
-    scorer = SCORERS.get(name)(ctx.cfg)
+    scorer = SCORERS.get(name)(ctx.options)
     scorer.check(ctx.features)
     return scorer.score(ctx, split, scorer.fit(ctx))
 
@@ -258,7 +261,7 @@ def test_simifeat_matches_naive_loop():
     rate = np.array([np.mean(votes[obs == cls].argmax(axis=1) != cls) for cls in range(c)])
     rate = np.clip(rate, 0.05, 0.95)
     ctx = context(f, knn_k=k)
-    scorer = SCORERS.get("simifeat")(ctx.cfg)
+    scorer = SCORERS.get("simifeat")(ctx.options)
     np.testing.assert_allclose(scorer.fit(ctx)["class_noise_rate"], rate)
     for split in ("val", "test", "train"):
         q = f.splits[split]
@@ -318,7 +321,7 @@ def test_given_pred_probs_replace_zero_shot_probabilities():
             f.splits["test"].observed, probs["test"]
         )
         np.testing.assert_allclose(run_scorer(name, ctx)["score"], expected, atol=1e-12)
-    scorer = SCORERS.get("self_confidence")(ctx.cfg)
+    scorer = SCORERS.get("self_confidence")(ctx.options)
     assert scorer.fit(ctx)["class_probs"] == "pred_probs"
 
 
@@ -365,7 +368,7 @@ def test_clipcleaner_is_the_low_component_posterior_of_a_per_class_gmm():
 def test_every_scorer_is_deterministic(name):
     outs = []
     for _ in range(2):
-        ctx = context(tiny_features(seed=8, sizes=(40, 12, 12)), skip_hparam_optim=True)
+        ctx = context(tiny_features(seed=8, sizes=(40, 12, 12)), select=False)
         outs.append({s: run_scorer(name, ctx, s)["score"] for s in SPLIT_NAMES})
     for s in SPLIT_NAMES:
         assert np.all(np.isfinite(outs[0][s])) and outs[0][s].shape == (len(ctx.split(s)),)
@@ -381,7 +384,7 @@ def test_classification_only_scorers_refuse_captioning(name):
         match=rf"Scorer '{name}' needs class labels, but this dataset is "
         r"captioning; scorers for captioning data: clip_sim, dis_x",
     ):
-        SCORERS.get(name)(RunConfig(output_dir="x")).check(f)
+        SCORERS.get(name)(ScorerOptions()).check(f)
 
 
 def test_missing_class_probabilities_are_refused():
@@ -389,10 +392,10 @@ def test_missing_class_probabilities_are_refused():
     with pytest.raises(
         LemonError, match=r"'self_confidence' needs class probabilities: S_pred_probs"
     ):
-        SCORERS.get("self_confidence")(RunConfig(output_dir="x")).check(f)
+        SCORERS.get("self_confidence")(ScorerOptions()).check(f)
     with pytest.raises(LemonError, match=r"'clip_logits' needs the class prompt embeddings"):
-        SCORERS.get("clip_logits")(RunConfig(output_dir="x")).check(f)
-    SCORERS.get("deep_knn")(RunConfig(output_dir="x")).check(f)  # labels suffice
+        SCORERS.get("clip_logits")(ScorerOptions()).check(f)
+    SCORERS.get("deep_knn")(ScorerOptions()).check(f)  # labels suffice
 
 
 @pytest.mark.parametrize(
@@ -412,22 +415,22 @@ def test_missing_class_probabilities_are_refused():
 def test_bad_pred_probs_are_refused(probs, message):
     f = tiny_features(pred_probs=probs)
     with pytest.raises(LemonError, match=message):
-        SCORERS.get("clipcleaner")(RunConfig(output_dir="x")).check(f)
+        SCORERS.get("clipcleaner")(ScorerOptions()).check(f)
 
 
 def test_out_of_range_labels_and_small_k_are_refused():
     f = tiny_features()
     f.splits["test"].observed = f.splits["test"].observed + 5
     with pytest.raises(LemonError, match=r"test observed labels must be class ids in \[0, 3\)"):
-        SCORERS.get("deep_knn")(RunConfig(output_dir="x")).check(f)
+        SCORERS.get("deep_knn")(ScorerOptions()).check(f)
     with pytest.raises(LemonError, match=r"'dis_y' needs knn_k >= 2"):
-        SCORERS.get("dis_y")(RunConfig(output_dir="x", knn_k=1)).check(tiny_features())
+        SCORERS.get("dis_y")(ScorerOptions(k=1)).check(tiny_features())
 
 
 def test_clip_logits_warns_that_given_probabilities_are_ignored(caplog):
     probs = {s: np.full((n, 3), 1 / 3) for s, n in zip(SPLIT_NAMES, (14, 7, 7))}
     with caplog.at_level(logging.WARNING):
-        SCORERS.get("clip_logits")(RunConfig(output_dir="x")).check(tiny_features(pred_probs=probs))
+        SCORERS.get("clip_logits")(ScorerOptions()).check(tiny_features(pred_probs=probs))
     assert "S_pred_probs are ignored" in caplog.text
 
 

@@ -1,4 +1,4 @@
-"""run_lemon end to end: outputs of SPEC §8, summary table, fixed hyper-parameters, overwrite rules."""
+"""run_lemon end to end: the run outputs, summary table, fixed hyper-parameters, overwrite rules."""
 
 from __future__ import annotations
 

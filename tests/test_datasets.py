@@ -24,9 +24,9 @@ from fake_data import (
     write_image,
 )
 
-from lemon.config import RunConfig
 from lemon.data import DATASETS
 from lemon.data.__main__ import main as data_cli
+from lemon.data.base import DataOptions
 from lemon.data.captioning_medical import chexpert_categories, report_text
 from lemon.data.classification import read_cifar_n
 from lemon.data.loading import load_splits
@@ -35,7 +35,8 @@ from lemon.noise import NOISES, apply_noise
 
 SKIP = {"embeddings", "synthetic", "demo"}  # tested elsewhere (no files of their own)
 NAMES = [n for n in DATASETS.names() if n not in SKIP]
-SHARED_CIFAR_N = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar-n"
+# the real CIFAR-N label files, vendored (CC BY-NC 4.0, see their LICENSE.md)
+SHARED_CIFAR_N = Path(__file__).resolve().parent / "fixtures" / "cifar-n"
 _FAKES: dict = {}
 
 
@@ -53,10 +54,8 @@ def fake(tmp_path_factory):
 
 
 def load(name: str, root: Path, options: dict | None = None, seed: int = 0):
-    cfg = RunConfig(
-        output_dir="-", dataset=name, data_dir=str(root), data_seed=seed, **(options or {})
-    )
-    return load_splits(DATASETS.get(name)(), cfg)
+    flags = {"data_dir": str(root), "data_seed": seed, **(options or {})}
+    return load_splits(DATASETS.get(name)(DataOptions.from_flags(flags)))
 
 
 # ----------------------------------------------------------------------------- generic, per registry entry
@@ -86,13 +85,13 @@ def test_loads_the_real_format(name, fake):
             assert part.class_names is None
     assert len(set(all_ids)) == len(all_ids)  # an image belongs to one split only
     assert sum(int(p.is_mislabel.sum()) for p in splits.splits.values()) == spec.intrinsic_mislabels
-    assert sum(int(p.meta.get("skipped_images", 0)) for p in splits.splits.values()) == spec.skipped
+    assert sum(p.dropped.count("unreadable image") for p in splits.splits.values()) == spec.skipped
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_check_cli_accepts_the_fake_copy(name, fake, capsys):
     root, spec = fake(name)
-    from lemon.data.__main__ import BYO_FLAGS
+    from lemon.data.base import SOURCE_FLAGS as BYO_FLAGS
 
     assert set(spec.options) <= set(BYO_FLAGS), f"options the check CLI cannot take: {spec.options}"
     flags = [x for k, v in spec.options.items() for x in (f"--{k}", str(v))]
@@ -101,11 +100,12 @@ def test_check_cli_accepts_the_fake_copy(name, fake, capsys):
     sizes = " ".join(f"{s}={n}" for s, n in spec.sizes.items())
     assert re.fullmatch(
         rf"OK {name} \((classification|captioning)(, no ground truth)?\): {sizes}"
-        rf"( \(skipped unreadable images: {spec.skipped}\))?",
+        rf"( \(not scored: \d+ pairs: .*\))?",
         out,
     ), out
     assert ("no ground truth" in out) == (not spec.has_ground_truth)
-    assert ("skipped unreadable images" in out) == bool(spec.skipped)
+    if spec.skipped:
+        assert f"'unreadable image': {spec.skipped}" in out
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -156,7 +156,7 @@ def test_every_supported_noise_applies_with_exact_counts(name, fake):
             )
             if noise in ("random", "noun", "cat"):
                 k = len(part) // 2
-                assert part.meta["n_swapped"] == k
+                assert part.n_swapped == k
                 changed = int((part.observed != clean.observed).sum())
                 assert changed == k if spec.unique_texts else changed <= k
                 assert set(part.observed) <= set(clean.observed)  # swapped within the split
@@ -367,10 +367,7 @@ def test_real_noise_from_the_real_cifar_n_files_flows_through_the_loader(
     noisy = apply_noise(splits, "real", 0.0, data_seed=1)
     seen = 0
     for part in noisy.splits.values():
-        assert (
-            part.meta["real_source"] == str(tmp_path / "cifar-n" / file)
-            and part.meta["noise"] == "real"
-        )
+        assert part.real_source == str(tmp_path / "cifar-n" / file) and part.noise == "real"
         rows = np.asarray([int(i.rsplit("/", 1)[1]) for i in part.images.ids])
         assert np.array_equal(part.clean, clean[rows]) and np.array_equal(
             part.observed, human[rows]
@@ -408,11 +405,7 @@ def test_cifar_download_places_files_where_the_loader_looks(tmp_path, monkeypatc
         ),
     )
     assert data_cli(["download", "cifar10", "--data_dir", str(tmp_path / "data")]) == 0
-    assert (
-        load("cifar10", tmp_path / "data")["train"]
-        .meta["real_source"]
-        .endswith("CIFAR-10_human.pt")
-    )
+    assert load("cifar10", tmp_path / "data")["train"].real_source.endswith("CIFAR-10_human.pt")
 
 
 # ----------------------------------------------------------------------------- Karpathy sets, COCO
@@ -456,17 +449,14 @@ def test_corrupt_images_are_skipped_and_counted(tmp_path):
     spec = fake_mscoco(tmp_path, corrupt=2)
     splits = load("mscoco", tmp_path)
     assert len(splits["train"]) == spec.sizes["train"] == 6
-    assert splits["train"].meta["skipped_images"] == 2 and splits["val"].meta["skipped_images"] == 0
+    assert splits["train"].dropped.count("unreadable image") == 2 and not len(splits["val"].dropped)
     assert data_cli(["check", "mscoco", "--data_dir", str(tmp_path)]) == 0
 
 
 def test_truncated_jpeg_passes_the_header_check_and_fails_only_on_decode(tmp_path):
     spec = fake_mscoco(tmp_path, truncated=2)
     splits = load("mscoco", tmp_path)
-    assert (
-        len(splits["train"]) == spec.sizes["train"] == 8
-        and splits["train"].meta["skipped_images"] == 0
-    )
+    assert len(splits["train"]) == spec.sizes["train"] == 8 and not len(splits["train"].dropped)
     part = splits["train"]
     bad = [list(part.images.ids).index(ref) for ref in spec.extra["truncated"]]
     with pytest.raises(OSError, match="truncated"):
@@ -499,7 +489,7 @@ def test_mimic_and_mmimdb_drop_samples_without_text(fake):
         root, spec = fake(name)
         splits = load(name, root)
         expected = {"train": 0, "val": 0, "test": 0, **spec.extra["dropped_empty_text"]}
-        assert {s: p.meta["dropped_empty_text"] for s, p in splits.splits.items()} == expected
+        assert {s: p.dropped.count("empty text") for s, p in splits.splits.items()} == expected
         assert all(t for p in splits.splits.values() for t in p.clean)
 
 
@@ -514,8 +504,8 @@ def test_red_sets_split_50_25_25_stratified_by_is_clean(fake):
     splits = load("mini_imagenet", root, seed=3)
     for part in splits.splits.values():
         assert part.is_mislabel.mean() == 0.5  # 20 clean / 20 noisy downloaded -> exact strata
-        assert part.meta["not_downloaded"] == 4
-        assert (part.meta["clean_unknown"] == part.is_mislabel).all()
+        assert splits.dropped.count("not downloaded") == 4
+        assert (part.clean_unknown == part.is_mislabel).all()
 
 
 def test_cc3m_reads_images_from_shards_without_ground_truth(fake):
@@ -659,9 +649,7 @@ def test_every_dataset_has_a_datasources_section():
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory) -> Path:
     """A randomly initialised tiny open_clip checkpoint folder (no download)."""
-    embed_train = pytest.importorskip(
-        "lemon.embed.train", reason="the embedding stage is not available"
-    )
+    embed_train = pytest.importorskip("lemon.train", reason="the embedding stage is not available")
     from safetensors.torch import save_file
 
     folder = tmp_path_factory.mktemp("tiny_clip")
@@ -759,8 +747,13 @@ def test_end_to_end_run_skips_and_counts_undecodable_images(tmp_path, tiny_clip)
     assert [loaded.images.ids[i] for i in train["idx"]] == list(train["image"])
     args = json.loads((tmp_path / "run" / "args.json").read_text())
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert args["data"]["skipped_images"] == {"train": 3, "val": 0, "test": 0}
-    assert (metrics["train/skipped_images"], metrics["train/n"]) == (3, 33)
+    assert args["data"]["dropped"] == {
+        "train": {"unreadable image": 1, "undecodable image": 2},
+        "val": {},
+        "test": {},
+    }
+    assert (metrics["train/dropped"], metrics["train/n"]) == (3, 33)
+    assert (metrics["train/dropped_unreadable_image"], metrics["val/dropped"]) == (1, 0)
     assert (
         "skipping 2 image(s) that cannot be decoded" in (tmp_path / "run" / "log.txt").read_text()
     )

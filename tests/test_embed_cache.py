@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from lemon.config import RunConfig
-from lemon.data.base import ArrayImages, DatasetSplits, PairSplit
-from lemon.embed import embed_dataset
+from lemon.data.base import DEFAULT_PROMPT, ArrayImages, DatasetSplits, Dropped, PairSplit
+from lemon.embed import build_embedder, embed_dataset
 from lemon.embed.base import Embedder
 from lemon.embed.cache import EmbeddingCache, content_key
 from lemon.embed.testing import tiny_clip_checkpoint
@@ -47,7 +47,12 @@ def _splits(task: str = "captioning", noisy_shift: int = 0, n: int = 12) -> Data
             clean = np.asarray([f"caption {s} {j}" for j in range(n)], dtype=object)
             observed = np.roll(clean, noisy_shift) if noisy_shift else clean.copy()
             parts[s] = PairSplit(
-                s, task, ArrayImages(pixels, ids), clean, observed, meta={"skipped_images": i}
+                s,
+                task,
+                ArrayImages(pixels, ids),
+                clean,
+                observed,
+                dropped=Dropped().add("unreadable image", np.arange(i)),
             )
         else:
             clean = np.arange(n) % 3
@@ -70,15 +75,26 @@ def ckpt(tmp_path_factory):
     return str(tiny_clip_checkpoint(tmp_path_factory.mktemp("ckpt"), "open_clip"))
 
 
-def _cfg(ckpt: str, cache, **kw) -> RunConfig:
-    return RunConfig(
-        output_dir="unused",
-        clip_model=ckpt,
-        cache_dir=str(cache),
-        num_workers=0,
-        batch_size=8,
-        **kw,
+def _cfg(ckpt: str, cache, **kw) -> dict:
+    """What the embedding stage is given: the model, the cache, the prompt and the loader sizes."""
+    return {"ckpt": ckpt, "cache": Path(cache), "num_workers": 0, "batch_size": 8, **kw}
+
+
+def embed(splits: DatasetSplits, cfg: dict):
+    """``embed_dataset`` as the pipeline calls it."""
+    embedder = build_embedder(cfg["ckpt"], device="cpu", cache_root=cfg["cache"])
+    return embed_dataset(
+        splits,
+        embedder,
+        EmbeddingCache(cfg["cache"]),
+        prompt=cfg.get("prompt", DEFAULT_PROMPT),
+        batch_size=cfg["batch_size"],
+        num_workers=cfg["num_workers"],
     )
+
+
+def dropped(features) -> dict[str, int]:
+    return {s: len(d) for s, d in features.provenance.dropped.items()}
 
 
 def test_content_key_depends_on_everything():
@@ -141,14 +157,14 @@ def test_wrong_row_count_is_an_error(tmp_path):
 def test_second_run_embeds_nothing_and_is_identical(ckpt, tmp_path, monkeypatch):
     counter = CountingCalls(monkeypatch)
     cfg = _cfg(ckpt, tmp_path)
-    first = embed_dataset(_splits(noisy_shift=3), cfg)
+    first = embed(_splits(noisy_shift=3), cfg)
     assert counter.calls["encode_images"] > 0 and counter.calls["encode_texts"] > 0
-    assert (first.meta["cache_hits"], first.meta["cache_misses"]) == (0, 6)
-    assert first.meta["skipped_images"] == {"train": 0, "val": 1, "test": 2}
+    assert (first.provenance.cache_hits, first.provenance.cache_misses) == (0, 6)
+    assert dropped(first) == {"train": 0, "val": 1, "test": 2}
     counter.calls.update(encode_images=0, encode_texts=0, load=0)
-    second = embed_dataset(_splits(noisy_shift=3), cfg)
+    second = embed(_splits(noisy_shift=3), cfg)
     assert counter.calls == {"encode_images": 0, "encode_texts": 0, "load": 0}  # model never loaded
-    assert (second.meta["cache_hits"], second.meta["cache_misses"]) == (6, 0)
+    assert (second.provenance.cache_hits, second.provenance.cache_misses) == (6, 0)
     for s in ("train", "val", "test"):
         np.testing.assert_array_equal(first.splits[s].img, second.splits[s].img)
         np.testing.assert_array_equal(first.splits[s].txt, second.splits[s].txt)
@@ -158,11 +174,11 @@ def test_second_run_embeds_nothing_and_is_identical(ckpt, tmp_path, monkeypatch)
 
 def test_noise_change_re_embeds_only_texts(ckpt, tmp_path, monkeypatch):
     cfg = _cfg(ckpt, tmp_path)
-    clean = embed_dataset(_splits(noisy_shift=0), cfg)
+    clean = embed(_splits(noisy_shift=0), cfg)
     counter = CountingCalls(monkeypatch)
-    noisy = embed_dataset(_splits(noisy_shift=2), cfg)
+    noisy = embed(_splits(noisy_shift=2), cfg)
     assert counter.calls["encode_images"] == 0 and counter.calls["encode_texts"] > 0
-    assert (noisy.meta["cache_hits"], noisy.meta["cache_misses"]) == (3, 3)
+    assert (noisy.provenance.cache_hits, noisy.provenance.cache_misses) == (3, 3)
     train_c, train_n = clean.splits["train"], noisy.splits["train"]
     np.testing.assert_array_equal(train_c.img, train_n.img)
     # a rolled caption list: row i of the noisy texts is row i-2 of the clean ones
@@ -172,18 +188,20 @@ def test_noise_change_re_embeds_only_texts(ckpt, tmp_path, monkeypatch):
 
 def test_features_content(ckpt, tmp_path):
     splits = _splits(noisy_shift=3)
-    feats = embed_dataset(splits, _cfg(ckpt, tmp_path))
+    feats = embed(splits, _cfg(ckpt, tmp_path))
     train = feats.splits["train"]
     assert feats.task == "captioning" and feats.label_prompt_txt is None
     assert list(train.texts) == list(splits["train"].observed)
     assert list(train.image_refs) == list(splits["train"].images.ids)
     np.testing.assert_allclose(np.linalg.norm(train.img, axis=1), 1, atol=1e-5)
-    assert feats.meta["embedder"] == ckpt and feats.meta["embedder_id"].startswith("open_clip-")
+    assert feats.provenance.embedder == ckpt and feats.provenance.embedder_id.startswith(
+        "open_clip-"
+    )
 
 
 def test_classification_prompts_and_class_embeddings(ckpt, tmp_path):
     splits = _splits("classification", noisy_shift=4)
-    feats = embed_dataset(splits, _cfg(ckpt, tmp_path, custom_cifar_prompt="a picture of "))
+    feats = embed(splits, _cfg(ckpt, tmp_path, prompt="a picture of "))
     train = feats.splits["train"]
     assert feats.class_names == ["cat", "dog", "emu"] and feats.label_prompt_txt.shape == (
         3,
@@ -201,7 +219,7 @@ def test_no_ground_truth_keeps_labels_out(ckpt, tmp_path):
     import dataclasses
 
     splits = dataclasses.replace(_splits(noisy_shift=2), has_ground_truth=False)
-    feats = embed_dataset(splits, _cfg(ckpt, tmp_path))
+    feats = embed(splits, _cfg(ckpt, tmp_path))
     assert feats.splits["val"].is_mislabel is None and feats.splits["val"].clean is None
 
 
@@ -229,7 +247,8 @@ def _file_splits(root, n: int = 10, bad: tuple[int, ...] = (1, 6)) -> DatasetSpl
             clean,
             np.roll(clean, 1),
             categories=[(f"cat{j}",) for j in range(n)],
-            meta={"skipped_images": 1, "row_flag": np.arange(n)},
+            source_rows=np.arange(n),
+            dropped=Dropped().add("unreadable image", [99]),
         )
     return DatasetSplits("files", "captioning", parts)
 
@@ -237,13 +256,15 @@ def _file_splits(root, n: int = 10, bad: tuple[int, ...] = (1, 6)) -> DatasetSpl
 def test_undecodable_images_are_dropped_counted_and_cached_aligned(ckpt, tmp_path, monkeypatch):
     splits = _file_splits(tmp_path / "data")
     # two DataLoader workers (10 images > batch of 4): the decode error happens inside a worker process
-    cfg = _cfg(ckpt, tmp_path / "cache").replace(num_workers=2, batch_size=4)
-    first = embed_dataset(splits, cfg)
-    assert first.meta["skipped_images"] == {
-        "train": 3,
-        "val": 1,
-        "test": 1,
-    }  # loader's 1 + 2 undecodable
+    cfg = _cfg(ckpt, tmp_path / "cache", num_workers=2, batch_size=4)
+    first = embed(splits, cfg)
+    # the loader's 1 + 2 undecodable
+    assert dropped(first) == {"train": 3, "val": 1, "test": 1}
+    assert first.provenance.dropped["train"].counts() == {
+        "unreadable image": 1,
+        "undecodable image": 2,
+    }
+    assert list(first.provenance.dropped["train"].rows) == [99, 1, 6]
     train = first.splits["train"]
     keep = [j for j in range(10) if j not in (1, 6)]
     assert list(train.image_refs) == [f"train/{j}.jpg" for j in keep]
@@ -253,11 +274,9 @@ def test_undecodable_images_are_dropped_counted_and_cached_aligned(ckpt, tmp_pat
         and len(train.img) == len(train.txt) == 8
     )
     assert list(train.clean) == list(splits["train"].clean[keep]) and np.isfinite(train.img).all()
-    assert (
-        len(first.splits["val"]) == 10 and splits["train"].meta["skipped_images"] == 1
-    )  # input untouched
+    assert len(first.splits["val"]) == 10 and len(splits["train"].dropped) == 1  # input untouched
     # the texts embedded are the kept rows' texts: each row matches its caption embedded on its own
-    alone = embed_dataset(
+    alone = embed(
         DatasetSplits(
             "files",
             "captioning",
@@ -289,9 +308,9 @@ def test_undecodable_images_are_dropped_counted_and_cached_aligned(ckpt, tmp_pat
     assert sidecar["kind"] == "image/files" and sidecar["n"] == 10 and rows == [1, 6]
     # a second run reads the cache, never decodes or loads the model, and drops the same rows
     counter = CountingCalls(monkeypatch)
-    second = embed_dataset(splits, cfg.replace(num_workers=0))
+    second = embed(splits, {**cfg, "num_workers": 0})
     assert counter.calls == {"encode_images": 0, "encode_texts": 0, "load": 0}
-    assert second.meta["skipped_images"] == first.meta["skipped_images"]
+    assert dropped(second) == dropped(first)
     for s in ("train", "val", "test"):
         np.testing.assert_array_equal(first.splits[s].img, second.splits[s].img)
         np.testing.assert_array_equal(first.splits[s].txt, second.splits[s].txt)
@@ -310,7 +329,8 @@ def test_dropping_undecodable_rows_cuts_every_per_row_array():
         clean,
         clean.copy(),
         categories=[(f"k{j}",) for j in range(n)],
-        meta={"skipped_images": 2, "row": np.arange(n), "note": "kept"},
+        source_rows=np.arange(10, 10 + n),
+        dropped=Dropped().add("unreadable image", [7, 8]),
     )
     img = np.ones((n, 3), dtype=np.float32)
     img[[0, 3]] = np.nan
@@ -318,8 +338,9 @@ def test_dropping_undecodable_rows_cuts_every_per_row_array():
     assert ids == ["i1", "i2", "i4"] and list(kept.images.ids) == ids and kept_img.shape == (3, 3)
     assert list(rows) == [1, 2, 4]
     assert list(kept.clean) == ["c1", "c2", "c4"] and kept.categories == [("k1",), ("k2",), ("k4",)]
-    assert list(kept.meta["row"]) == [1, 2, 4] and kept.meta["note"] == "kept"
-    assert kept.meta["skipped_images"] == 4 and part.meta["skipped_images"] == 2
+    assert list(kept.source_rows) == [11, 12, 14]
+    assert len(kept.dropped) == 4 and len(part.dropped) == 2
+    assert list(kept.dropped.rows[2:]) == [10, 13] and kept.dropped.count("undecodable image") == 2
     with pytest.raises(LemonError, match="no image of the 'train' split can be decoded"):
         drop_undecodable(
             part, np.full((n, 3), np.nan, dtype=np.float32), list(part.images.ids), "fake"
@@ -334,19 +355,17 @@ def test_an_image_replaced_under_the_same_path_is_embedded_again(ckpt, tmp_path,
 
     splits = _file_splits(tmp_path / "data")
     cfg = _cfg(ckpt, tmp_path / "cache")
-    first = embed_dataset(splits, cfg)
-    assert first.meta["skipped_images"]["train"] == 3
+    first = embed(splits, cfg)
+    assert dropped(first)["train"] == 3
     counter = CountingCalls(monkeypatch)
-    assert (
-        embed_dataset(splits, cfg).meta["cache_misses"] == 0
-    )  # untouched files: all from the cache
+    assert embed(splits, cfg).provenance.cache_misses == 0  # untouched files: all from the cache
     repaired = tmp_path / "data" / "train" / "1.jpg"  # was a truncated JPEG
     repaired.write_bytes(jpeg_bytes(np.random.default_rng(7), size=24))
     os.utime(repaired, ns=(1, 1))  # whatever the clock, the stamp differs from the first write
-    again = embed_dataset(splits, cfg)
+    again = embed(splits, cfg)
     # train's images again, and its captions (one more row is kept now); val and test from the cache
-    assert again.meta["cache_misses"] == 2 and counter.calls["encode_images"] > 0
-    assert again.meta["skipped_images"]["train"] == 2 and len(again.splits["train"]) == 9
+    assert again.provenance.cache_misses == 2 and counter.calls["encode_images"] > 0
+    assert dropped(again)["train"] == 2 and len(again.splits["train"]) == 9
     np.testing.assert_array_equal(again.splits["val"].img, first.splits["val"].img)
 
 

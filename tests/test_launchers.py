@@ -24,7 +24,7 @@ import launchers
 import sweep
 from launchers import LAUNCHERS
 from lemon.results import load_records
-from lemon.sweep import Experiment, State, build_jobs, read_states
+from lemon.sweep import Experiment, State, build_jobs, refresh_states
 from lemon.sweep.jobs import JOB_OUTPUT, read_job_id
 from lemon.sweep.slurm import SlurmError
 
@@ -44,7 +44,7 @@ def probe(tmp_path, monkeypatch):
                 return grid
 
         jobs = build_jobs(Probe(), root)
-        read_states(jobs)
+        refresh_states(jobs)
         return jobs
 
     return make
@@ -85,7 +85,7 @@ def test_kill_9_of_a_running_job_then_relaunch_finishes_exactly_the_rest(
     ]
     mod = write_module(tmp_path, "exp_kill_job", experiment_source("test_kill_job", grid))
     __import__(mod)
-    from lemon.sweep import EXPERIMENTS
+    from experiments import EXPERIMENTS
 
     root = tmp_path / "out"
     jobs = build_jobs(EXPERIMENTS.get("test_kill_job")(), root)
@@ -106,7 +106,7 @@ def test_kill_9_of_a_running_job_then_relaunch_finishes_exactly_the_rest(
     assert "FAILED (killed by signal 9)" in out and str(victim.run_dir) in out
     assert "3 job(s): 2 done, 0 running, 1 incomplete, 0 not launched." in out
 
-    read_states(jobs)
+    refresh_states(jobs)
     assert [j.state for j in jobs] == [State.DONE, State.INCOMPLETE, State.DONE]
     assert not (victim.run_dir / "done").exists()
     records, report = load_records(root)
@@ -115,7 +115,7 @@ def test_kill_9_of_a_running_job_then_relaunch_finishes_exactly_the_rest(
     assert _launch("test_kill_job", root) == 0
     out = capsys.readouterr().out
     assert "About to launch 1 job(s)" in out and "Launched 1 job(s): 1 done" in out
-    read_states(jobs)
+    refresh_states(jobs)
     assert all(j.state == State.DONE for j in jobs)
     assert _launch("test_kill_job", root) == 0
     assert "About to launch 0 job(s)" in capsys.readouterr().out
@@ -133,7 +133,7 @@ def test_local_isolates_jobs_and_reports_failures_with_their_log(probe, caplog):
     )
     with caplog.at_level(logging.INFO, logger="lemon.sweep"):
         LAUNCHERS.get("local")(jobs)
-    read_states(jobs)
+    refresh_states(jobs)
     assert [j.state for j in jobs] == [State.DONE, State.INCOMPLETE, State.INCOMPLETE, State.DONE]
     pids = [_seen(j)["pid"] for j in jobs]
     assert len(set(pids)) == 4 and os.getpid() not in pids  # one process per job
@@ -150,7 +150,7 @@ def test_local_parallel_fills_its_slots_and_pins_one_gpu_per_worker(probe, monke
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
     jobs = probe([dict(value=str(i), sleep=1.5) for i in range(4)])
     LAUNCHERS.get("local_parallel")(jobs, n_workers=2)
-    read_states(jobs)
+    refresh_states(jobs)
     assert all(j.state == State.DONE for j in jobs)
     starts = [(j.run_dir / "seen.json").stat().st_mtime for j in jobs]
     ends = [(j.run_dir / "done").stat().st_mtime for j in jobs]
@@ -196,7 +196,7 @@ def test_kill_9_of_the_launcher_leaves_incomplete_and_not_launched(probe, tmp_pa
         tmp_path, "exp_kill_launcher", experiment_source("test_kill_launcher", grid, "probe")
     )
     __import__(mod)
-    from lemon.sweep import EXPERIMENTS
+    from experiments import EXPERIMENTS
 
     root = tmp_path / "out2"
     jobs = build_jobs(EXPERIMENTS.get("test_kill_launcher")(), root)
@@ -218,7 +218,7 @@ def test_kill_9_of_the_launcher_leaves_incomplete_and_not_launched(probe, tmp_pa
         what="the second job to start",
         driver=driver,
     )
-    read_states(jobs)
+    refresh_states(jobs)
     assert [j.state for j in jobs] == [
         State.DONE,
         State.RUNNING,
@@ -228,7 +228,7 @@ def test_kill_9_of_the_launcher_leaves_incomplete_and_not_launched(probe, tmp_pa
     os.killpg(driver.pid, signal.SIGKILL)  # the sweep and everything it started
     driver.communicate(timeout=30)
     _wait_for(
-        lambda: read_states(jobs) == [] and jobs[1].state != State.RUNNING,
+        lambda: refresh_states(jobs) == [] and jobs[1].state != State.RUNNING,
         timeout=10,
         what="the killed job to be gone",
     )

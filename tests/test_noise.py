@@ -1,4 +1,4 @@
-"""Noise injectors (SPEC §2): exact counts, never onto self, determinism per seed, compatibility errors."""
+"""Noise injectors: exact counts, never onto self, determinism per seed, compatibility errors."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def test_random_swaps_exactly_floor_level_n_never_onto_self(level):
     noisy = apply_noise(captioning(), "random", level, data_seed=3)
     for part in noisy.splits.values():
         expected = math.floor(Fraction(str(level)) * len(part))
-        assert part.meta["n_swapped"] == expected
+        assert part.n_swapped == expected
         assert part.is_mislabel.sum() == expected  # captions are unique, so every swap is an error
         pool = set(part.clean)
         assert all(t in pool for t in part.observed)  # swapped-in captions come from the same split
@@ -104,7 +104,7 @@ def test_swap_onto_identical_caption_is_not_a_mislabel():
     )
     noisy = apply_noise(splits, "random", 0.5, data_seed=0)
     for part in noisy.splits.values():
-        assert part.meta["n_swapped"] == 10
+        assert part.n_swapped == 10
         changed = part.observed != part.clean
         assert (part.is_mislabel == changed).all() and part.is_mislabel.sum() <= 10
 
@@ -116,10 +116,10 @@ def test_shared_key_noise_matches_a_shared_noun_or_category(noise):
         base, noise, 0.5, data_seed=1, **({"tagger": noun_tagger} if noise == "noun" else {})
     )
     for part in noisy.splits.values():
-        assert part.meta["n_swapped"] == math.floor(0.5 * len(part))
+        assert part.n_swapped == math.floor(0.5 * len(part))
         lookup = {t: i for i, t in enumerate(part.clean)}
         changed = np.flatnonzero(part.is_mislabel)
-        assert len(changed) == part.meta["n_swapped"]  # unique captions: every swap shows
+        assert len(changed) == part.n_swapped  # unique captions: every swap shows
         for i in changed:
             j = lookup[part.observed[i]]
             assert j != i
@@ -155,9 +155,9 @@ def test_cat_noise_too_high_level_is_a_clear_error():
 
 def test_cat_without_categories_names_the_missing_file():
     splits = captioning(categories=False)
-    splits["train"].meta["categories_missing"] = (
-        "'cat' noise needs the COCO instances annotations: expected X."
-    )
+    splits[
+        "train"
+    ].categories_missing = "'cat' noise needs the COCO instances annotations: expected X."
     with pytest.raises(LemonError, match="needs the COCO instances annotations"):
         apply_noise(splits, "cat", 0.4, data_seed=0)
 
@@ -229,25 +229,23 @@ def test_pairflip_alias_and_level_zero_is_identity():
     splits = classification()
     noisy = apply_noise(splits, "pairflip", 0.0, data_seed=0)
     assert all(not p.is_mislabel.any() for p in noisy.splits.values())
-    assert noisy["train"].meta["noise"] == "asymmetric"
-    assert not splits["train"].meta  # inputs are never modified
+    assert noisy["train"].noise == "asymmetric"
+    assert splits["train"].noise is None  # inputs are never modified
 
 
 def test_real_noise_takes_human_labels_from_meta():
     splits = classification((40, 10, 10))
     for part in splits.splits.values():
-        part.meta["real_observed"] = (part.clean + 2) % N_CLASSES
+        part.real_observed = (part.clean + 2) % N_CLASSES
     noisy = apply_noise(splits, "real", 0.4, data_seed=0)  # the level is ignored for real noise
     for part in noisy.splits.values():
-        assert part.is_mislabel.all() and part.meta["noise_level"] is None
+        assert part.is_mislabel.all() and part.noise_level is None
 
 
 def test_real_noise_without_cifar_n_file_names_it():
     splits = classification((40, 10, 10))
     for part in splits.splits.values():
-        part.meta["real_missing"] = (
-            "CIFAR-N labels for 'cifar10' not found: expected /x/CIFAR-10_human.pt."
-        )
+        part.real_missing = "CIFAR-N labels for 'cifar10' not found: expected /x/CIFAR-10_human.pt."
     with pytest.raises(DatasetNotFoundError, match=r"expected /x/CIFAR-10_human.pt"):
         apply_noise(splits, "real", 0.0, data_seed=0)
 
@@ -327,7 +325,7 @@ def _noise_reaching_embedding(tmp_path, monkeypatch, *noise_flags: str):
     class Embedded(Exception):
         pass
 
-    def embed_dataset(splits, cfg):
+    def embed_dataset(splits, *args, **kwargs):
         seen["splits"] = splits
         raise Embedded
 
@@ -344,7 +342,7 @@ def _noise_reaching_embedding(tmp_path, monkeypatch, *noise_flags: str):
         ]
     )
     with pytest.raises(Embedded):
-        load_features(cfg)
+        load_features(cfg, k=5, device="cpu")
     return seen["splits"]
 
 
@@ -356,7 +354,7 @@ def test_run_accepts_a_noise_alias_and_applies_its_canonical_noise(tmp_path, mon
         tmp_path, monkeypatch, "--noise_type", "asymmetric", "--noise_level", "0.5"
     )
     for s, part in noisy.splits.items():
-        assert part.meta["noise"] == "asymmetric" and part.is_mislabel.any()
+        assert part.noise == "asymmetric" and part.is_mislabel.any()
         moved = part.observed != part.clean
         assert (part.observed[moved] == (part.clean[moved] + 1) % len(part.class_names)).all()
         assert np.array_equal(part.observed, canonical[s].observed)  # the alias is the same noise

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import scorer_from_config
 
 from lemon.data.embeddings import features_from_arrays
-from lemon.scorers.base import ScoringContext
-from lemon.scorers.lemon import ABLATION_RULES, LemonScorer
+from lemon.methods import ABLATION_RULES
+from lemon.scorers.base import ScorerOptions, ScoringContext
+from lemon.scorers.lemon import LemonScorer
 
 COMPONENTS = (("d_mm", "d_1"), ("s_n", "d_n"), ("s_m", "d_m"), ("score", "pred_score"))
 
 
 def _scorer(ref, **overrides):
     cfg = ref.run_config(**overrides)
-    return ScoringContext(features_from_arrays(ref.inputs), cfg), LemonScorer(cfg)
+    return ScoringContext(features_from_arrays(ref.inputs)), scorer_from_config(cfg)
 
 
 def test_scores_match_original_at_its_hyperparameters(reference):
@@ -54,7 +56,7 @@ def test_n2000_matches_except_float32_ties(n2000):
                 np.sort(n2000.outputs[orig_idx][rows], 1),
             )
             differ = ~(mine == theirs).all(axis=1)
-            sim, _ = ctx.neighbours(split, space, scorer.cfg.k + 1)
+            sim, _ = ctx.neighbours(split, space, scorer.options.k + 1)
             assert np.all(sim[differ, -2] - sim[differ, -1] < 1e-6), "a non-tie neighbour differs"
             same &= ~differ
         assert same.mean() > 0.99
@@ -72,7 +74,7 @@ def test_consistent_discrete_weighting_differs_from_legacy(reference):
 
 
 def test_hand_computed_single_query():
-    """One query, two reference pairs, k=1, cosine: the formula of SPEC §5 by hand."""
+    """One query, two reference pairs, k=1, cosine: the LEMoN formula by hand."""
     x = np.array([[1.0, 0.0]])
     y = np.array([[0.6, 0.8]])
     ref_img = np.array([[0.8, 0.6], [0.0, 1.0], [-1.0, 0.0]])
@@ -88,10 +90,7 @@ def test_hand_computed_single_query():
         "test_txt": y,
         "test_noisy_label": np.array([1]),
     }
-    from lemon.config import RunConfig
-
-    cfg = RunConfig(output_dir="-", dataset="embeddings", embeddings="-", knn_k=1)
-    ctx, scorer = ScoringContext(features_from_arrays(arrays), cfg), LemonScorer(cfg)
+    ctx, scorer = ScoringContext(features_from_arrays(arrays)), LemonScorer(ScorerOptions(k=1))
     h = dict(beta=2.0, gamma=3.0, tau_1_n=0.5, tau_2_n=1.5, tau_1_m=0.25, tau_2_m=2.0)
     out = scorer.score(ctx, "val", h)
     d_mm = 1 - 0.6
@@ -107,14 +106,9 @@ def test_hand_computed_single_query():
 
 @pytest.mark.parametrize("ablation", sorted(ABLATION_RULES))
 def test_ablations_force_their_hyperparameters(ablation, small_npz):
-    from lemon.config import RunConfig
-
-    cfg = RunConfig(
-        output_dir="-", dataset="embeddings", embeddings=str(small_npz), knn_k=5, ablation=ablation
-    )
     with np.load(small_npz) as z:
-        ctx = ScoringContext(features_from_arrays({k: z[k] for k in z.files}), cfg)
-    scorer = LemonScorer(cfg)
+        ctx = ScoringContext(features_from_arrays({k: z[k] for k in z.files}))
+    scorer = LemonScorer(ScorerOptions(k=5, ablation=ablation))
     chosen = scorer.fit(ctx)
     forced, use_d_mm = ABLATION_RULES[ablation]
     for name, value in forced.items():
@@ -131,15 +125,10 @@ def test_ablations_force_their_hyperparameters(ablation, small_npz):
 
 
 def test_normalize_d1_is_softmax_over_class_prompts(small_npz):
-    from lemon.config import RunConfig
-
-    cfg = RunConfig(
-        output_dir="-", dataset="embeddings", embeddings="-", knn_k=5, normalize_d1=True
-    )
     with np.load(small_npz) as z:
         arrays = {k: z[k] for k in z.files}
-    ctx = ScoringContext(features_from_arrays(arrays), cfg)
-    d = LemonScorer(cfg).score(
+    ctx = ScoringContext(features_from_arrays(arrays))
+    d = LemonScorer(ScorerOptions(k=5, normalize_d1=True)).score(
         ctx, "val", dict(beta=0, gamma=0, tau_1_n=0, tau_2_n=0, tau_1_m=0, tau_2_m=0)
     )["d_mm"]
     img = arrays["val_img"] / np.linalg.norm(arrays["val_img"], axis=1, keepdims=True)

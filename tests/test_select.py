@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import scorer_from_config
 
 from lemon.data.embeddings import features_from_arrays
 from lemon.scorers.base import ScoringContext
-from lemon.scorers.lemon import GRID, TIED, LemonScorer
+from lemon.scorers.lemon import GRID, TIED
 from lemon.select import SearchSpace, search
 
 NAMES = ("beta", "gamma", "tau_1_n", "tau_2_n", "tau_1_m", "tau_2_m")
 
 
 def _fit(ref, **overrides):
-    cfg = ref.run_config(**overrides)
-    ctx = ScoringContext(features_from_arrays(ref.inputs), cfg)
-    return LemonScorer(cfg).fit(ctx)
+    ctx = ScoringContext(features_from_arrays(ref.inputs))
+    return scorer_from_config(ref.run_config(**overrides)).fit(ctx)
 
 
 def test_lemon_opt_reaches_at_least_the_originals_val_f1(reference):
@@ -57,10 +57,9 @@ def test_lemon_fix_preset(reference):
 def test_val_without_errors_falls_back_to_lemon_fix_with_warning(reference):
     arrays = dict(reference.inputs)
     arrays["val_is_mislabel"] = np.zeros_like(arrays["val_is_mislabel"])
-    cfg = reference.run_config()
-    ctx = ScoringContext(features_from_arrays(arrays), cfg)
+    ctx = ScoringContext(features_from_arrays(arrays))
     with pytest.warns(UserWarning, match="falling back to LEMoN_FIX"):
-        chosen = LemonScorer(cfg).fit(ctx)
+        chosen = scorer_from_config(reference.run_config()).fit(ctx)
     assert chosen["selection"] == "lemon_fix_fallback" and chosen["selected_val"] is None
 
 

@@ -14,7 +14,8 @@ import pytest
 from sweep_helpers import PROBE_SCRIPT, REPO, experiment_source, write_module
 
 import sweep
-from lemon.sweep import EXPERIMENTS, State, build_jobs, read_states
+from experiments import EXPERIMENTS
+from lemon.sweep import State, build_jobs, refresh_states
 from lemon.sweep.jobs import read_job_id
 from lemon.sweep.slurm import active_job_ids, slurm_unavailable_reason
 
@@ -70,7 +71,7 @@ def test_job_array_of_run_lemon_completes_and_a_failure_points_to_its_log(env, c
     good, bad = build_jobs(EXPERIMENTS.get("test_slurm_array")(), root)
     assert code == 1, out  # one job failed
     assert "Submitted 2 job(s) to Slurm" in out and "Slurm array finished: 1 done, 1 failed." in out
-    read_states([good, bad])
+    refresh_states([good, bad])
     assert (good.state, bad.state) == (State.DONE, State.INCOMPLETE)
     ids = [read_job_id(j.run_dir)["id"] for j in (good, bad)]
     array = ids[0].split("_")[0]
@@ -97,7 +98,7 @@ def test_running_jobs_are_left_alone_restarted_on_request_and_cancelled(env, cap
     assert code == 0 and "Submitted 1 job(s)" in out
     first = read_job_id(job.run_dir)["id"]
     assert first in active_job_ids()
-    read_states([job])
+    refresh_states([job])
     assert job.state == State.RUNNING  # pending or running: squeue lists it
 
     code, out = _sweep(capsys, "launch", "test_slurm_running", root)

@@ -16,23 +16,24 @@ import pytest
 from sweep_helpers import experiment_source, write_module
 
 import sweep
-from lemon.config import ABLATIONS, DIST_TYPES, RunConfig, config_from_args
-from lemon.embed.train import TrainConfig
+from experiments import EXPERIMENTS
+from lemon.config import RunConfig, config_from_args
 from lemon.errors import LemonError, UnknownNameError
 from lemon.io import mark_done
+from lemon.methods import ABLATIONS, DIST_TYPES
 from lemon.sweep import (
-    EXPERIMENTS,
     Experiment,
     RunRef,
     State,
     build_jobs,
     expand,
     format_counts,
-    load_experiments,
     read_states,
+    refresh_states,
     to_launch,
 )
 from lemon.sweep.jobs import local_job_id, to_flags, write_job_id
+from lemon.train import TrainConfig
 
 # (number of sub-grid combinations) x (common part), from the original grids
 EXPECTED_SIZES = {
@@ -54,12 +55,12 @@ EXPECTED_SIZES = {
     "smoke_synthetic": 96,
 }
 RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
-TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)} - {"output_dir", "data_options"}
+TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)} - {"output_dir", "data", "resume"}
 
 
 @pytest.fixture(scope="module")
 def registry():
-    return load_experiments()
+    return EXPERIMENTS
 
 
 def test_expand_subgrids_common_scalars_and_duplicates():
@@ -126,13 +127,13 @@ def test_old_experiment_names_are_aliases(registry):
 def test_cc3m_chain_refers_to_earlier_runs_by_name(registry, tmp_path):
     """train -> score with that model -> retrain on each filter: folders found by experiment name, any root."""
     for root in (tmp_path / "a", tmp_path / "b"):
-        (scratch,) = build_jobs(registry.get("cc3m_clip_scratch")(), root)
-        scored = build_jobs(registry.get("lemon_cc3m_filter_using_scratch")(), root)
+        (scratch,) = build_jobs(registry.get("cc3m_clip_scratch")(), root, registry)
+        scored = build_jobs(registry.get("lemon_cc3m_filter_using_scratch")(), root, registry)
         assert all(
             Path(j.args["clip_model"]) == scratch.run_dir and j.requires == (scratch.run_dir,)
             for j in scored
         )
-        refs = build_jobs(registry.get("cc3m_clip_scratch_filtered_from_scratch")(), root)
+        refs = build_jobs(registry.get("cc3m_clip_scratch_filtered_from_scratch")(), root, registry)
         assert {Path(j.args["filter_scores"]) for j in refs} == {j.run_dir for j in scored}
         assert all(j.requires == (Path(j.args["filter_scores"]),) for j in refs)
         assert all(j.script == "train_clip_from_scratch" for j in refs + [scratch])
@@ -140,7 +141,9 @@ def test_cc3m_chain_refers_to_earlier_runs_by_name(registry, tmp_path):
     def hashes(root):
         return sorted(
             j.hash
-            for j in build_jobs(registry.get("cc3m_clip_scratch_filtered_from_scratch")(), root)
+            for j in build_jobs(
+                registry.get("cc3m_clip_scratch_filtered_from_scratch")(), root, registry
+            )
         )
 
     assert hashes(tmp_path / "a") == hashes(tmp_path / "b")  # moving the root orphans nothing
@@ -206,7 +209,7 @@ def test_states_from_disk(tmp_path):
     dead.wait()
     write_job_id(d.run_dir, local_job_id(dead.pid))
     write_job_id(e.run_dir, "4242_7")
-    assert read_states(jobs, slurm_active={"4242_7"}) == []
+    read_states(jobs, slurm_active={"4242_7"})
     assert [j.state for j in jobs] == [
         State.NOT_LAUNCHED,
         State.DONE,
@@ -240,7 +243,7 @@ def test_slurm_unreachable_is_a_warning_not_a_crash(tmp_path, monkeypatch):
     job = build_jobs(Tiny(), tmp_path)[0]
     job.run_dir.mkdir(parents=True)
     write_job_id(job.run_dir, "77")
-    warnings = read_states([job])
+    warnings = refresh_states([job])
     assert job.state == State.INCOMPLETE
     assert len(warnings) == 1 and "'squeue' is not installed" in warnings[0]
     assert "scripts/local_slurm.sh start" in warnings[0]
@@ -394,3 +397,61 @@ def test_cli_unknown_names_list_the_choices(cli, capsys):
     assert "Unknown experiment 'smok'. Available: " in capsys.readouterr().err
     code, out = cli("launch", "--command_launcher", "locale")
     assert code == 2 and "Unknown launcher 'locale'" in out and "Did you mean 'local'?" in out
+
+
+def test_every_job_of_every_experiment_starts(registry, tmp_path):
+    """Each job's flags pass the checks its script makes at start (run_lemon: parsing, values, registry
+    names and their combination), so no grid fails on the cluster at start."""
+    from lemon.sweep.validate import check_job
+
+    bad = {}
+    for name in registry.names():
+        for job in build_jobs(registry.get(name)(), tmp_path, registry):
+            if (err := check_job(job)) is not None:
+                bad.setdefault(name, []).append(err)
+    assert not bad, {name: (len(errs), errs[0]) for name, errs in bad.items()}
+
+
+def test_check_job_names_what_would_fail(registry, tmp_path):
+    from lemon.sweep.validate import check_job
+
+    class Broken(Experiment):
+        name = "broken_grid"
+
+        def grid(self):
+            return [
+                dict(dataset="demo", knn_k=5),
+                dict(dataset="demo", subset_val_set=0),
+                dict(dataset="cifar10", noise_type="cat"),
+                dict(dataset="mscoco", scorer="clip_logits"),
+                dict(dataset="demo", knnk=5),
+            ]
+
+    errors = [check_job(job) for job in build_jobs(Broken(), tmp_path)]
+    assert errors[0] is None
+    assert "subset_val_set must be >= 2 (or -1 for the whole val split), got 0" in errors[1]
+    assert "Noise type 'cat' is not supported for dataset 'cifar10'" in errors[2]
+    assert "Scorer 'clip_logits' does not work on captioning data" in errors[3]
+    assert "unrecognized arguments: --knnk 5" in errors[4] and "Did you mean --knn_k?" in errors[4]
+
+
+def test_dummy_launcher_exits_non_zero_naming_invalid_jobs(tmp_path, capsys):
+    write_module(
+        tmp_path,
+        "bad_grid_mod",
+        experiment_source(
+            "test_bad_grid", [dict(dataset="synthetic"), dict(dataset="synthetic", dist_type="l1")]
+        ),
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import bad_grid_mod  # noqa: F401
+
+        argv = ["launch", "--experiment", "test_bad_grid", "--output_root", str(tmp_path / "runs")]
+        assert sweep.main([*argv, "--command_launcher", "dummy"]) == 2
+    finally:
+        sys.path.remove(str(tmp_path))
+    _, err = capsys.readouterr()
+    assert err.count("\n") >= 2 and "1 of 2 job(s) would fail at start" in err
+    assert "Unknown dist_type 'l1'" in err
+    assert not (tmp_path / "runs" / "test_bad_grid").exists()  # a dry run writes nothing

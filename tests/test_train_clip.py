@@ -11,14 +11,14 @@ from safetensors.numpy import load_file
 
 import train_clip_from_scratch
 from lemon.embed import build_embedder
-from lemon.embed.train import (
+from lemon.errors import LemonError, UnknownNameError
+from lemon.train import (
     TrainConfig,
     keep_cleanest,
     load_training_pairs,
     model_config,
     train_clip,
 )
-from lemon.errors import LemonError, UnknownNameError
 
 N_KEEP = 120  # train on a filtered 120-pair subset of the demo: fast, and exercises the filter
 
@@ -168,6 +168,6 @@ def test_cli(tmp_path, scores_csv, capsys):
     assert train_clip_from_scratch.main(argv) == 0
     assert f"--clip_model {out}" in capsys.readouterr().out
     info = json.loads((out / "train_info.json").read_text())
-    assert info["config"]["data_options"] == {"data_dir": str(tmp_path)}
+    assert info["config"]["data"]["data_dir"] == str(tmp_path)
     assert train_clip_from_scratch.main([*argv[:-2], "--keep_top_n", "0"]) == 2
     assert "keep_top_n must be in" in capsys.readouterr().err

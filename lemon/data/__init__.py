@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from lemon.registry import Registry
-
-DATASETS: Registry = Registry("dataset")
-
 from lemon.data import (
     captioning,
     captioning_medical,
@@ -15,3 +11,4 @@ from lemon.data import (
     embeddings,
     synthetic,
 )
+from lemon.data.registry import DATASETS

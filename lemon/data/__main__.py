@@ -17,20 +17,12 @@ import logging
 import sys
 from collections.abc import Sequence
 
-BYO_FLAGS = (
-    "data_path",
-    "image_root",
-    "image_column",
-    "text_column",
-    "label_column",
-    "clean_column",
-)
-
 
 def _parser() -> argparse.ArgumentParser:
     from lemon.config import RunConfig
+    from lemon.data.base import SOURCE_FLAGS
+    from lemon.flags import add_flags
 
-    defaults = RunConfig()
     parser = argparse.ArgumentParser(
         prog="python -m lemon.data", description=__doc__.split("\n")[0]
     )
@@ -43,10 +35,7 @@ def _parser() -> argparse.ArgumentParser:
         "check", help="Load a dataset as a run would; print split sizes or what is missing."
     )
     check.add_argument("name")
-    check.add_argument("--data_dir", default=None)
-    check.add_argument("--data_seed", type=int, default=0)
-    for flag in BYO_FLAGS:
-        check.add_argument(f"--{flag}", default=getattr(defaults, flag))
+    add_flags(check, RunConfig, {"data": "data (as run_lemon)"}, only=(*SOURCE_FLAGS, "data_seed"))
     download = sub.add_parser(
         "download", help="Download a dataset that is freely downloadable (CIFAR)."
     )
@@ -71,9 +60,9 @@ def _status(dataset, root) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from lemon.config import RunConfig
-    from lemon.data import DATASETS
-    from lemon.data.loading import load_splits, skipped_images
+    from lemon.data.base import DataOptions
+    from lemon.data.loading import dropped_total, load_splits
+    from lemon.data.registry import DATASETS
     from lemon.errors import LemonError
     from lemon.paths import data_root
 
@@ -108,22 +97,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise LemonError(
                 f"Dataset '{dataset.name}' is generated or read from --embeddings; nothing to check."
             )
-        cfg = RunConfig(
-            output_dir="-",
-            dataset=dataset.name,
-            data_dir=args.data_dir,
-            data_seed=args.data_seed,
-            **{flag: getattr(args, flag) for flag in BYO_FLAGS},
-        )
-        splits = load_splits(dataset, cfg)
+        splits = load_splits(DATASETS.get(args.name)(DataOptions.from_flags(vars(args))))
     except LemonError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     sizes = " ".join(f"{s}={len(p)}" for s, p in splits.splits.items())
-    skipped = sum(skipped_images(splits).values())
+    dropped = dropped_total(splits)
+    counts = {s: c for s, c in splits.dropped_counts().items() if c}
+    truth = "" if splits.has_ground_truth else ", no ground truth"
     print(
-        f"OK {splits.name} ({splits.task}{'' if splits.has_ground_truth else ', no ground truth'}): {sizes}"
-        + (f" (skipped unreadable images: {skipped})" if skipped else "")
+        f"OK {splits.name} ({splits.task}{truth}): {sizes}"
+        + (f" (not scored: {dropped} pairs: {counts})" if dropped else "")
     )
     return 0
 

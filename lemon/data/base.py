@@ -1,4 +1,4 @@
-"""The data model every loader produces and every later stage consumes (SPEC §1).
+"""The data model every loader produces and every later stage consumes.
 
 A :class:`PairSplit` holds one split of N image–text pairs: image references (an :class:`ImageSource`),
 clean and observed labels (class ids for classification, caption strings for captioning) and, derived from
@@ -10,12 +10,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from lemon.features import Features
 
 TASKS = ("classification", "captioning")
 SPLITS = ("train", "val", "test")
@@ -114,6 +117,55 @@ class ArrayImages:
         return ArrayImages(self.pixels[index], [self.ids[i] for i in index])
 
 
+@dataclass(frozen=True)
+class Dropped:
+    """Pairs of the source that a split does not score, each with its reason (counted, never lost).
+
+    rows : (m,) int64 row of each pair in its source (the user's table, the dataset's file), -1 if none
+    images : (m,) object, the image as the source gives it ('' when unknown)
+    reasons : (m,) object, why it is not scored ('unreadable image', 'empty text', ...)
+    """
+
+    rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    images: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
+    reasons: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def add(
+        self, reason: str, rows: Sequence[int] | np.ndarray, images: Sequence[str] | None = None
+    ) -> Dropped:
+        """These pairs and the old ones (a new record; ``images`` default to '')."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        imgs = (
+            np.full(len(rows), "", dtype=object)
+            if images is None
+            else np.asarray(images, dtype=object)
+        )
+        return Dropped(
+            np.concatenate([self.rows, rows]),
+            np.concatenate([self.images, imgs]),
+            np.concatenate([self.reasons, np.full(len(rows), reason, dtype=object)]),
+        )
+
+    def count(self, reason: str) -> int:
+        return int(np.sum(self.reasons == reason))
+
+    def counts(self) -> dict[str, int]:
+        """Pairs per reason, in the order reasons first occur."""
+        names, first, n = np.unique(self.reasons.astype(str), return_index=True, return_counts=True)
+        order = np.argsort(first)
+        return {str(names[i]): int(n[i]) for i in order}
+
+
+#: the reasons the loaders and the embedding stage use
+UNREADABLE_IMAGE = "unreadable image"
+UNDECODABLE_IMAGE = "undecodable image"
+EMPTY_TEXT = "empty text"
+NOT_DOWNLOADED = "not downloaded"
+
+
 @dataclass
 class PairSplit:
     """One split of image–text pairs.
@@ -127,7 +179,16 @@ class PairSplit:
     observed : (N,) same dtype as ``clean``: what the dataset shows (possibly noisy)
     class_names : class id -> name (classification only)
     categories : per-sample tuple of category names (COCO objects, genres, findings) for ``cat`` noise
-    meta : free-form per-split information (e.g. counts of skipped unreadable images)
+    source_rows : (N,) row of each pair in its source (the user's table, the dataset's files)
+    real_observed : (N,) the data's own human labels, which ``real`` noise puts in place (CIFAR-N)
+    real_missing : why ``real`` noise is unavailable (the message naming the missing file), or None
+    real_source : the file ``real_observed`` was read from
+    intrinsic_noise : True when ``observed`` already carries the data's own noise (a clean column)
+    clean_unknown : (N,) bool, True where the clean label is only known to differ from the observed one
+    categories_missing : why ``cat`` noise is unavailable (the message naming the missing file), or None
+    noise, noise_level : the noise injected into ``observed`` (None before noise)
+    n_swapped : how many captions a swap noise moved (a swap onto an identical caption is no error)
+    dropped : the pairs of this split that are not scored, with their reasons
     """
 
     split: str
@@ -137,7 +198,20 @@ class PairSplit:
     observed: np.ndarray
     class_names: Sequence[str] | None = None
     categories: Sequence[tuple[str, ...]] | None = None
-    meta: dict = field(default_factory=dict)
+    source_rows: np.ndarray | None = None
+    real_observed: np.ndarray | None = None
+    real_missing: str | None = None
+    real_source: str | None = None
+    intrinsic_noise: bool = False
+    clean_unknown: np.ndarray | None = None
+    categories_missing: str | None = None
+    noise: str | None = None
+    noise_level: float | None = None
+    n_swapped: int | None = None
+    dropped: Dropped = field(default_factory=Dropped)
+
+    #: per-row fields cut along by :meth:`subset`
+    _PER_ROW = ("clean", "observed", "source_rows", "real_observed", "clean_unknown")
 
     def __post_init__(self) -> None:
         self.clean = np.asarray(self.clean)
@@ -150,6 +224,8 @@ class PairSplit:
                 f"split '{self.split}': images, clean and observed must have the same length, got "
                 f"{None if self.images is None else len(self.images)}, {n} and {len(self.observed)}."
             )
+        if self.source_rows is None:
+            self.source_rows = np.arange(n, dtype=np.int64)
         if self.task == "classification" and self.class_names is None:
             raise ValueError(f"split '{self.split}': a classification split needs class_names.")
 
@@ -173,7 +249,7 @@ class PairSplit:
 
     @property
     def is_mislabel(self) -> np.ndarray:
-        """(N,) bool: observed differs from clean *as strings* (SPEC §1)."""
+        """(N,) bool: observed differs from clean *as strings*."""
         return self.clean_text != self.observed_text
 
     def prompts(self, prefix: str = DEFAULT_PROMPT) -> list[str]:
@@ -182,41 +258,124 @@ class PairSplit:
             return [prefix + name for name in self.observed_text]
         return [str(t) for t in self.observed_text]
 
-    def with_observed(self, observed: np.ndarray, **meta) -> PairSplit:
-        """A copy with new observed labels (what noise injectors return)."""
-        return dataclasses.replace(self, observed=np.asarray(observed), meta={**self.meta, **meta})
+    def with_observed(self, observed: np.ndarray, **changes) -> PairSplit:
+        """A copy with new observed labels (what noise injectors return) and other ``changes``."""
+        return dataclasses.replace(self, observed=np.asarray(observed), **changes)
 
     def subset(self, index: np.ndarray) -> PairSplit:
-        """Rows ``index`` of this split (images, labels, categories and per-row ``meta`` arrays alike)."""
+        """Rows ``index`` of this split (images, labels, categories and every per-row field alike)."""
         index = np.asarray(index, dtype=np.int64)
         images = None if self.images is None else self.images.subset(index)  # type: ignore[attr-defined]
         cats = None if self.categories is None else [self.categories[i] for i in index]
-        meta = {
-            k: (v[index] if isinstance(v, np.ndarray) and v.ndim and len(v) == len(self) else v)
-            for k, v in self.meta.items()
-        }
+        rows = {k: getattr(self, k)[index] for k in self._PER_ROW if getattr(self, k) is not None}
+        return dataclasses.replace(self, images=images, categories=cats, **rows)
+
+    def drop(self, keep: np.ndarray, reason: str) -> PairSplit:
+        """The pairs where ``keep`` is True; the others are recorded in ``dropped`` with ``reason``."""
+        keep = np.asarray(keep, dtype=bool)
+        if keep.all():
+            return self
+        lost = np.flatnonzero(~keep)
+        ids = [str(self.images.ids[i]) for i in lost] if self.images is not None else None
+        kept = self.subset(np.flatnonzero(keep))
         return dataclasses.replace(
-            self,
-            images=images,
-            clean=self.clean[index],
-            observed=self.observed[index],
-            categories=cats,
-            meta=meta,
+            kept, dropped=self.dropped.add(reason, self.source_rows[lost], ids)
         )
 
 
 @dataclass
 class DatasetSplits:
-    """The three splits of a dataset plus dataset-level facts."""
+    """The three splits of a dataset plus dataset-level facts.
+
+    ``dropped``: pairs the dataset lost before it was split (e.g. images never downloaded).
+    """
 
     name: str
     task: str
     splits: dict[str, PairSplit]
     class_names: Sequence[str] | None = None
     has_ground_truth: bool = True
+    dropped: Dropped = field(default_factory=Dropped)
 
     def __getitem__(self, split: str) -> PairSplit:
         return self.splits[split]
+
+    def dropped_counts(self) -> dict[str, dict[str, int]]:
+        """Per split (and 'before splitting'), the pairs not scored by reason."""
+        out = {s: p.dropped.counts() for s, p in self.splits.items()}
+        if len(self.dropped):
+            out["before splitting"] = self.dropped.counts()
+        return out
+
+
+#: the run_lemon flags that say where a dataset's files are and how to read them (the CLIP trainer and
+#: ``python -m lemon.data check`` take them too); :meth:`DataOptions.from_flags` reads them
+SOURCE_FLAGS = (
+    "data_dir",
+    "data_path",
+    "image_root",
+    "image_column",
+    "text_column",
+    "label_column",
+    "clean_column",
+    "custom_cifar_prompt",
+)
+
+
+@dataclass(frozen=True)
+class TableOptions:
+    """Where a bring-your-own table or folder is, and which columns hold what."""
+
+    path: str | None = None
+    image_root: str | None = None
+    image_column: str = "image"
+    text_column: str = "caption"
+    label_column: str = "label"
+    clean_column: str | None = None
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """What a dataset needs to know of a run: where the data is, its seed, and source options.
+
+    data_dir : the data root (None: $LEMON_DATA_DIR, else ~/.cache/lemon/data)
+    data_seed : seed of the split rules (and of generated data)
+    prompt : prefix of class names in the texts of classification data
+    table : bring-your-own table / folder options
+    embeddings : the .npz of ``--dataset embeddings``
+    n_synthetic, noise_level : size and planted noise of ``--dataset synthetic``
+    """
+
+    data_dir: str | None = None
+    data_seed: int = 0
+    prompt: str = DEFAULT_PROMPT
+    table: TableOptions = field(default_factory=TableOptions)
+    embeddings: str | None = None
+    n_synthetic: int = 2000
+    noise_level: float = 0.4
+
+    @classmethod
+    def from_flags(cls, values: Mapping[str, Any]) -> DataOptions:
+        """The options named by run_lemon flag ``values`` (absent flags take their defaults)."""
+        get = values.get
+        prompt = get("custom_cifar_prompt")
+        table = TableOptions(
+            path=get("data_path"),
+            image_root=get("image_root"),
+            image_column=get("image_column") or TableOptions.image_column,
+            text_column=get("text_column", TableOptions.text_column),
+            label_column=get("label_column", TableOptions.label_column),
+            clean_column=get("clean_column"),
+        )
+        return cls(
+            data_dir=get("data_dir"),
+            data_seed=get("data_seed", 0),
+            prompt=DEFAULT_PROMPT if prompt is None else prompt,
+            table=table,
+            embeddings=get("embeddings"),
+            n_synthetic=get("n_synthetic", 2000),
+            noise_level=0.4 if get("noise_level") is None else get("noise_level"),
+        )
 
 
 class Dataset:
@@ -227,7 +386,8 @@ class Dataset:
     when ``--knn_k`` is not given; None for the original's 5) and implement
     ``check_exists(root)`` (raise :class:`lemon.errors.DatasetNotFoundError` naming the missing path and the
     DataSources.md section) and ``load(root, data_seed) -> DatasetSplits`` (clean splits, no noise yet
-    except dataset-intrinsic labels).
+    except dataset-intrinsic labels). A dataset is built with the run's :class:`DataOptions`; those whose
+    files come from the user (tables, folders, embeddings) read their place and columns there.
     """
 
     name: ClassVar[str]
@@ -236,7 +396,7 @@ class Dataset:
     default_embedder: ClassVar[str | None] = None
     default_knn_k: ClassVar[int | None] = None
 
-    _required = ("name", "task", "noise_types")
+    _required = ("task", "noise_types")
 
     def __init_subclass__(cls, abstract: bool = False, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -251,11 +411,15 @@ class Dataset:
     #: True for sources that yield embeddings directly (``load_features``) instead of images and texts
     precomputed: ClassVar[bool] = False
 
+    def __init__(self, options: DataOptions | None = None) -> None:
+        self.options = options or DataOptions()
+
     def check_exists(self, root: Path) -> None:
         raise NotImplementedError
 
     def load(self, root: Path, data_seed: int) -> DatasetSplits:
         raise NotImplementedError
 
-    def load_features(self, cfg):  # -> lemon.features.Features, for precomputed sources only
+    def load_features(self) -> Features:
+        """The embedded splits, for precomputed sources only (``precomputed = True``)."""
         raise NotImplementedError

@@ -3,7 +3,7 @@ and CC3M (webdataset shards). MIMIC-CXR lives in :mod:`lemon.data.captioning_med
 
 Karpathy sets keep one caption per image, drawn as the original LEMoN preprocessing did (a legacy
 ``RandomState(42)``, one draw per image in JSON order), so the same caption is chosen for every run;
-``restval`` joins train (SPEC §1).
+``restval`` joins train.
 """
 
 from __future__ import annotations
@@ -18,9 +18,16 @@ from typing import ClassVar
 
 import numpy as np
 
-from lemon.data import DATASETS
-from lemon.data.base import Dataset, DatasetSplits, FileImages, PairSplit
+from lemon.data.base import (
+    EMPTY_TEXT,
+    UNREADABLE_IMAGE,
+    Dataset,
+    DatasetSplits,
+    FileImages,
+    PairSplit,
+)
 from lemon.data.files import keep_readable, read_json, read_metadata, require, require_any
+from lemon.data.registry import DATASETS
 from lemon.data.sources import TarImages
 from lemon.data.splitting import build_splits, named_splits, random_80_10_10
 from lemon.errors import LemonError
@@ -56,10 +63,12 @@ def _captioning_splits(
     captions: np.ndarray,
     split_names,
     categories=None,
-    meta: dict | None = None,
+    categories_missing: str | None = None,
 ) -> DatasetSplits:
-    """Official-split captioning data with readability filtering (clean == observed)."""
-    keep, _ = keep_readable(name, root, relpaths)
+    """Official-split captioning data (clean == observed); pairs with an empty caption or an unreadable
+    image are dropped from their split and counted there."""
+    has_text = np.asarray([str(c).strip() != "" for c in captions], dtype=bool)
+    readable, _ = keep_readable(name, root, relpaths)
     pairs = PairSplit(
         "all",
         "captioning",
@@ -67,8 +76,9 @@ def _captioning_splits(
         captions,
         captions.copy(),
         categories=categories,
-        meta=dict(meta or {}),
+        categories_missing=categories_missing,
     )
+    keep = {EMPTY_TEXT: has_text, UNREADABLE_IMAGE: readable}
     return build_splits(name, "captioning", pairs, named_splits(split_names, name), keep=keep)
 
 
@@ -111,7 +121,6 @@ def coco_categories(
 class MSCOCO(Dataset):
     """COCO 2014 images with the Karpathy split; categories from the instances annotations."""
 
-    name: ClassVar[str] = "mscoco"
     task: ClassVar[str] = "captioning"
     noise_types: ClassVar[tuple[str, ...]] = ("random", "noun", "cat")
     instances: ClassVar[tuple[str, ...]] = (
@@ -129,14 +138,13 @@ class MSCOCO(Dataset):
         images, captions = karpathy_records(d / "dataset_coco.json", self.name)
         relpaths = [f"{self.name}/{img['filepath']}/{img['filename']}" for img in images]
         files = [d / f for f in self.instances]
-        meta: dict = {}
+        categories, categories_missing = None, None
         if all(f.is_file() for f in files):
             by_image = coco_categories(files, self.name)
             categories = [by_image.get(int(img["cocoid"]), ()) for img in images]
         else:
-            categories = None
             missing = next(f for f in files if not f.is_file())
-            meta["categories_missing"] = (
+            categories_missing = (
                 f"'cat' noise needs the COCO instances annotations: expected "
                 f"{missing}. See DataSources.md#{self.name}."
             )
@@ -147,7 +155,7 @@ class MSCOCO(Dataset):
             captions,
             [img["split"] for img in images],
             categories,
-            meta,
+            categories_missing,
         )
 
 
@@ -155,7 +163,6 @@ class MSCOCO(Dataset):
 class Flickr30k(Dataset):
     """Flickr30k images with the Karpathy split."""
 
-    name: ClassVar[str] = "flickr30k"
     task: ClassVar[str] = "captioning"
     noise_types: ClassVar[tuple[str, ...]] = ("random", "noun")
 
@@ -178,11 +185,10 @@ class Flickr30k(Dataset):
 class MMIMDb(Dataset):
     """MM-IMDb posters with their plot outline as caption and genres as categories; official split.
 
-    Movies without a plot outline are dropped (an empty caption is not a caption); the count is in
-    ``meta['dropped_empty_text']``.
+    Movies without a plot outline are dropped (an empty caption is not a caption) and counted in their
+    split's ``dropped``.
     """
 
-    name: ClassVar[str] = "mmimdb"
     task: ClassVar[str] = "captioning"
     noise_types: ClassVar[tuple[str, ...]] = ("random", "noun", "cat")
 
@@ -215,26 +221,14 @@ class MMIMDb(Dataset):
                 pool.map(lambda i: _read_movie(d / "dataset" / f"{i}.json"), ids, chunksize=64)
             )
         texts = np.asarray([r[0] for r in records], dtype=object)
-        has_text = texts != ""
-        dropped = {
-            s: int((~has_text[np.asarray(split_names) == s]).sum())
-            for s in ("train", "val", "test")
-        }
-        if sum(dropped.values()):
-            log.info("%s: dropped %s movies without a plot outline", self.name, dropped)
-        rows = np.flatnonzero(has_text)
-        relpaths = [f"{self.name}/dataset/{ids[i]}.jpeg" for i in rows]
-        splits = _captioning_splits(
-            self.name,
-            Path(root),
-            relpaths,
-            texts[rows],
-            [split_names[i] for i in rows],
-            [records[i][1] for i in rows],
+        if (texts == "").any():
+            log.info(
+                "%s: dropped %d movies without a plot outline", self.name, int((texts == "").sum())
+            )
+        relpaths = [f"{self.name}/dataset/{i}.jpeg" for i in ids]
+        return _captioning_splits(
+            self.name, Path(root), relpaths, texts, split_names, [r[1] for r in records]
         )
-        for s, part in splits.splits.items():
-            part.meta["dropped_empty_text"] = dropped[s]
-        return splits
 
 
 def _read_mmimdb_split(path: Path) -> dict[str, list]:
@@ -310,7 +304,6 @@ class CC3M(Dataset):
     Without validation shards, train shards are split 80/10/10 by ``data_seed``.
     """
 
-    name: ClassVar[str] = "cc3m"
     task: ClassVar[str] = "captioning"
     noise_types: ClassVar[tuple[str, ...]] = ("real",)
 
@@ -354,4 +347,11 @@ class CC3M(Dataset):
         else:
             index = random_80_10_10(len(members), data_seed)
         pairs = PairSplit("all", self.task, images, captions, captions.copy())
-        return build_splits(self.name, self.task, pairs, index, keep=keep, has_ground_truth=False)
+        return build_splits(
+            self.name,
+            self.task,
+            pairs,
+            index,
+            keep={UNREADABLE_IMAGE: keep},
+            has_ground_truth=False,
+        )

@@ -3,8 +3,8 @@ IMPRESSION sections), official split, CheXpert labels as categories for ``cat`` 
 
 One pair per image (dicom); every image of a study shares the study's report. A category is a CheXpert
 finding *with its value*: ``positive:Edema``, ``negative:Edema`` or ``uncertain:Edema`` (13 findings, as the
-original; 'Support Devices' is not a finding). Images whose report yields no text are dropped
-(``meta['dropped_empty_text']``).
+original; 'Support Devices' is not a finding). Images whose report yields no text are dropped and counted
+in their split's ``dropped``.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from lemon.data import DATASETS
 from lemon.data.base import Dataset, DatasetSplits
 from lemon.data.captioning import _captioning_splits
 from lemon.data.files import not_found, read_metadata, require
-from lemon.data.splitting import named_splits
+from lemon.data.registry import DATASETS
 from lemon.errors import LemonError
 
 log = logging.getLogger(__name__)
@@ -98,7 +97,6 @@ def chexpert_categories(values: np.ndarray) -> list[tuple[str, ...]]:
 class MimicCXRCaption(Dataset):
     """MIMIC-CXR-JPG images + MIMIC-CXR report text, official split, CheXpert categories."""
 
-    name: ClassVar[str] = "mimiccxr_caption"
     task: ClassVar[str] = "captioning"
     noise_types: ClassVar[tuple[str, ...]] = ("random", "cat")
     default_embedder: ClassVar[str | None] = "biomed_clip"
@@ -162,17 +160,13 @@ class MimicCXRCaption(Dataset):
         text = folder.map(dict(zip(studies, texts))).to_numpy(dtype=object)
         has_text = text != ""
         split_names = df["split"].astype(str).to_numpy()
-        rows = np.flatnonzero(has_text)
         relpaths = (
             f"{self.name}/files/" + folder + "/" + df["dicom_id"].astype(str) + ".jpg"
         ).to_numpy()
-        categories = chexpert_categories(df[list(FINDINGS)].to_numpy(dtype=np.float64)[rows])
+        categories = chexpert_categories(df[list(FINDINGS)].to_numpy(dtype=np.float64))
         splits = _captioning_splits(
-            self.name, Path(root), list(relpaths[rows]), text[rows], split_names[rows], categories
+            self.name, Path(root), list(relpaths), text, split_names, categories
         )
-        lost = named_splits(split_names[~has_text], self.name) if (~has_text).any() else {}
-        for s, part in splits.splits.items():
-            part.meta["dropped_empty_text"] = len(lost.get(s, ()))
         if (~has_text).any():
             log.info(
                 "%s: dropped %d images whose report has no FINDINGS/IMPRESSION text",

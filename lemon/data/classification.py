@@ -1,12 +1,12 @@
 """Classification datasets: CIFAR-10/100 (+ CIFAR-N human labels) and the Red web-noise sets.
 
 - ``cifar10`` / ``cifar100``: torchvision's CIFAR python pickles; the official 50k train images are split
-  80/10/10 by ``data_seed`` (SPEC §1). Clean labels are the official ones; ``real`` noise takes the CIFAR-N
+  80/10/10 by ``data_seed``. Clean labels are the official ones; ``real`` noise takes the CIFAR-N
   human labels (``CIFAR-10_human.pt`` ``worse_label`` / ``CIFAR-100_human.pt`` ``noisy_label``).
 - ``mini_imagenet`` / ``stanford_cars``: Google's Controlled Noisy Web Labels "Red" sets: web images with
   the label they were found under and an ``is_clean`` flag from human raters. The observed label is the web
   label; the true class of a wrong label is unknown, so its clean label is a placeholder (the next class id)
-  that only serves ``is_mislabel = not is_clean``; ``meta['clean_unknown']`` marks those rows. Split 50/25/25
+  that only serves ``is_mislabel = not is_clean``; ``clean_unknown`` marks those rows. Split 50/25/25
   stratified by ``is_clean``.
 """
 
@@ -20,8 +20,16 @@ from typing import ClassVar
 
 import numpy as np
 
-from lemon.data import DATASETS
-from lemon.data.base import ArrayImages, Dataset, DatasetSplits, FileImages, PairSplit
+from lemon.data.base import (
+    NOT_DOWNLOADED,
+    UNREADABLE_IMAGE,
+    ArrayImages,
+    Dataset,
+    DatasetSplits,
+    Dropped,
+    FileImages,
+    PairSplit,
+)
 from lemon.data.files import (
     IMAGE_SUFFIXES,
     keep_readable,
@@ -30,6 +38,7 @@ from lemon.data.files import (
     read_metadata,
     require,
 )
+from lemon.data.registry import DATASETS
 from lemon.data.splitting import build_splits, random_80_10_10, stratified_50_25_25
 from lemon.errors import LemonError
 
@@ -137,7 +146,7 @@ class _Cifar(Dataset, abstract=True):
             labels,
             labels.copy(),
             class_names=class_names,
-            meta=self._human_labels(root, labels),
+            **self._human_labels(root, labels),
         )
         return build_splits(
             self.name,
@@ -165,7 +174,7 @@ class _Cifar(Dataset, abstract=True):
         return [self._dir(root), human]
 
     def _human_labels(self, root: Path, labels: np.ndarray) -> dict:
-        """meta for the ``real`` noise: the CIFAR-N labels per row, or why they are missing."""
+        """What ``real`` noise needs: the CIFAR-N labels per row, or why they are missing."""
         found = [p for p in self.human_label_paths(root) if p.is_file()]
         if not found:
             expected = " or ".join(str(p) for p in self.human_label_paths(root))
@@ -190,7 +199,6 @@ class _Cifar(Dataset, abstract=True):
 
 @DATASETS.register("cifar10")
 class Cifar10(_Cifar):
-    name: ClassVar[str] = "cifar10"
     folder: ClassVar[str] = "cifar-10-batches-py"
     train_files: ClassVar[tuple[str, ...]] = tuple(f"data_batch_{i}" for i in range(1, 6))
     meta_file: ClassVar[str] = "batches.meta"
@@ -203,7 +211,6 @@ class Cifar10(_Cifar):
 
 @DATASETS.register("cifar100")
 class Cifar100(_Cifar):
-    name: ClassVar[str] = "cifar100"
     folder: ClassVar[str] = "cifar-100-python"
     train_files: ClassVar[tuple[str, ...]] = ("train",)
     meta_file: ClassVar[str] = "meta"
@@ -273,15 +280,13 @@ class _RedWeb(Dataset, abstract=True):
                 d / "images" / f"{ids[0] if ids else '<image/id>'}.jpg",
                 "no annotated image downloaded; expected e.g.",
             )
-        rows = np.flatnonzero(
-            present
-        )  # not-downloaded images are dropped before splitting (original rule)
+        # images never downloaded are dropped before splitting (the original's rule), and counted
+        rows = np.flatnonzero(present)
         relpaths = [stems[ids[i]] for i in rows]
         readable, _ = keep_readable(self.name, Path(root), relpaths)
         observed, flags = web_label[rows], is_clean[rows]
-        clean = np.where(
-            flags, observed, (observed + 1) % len(class_names)
-        )  # placeholder when wrong
+        # the true label of a wrong web label is unknown: a placeholder that differs from it
+        clean = np.where(flags, observed, (observed + 1) % len(class_names))
         pairs = PairSplit(
             "all",
             self.task,
@@ -289,29 +294,30 @@ class _RedWeb(Dataset, abstract=True):
             clean,
             observed,
             class_names=class_names,
-            meta={
-                "clean_unknown": ~flags,
-                "intrinsic_noise": True,
-                "not_downloaded": int((~present).sum()),
-            },
+            source_rows=rows,
+            clean_unknown=~flags,
+            intrinsic_noise=True,
+            dropped=Dropped().add(
+                NOT_DOWNLOADED,
+                np.flatnonzero(~present),
+                [str(ids[i]) for i in np.flatnonzero(~present)],
+            ),
         )
         return build_splits(
             self.name,
             self.task,
             pairs,
             stratified_50_25_25(flags, data_seed),
-            keep=readable,
+            keep={UNREADABLE_IMAGE: readable},
             class_names=class_names,
         )
 
 
 @DATASETS.register("mini_imagenet")
 class RedMiniImageNet(_RedWeb):
-    name: ClassVar[str] = "mini_imagenet"
     annotations: ClassVar[str] = "mini-imagenet-annotations.json"
 
 
 @DATASETS.register("stanford_cars")
 class RedStanfordCars(_RedWeb):
-    name: ClassVar[str] = "stanford_cars"
     annotations: ClassVar[str] = "stanford-cars-annotations.json"

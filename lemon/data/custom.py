@@ -19,9 +19,16 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from lemon.data import DATASETS
-from lemon.data.base import Dataset, DatasetSplits, FileImages, PairSplit
+from lemon.data.base import (
+    UNREADABLE_IMAGE,
+    Dataset,
+    DatasetSplits,
+    FileImages,
+    PairSplit,
+    TableOptions,
+)
 from lemon.data.files import IMAGE_SUFFIXES, readable_bytes_mask, readable_mask
+from lemon.data.registry import DATASETS
 from lemon.data.sources import BytesImages
 from lemon.data.splitting import build_splits, named_splits, random_80_10_10
 from lemon.errors import DatasetNotFoundError, LemonError
@@ -31,14 +38,17 @@ VAL_DIRS = ("val", "validation", "valid", "dev")
 
 
 class ConfigurableDataset(Dataset, abstract=True):
-    """A dataset whose files and columns come from the run config (``configure`` is called before use)."""
+    """A dataset whose files and columns the user names (``options.table``: path, columns)."""
 
     what: ClassVar[str] = ""  # what --data_path must point to (for the error message)
-    path: Path | None = None
 
-    def configure(self, cfg: Any) -> ConfigurableDataset:
-        self.path = Path(cfg.data_path).expanduser() if cfg.data_path else None
-        return self
+    @property
+    def table(self) -> TableOptions:
+        return self.options.table
+
+    @property
+    def path(self) -> Path | None:
+        return Path(self.table.path).expanduser() if self.table.path else None
 
     def check_exists(self, root: Path) -> None:
         if self.path is None:
@@ -75,16 +85,19 @@ class _Table(ConfigurableDataset, abstract=True):
     task: ClassVar[str] = "any"
     noise_types: ClassVar[tuple[str, ...]] = ("real", "random", "noun", "symmetric", "asymmetric")
 
-    def configure(self, cfg: Any) -> _Table:
-        super().configure(cfg)
-        self.image_root = Path(cfg.image_root).expanduser() if cfg.image_root else None
-        self.columns = {
-            "image": cfg.image_column,
-            "text": cfg.text_column,
-            "label": cfg.label_column,
-            "clean": cfg.clean_column,
+    @property
+    def image_root(self) -> Path | None:
+        return Path(self.table.image_root).expanduser() if self.table.image_root else None
+
+    @property
+    def columns(self) -> dict[str, str | None]:
+        t = self.table
+        return {
+            "image": t.image_column,
+            "text": t.text_column,
+            "label": t.label_column,
+            "clean": t.clean_column,
         }
-        return self
 
     def read(self):  # -> pandas.DataFrame
         raise NotImplementedError
@@ -136,14 +149,21 @@ class _Table(ConfigurableDataset, abstract=True):
             if "split" in df
             else random_80_10_10(len(df), data_seed)
         )
-        meta = {"intrinsic_noise": True} if cols["clean"] else {}
-        pairs = PairSplit("all", task, images, clean, observed, class_names=class_names, meta=meta)
+        pairs = PairSplit(
+            "all",
+            task,
+            images,
+            clean,
+            observed,
+            class_names=class_names,
+            intrinsic_noise=bool(cols["clean"]),
+        )
         return build_splits(
             self.name,
             task,
             pairs,
             index,
-            keep=keep,
+            keep={UNREADABLE_IMAGE: keep},
             class_names=class_names,
             has_ground_truth=bool(cols["clean"]),
         )
@@ -185,7 +205,6 @@ def _class_ids(values: np.ndarray) -> tuple[list[str], np.ndarray]:
 class CsvTable(_Table):
     """A CSV table of image paths and captions or labels (``--data_path table.csv``)."""
 
-    name: ClassVar[str] = "csv"
     what: ClassVar[str] = "a .csv table with an image column and a caption or label column"
 
     def read(self):
@@ -201,7 +220,6 @@ class CsvTable(_Table):
 class ParquetTable(_Table):
     """A parquet table (``--data_path table.parquet``); the image column may hold paths or image bytes."""
 
-    name: ClassVar[str] = "parquet"
     what: ClassVar[str] = "a .parquet table with an image column and a caption or label column"
 
     def read(self):
@@ -227,7 +245,6 @@ class ImageFolderDataset(ConfigurableDataset):
     otherwise all images are split 80/10/10 by ``data_seed``.
     """
 
-    name: ClassVar[str] = "folder"
     task: ClassVar[str] = "classification"
     noise_types: ClassVar[tuple[str, ...]] = ("real", "symmetric", "asymmetric")
     what: ClassVar[str] = "the root of an ImageFolder tree <root>/<class>/<image>"
@@ -271,7 +288,7 @@ class ImageFolderDataset(ConfigurableDataset):
             self.task,
             pairs,
             index,
-            keep=keep,
+            keep={UNREADABLE_IMAGE: keep},
             class_names=class_names,
             has_ground_truth=False,
         )

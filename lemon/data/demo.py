@@ -19,8 +19,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from lemon.data import DATASETS
 from lemon.data.base import ArrayImages, Dataset, DatasetSplits, PairSplit
+from lemon.data.registry import DATASETS
 
 VERSION = "demo-v1"
 IMAGE_SIZE = 32
@@ -150,7 +150,6 @@ def make_split(split: str, n: int) -> PairSplit:
 class Demo(Dataset):
     """Rendered coloured shapes with describing captions (generated in memory, no files, no download)."""
 
-    name: ClassVar[str] = "demo"
     task: ClassVar[str] = "captioning"
     noise_types: ClassVar[tuple[str, ...]] = ("random", "cat")
     default_embedder: ClassVar[str | None] = "demo_clip"

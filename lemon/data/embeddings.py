@@ -15,10 +15,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from lemon.data import DATASETS
 from lemon.data.base import DEFAULT_PROMPT, SPLITS, Dataset
+from lemon.data.registry import DATASETS
 from lemon.errors import DatasetNotFoundError, LemonError
-from lemon.features import Features, SplitFeatures
+from lemon.features import Features, Provenance, SplitFeatures
 
 
 def features_from_arrays(
@@ -82,7 +82,7 @@ def features_from_arrays(
         splits,
         None if prompts is None else np.asarray(prompts),
         None if captioning else class_names,
-        meta={"source": source},
+        provenance=Provenance(source=source),
     )
 
 
@@ -90,13 +90,12 @@ def features_from_arrays(
 class PrecomputedEmbeddings(Dataset):
     """Embeddings from an npz file (``--embeddings``); task inferred from its keys."""
 
-    name: ClassVar[str] = "embeddings"
     task: ClassVar[str] = "any"
     noise_types: ClassVar[tuple[str, ...]] = ()
     precomputed: ClassVar[bool] = True
 
-    def load_features(self, cfg) -> Features:
-        path = Path(cfg.embeddings).expanduser()
+    def load_features(self) -> Features:
+        path = Path(self.options.embeddings or "").expanduser()
         if not path.is_file():
             raise DatasetNotFoundError(
                 f"Embeddings file not found: {path}. Pass --embeddings PATH.npz "
@@ -110,4 +109,4 @@ class PrecomputedEmbeddings(Dataset):
                 f"Cannot read {path} as an .npz of arrays ({err}); write it with np.savez "
                 f"and no object arrays (store strings as str arrays)."
             ) from err
-        return features_from_arrays(arrays, prompt=cfg.prompt, source=str(path))
+        return features_from_arrays(arrays, prompt=self.options.prompt, source=str(path))

@@ -1,9 +1,8 @@
-"""``load_splits``: the one entry point from a run config to a dataset's clean splits (SPEC §1)."""
+"""``load_splits``: the one entry point from a dataset to its clean splits."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from lemon.data.base import Dataset, DatasetSplits
 from lemon.paths import data_root
@@ -11,29 +10,25 @@ from lemon.paths import data_root
 log = logging.getLogger(__name__)
 
 
-def load_splits(dataset: Dataset, cfg: Any) -> DatasetSplits:
+def load_splits(dataset: Dataset) -> DatasetSplits:
     """Resolve the data root, check the files, load train/val/test (no injected noise yet).
 
-    Bring-your-own datasets first read their options (``--data_path``, columns) from ``cfg``. A missing
+    The dataset's :class:`~lemon.data.base.DataOptions` say where the data is and its seed. A missing
     dataset raises :class:`lemon.errors.DatasetNotFoundError` naming the path and DataSources.md section.
-    Unreadable images are dropped by the loader; their count per split is in ``meta['skipped_images']``
-    and logged here.
+    Pairs a loader cannot use (unreadable images, empty texts, ...) are dropped and recorded per split,
+    with their reason, in ``dropped``; their counts are logged here.
     """
-    from lemon.data.custom import ConfigurableDataset
-
-    if isinstance(dataset, ConfigurableDataset):
-        dataset.configure(cfg)
-    root = data_root(cfg.data_dir)
+    root = data_root(dataset.options.data_dir)
     dataset.check_exists(root)
-    splits = dataset.load(root, cfg.data_seed)
+    splits = dataset.load(root, dataset.options.data_seed)
     sizes = {s: len(p) for s, p in splits.splits.items()}
-    skipped = skipped_images(splits)
     log.info("dataset %s (%s) from %s: %s", dataset.name, splits.task, root, sizes)
-    if any(skipped.values()):
-        log.warning("dataset %s: skipped unreadable images per split: %s", dataset.name, skipped)
+    dropped = {s: c for s, c in splits.dropped_counts().items() if c}
+    if dropped:
+        log.warning("dataset %s: pairs dropped (not scored) per split: %s", dataset.name, dropped)
     return splits
 
 
-def skipped_images(splits: DatasetSplits) -> dict[str, int]:
-    """Unreadable images dropped per split (for args.json / metrics)."""
-    return {s: int(p.meta.get("skipped_images", 0)) for s, p in splits.splits.items()}
+def dropped_total(splits: DatasetSplits) -> int:
+    """How many pairs of the source the splits do not hold."""
+    return len(splits.dropped) + sum(len(p.dropped) for p in splits.splits.values())

@@ -1,4 +1,4 @@
-"""The split rules of SPEC §1, in one place.
+"""The split rules of the paper, in one place.
 
 The random rules use scikit-learn's ``train_test_split`` with ``random_state=data_seed`` exactly as the
 original LEMoN code did, so a given ``data_seed`` selects the same train/val/test members as the original.
@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from lemon.data.base import SPLITS, DatasetSplits, PairSplit
+from lemon.data.base import SPLITS, DatasetSplits, Dropped, PairSplit
 from lemon.errors import LemonError
 
 
@@ -63,38 +63,36 @@ def build_splits(
     task: str,
     pairs: PairSplit,
     index: Mapping[str, np.ndarray],
-    keep: np.ndarray | None = None,
+    keep: Mapping[str, np.ndarray] | None = None,
     class_names=None,
     has_ground_truth: bool = True,
 ) -> DatasetSplits:
     """Cut one all-rows :class:`PairSplit` into train/val/test by ``index``.
 
-    Rows with ``keep[i] == False`` (unreadable images) are dropped *after* splitting, so the other rows keep
-    the split the rule gives them, and each split records how many it lost in ``meta['skipped_images']``.
-    Per-row arrays in ``pairs.meta`` are cut along; other meta values are copied. Empty splits are an error.
+    ``keep`` maps a reason (e.g. 'unreadable image') to a row mask: rows where it is False are dropped
+    *after* splitting, so the other rows keep the split the rule gives them, and each split records them
+    in its ``dropped`` under the first reason that drops them. What ``pairs`` had dropped already is the
+    dataset's ``dropped`` (lost before splitting). Empty splits are an error.
     """
     splits = {}
     for s in SPLITS:
-        idx = np.sort(np.asarray(index[s], dtype=np.int64))
-        skipped = 0
-        if keep is not None:
-            skipped = int((~keep[idx]).sum())
-            idx = idx[keep[idx]]
-        if len(idx) == 0:
+        rows = np.sort(np.asarray(index[s], dtype=np.int64))
+        part = dataclasses.replace(pairs.subset(rows), split=s, dropped=Dropped())
+        for reason, mask in (keep or {}).items():
+            part = part.drop(mask[rows], reason)
+            rows = rows[mask[rows]]
+        if len(part) == 0:
+            lost = ", ".join(f"{n} {r}" for r, n in part.dropped.counts().items()) or "no pair"
             raise LemonError(
-                f"Dataset '{name}': the '{s}' split is empty after loading ({skipped} unreadable "
-                f"images skipped); check the files (see DataSources.md#{name})."
+                f"Dataset '{name}': the '{s}' split is empty after loading ({lost} dropped); check "
+                f"the files (see DataSources.md#{name})."
             )
-        part = pairs.subset(idx)
-        meta = {
-            k: (v[idx] if isinstance(v, np.ndarray) and len(v) == len(pairs) else v)
-            for k, v in pairs.meta.items()
-        }
-        splits[s] = dataclasses.replace(part, split=s, meta={**meta, "skipped_images": skipped})
+        splits[s] = part
     return DatasetSplits(
         name=name,
         task=task,
         splits=splits,
         class_names=class_names,
         has_ground_truth=has_ground_truth,
+        dropped=pairs.dropped,
     )

@@ -15,8 +15,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from lemon.data import DATASETS
 from lemon.data.base import Dataset
+from lemon.data.registry import DATASETS
 from lemon.features import Features
 
 CIFAR10_CLASSES = (
@@ -94,18 +94,18 @@ def make_synthetic_embeddings(
 class SyntheticEmbeddings(Dataset):
     """Generated CLIP-like embeddings (no images, no download); size from ``--n_synthetic``."""
 
-    name: ClassVar[str] = "synthetic"
     task: ClassVar[str] = "classification"
     noise_types: ClassVar[tuple[str, ...]] = ("symmetric",)
     precomputed: ClassVar[bool] = True
 
-    def load_features(self, cfg) -> Features:
+    def load_features(self) -> Features:
         from lemon.data.embeddings import features_from_arrays
 
-        arrays = make_synthetic_embeddings(cfg.n_synthetic, cfg.resolved_noise_level, cfg.data_seed)
+        o = self.options
+        arrays = make_synthetic_embeddings(o.n_synthetic, o.noise_level, o.data_seed)
         return features_from_arrays(
             arrays,
-            prompt=cfg.prompt,
+            prompt=o.prompt,
             class_names=CIFAR10_CLASSES,
-            source=f"synthetic(n={cfg.n_synthetic})",
+            source=f"synthetic(n={o.n_synthetic})",
         )

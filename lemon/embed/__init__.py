@@ -1,4 +1,4 @@
-"""EMBEDDERS registry and the embedding stage (SPEC §3).
+"""EMBEDDERS registry and the embedding stage.
 
 ``--clip_model`` values, parsed in one place (:func:`parse_embedder_name`):
 
@@ -17,15 +17,11 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-from lemon.errors import UnknownNameError
-from lemon.registry import Registry
-
-EMBEDDERS: Registry = Registry("embedder")
-DEFAULT_EMBEDDER = "huggingface_clip"
-
 from lemon.embed import checkpoint, hf_clip, open_clip
 from lemon.embed.base import Embedder
+from lemon.embed.registry import DEFAULT_EMBEDDER, EMBEDDERS
 from lemon.embed.stage import embed_dataset
+from lemon.errors import UnknownNameError
 
 __all__ = [
     "DEFAULT_EMBEDDER",

@@ -1,4 +1,4 @@
-"""The embedder contract: one interface over every CLIP-like model (SPEC §3).
+"""The embedder contract: one interface over every CLIP-like model.
 
 An :class:`Embedder` hides its model's preprocessing and tokenizer. It is cheap to construct: the weights
 load on first use (``load``), so a run whose embeddings are all cached never touches the model. Its ``id``

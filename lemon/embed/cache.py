@@ -1,4 +1,4 @@
-"""Content-keyed embedding cache shared by every run and sweep job (SPEC §3).
+"""Content-keyed embedding cache shared by every run and sweep job.
 
 Layout: ``<cache_root>/embeddings/<embedder id>/<content hash>.npy`` plus a ``.json`` sidecar (model,
 preprocessing, kind, n, dim, dtype). The hash covers the embedder id, its preprocessing, the kind

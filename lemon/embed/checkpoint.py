@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lemon.embed import EMBEDDERS
 from lemon.embed.base import Embedder
+from lemon.embed.registry import EMBEDDERS
 from lemon.errors import ModelNotFoundError
 
 log = logging.getLogger(__name__)
@@ -170,13 +170,13 @@ def _register(entry: NamedCheckpoint) -> None:
 def train_named(entry: NamedCheckpoint, cache_root: Path, device: str) -> Path:
     """Train a named checkpoint into its cache folder (once, under a lock shared by concurrent jobs)."""
     from lemon.embed.cache import file_lock
-    from lemon.embed.train import TrainConfig, train_clip
+    from lemon.train import TrainConfig, train_clip
 
     folder = entry.folder(cache_root)
     with file_lock(folder.parent / f".{entry.name}.lock"):
         if checkpoint_layout(folder) is None:
             log.warning("training '%s' from scratch once (cached in %s)", entry.name, folder)
-            train_clip(TrainConfig(output_dir=str(folder), device=device, **entry.train))
+            train_clip(TrainConfig.from_flags(entry.train, output_dir=str(folder), device=device))
     return folder
 
 

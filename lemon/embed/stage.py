@@ -4,7 +4,7 @@ Images and texts are cached separately, keyed by content, so a second run (or an
 reads everything and never loads the model, and a change of noise re-embeds only the texts.
 
 Images that fail to decode while embedding come back as NaN rows (:func:`lemon.embed.batching.embed_images`);
-their pairs are dropped from the split (every per-row array alike) and added to ``meta['skipped_images']``
+their pairs are dropped from the split (every per-row array alike) and recorded in its ``dropped``
 *before* the texts are embedded. The image cache entry keeps those NaN rows: it is keyed by the full ordered
 id list it was computed for, so its rows stay aligned with those ids, and a later run that reads it drops
 the same pairs without decoding anything. No entry is ever keyed by a list the rows do not match.
@@ -18,56 +18,52 @@ from typing import Any
 
 import numpy as np
 
-from lemon.data.base import DatasetSplits, PairSplit
+from lemon.data.base import DEFAULT_PROMPT, UNDECODABLE_IMAGE, DatasetSplits, Dropped, PairSplit
+from lemon.embed.base import Embedder
 from lemon.embed.batching import embed_images, embed_texts
 from lemon.embed.cache import EmbeddingCache
 from lemon.errors import LemonError
-from lemon.features import Features, SplitFeatures
-from lemon.paths import cache_root
+from lemon.features import Features, Provenance, SplitFeatures
 
 log = logging.getLogger(__name__)
 
 
-def embedder_name(splits: DatasetSplits, clip_model: str | None) -> str:
+def embedder_name(dataset: str, clip_model: str | None) -> str:
     """``--clip_model`` if given, else the dataset's ``default_embedder``, else ``huggingface_clip``."""
     from lemon.data import DATASETS
-    from lemon.embed import DEFAULT_EMBEDDER
+    from lemon.embed.registry import DEFAULT_EMBEDDER
 
     if clip_model:
         return clip_model
-    default = DATASETS.get(splits.name).default_embedder if splits.name in DATASETS else None
+    default = DATASETS.get(dataset).default_embedder if dataset in DATASETS else None
     return default or DEFAULT_EMBEDDER
 
 
-def embed_dataset(splits: DatasetSplits, cfg: Any) -> Features:
+def embed_dataset(
+    splits: DatasetSplits,
+    embedder: Embedder,
+    cache: EmbeddingCache,
+    prompt: str = DEFAULT_PROMPT,
+    batch_size: int = 128,
+    num_workers: int = 2,
+) -> Features:
     """Embed every split's images and observed texts (and, for classification, every class prompt).
 
-    ``cfg`` is a :class:`lemon.config.RunConfig` (clip_model, device, precision, cache_dir, batch_size,
-    num_workers, prompt). Returns unit-normalised Features; ``meta`` records the embedder, cache hits and
-    misses, and the unreadable images each split skipped (at load or, undecodable, here).
+    ``prompt`` prefixes class names; ``batch_size`` and ``num_workers`` size the image loading. Returns
+    unit-normalised Features whose provenance records the embedder, the cache hits and misses, and every
+    pair not scored (dropped by the loader, or here when its image cannot be decoded).
     """
-    from lemon.embed import build_embedder
-    from lemon.pipeline import resolve_device
-
-    root = cache_root(cfg.cache_dir)
-    embedder = build_embedder(
-        embedder_name(splits, cfg.clip_model),
-        device=resolve_device(cfg.device),
-        precision=getattr(cfg, "precision", "auto"),
-        cache_root=root,
-    )
-    cache = EmbeddingCache(root)
-    embed = _Embed(embedder, cache, splits.name, cfg.batch_size, cfg.num_workers)
     out: dict[str, SplitFeatures] = {}
-    skipped: dict[str, int] = {}
+    dropped: dict[str, Dropped] = {}
+    embed = _Embed(embedder, cache, splits.name, batch_size, num_workers)
     for name, split in splits.splits.items():
         if split.images is None:
             raise LemonError(f"split '{name}' of dataset '{splits.name}' has no images to embed.")
         ids = [str(i) for i in split.images.ids]
         img = embed.images(ids, split.images, name)
         split, img, ids, rows = drop_undecodable(split, img, ids, splits.name)
-        skipped[name] = int(split.meta.get("skipped_images", 0))
-        texts = split.prompts(cfg.prompt)
+        dropped[name] = split.dropped
+        texts = split.prompts(prompt)
         txt = embed.texts(texts, name)
         truth = splits.has_ground_truth
         out[name] = SplitFeatures(
@@ -80,26 +76,26 @@ def embed_dataset(splits: DatasetSplits, cfg: Any) -> Features:
             split.is_mislabel if truth else None,
             ids=rows,
             image_refs=ids,
+            source_rows=split.source_rows,
         )
+    if len(splits.dropped):
+        dropped["before splitting"] = splits.dropped
     label_prompt_txt, class_names = None, None
     if splits.task == "classification":
-        class_names = [
-            str(c)
-            for c in (
-                splits.class_names
-                if splits.class_names is not None
-                else splits["train"].class_names
-            )
-        ]
-        label_prompt_txt = embed.texts([cfg.prompt + c for c in class_names], "class prompts")
-    meta = {
-        "embedder": embedder.name,
-        "embedder_id": embedder.id,
-        "cache_root": str(root),
-        "cache_hits": cache.hits,
-        "cache_misses": cache.misses,
-        "skipped_images": skipped,
-    }
+        names = (
+            splits.class_names if splits.class_names is not None else splits["train"].class_names
+        )
+        class_names = [str(c) for c in names]
+        label_prompt_txt = embed.texts([prompt + c for c in class_names], "class prompts")
+    provenance = Provenance(
+        source=splits.name,
+        embedder=embedder.name,
+        embedder_id=embedder.id,
+        cache_root=None if cache.root is None else str(cache.root.parent),
+        cache_hits=cache.hits,
+        cache_misses=cache.misses,
+        dropped=dropped,
+    )
     log.info(
         "embeddings of %s with %s: %d cache hits, %d computed",
         splits.name,
@@ -107,13 +103,14 @@ def embed_dataset(splits: DatasetSplits, cfg: Any) -> Features:
         cache.hits,
         cache.misses,
     )
-    return Features(splits.task, out, label_prompt_txt, class_names, meta=meta)
+    return Features(splits.task, out, label_prompt_txt, class_names, provenance=provenance)
 
 
 def drop_undecodable(
     split: PairSplit, img: np.ndarray, ids: list[str], dataset: str
 ) -> tuple[PairSplit, np.ndarray, list[str], np.ndarray]:
-    """Drop the pairs whose image embedding is not finite (the image could not be decoded) and count them.
+    """Drop the pairs whose image embedding is not finite (the image could not be decoded), recorded in
+    the split's ``dropped``.
 
     Returns the kept split, image embeddings and image ids, and the kept rows' positions in the loaded split
     (the ``idx`` of scores.csv, so that it still indexes the dataset as loaded, e.g. for the report).
@@ -134,8 +131,7 @@ def drop_undecodable(
         len(bad),
         ids[bad[0]],
     )
-    kept = split.subset(keep)
-    kept.meta["skipped_images"] = int(split.meta.get("skipped_images", 0)) + len(bad)
+    kept = split.drop(ok, UNDECODABLE_IMAGE)
     return kept, img[keep], [ids[i] for i in keep], keep
 
 

@@ -23,7 +23,7 @@ def tiny_open_clip_checkpoint(folder: Path | str, seed: int = 0) -> Path:
     """An open_clip folder (config + safetensors) of the 'lemon-tiny' architecture, random weights."""
     import torch
 
-    from lemon.embed.train import build_model, model_config, save_open_clip
+    from lemon.train import build_model, model_config, save_open_clip
 
     cfg = model_config("lemon-tiny")
     with torch.random.fork_rng(devices=[]):

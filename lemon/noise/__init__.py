@@ -1,4 +1,4 @@
-"""NOISES registry and ``apply_noise``: seeded, deterministic label/caption noise (SPEC §2).
+"""NOISES registry and ``apply_noise``: seeded, deterministic label/caption noise.
 
 ``apply_noise(splits, noise_type, level, data_seed)`` validates the level once, checks that the noise
 suits the dataset, then draws every split with its own generator derived from (data_seed, noise, split).
@@ -12,12 +12,11 @@ from typing import Any
 
 from lemon.data.base import DatasetSplits
 from lemon.errors import LemonError
-from lemon.registry import Registry
+from lemon.noise import caption, label
+from lemon.noise.registry import NOISES
 
 log = logging.getLogger(__name__)
-NOISES: Registry = Registry("noise type")
 
-from lemon.noise import caption, label
 from lemon.noise.base import Noise, check_level, n_noisy, split_rng
 
 __all__ = [
@@ -64,11 +63,13 @@ def apply_noise(
             name,
         )
     out = {
-        s: noise.apply(split, level, split_rng(data_seed, name, s))
+        s: dataclasses.replace(
+            noise.apply(split, level, split_rng(data_seed, name, s)),
+            noise=name,
+            noise_level=level if noise.uses_level else None,
+        )
         for s, split in splits.splits.items()
     }
-    for part in out.values():
-        part.meta.update(noise=name, noise_level=level if noise.uses_level else None)
     log.info(
         "noise %s (level %s): mislabelled per split %s",
         name,

@@ -1,4 +1,4 @@
-"""The noise contract and the seeded helpers every injector shares (SPEC §2)."""
+"""The noise contract and the seeded helpers every injector shares."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class Noise:
         super().__init_subclass__(**kwargs)
         if abstract:
             return
-        missing = [a for a in ("name", "task") if not hasattr(cls, a)]
+        missing = [a for a in ("task",) if not hasattr(cls, a)]
         if missing:
             raise TypeError(f"Noise class {cls.__name__} must define {', '.join(missing)}.")
         if cls.task not in (*TASKS, "any"):

@@ -1,4 +1,4 @@
-"""Caption noise (SPEC §2): ``random``, ``noun`` and ``cat`` swaps, vectorised over the split.
+"""Caption noise: ``random``, ``noun`` and ``cat`` swaps, vectorised over the split.
 
 Each picks exactly floor(level * N) distinct samples of a split and gives each the (pre-noise) caption of
 another sample of the same split, never itself. ``random`` draws that other sample uniformly; ``noun`` and
@@ -17,8 +17,8 @@ import numpy as np
 
 from lemon.data.base import DatasetSplits, PairSplit
 from lemon.errors import LemonError, MissingDependencyError
-from lemon.noise import NOISES
 from lemon.noise.base import Noise, n_noisy
+from lemon.noise.registry import NOISES
 
 log = logging.getLogger(__name__)
 Tagger = Callable[[Sequence[str]], list[list[str]]]
@@ -82,7 +82,6 @@ def _swapped(split: PairSplit, src: np.ndarray, tgt: np.ndarray) -> PairSplit:
 class RandomSwap(Noise):
     """Swap in the caption of a uniformly random other sample."""
 
-    name: ClassVar[str] = "random"
     task: ClassVar[str] = "captioning"
 
     def apply(self, split: PairSplit, level: float, rng: np.random.Generator) -> PairSplit:
@@ -116,14 +115,13 @@ class _SharedKeySwap(Noise, abstract=True):
 class CategorySwap(_SharedKeySwap):
     """Swap in the caption of another sample sharing a category (COCO object, genre, CheXpert finding)."""
 
-    name: ClassVar[str] = "cat"
     what: ClassVar[str] = "category"
 
     def check(self, splits: DatasetSplits) -> None:
         for part in splits.splits.values():
             if part.categories is None:
                 raise LemonError(
-                    part.meta.get("categories_missing")
+                    part.categories_missing
                     or f"Dataset '{splits.name}' has no per-sample categories for 'cat' noise."
                 )
 
@@ -139,7 +137,6 @@ class NounSwap(_SharedKeySwap):
     (``en_core_web_sm``: tokens tagged NOUN, lower-cased), which must be installed.
     """
 
-    name: ClassVar[str] = "noun"
     what: ClassVar[str] = "noun"
 
     def __init__(self, tagger: Tagger | None = None) -> None:

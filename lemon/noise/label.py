@@ -1,8 +1,8 @@
-"""Label noise for classification (SPEC §2): ``symmetric``, ``asymmetric`` (pair-flip) and ``real``.
+"""Label noise for classification: ``symmetric``, ``asymmetric`` (pair-flip) and ``real``.
 
-``real`` is noise that comes with the data: CIFAR-N human labels (the CIFAR loaders put them in
-``meta['real_observed']``) or the data's own observed labels (web-noise sets, tables with a clean column:
-``meta['intrinsic_noise']``). Data without ground truth cannot be evaluated and is refused with the fix.
+``real`` is noise that comes with the data: CIFAR-N human labels (the CIFAR loaders put them in the
+split's ``real_observed``) or the data's own observed labels (web-noise sets, tables with a clean column:
+``intrinsic_noise``). Data without ground truth cannot be evaluated and is refused with the fix.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy as np
 
 from lemon.data.base import DatasetSplits, PairSplit
 from lemon.errors import DatasetNotFoundError, LemonError
-from lemon.noise import NOISES
 from lemon.noise.base import Noise
+from lemon.noise.registry import NOISES
 
 
 class _ClassFlip(Noise, abstract=True):
@@ -44,8 +44,6 @@ class _ClassFlip(Noise, abstract=True):
 class Symmetric(_ClassFlip):
     """Flip to a uniformly random *other* class."""
 
-    name: ClassVar[str] = "symmetric"
-
     def target(self, labels: np.ndarray, n_classes: int, rng: np.random.Generator) -> np.ndarray:
         return (labels + rng.integers(1, n_classes, len(labels))) % n_classes
 
@@ -53,8 +51,6 @@ class Symmetric(_ClassFlip):
 @NOISES.register("asymmetric", aliases=("pairflip",))
 class Asymmetric(_ClassFlip):
     """Pair-flip: class c goes to (c + 1) mod C."""
-
-    name: ClassVar[str] = "asymmetric"
 
     def target(self, labels: np.ndarray, n_classes: int, rng: np.random.Generator) -> np.ndarray:
         return (labels + 1) % n_classes
@@ -64,7 +60,6 @@ class Asymmetric(_ClassFlip):
 class Real(Noise):
     """The data's own noisy labels (CIFAR-N human labels, web labels, a table's observed column)."""
 
-    name: ClassVar[str] = "real"
     task: ClassVar[str] = "any"
     uses_level: ClassVar[bool] = False
 
@@ -79,14 +74,14 @@ class Real(Noise):
                 f"be evaluated: score it with --real_dataset, or inject noise with --noise_type "
                 f"{' / '.join(injectable)}."
             )
-        if "real_missing" in first.meta:
-            raise DatasetNotFoundError(first.meta["real_missing"])
-        if "real_observed" not in first.meta and not first.meta.get("intrinsic_noise"):
+        if first.real_missing:
+            raise DatasetNotFoundError(first.real_missing)
+        if first.real_observed is None and not first.intrinsic_noise:
             raise LemonError(
                 f"Dataset '{splits.name}' carries no real noisy labels; use another --noise_type."
             )
 
     def apply(self, split: PairSplit, level: float, rng: np.random.Generator) -> PairSplit:
-        if "real_observed" in split.meta:
-            return split.with_observed(np.asarray(split.meta["real_observed"]).copy())
+        if split.real_observed is not None:
+            return split.with_observed(np.asarray(split.real_observed).copy())
         return split.with_observed(split.observed.copy())

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from lemon.registry import Registry
-
-SCORERS: Registry = Registry("scorer")
-
 # importing a module registers its scorers
 from lemon.scorers import (
     cleanlab_scores,
@@ -17,3 +13,4 @@ from lemon.scorers import (
     lemon,
     simifeat,
 )
+from lemon.scorers.registry import SCORERS

@@ -10,26 +10,51 @@ scorers that need the same kNN never recompute it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-from lemon.config import RunConfig
 from lemon.data.base import TASKS
 from lemon.errors import LemonError
 from lemon.features import Features, SplitFeatures
-from lemon.neighbors import knn
+from lemon.methods import DEFAULT_KNN_K
 
 log = logging.getLogger(__name__)
 SPACES = ("img", "txt")
 
 
+@dataclass(frozen=True)
+class ScorerOptions:
+    """What a scorer needs to know of a run (never the whole run configuration).
+
+    k : neighbours per query; dist_type : 'cosine' or 'euclidean' (squared)
+    ablation, normalize_d1, use_discrete_for_text, legacy_discrete_weighting : LEMoN variants
+    fixed : hyper-parameters given by the user (not selected)
+    select : whether hyper-parameters may be selected on the val labels (False: LEMoN_FIX for the rest)
+    temperature : softmax temperature of zero-shot class probabilities
+    seed : seed of any search or stochastic fit
+    """
+
+    k: int = DEFAULT_KNN_K
+    dist_type: str = "cosine"
+    ablation: str = "none"
+    normalize_d1: bool = False
+    use_discrete_for_text: bool = False
+    legacy_discrete_weighting: bool = False
+    fixed: Mapping[str, float] = field(default_factory=dict)
+    select: bool = True
+    temperature: float = 1.0
+    seed: int = 0
+
+
 class ScoringContext:
     """Features of a run plus memoised kNN searches against the reference set."""
 
-    def __init__(self, features: Features, cfg: RunConfig, device: str = "cpu") -> None:
+    def __init__(self, features: Features, knn_backend: str = "torch", device: str = "cpu") -> None:
         self.features = features
-        self.cfg = cfg
+        self.knn_backend = knn_backend
         self.device = device
         self._knn: dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray]] = {}
         self._reference: SplitFeatures | None = None
@@ -45,6 +70,8 @@ class ScoringContext:
 
     def neighbours(self, split: str, space: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(sim, idx), each (n, k): nearest reference pairs of ``split`` by image or text similarity."""
+        from lemon.neighbors import knn
+
         if space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}, got {space!r}")
         key = (split, space, k)
@@ -62,7 +89,7 @@ class ScoringContext:
             ref,
             k,
             exclude=self.features.self_rows(split),
-            backend=self.cfg.knn_backend,
+            backend=self.knn_backend,
             device=self.device,
         )
         return self._knn[key]
@@ -71,16 +98,15 @@ class ScoringContext:
 class Scorer:
     """Base class of registered scorers.
 
-    Class attributes: ``name`` (registry key), ``tasks`` (supported tasks), ``needs_class_probs`` (needs
-    class prompts or user ``pred_probs``). Subclasses implement ``score`` and, when they have
-    hyper-parameters, ``fit``.
+    ``name`` (set by the registry) and ``tasks`` (supported tasks) are class attributes. Subclasses
+    implement ``score`` and, when they have hyper-parameters, ``fit``.
     """
 
     name: ClassVar[str]
     tasks: ClassVar[tuple[str, ...]] = TASKS
 
-    def __init__(self, cfg: RunConfig) -> None:
-        self.cfg = cfg
+    def __init__(self, options: ScorerOptions | None = None) -> None:
+        self.options = options or ScorerOptions()
 
     def check(self, features: Features) -> None:
         """Refuse data this scorer cannot handle, with a clear message."""
@@ -97,7 +123,7 @@ class Scorer:
     def score(
         self, ctx: ScoringContext, split: str, hparams: dict[str, Any]
     ) -> dict[str, np.ndarray]:
-        """``{'score': (n,), <component>: (n,), ...}`` for ``split``; higher score = more likely mislabelled."""
+        """``{'score': (n,), <component>: (n,), ...}`` for ``split``; higher = more likely mislabelled."""
         raise NotImplementedError
 
 

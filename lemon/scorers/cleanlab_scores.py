@@ -1,4 +1,4 @@
-"""cleanlab-style label-quality baselines (SPEC §7) on zero-shot or kNN class probabilities.
+"""cleanlab-style label-quality baselines on zero-shot or kNN class probabilities.
 
 The formulas are cleanlab's own — ``cleanlab.rank.get_self_confidence_for_each_label``,
 ``get_normalized_margin_for_each_label`` and ``get_confidence_weighted_entropy_for_each_label`` are called,
@@ -22,9 +22,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from lemon.errors import MissingDependencyError
-from lemon.scorers import SCORERS
 from lemon.scorers.base import ScoringContext
 from lemon.scorers.probs import ClassificationScorer, class_probs, knn_class_probs
+from lemon.scorers.registry import SCORERS
 
 METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
 
@@ -53,8 +53,8 @@ class _CleanlabScorer(ClassificationScorer):
 
     def probabilities(self, ctx: ScoringContext, split: str) -> np.ndarray:
         if self.probs == "knn":
-            return knn_class_probs(ctx, split, self.cfg.k)
-        return class_probs(ctx, ctx.split(split))
+            return knn_class_probs(ctx, split, self.options.k)
+        return class_probs(ctx, ctx.split(split), self.options.temperature)
 
     def score(
         self, ctx: ScoringContext, split: str, hparams: dict[str, Any]
@@ -71,7 +71,7 @@ class _CleanlabScorer(ClassificationScorer):
 class SelfConfidenceScorer(_CleanlabScorer):
     """1 - p(observed class), zero-shot (or given) probabilities."""
 
-    name, method = "self_confidence", "self_confidence"
+    method = "self_confidence"
     probs = prob_source = "zero_shot"
 
 
@@ -79,7 +79,7 @@ class SelfConfidenceScorer(_CleanlabScorer):
 class NormalizedMarginScorer(_CleanlabScorer):
     """1 - cleanlab normalised margin, zero-shot (or given) probabilities."""
 
-    name, method = "normalized_margin", "normalized_margin"
+    method = "normalized_margin"
     probs = prob_source = "zero_shot"
 
 
@@ -87,7 +87,7 @@ class NormalizedMarginScorer(_CleanlabScorer):
 class ConfidenceWeightedEntropyScorer(_CleanlabScorer):
     """1 - cleanlab confidence-weighted entropy quality, zero-shot (or given) probabilities."""
 
-    name, method = "confidence_weighted_entropy", "confidence_weighted_entropy"
+    method = "confidence_weighted_entropy"
     probs = prob_source = "zero_shot"
 
 
@@ -95,18 +95,18 @@ class ConfidenceWeightedEntropyScorer(_CleanlabScorer):
 class KnnSelfConfidenceScorer(_CleanlabScorer):
     """1 - kNN fraction of the observed class (ranks as deep_knn)."""
 
-    name, method, probs = "knn_self_confidence", "self_confidence", "knn"
+    method, probs = "self_confidence", "knn"
 
 
 @SCORERS.register("knn_normalized_margin")
 class KnnNormalizedMarginScorer(_CleanlabScorer):
     """1 - cleanlab normalised margin on kNN class probabilities."""
 
-    name, method, probs = "knn_normalized_margin", "normalized_margin", "knn"
+    method, probs = "normalized_margin", "knn"
 
 
 @SCORERS.register("knn_confidence_weighted_entropy")
 class KnnConfidenceWeightedEntropyScorer(_CleanlabScorer):
     """1 - cleanlab confidence-weighted entropy quality on kNN class probabilities."""
 
-    name, method, probs = "knn_confidence_weighted_entropy", "confidence_weighted_entropy", "knn"
+    method, probs = "confidence_weighted_entropy", "knn"

@@ -1,4 +1,4 @@
-"""CLIP-logits baseline (SPEC §7): zero-shot probability of the observed class, over all class prompts.
+"""CLIP-logits baseline: zero-shot probability of the observed class, over all class prompts.
 
 p = softmax_c(x . t_c / T) over the C class-prompt embeddings t_c, with T = ``--temperature`` (1 by default,
 as in the paper; the original README's later analysis also used 0.01, 0.015 and 0.07), and
@@ -13,26 +13,25 @@ from typing import Any
 
 import numpy as np
 
-from lemon.scorers import SCORERS
 from lemon.scorers.base import ScoringContext
 from lemon.scorers.probs import ClassificationScorer, zero_shot_probs
+from lemon.scorers.registry import SCORERS
 
 
 @SCORERS.register("clip_logits")
 class ClipLogitsScorer(ClassificationScorer):
     """1 - softmax(cosine similarity / T)[observed class]."""
 
-    name = "clip_logits"
     prob_source = "prompts"
 
     def fit(self, ctx: ScoringContext) -> dict[str, Any]:
-        return {"temperature": float(self.cfg.temperature)}
+        return {"temperature": float(self.options.temperature)}
 
     def score(
         self, ctx: ScoringContext, split: str, hparams: dict[str, Any]
     ) -> dict[str, np.ndarray]:
         q = ctx.split(split)
-        temperature = float(hparams.get("temperature", self.cfg.temperature))
+        temperature = float(hparams.get("temperature", self.options.temperature))
         probs = zero_shot_probs(q.img, ctx.features.label_prompt_txt, temperature)
         p_obs = probs[np.arange(len(q)), q.observed.astype(np.int64)]
         return {"score": 1.0 - p_obs, "p_observed": p_obs}

@@ -1,4 +1,4 @@
-"""CLIPCleaner-style baseline (SPEC §7; after Feng et al. 2024, "CLIPCleaner: Cleaning noisy labels with
+"""CLIPCleaner-style baseline (after Feng et al. 2024, "CLIPCleaner: Cleaning noisy labels with
 CLIP"): a per-class two-component Gaussian mixture on the zero-shot probability of the observed class.
 
 p = probability of the observed class: CLIP zero-shot over the class prompts (``--temperature``), or the
@@ -20,11 +20,10 @@ import logging
 from typing import Any
 
 import numpy as np
-from scipy.special import logsumexp
 
-from lemon.scorers import SCORERS
-from lemon.scorers.base import ScoringContext
+from lemon.scorers.base import ScorerOptions, ScoringContext
 from lemon.scorers.probs import ClassificationScorer, class_probs, n_classes
+from lemon.scorers.registry import SCORERS
 
 log = logging.getLogger(__name__)
 MIN_CLASS_SAMPLES = 10
@@ -47,6 +46,8 @@ def fit_two_gaussians(x: np.ndarray, seed: int) -> np.ndarray:
 
 def low_component_posterior(x: np.ndarray, params: np.ndarray) -> np.ndarray:
     """(n,) posterior of component 0 for values ``x`` (n,) under per-sample mixtures ``params`` (n, 3, 2)."""
+    from scipy.special import logsumexp
+
     w, m, v = params[:, 0], params[:, 1], params[:, 2]
     log_joint = np.log(w) - 0.5 * (np.log(2 * np.pi * v) + (x[:, None] - m) ** 2 / v)
     return np.exp(log_joint[:, 0] - logsumexp(log_joint, axis=1))
@@ -56,25 +57,24 @@ def low_component_posterior(x: np.ndarray, params: np.ndarray) -> np.ndarray:
 class ClipCleanerScorer(ClassificationScorer):
     """Posterior of the low-probability component of the observed class's 2-Gaussian mixture."""
 
-    name = "clipcleaner"
     prob_source = "zero_shot"
 
-    def __init__(self, cfg) -> None:
-        super().__init__(cfg)
+    def __init__(self, options: ScorerOptions | None = None) -> None:
+        super().__init__(options)
         self._params: np.ndarray | None = None  # (C, 3, 2)
 
     def _fit_params(self, ctx: ScoringContext) -> np.ndarray:
         if self._params is None:
             ref = ctx.reference
             obs = ref.observed.astype(np.int64)
-            p_obs = class_probs(ctx, ref)[np.arange(len(ref)), obs]
-            pooled = fit_two_gaussians(p_obs, self.cfg.seed)
+            p_obs = class_probs(ctx, ref, self.options.temperature)[np.arange(len(ref)), obs]
+            pooled = fit_two_gaussians(p_obs, self.options.seed)
             params = np.repeat(pooled[None], n_classes(ctx.features), axis=0)
             small = []
             for c in range(len(params)):  # one mixture per class
                 x = p_obs[obs == c]
                 if len(x) >= MIN_CLASS_SAMPLES and np.ptp(x) > 0:
-                    params[c] = fit_two_gaussians(x, self.cfg.seed)
+                    params[c] = fit_two_gaussians(x, self.options.seed)
                 else:
                     small.append(c)
             if small:
@@ -102,6 +102,6 @@ class ClipCleanerScorer(ClassificationScorer):
     ) -> dict[str, np.ndarray]:
         q = ctx.split(split)
         obs = q.observed.astype(np.int64)
-        p_obs = class_probs(ctx, q)[np.arange(len(q)), obs]
+        p_obs = class_probs(ctx, q, self.options.temperature)[np.arange(len(q)), obs]
         posterior = low_component_posterior(p_obs, self._fit_params(ctx)[obs])
         return {"score": posterior, "p_observed": p_obs}

@@ -1,4 +1,4 @@
-"""Deep kNN baseline (SPEC §7): label disagreement among the k nearest images.
+"""Deep kNN baseline: label disagreement among the k nearest images.
 
 score = (1/k) * #{j in N(x) : observed label of j != observed label of the query}, with N(x) the k nearest
 reference images (the memoised search, self excluded by index; k = ``--knn_k``). A value in [0, 1]; it is
@@ -12,22 +12,20 @@ from typing import Any
 
 import numpy as np
 
-from lemon.scorers import SCORERS
 from lemon.scorers.base import ScoringContext
 from lemon.scorers.probs import ClassificationScorer
+from lemon.scorers.registry import SCORERS
 
 
 @SCORERS.register("deep_knn")
 class DeepKnnScorer(ClassificationScorer):
     """Fraction of the k image neighbours whose observed label differs from the sample's."""
 
-    name = "deep_knn"
-
     def score(
         self, ctx: ScoringContext, split: str, hparams: dict[str, Any]
     ) -> dict[str, np.ndarray]:
         q = ctx.split(split)
-        _, idx = ctx.neighbours(split, "img", self.cfg.k)
+        _, idx = ctx.neighbours(split, "img", self.options.k)
         differs = (
             ctx.reference.observed.astype(np.int64)[idx] != q.observed.astype(np.int64)[:, None]
         )

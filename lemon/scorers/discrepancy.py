@@ -1,4 +1,4 @@
-"""Discrepancy and diversity baselines (SPEC §7; Thomas & Kovashka 2022, as LEMoN's original
+"""Discrepancy and diversity baselines (Thomas & Kovashka 2022, as LEMoN's original
 ``lib/baselines/discrepancy_baseline.py`` used them). Work on classification and captioning data.
 
 For a query pair (x, y) let M(y) be its k nearest reference texts (the memoised search, self excluded by
@@ -27,8 +27,8 @@ import numpy as np
 
 from lemon.errors import LemonError
 from lemon.features import Features
-from lemon.scorers import SCORERS
-from lemon.scorers.base import Scorer, ScoringContext
+from lemon.scorers.base import Scorer, ScorerOptions, ScoringContext
+from lemon.scorers.registry import SCORERS
 
 SCALE = {"cosine": 1.0, "euclidean": 2.0}  # d(a, b) = SCALE * (1 - a.b) for unit vectors
 
@@ -47,21 +47,21 @@ class _TextNeighbourhoodScorer(Scorer):
     order: ClassVar[int]
     space: ClassVar[str]  # 'img' (x) or 'txt' (y)
 
-    def __init__(self, cfg) -> None:
-        super().__init__(cfg)
+    def __init__(self, options: ScorerOptions | None = None) -> None:
+        super().__init__(options)
         self._neighbour_sums: np.ndarray | None = None
 
     def check(self, features: Features) -> None:
         super().check(features)
-        if self.order == 2 and self.cfg.k < 2:
+        if self.order == 2 and self.options.k < 2:
             raise LemonError(
                 f"Scorer '{self.name}' needs knn_k >= 2 (with k = 1 a reference query's only "
-                f"second-order neighbour can be itself), got {self.cfg.k}."
+                f"second-order neighbour can be itself), got {self.options.k}."
             )
 
     def _second_order_sums(self, ctx: ScoringContext) -> tuple[np.ndarray, np.ndarray]:
         """R (m, k) reference-internal text neighbours and, per reference row j, the sum over R(j)."""
-        k = self.cfg.k
+        k = self.options.k
         _, train_idx = ctx.neighbours("train", "txt", k)
         ref_nn = train_idx[ctx.features.reference_index]
         if self._neighbour_sums is None:
@@ -71,10 +71,10 @@ class _TextNeighbourhoodScorer(Scorer):
     def score(
         self, ctx: ScoringContext, split: str, hparams: dict[str, Any]
     ) -> dict[str, np.ndarray]:
-        k, q = self.cfg.k, ctx.split(split)
+        k, q = self.options.k, ctx.split(split)
         emb = getattr(ctx.reference, self.space)
         _, idx = ctx.neighbours(split, "txt", k)
-        c = SCALE[self.cfg.dist_type]
+        c = SCALE[self.options.dist_type]
         if self.order == 1:
             mean = _sum_rows(emb, idx) / k
             return {"score": c * (1.0 - np.einsum("nd,nd->n", mean, mean))}
@@ -95,25 +95,25 @@ class _TextNeighbourhoodScorer(Scorer):
 class DisXScorer(_TextNeighbourhoodScorer):
     """Mean image distance from x to the second-order text neighbours of y."""
 
-    name, order, space = "dis_x", 2, "img"
+    order, space = 2, "img"
 
 
 @SCORERS.register("dis_y")
 class DisYScorer(_TextNeighbourhoodScorer):
     """Mean text distance from y to its second-order text neighbours."""
 
-    name, order, space = "dis_y", 2, "txt"
+    order, space = 2, "txt"
 
 
 @SCORERS.register("div_x")
 class DivXScorer(_TextNeighbourhoodScorer):
     """Mean pairwise image distance among the k text neighbours of y."""
 
-    name, order, space = "div_x", 1, "img"
+    order, space = 1, "img"
 
 
 @SCORERS.register("div_y")
 class DivYScorer(_TextNeighbourhoodScorer):
     """Mean pairwise text distance among the k text neighbours of y."""
 
-    name, order, space = "div_y", 1, "txt"
+    order, space = 1, "txt"

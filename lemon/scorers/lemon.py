@@ -1,4 +1,4 @@
-"""The LEMoN score (SPEC §5), fully vectorised over whole splits and over batches of hyper-parameters.
+"""The LEMoN score, fully vectorised over whole splits and over batches of hyper-parameters.
 
 score = d_mm + beta * s_n + gamma * s_m, with (for each query pair (x, y), k neighbours j)
   s_n = mean_{j in N(x)} w1(x, x_j; tau_1_n) * exp(-tau_2_n * d(x_j, y_j)) * d(y, y_j)
@@ -12,17 +12,20 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from lemon.config import HPARAM_NAMES, LEMON_FIX
+from lemon.errors import LemonError
 from lemon.evaluate import best_f1
 from lemon.features import SplitFeatures
-from lemon.scorers import SCORERS
-from lemon.scorers.base import Scorer, ScoringContext
+from lemon.methods import ABLATION_RULES, HPARAM_NAMES, LEMON_FIX_HPARAMS
+from lemon.scorers.base import Scorer, ScorerOptions, ScoringContext
+from lemon.scorers.registry import SCORERS
 from lemon.select import SearchSpace, search
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -42,21 +45,6 @@ SCALE = {
     "tau_2_n": 5.0,
     "tau_1_m": 5.0,
     "tau_2_m": 5.0,
-}
-
-_ZERO_TAU = {"tau_1_n": 0.0, "tau_1_m": 0.0, "tau_2_n": 0.0, "tau_2_m": 0.0}
-# ablation -> (hyper-parameters forced to a value, whether d_mm is part of the score)
-ABLATION_RULES: dict[str, tuple[dict[str, float], bool]] = {
-    "none": ({}, True),
-    "tau_1": ({"tau_1_n": 0.0, "tau_1_m": 0.0}, True),
-    "tau_2": ({"tau_2_n": 0.0, "tau_2_m": 0.0}, True),
-    "tau_1_2": (dict(_ZERO_TAU), True),
-    "beta": ({"beta": 0.0}, True),
-    "gamma": ({"gamma": 0.0}, True),
-    "d1": ({"beta": 1.0}, False),
-    "only_beta": ({"beta": 1.0, "gamma": 0.0, **_ZERO_TAU}, True),
-    "only_gamma": ({"beta": 0.0, "gamma": 1.0, **_ZERO_TAU}, True),
-    "multimodal_baseline": ({"beta": 0.0, "gamma": 0.0, **_ZERO_TAU}, True),
 }
 
 
@@ -101,10 +89,12 @@ class NeighbourTerms:
     idx_m: np.ndarray
 
     def __post_init__(self) -> None:
+        import torch
+
         self._t = {
-            (k, dt): torch.as_tensor(np.asarray(getattr(self, k))).to(dt)
+            (k, dt): torch.as_tensor(np.asarray(getattr(self, k))).to(getattr(torch, dt))
             for k in ("d_mm", "prox_n", "trd_n", "dist_n", "prox_m", "trd_m", "dist_m")
-            for dt in (torch.float64, torch.float32)
+            for dt in ("float64", "float32")
         }
 
     def neighbour_term(
@@ -112,13 +102,17 @@ class NeighbourTerms:
         side: str,
         tau_1: np.ndarray,
         tau_2: np.ndarray,
-        dtype: torch.dtype = torch.float64,
+        dtype: str = "float64",
         chunk: int = 32,
     ) -> torch.Tensor:
-        """(B, n) s_n or s_m for B (tau_1, tau_2) pairs (chunked over B to bound memory)."""
+        """(B, n) s_n or s_m for B (tau_1, tau_2) pairs (chunked over B to bound memory).
+
+        ``dtype``: 'float64' (scoring) or 'float32' (the search: twice as fast)."""
+        import torch
+
         prox, trd, dist = (self._t[(f"{name}_{side}", dtype)] for name in ("prox", "trd", "dist"))
-        t1 = torch.as_tensor(np.asarray(tau_1, dtype=np.float64)).to(dtype)[:, None, None]
-        t2 = torch.as_tensor(np.asarray(tau_2, dtype=np.float64)).to(dtype)[:, None, None]
+        t1 = torch.as_tensor(np.asarray(tau_1, dtype=np.float64)).to(prox.dtype)[:, None, None]
+        t2 = torch.as_tensor(np.asarray(tau_2, dtype=np.float64)).to(prox.dtype)[:, None, None]
         k = prox.shape[1]
         parts = []
         for i in range(0, len(t1), chunk):  # in place: one (chunk, n, k) buffer instead of five
@@ -130,15 +124,17 @@ class NeighbourTerms:
         self,
         H: np.ndarray,
         use_d_mm: bool = True,
-        dtype: torch.dtype = torch.float64,
+        dtype: str = "float64",
     ) -> torch.Tensor:
         """(B, n) scores for hyper-parameter rows H (B, 6) in HPARAM_NAMES order.
 
         Each distinct (tau_1, tau_2) pair of a side is evaluated once, so batches that vary only beta and
         gamma cost O(B n) after the O(n k) neighbour terms.
         """
+        import torch
+
         H = np.asarray(H, dtype=np.float64).reshape(-1, 6)
-        total = torch.zeros((len(H), len(self.d_mm)), dtype=dtype)
+        total = torch.zeros((len(H), len(self.d_mm)), dtype=getattr(torch, dtype))
         if use_d_mm:
             total += self._t[("d_mm", dtype)]
         for side, w_col, t1_col, t2_col in (("n", 0, 2, 3), ("m", 1, 4, 5)):
@@ -149,7 +145,7 @@ class NeighbourTerms:
             term = self.neighbour_term(side, taus[:, 0], taus[:, 1], dtype)[
                 torch.as_tensor(inverse.ravel())
             ]
-            weight = torch.as_tensor(H[active, w_col]).to(dtype)[:, None]
+            weight = torch.as_tensor(H[active, w_col]).to(total.dtype)[:, None]
             if active.all():
                 total.addcmul_(weight, term)
             else:
@@ -161,12 +157,10 @@ class NeighbourTerms:
 class LemonScorer(Scorer):
     """LEMoN with hyper-parameters selected on val (LEMoN_OPT), fixed (CLI / LEMoN_FIX), or ablated."""
 
-    name = "lemon"
-
-    def __init__(self, cfg) -> None:
-        super().__init__(cfg)
+    def __init__(self, options: ScorerOptions | None = None) -> None:
+        super().__init__(options)
         self._terms: dict[str, NeighbourTerms] = {}
-        forced, self.use_d_mm = ABLATION_RULES[cfg.ablation]
+        forced, self.use_d_mm = ABLATION_RULES[self.options.ablation]
         self.forced = dict(forced)
 
     # ------------------------------------------------------------------ per-split terms
@@ -176,7 +170,7 @@ class LemonScorer(Scorer):
         return self._terms[split]
 
     def _compute_terms(self, ctx: ScoringContext, split: str) -> NeighbourTerms:
-        cfg, k = self.cfg, self.cfg.k
+        cfg, k = self.options, self.options.k
         q, ref = ctx.split(split), ctx.reference
         sim_n, idx_n = ctx.neighbours(split, "img", k)
         sim_m, idx_m = ctx.neighbours(split, "txt", k)
@@ -208,17 +202,15 @@ class LemonScorer(Scorer):
         )
 
     def _d_mm(self, ctx: ScoringContext, q: SplitFeatures) -> np.ndarray:
-        if not self.cfg.normalize_d1:
-            return pair_distance(q.img, q.txt, self.cfg.dist_type)
+        if not self.options.normalize_d1:
+            return pair_distance(q.img, q.txt, self.options.dist_type)
         prompts = ctx.features.label_prompt_txt
         if prompts is None or ctx.features.task != "classification":
-            from lemon.errors import LemonError
-
             raise LemonError(
                 "--normalize_d1 needs class prompts (a classification dataset, or "
                 "label_prompt_txt in the --embeddings npz)."
             )
-        d = pair_distance(q.img[:, None, :], prompts[None, :, :], self.cfg.dist_type)
+        d = pair_distance(q.img[:, None, :], prompts[None, :, :], self.options.dist_type)
         d = np.exp(d - d.max(axis=1, keepdims=True))
         soft = d / d.sum(axis=1, keepdims=True)
         return soft[np.arange(len(q)), q.observed.astype(np.int64)]
@@ -226,16 +218,16 @@ class LemonScorer(Scorer):
     # ------------------------------------------------------------------ selection and scoring
     def fixed(self) -> dict[str, float]:
         """Hyper-parameters not to search: ablation-forced ones win over command-line ones."""
-        return {**self.cfg.fixed_hparams, **self.forced}
+        return {**self.options.fixed, **self.forced}
 
     def fit(self, ctx: ScoringContext) -> dict[str, Any]:
         fixed = self.fixed()
-        fallback = {**{n: LEMON_FIX[n] for n in HPARAM_NAMES}, **fixed}
+        fallback = {**LEMON_FIX_HPARAMS, **fixed}
         if len(fixed) == len(HPARAM_NAMES):
             return {**fixed, "selection": "fixed", "selected_val": self._val_f1(ctx, fixed)}
         val = ctx.features.splits.get("val")
-        if self.cfg.skip_hparam_optim or self.cfg.real_dataset or val is None or not val.has_labels:
-            reason = "--skip_hparam_optim" if self.cfg.skip_hparam_optim else "no val labels"
+        if not self.options.select or val is None or not val.has_labels:
+            reason = "selection switched off" if not self.options.select else "no val labels"
             log.info(
                 "no selection (%s): LEMoN_FIX values for the hyper-parameters not given", reason
             )
@@ -256,7 +248,7 @@ class LemonScorer(Scorer):
 
         # float32 while searching (twice as fast); the chosen point is re-scored in float64 below
         def objective(H):
-            return best_f1(terms.scores(H, self.use_d_mm, torch.float32), y)[0]
+            return best_f1(terms.scores(H, self.use_d_mm, "float32"), y)[0]
 
         space = SearchSpace(
             HPARAM_NAMES,
@@ -266,7 +258,7 @@ class LemonScorer(Scorer):
             SCALE,
             pooled=(("tau_1_n", "tau_2_n"), ("tau_1_m", "tau_2_m")),
         )
-        best, _ = search(objective, space, seed=self.cfg.seed, effort=min(1.0, 1500 / len(y)))
+        best, _ = search(objective, space, seed=self.options.seed, effort=min(1.0, 1500 / len(y)))
         return {**best, "selection": "lemon_opt", "selected_val": self._val_f1(ctx, best)}
 
     def _val_f1(self, ctx: ScoringContext, hparams: dict[str, float]) -> float | None:

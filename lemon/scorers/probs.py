@@ -19,8 +19,8 @@ import numpy as np
 
 from lemon.errors import LemonError
 from lemon.features import Features, SplitFeatures
-from lemon.scorers import SCORERS
 from lemon.scorers.base import Scorer, ScoringContext
+from lemon.scorers.registry import SCORERS
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +82,12 @@ def zero_shot_probs(img: np.ndarray, prompts: np.ndarray, temperature: float) ->
     return e / e.sum(axis=1, keepdims=True)
 
 
-def class_probs(ctx: ScoringContext, q: SplitFeatures) -> np.ndarray:
-    """(n, C) class probabilities of ``q``: the user's ``pred_probs`` if given, else zero-shot ones."""
+def class_probs(ctx: ScoringContext, q: SplitFeatures, temperature: float) -> np.ndarray:
+    """(n, C) class probabilities of ``q``: the user's ``pred_probs`` if given, else zero-shot ones at
+    ``temperature``."""
     if q.pred_probs is not None:
         return np.asarray(q.pred_probs, dtype=np.float64)
-    return zero_shot_probs(q.img, ctx.features.label_prompt_txt, ctx.cfg.temperature)
+    return zero_shot_probs(q.img, ctx.features.label_prompt_txt, temperature)
 
 
 def neighbour_label_counts(labels: np.ndarray, weights: np.ndarray, c: int) -> np.ndarray:
@@ -156,4 +157,4 @@ class ClassificationScorer(Scorer):
         """What the class probabilities are, for hparams.json."""
         if self.prob_source == "zero_shot" and ctx.reference.pred_probs is not None:
             return {"class_probs": "pred_probs"}
-        return {"class_probs": "zero_shot", "temperature": float(self.cfg.temperature)}
+        return {"class_probs": "zero_shot", "temperature": float(self.options.temperature)}

@@ -1,4 +1,4 @@
-"""SimiFeat-style baseline (SPEC §7; after Zhu et al. 2022, "Detecting corrupted labels without training a
+"""SimiFeat-style baseline (after Zhu et al. 2022, "Detecting corrupted labels without training a
 model to predict"): kNN label voting on image features, rank-based. Classification only.
 
 1. *Votes*: each sample's k nearest reference images (memoised search, self excluded by index; k =
@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from lemon.scorers import SCORERS
-from lemon.scorers.base import ScoringContext
+from lemon.scorers.base import ScorerOptions, ScoringContext
 from lemon.scorers.probs import ClassificationScorer, n_classes, neighbour_label_counts
+from lemon.scorers.registry import SCORERS
 
 EPS = 1e-8
 RATE_RANGE = (0.05, 0.95)
@@ -48,10 +48,8 @@ def consensus_loss(votes: np.ndarray, observed: np.ndarray) -> np.ndarray:
 class SimiFeatScorer(ClassificationScorer):
     """Per-class rank of the kNN consensus loss, shifted by the class's estimated noise rate."""
 
-    name = "simifeat"
-
-    def __init__(self, cfg) -> None:
-        super().__init__(cfg)
+    def __init__(self, options: ScorerOptions | None = None) -> None:
+        super().__init__(options)
         self._ref: dict[str, np.ndarray] | None = None
 
     def _reference(self, ctx: ScoringContext) -> dict[str, np.ndarray]:
@@ -59,7 +57,7 @@ class SimiFeatScorer(ClassificationScorer):
         if self._ref is None:
             c = n_classes(ctx.features)
             obs = ctx.reference.observed.astype(np.int64)
-            votes = vote_vectors(ctx, "train", self.cfg.k, c)[ctx.features.reference_index]
+            votes = vote_vectors(ctx, "train", self.options.k, c)[ctx.features.reference_index]
             ce = consensus_loss(votes, obs)
             disagree = (votes.argmax(axis=1) != obs) | (votes.max(axis=1) == 0)
             counts = np.bincount(obs, minlength=c)
@@ -83,7 +81,7 @@ class SimiFeatScorer(ClassificationScorer):
     ) -> dict[str, np.ndarray]:
         ref = self._reference(ctx)
         obs = ctx.split(split).observed.astype(np.int64)
-        ce = consensus_loss(vote_vectors(ctx, split, self.cfg.k, n_classes(ctx.features)), obs)
+        ce = consensus_loss(vote_vectors(ctx, split, self.options.k, n_classes(ctx.features)), obs)
         percentile = np.empty(len(obs))
         for cls in np.unique(obs):  # one vectorised search per class
             rows = obs == cls

@@ -6,13 +6,12 @@ the logic lives here. Finished runs are read back with :func:`lemon.results.load
 
 from __future__ import annotations
 
-from lemon.sweep.grid import EXPERIMENTS, Experiment, RunRef, expand, load_experiments
+from lemon.sweep.grid import Experiment, RunRef, expand
 from lemon.sweep.jobs import (
     Job,
     State,
     blocked,
     build_jobs,
-    cancel_running,
     check_writable,
     clear_dirs,
     count_states,
@@ -22,9 +21,9 @@ from lemon.sweep.jobs import (
     to_launch,
 )
 from lemon.sweep.local import JobFailedError, Outcome, run_in_process, run_job, run_local
+from lemon.sweep.status import cancel_running, refresh_states
 
 __all__ = [
-    "EXPERIMENTS",
     "Experiment",
     "Job",
     "JobFailedError",
@@ -40,8 +39,8 @@ __all__ = [
     "delete",
     "expand",
     "format_counts",
-    "load_experiments",
     "read_states",
+    "refresh_states",
     "run_in_process",
     "run_job",
     "run_local",

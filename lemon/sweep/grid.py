@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from lemon.errors import LemonError
-from lemon.registry import Registry
 
 FlagDict = dict[str, Any]
 
@@ -88,7 +87,8 @@ class Experiment:
     """A named grid of runs of ``script`` (a module with ``main(argv) -> int``, default ``run_lemon``).
 
     Subclasses set ``name`` (the registry key and output sub-folder) and implement :meth:`grid`. Missing
-    attributes fail at import, not when a sweep starts.
+    attributes fail at import, not when a sweep starts. The registry of experiments lives with the grids
+    (``experiments.EXPERIMENTS``); this module knows none of them.
     """
 
     name: ClassVar[str]
@@ -107,19 +107,3 @@ class Experiment:
     def grid(self) -> list[FlagDict]:
         """The flag dicts of every run (``--output_dir`` is added by the sweep)."""
         raise NotImplementedError  # pragma: no cover  (enforced by __init_subclass__)
-
-
-EXPERIMENTS: Registry = Registry("experiment")
-
-
-def register(cls: type[Experiment]) -> type[Experiment]:
-    """Class decorator: register ``cls`` in EXPERIMENTS under ``cls.name`` (and ``cls.aliases``)."""
-    return EXPERIMENTS.register(cls.name, aliases=cls.aliases)(cls)
-
-
-def load_experiments() -> Registry:
-    """EXPERIMENTS with the project's ``experiments.py`` registered (imported, once, on first use)."""
-    import importlib
-
-    importlib.import_module("experiments")  # registers the paper's grids
-    return EXPERIMENTS

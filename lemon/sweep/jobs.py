@@ -16,9 +16,7 @@ import enum
 import os
 import shlex
 import shutil
-import signal
 import socket
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,7 +109,8 @@ def build_jobs(
 ) -> list[Job]:
     """The jobs of ``experiment`` under ``output_root`` (states not read yet; see :func:`read_states`).
 
-    ``registry`` resolves :class:`RunRef` values (experiment name -> Experiment); default: EXPERIMENTS.
+    ``registry`` resolves :class:`RunRef` values (experiment name -> Experiment), e.g.
+    ``experiments.EXPERIMENTS``; an experiment without RunRefs needs none.
     """
     root = Path(output_root).expanduser().absolute()  # jobs may run elsewhere (Slurm)
     jobs, seen = [], {}
@@ -152,9 +151,9 @@ def _ref_key(ref: RunRef, registry: Registry | None, depth: int = 0) -> str:
             f"{ref!r}: runs refer to each other more than 8 levels deep (a cycle of RunRefs?)."
         )
     if registry is None:
-        from lemon.sweep.grid import load_experiments
-
-        registry = load_experiments()
+        raise LemonError(
+            f"{ref!r} names a run of another experiment: pass the experiments registry to resolve it."
+        )
     other = registry.get(ref.experiment)()
     hits = [args for args in other.grid() if all(args.get(k) == v for k, v in ref.match.items())]
     if len(hits) != 1:
@@ -224,14 +223,10 @@ def local_job_alive(job_id: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- states
-def read_states(jobs: Iterable[Job], slurm_active: set[str] | None = None) -> list[str]:
-    """Set each job's state from disk; returns warnings (e.g. Slurm could not be asked).
-
-    ``slurm_active``: ids ``squeue`` lists (queried here, once, when some job holds a Slurm id and this is
-    None).
-    """
-    jobs = list(jobs)
-    ids = {}
+def read_states(jobs: Iterable[Job], slurm_active: set[str] | None = None) -> None:
+    """Set each job's state from disk: DONE, INCOMPLETE (folder without ``done``) or NOT_LAUNCHED; an
+    incomplete job is RUNNING when its ``job_id`` names a live local process, or a Slurm job listed in
+    ``slurm_active`` (the ids ``squeue`` lists; :func:`lemon.sweep.status.refresh_states` asks it)."""
     for job in jobs:
         job.job_id = None
         if (job.run_dir / DONE).is_file():
@@ -242,31 +237,19 @@ def read_states(jobs: Iterable[Job], slurm_active: set[str] | None = None) -> li
         elif job.run_dir.is_dir():
             job.state = State.INCOMPLETE
             job.job_id = read_job_id(job.run_dir).get("id")
-            if job.job_id:
-                ids[job.job_id] = job
+            if job.job_id and _alive(job.job_id, slurm_active or set()):
+                job.state = State.RUNNING
         else:
             job.state = State.NOT_LAUNCHED
-    warnings = []
-    slurm_ids = [i for i in ids if not i.startswith(LOCAL_PREFIX)]
-    if slurm_ids and slurm_active is None:
-        from lemon.sweep.slurm import SlurmError, active_job_ids
 
-        try:
-            slurm_active = active_job_ids()
-        except SlurmError as err:
-            slurm_active = set()
-            warnings.append(
-                f"{err} -- {len(slurm_ids)} run(s) with a Slurm job id are shown as incomplete."
-            )
-    for job_id, job in ids.items():
-        alive = (
-            local_job_alive(job_id)
-            if job_id.startswith(LOCAL_PREFIX)
-            else job_id in (slurm_active or ())
-        )
-        if alive:
-            job.state = State.RUNNING
-    return warnings
+
+def _alive(job_id: str, slurm_active: set[str]) -> bool:
+    return local_job_alive(job_id) if is_local(job_id) else job_id in slurm_active
+
+
+def is_local(job_id: str) -> bool:
+    """Whether ``job_id`` names a process on a machine (``local:...``), not a Slurm job."""
+    return job_id.startswith(LOCAL_PREFIX)
 
 
 def count_states(jobs: Iterable[Job]) -> dict[State, int]:
@@ -335,23 +318,3 @@ def delete(jobs: Iterable[Job]) -> int:
             n += 1
         job.state, job.job_id = State.NOT_LAUNCHED, None
     return n
-
-
-def cancel_running(jobs: Iterable[Job]) -> list[str]:
-    """Stop RUNNING jobs (``scancel`` for Slurm ids, SIGTERM for local processes); returns the ids."""
-    from lemon.sweep.slurm import cancel
-
-    running = [job for job in jobs if job.state == State.RUNNING and job.job_id]
-    local = [job.job_id for job in running if job.job_id.startswith(LOCAL_PREFIX)]
-    slurm = [job.job_id for job in running if not job.job_id.startswith(LOCAL_PREFIX)]
-    for job_id in local:
-        try:
-            os.kill(int(job_id.rsplit(":", 2)[1]), signal.SIGTERM)
-        except (ProcessLookupError, ValueError):
-            pass
-    deadline = time.time() + 10  # let them exit before their folders are emptied
-    while any(local_job_alive(i) for i in local) and time.time() < deadline:
-        time.sleep(0.1)
-    if slurm:
-        cancel(slurm)
-    return local + slurm

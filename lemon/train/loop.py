@@ -1,4 +1,4 @@
-"""The contrastive training loop behind :func:`lemon.embed.train.train_clip`: seeded, resumable, tqdm.
+"""The contrastive training loop behind :func:`lemon.train.train_clip`: seeded, resumable, tqdm.
 
 Initial weights come from ``torch.manual_seed(seed)`` inside a forked RNG (the caller's global state is
 untouched); epoch e shuffles with its own generator seeded by (seed, e), so a resumed run sees the same
@@ -70,8 +70,8 @@ def run_training(cfg, model_cfg: dict[str, Any], split, texts: list[str], out: P
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
-    from lemon.embed.train import build_model, preprocess_config
-    from lemon.pipeline import resolve_device
+    from lemon.device import resolve_device
+    from lemon.train.models import build_model, preprocess_config
 
     device = resolve_device(cfg.device)
     cuda = device.startswith("cuda")

@@ -1,0 +1,63 @@
+"""What defines the LEMoN method, shared by the configuration, the scorers and the API.
+
+Kept below all of them (it imports nothing of the project but the errors), so that the configuration can
+list the choices of ``--ablation`` and ``--dist_type`` without importing a scorer, and a scorer can read
+the paper's fixed settings without importing the configuration.
+"""
+
+from __future__ import annotations
+
+from lemon.errors import LemonError
+
+#: LEMoN's six hyper-parameters, in the column order of every hyper-parameter matrix
+HPARAM_NAMES: tuple[str, ...] = ("beta", "gamma", "tau_1_n", "tau_2_n", "tau_1_m", "tau_2_m")
+DIST_TYPES: tuple[str, ...] = ("cosine", "euclidean")
+#: nearest-neighbour search backends (lemon.neighbors)
+KNN_BACKENDS: tuple[str, ...] = ("torch", "faiss")
+#: the original run_lemon's default k (a dataset may set its own; LEMoN_FIX uses 30)
+DEFAULT_KNN_K = 5
+#: the paper's fixed setting LEMoN_FIX: usable without any labelled row
+LEMON_FIX_K = 30
+LEMON_FIX_DIST = "cosine"
+LEMON_FIX_HPARAMS: dict[str, float] = {
+    "beta": 5.0,
+    "gamma": 5.0,
+    "tau_1_n": 0.1,
+    "tau_2_n": 5.0,
+    "tau_1_m": 0.1,
+    "tau_2_m": 5.0,
+}
+
+_ZERO_TAU = {"tau_1_n": 0.0, "tau_1_m": 0.0, "tau_2_n": 0.0, "tau_2_m": 0.0}
+#: ablation -> (hyper-parameters forced to a value, whether d_mm is part of the score)
+ABLATION_RULES: dict[str, tuple[dict[str, float], bool]] = {
+    "none": ({}, True),
+    "tau_1": ({"tau_1_n": 0.0, "tau_1_m": 0.0}, True),
+    "tau_2": ({"tau_2_n": 0.0, "tau_2_m": 0.0}, True),
+    "tau_1_2": (dict(_ZERO_TAU), True),
+    "beta": ({"beta": 0.0}, True),
+    "gamma": ({"gamma": 0.0}, True),
+    "d1": ({"beta": 1.0}, False),
+    "only_beta": ({"beta": 1.0, "gamma": 0.0, **_ZERO_TAU}, True),
+    "only_gamma": ({"beta": 0.0, "gamma": 1.0, **_ZERO_TAU}, True),
+    "multimodal_baseline": ({"beta": 0.0, "gamma": 0.0, **_ZERO_TAU}, True),
+}
+ABLATIONS: tuple[str, ...] = tuple(ABLATION_RULES)
+
+
+def check_k(k: int, n_reference: int) -> None:
+    """The one check of k against the reference set: a query may exclude itself, so k < n_reference."""
+    if k < 1:
+        raise LemonError(f"knn_k must be >= 1, got {k}.")
+    if k >= n_reference:
+        raise LemonError(
+            f"knn_k={k} but the reference set has {n_reference} samples (k must be < {n_reference}); "
+            "pass a smaller --knn_k."
+        )
+
+
+def check_hparam_names(names: object) -> None:
+    """Refuse hyper-parameter names LEMoN does not have, listing the valid ones."""
+    unknown = sorted(set(names) - set(HPARAM_NAMES))  # type: ignore[call-overload]
+    if unknown:
+        raise LemonError(f"Unknown hparams {unknown}; allowed: {', '.join(HPARAM_NAMES)}.")

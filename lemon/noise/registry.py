@@ -1,0 +1,7 @@
+"""NOISES: the registry of noise types (filled by the modules of :mod:`lemon.noise` as they are imported)."""
+
+from __future__ import annotations
+
+from lemon.registry import Registry
+
+NOISES: Registry = Registry("noise type")
