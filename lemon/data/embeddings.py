@@ -29,6 +29,7 @@ def features_from_arrays(
 ) -> Features:
     """Build :class:`Features` from arrays in the npz layout above (validated, with clear errors)."""
     keys = set(arrays)
+    _check_dims(arrays, source)
     missing_splits = [s for s in SPLITS if f"{s}_img" not in keys]
     if missing_splits:
         raise LemonError(
@@ -84,6 +85,30 @@ def features_from_arrays(
         None if captioning else class_names,
         provenance=Provenance(source=source),
     )
+
+
+#: how many dimensions each array of the layout has: (n, d) embeddings and probabilities, (n,) per pair
+_MATRICES = ("img", "txt", "pred_probs")
+_VECTORS = ("noisy_label", "label", "noisy_caption", "caption", "is_mislabel")
+
+
+def _check_dims(arrays: Mapping[str, np.ndarray], source: str) -> None:
+    """Each array has the number of dimensions of its role (e.g. ``S_img`` (n, d)): a one-line error."""
+    for key, value in arrays.items():
+        split, _, role = key.partition("_")
+        if key == "label_prompt_txt" or (split in SPLITS and role in _MATRICES):
+            want, shape = 2, "(n, d)" if role != "pred_probs" else "(n, C)"
+        elif (split in SPLITS and role in _VECTORS) or key == "class_names":
+            want, shape = 1, "(n,)"
+        else:
+            continue
+        ndim = np.ndim(value)
+        if ndim != want:
+            raise LemonError(
+                f"{source}: {key} must be a {want}-D array {shape}, got shape "
+                f"{np.shape(value)}; save it with that shape (e.g. x.reshape(len(x), -1) for "
+                "one embedding per row)."
+            )
 
 
 @DATASETS.register("embeddings")
