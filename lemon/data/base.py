@@ -76,8 +76,11 @@ def file_digests(paths: Sequence[str | os.PathLike]) -> str:
     parts = []
     for path in paths:
         try:
+            h = hashlib.sha256()
             with open(path, "rb") as f:
-                parts.append(hashlib.file_digest(f, "sha256").hexdigest())
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+            parts.append(h.hexdigest())
         except OSError:
             parts.append("missing")
     return digest("content", "\n".join(parts))

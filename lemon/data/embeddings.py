@@ -9,6 +9,7 @@ class id; classification) or ``S_noisy_caption`` (observed caption strings; capt
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -129,7 +130,7 @@ class PrecomputedEmbeddings(Dataset):
         try:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
             raise LemonError(
                 f"Cannot read {path} as an .npz of arrays ({err}); write it with np.savez "
                 f"and no object arrays (store strings as str arrays)."
