@@ -153,9 +153,8 @@ def test_a_damaged_demo_clip_is_trained_again(tmp_path, monkeypatch, caplog):
     from lemon.embed.testing import tiny_clip_checkpoint
 
     folder = tmp_path / "models" / "demo_clip"
-    tiny_clip_checkpoint(tmp_path / "tmp", "open_clip").rename(
-        folder.parent.mkdir(parents=True) or folder
-    )
+    folder.parent.mkdir(parents=True)
+    tiny_clip_checkpoint(tmp_path / "tmp", "open_clip").rename(folder)
     weights = folder / "open_clip_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
     trained = []
