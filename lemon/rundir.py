@@ -159,18 +159,21 @@ def _write_problem(path: Path) -> str | None:
 
 @dataclass(frozen=True)
 class Layout:
-    """Where a run into ``out`` keeps its lock and staging folder: beside ``out`` or inside it."""
+    """Where a run into ``out`` keeps its lock and its staging folder: beside ``out`` or inside it.
+
+    The lock is beside ``out`` whenever the parent folder is writable (so every run into ``out`` takes the
+    same lock); the staging folder is inside only where a swap cannot be done (see :func:`choose_layout`).
+    """
 
     out: Path
     inside: bool
+    lock_inside: bool = False
 
     @property
     def lock(self) -> Path:
-        return (
-            self.out / INSIDE_LOCK
-            if self.inside
-            else self.out.parent / f".{self.out.name}.lemon.lock"
-        )
+        if self.lock_inside:
+            return self.out / INSIDE_LOCK
+        return self.out.parent / f".{self.out.name}.lemon.lock"
 
     def stage_name(self, kind: str = "stage") -> str:
         tag = f"{os.getpid()}-{secrets.token_hex(3)}"
@@ -182,7 +185,8 @@ class Layout:
 
 
 def choose_layout(out: Path, shown: Path) -> Layout:
-    """Beside ``out`` when its parent is writable (and ``out`` is not a mount point), else inside it."""
+    """Stage beside ``out`` and swap when its parent is writable and ``out`` is neither a mount point nor
+    the current folder (or one of its parents); else stage inside ``out`` and move the files in."""
     if not out.exists():
         existing = _nearest_existing(out)
         problem = _write_problem(existing)
@@ -192,14 +196,17 @@ def choose_layout(out: Path, shown: Path) -> Layout:
                 "choose another --output_dir."
             )
         return Layout(out, inside=False)
-    if not _write_problem(out.parent) and not os.path.ismount(out):
+    parent_writable = not _write_problem(out.parent)
+    # a swap would leave this process (and the shell that started it) in the deleted old folder
+    inside_cwd = Path(os.path.realpath(os.getcwd())).is_relative_to(out)
+    if parent_writable and not os.path.ismount(out) and not inside_cwd:
         return Layout(out, inside=False)
     problem = _write_problem(out)
     if problem:
         raise OutputDirError(
             f"--output_dir {shown} is not writable ({problem}); choose another --output_dir."
         )
-    return Layout(out, inside=True)
+    return Layout(out, inside=True, lock_inside=not parent_writable)
 
 
 # ------------------------------------------------------------------------------------------------ lock
@@ -314,7 +321,8 @@ class RunLock:
         assert self.fd is not None, "write() needs the lock"
         data = json.dumps(_holder_info(stage)).encode()
         os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, data, 0)
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        os.write(self.fd, data)
 
     def release(self) -> None:
         if self.fd is None:

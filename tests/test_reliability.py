@@ -695,3 +695,14 @@ def test_a_mount_point_is_written_in_place(tmp_path):
     back = tmp_path / "back2"
     assert (back / "done").is_file() and not (back / "report.html").exists()
     assert _read(back / "args.json")["n_synthetic"] == 400 and lemon_residue(back) == []
+
+
+def test_a_run_into_the_current_folder_keeps_it(tmp_path, monkeypatch):
+    """Swapping the current folder away would strand the shell in a deleted folder: there the files are
+    moved in instead, and the current folder shows the new run."""
+    out = tmp_path / "out"
+    _stage_a_run(out, content="old")
+    monkeypatch.chdir(out)
+    _stage_a_run(out)
+    assert os.getcwd() == str(out) and _read(Path("args.json"))["v"] == "new"
+    assert sorted(os.listdir(".")) == ["args.json", "done"] and lemon_residue(tmp_path) == []
