@@ -5,9 +5,9 @@ A run never writes into ``--output_dir`` while it works. :func:`claim`
 
 1. checks the folder without touching it: not a file or below one, writable, and empty or holding a lemon
    run (a finished run is replaced only with ``--overwrite``; a folder holding anything else is refused);
-2. takes an exclusive lock beside it (``.<name>.lemon.lock``, holding the holder's pid, host and start
-   time): a second run fails at once naming the holder; the lock of a killed run is taken over, since the
-   kernel releases an ``flock`` when its process dies;
+2. takes an exclusive lock beside it (``.<name>.lemon.lock``, :mod:`lemon.runlock`, holding the holder's
+   pid, host and start time): a second run fails at once naming the holder; the lock of a killed run is
+   taken over, since the kernel releases an ``flock`` when its process dies;
 3. removes what killed runs left: their staging folders and the hidden temp files of interrupted writes;
 4. gives the run a staging folder beside it (``.<name>.lemon-stage-<pid>-<hex>``) to write every output
    into, ``done`` last;
@@ -31,17 +31,15 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import stat
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from lemon import io
-from lemon.errors import OutputDirError, RunExistsError, RunLockedError, StorageError
+from lemon.errors import OutputDirError, RunExistsError, StorageError
+from lemon.runlock import RunLock, describe_holder
 
 log = logging.getLogger(__name__)
 ARGS = "args.json"
@@ -207,130 +205,6 @@ def choose_layout(out: Path, shown: Path) -> Layout:
             f"--output_dir {shown} is not writable ({problem}); choose another --output_dir."
         )
     return Layout(out, inside=True, lock_inside=not parent_writable)
-
-
-# ------------------------------------------------------------------------------------------------ lock
-def _holder_info(stage: Path | None = None) -> dict[str, Any]:
-    from lemon.sweep.jobs import local_job_id
-
-    return {
-        "id": local_job_id(os.getpid()),
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "argv": sys.argv,
-        "stage": None if stage is None else str(stage),
-    }
-
-
-def _parse_holder(raw: bytes) -> dict[str, Any]:
-    try:
-        holder = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return {}
-    return holder if isinstance(holder, dict) else {}
-
-
-def describe_holder(holder: dict[str, Any]) -> str:
-    """``pid 123 on host, started 2026-01-02T03:04:05+0000`` (or 'an unknown process')."""
-    if not holder.get("pid"):
-        return "an unknown process"
-    return f"pid {holder['pid']} on {holder.get('host', '?')}, started {holder.get('started', '?')}"
-
-
-class RunLock:
-    """Exclusive lock of one output folder: a lock file holding its holder (JSON) under ``flock``.
-
-    The file is removed on release (after checking, when taking it, that the path still names the file
-    locked), so a lock file that is found with content and no ``flock`` was left by a run that died: it
-    is taken over with a warning. Where ``flock`` is not supported (some network file systems) the file is
-    created exclusively instead, and a lock whose holder no longer runs on this host is taken over.
-    """
-
-    def __init__(self, path: Path, out: Path) -> None:
-        self.path, self.out = path, out
-        self.fd: int | None = None
-        self.recovered: dict[str, Any] = {}
-
-    def acquire(self) -> RunLock:
-        try:
-            import fcntl
-        except ImportError:  # Windows
-            return self._acquire_exclusive()
-        for _ in range(20):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = _parse_holder(os.pread(fd, 65536, 0))
-                os.close(fd)
-                raise self._locked(holder) from None
-            except OSError as err:
-                os.close(fd)
-                if err.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
-                    return self._acquire_exclusive()
-                raise
-            try:
-                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
-            except FileNotFoundError:
-                same = False
-            if (
-                not same
-            ):  # its previous holder removed it between our open and flock: take the new one
-                os.close(fd)
-                continue
-            self.recovered = _parse_holder(os.pread(fd, 65536, 0))
-            self.fd = fd
-            self.write()
-            return self
-        raise RunLockedError(f"{self.out}: could not take the lock {self.path}; try again.")
-
-    def _acquire_exclusive(self) -> RunLock:
-        from lemon.sweep.jobs import local_job_alive
-
-        for _ in range(3):
-            try:
-                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                try:
-                    holder = _parse_holder(self.path.read_bytes())
-                except FileNotFoundError:
-                    continue
-                dead = holder.get("host") == socket.gethostname() and not local_job_alive(
-                    str(holder.get("id", ""))
-                )
-                if not dead:
-                    raise self._locked(holder, exclusive=True) from None
-                self.recovered = holder
-                self.path.unlink(missing_ok=True)
-                continue
-            self.write()
-            return self
-        raise RunLockedError(f"{self.out}: could not take the lock {self.path}; try again.")
-
-    def _locked(self, holder: dict[str, Any], exclusive: bool = False) -> RunLockedError:
-        stage = f"; it writes to {holder['stage']} until it finishes" if holder.get("stage") else ""
-        stale = f" (if it no longer runs, delete {self.path})" if exclusive else ""
-        return RunLockedError(
-            f"--output_dir {self.out} is in use by another run: {describe_holder(holder)}{stage}; "
-            f"wait for it to finish or choose another --output_dir{stale}."
-        )
-
-    def write(self, stage: Path | None = None) -> None:
-        """Record this process (and its staging folder) as the holder."""
-        assert self.fd is not None, "write() needs the lock"
-        data = json.dumps(_holder_info(stage)).encode()
-        os.ftruncate(self.fd, 0)
-        os.lseek(self.fd, 0, os.SEEK_SET)
-        os.write(self.fd, data)
-
-    def release(self) -> None:
-        if self.fd is None:
-            return
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)  # before unlocking: a waiting run then sees a fresh file
-        os.close(self.fd)
-        self.fd = None
 
 
 # ------------------------------------------------------------------------------------ stage and commit

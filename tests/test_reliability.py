@@ -52,6 +52,7 @@ from reliability_helpers import (
 
 from lemon import rundir
 from lemon.io import mark_done
+from lemon.runlock import RunLock
 
 RUN = "run_lemon --dataset synthetic --n_synthetic 400 --skip_hparam_optim"
 IMG = (
@@ -222,7 +223,7 @@ def _symlink(tmp: Path, assets: Path) -> None:
 def _live_lock(tmp: Path, assets: Path) -> Callable[[], None]:
     """This test process holds the folder's lock while the command runs."""
     _finished(tmp, assets)
-    lock = rundir.RunLock(tmp / ".out.lemon.lock", tmp / "out").acquire()
+    lock = RunLock(tmp / ".out.lemon.lock", tmp / "out").acquire()
     return lock.release
 
 
@@ -615,25 +616,25 @@ def test_lock_without_flock_takes_over_only_a_dead_holder(tmp_path):
             }
         )
     )
-    lock = rundir.RunLock(path, out)._acquire_exclusive()
+    lock = RunLock(path, out)._acquire_exclusive()
     assert lock.recovered["pid"] == pid and _read(path)["pid"] == os.getpid()
     with pytest.raises(
         RunLockedError,
         match=rf"in use by another run: pid {os.getpid()} .*delete {re.escape(str(path))}",
     ):
-        rundir.RunLock(path, out)._acquire_exclusive()
+        RunLock(path, out)._acquire_exclusive()
     lock.release()
     assert not path.exists()
     path.write_text(json.dumps({"id": "local:elsewhere:1:1", "pid": 1, "host": "elsewhere"}))
     with pytest.raises(RunLockedError, match="pid 1 on elsewhere"):
-        rundir.RunLock(path, out)._acquire_exclusive()
+        RunLock(path, out)._acquire_exclusive()
     path.write_text(
         json.dumps(
             {"id": local_job_id(os.getpid()), "pid": os.getpid(), "host": socket.gethostname()}
         )
     )
     with pytest.raises(RunLockedError):
-        rundir.RunLock(path, out)._acquire_exclusive()
+        RunLock(path, out)._acquire_exclusive()
 
 
 def _stage_a_run(out: Path, overwrite: bool = True, content: str = "new") -> None:
