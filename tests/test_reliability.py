@@ -540,7 +540,8 @@ def test_a_second_run_fails_at_once_naming_the_holder(tmp_path, assets):
     holder's pid, host and start time; the first then finishes normally."""
     out = tmp_path / "out"
     shutil.copytree(assets / "finished", out)
-    slow = ["--dataset", "synthetic", "--n_synthetic", "2000", "--overwrite", "--output_dir", out]
+    slow = [*RUN.split()[1:3], "--n_synthetic", "2000", "--skip_hparam_optim", "--overwrite"]
+    slow += ["--output_dir", out]
     for attempt in range(3):
         holder = start_cli("run_lemon", slow, tmp_path / f"holder{attempt}")
         wait_for(lambda: rundir.staging_dirs(out), what="the first run to start staging")
