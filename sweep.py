@@ -88,6 +88,15 @@ def confirm(question: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
+def _aborted(done: str, verb: str) -> None:
+    """The one-line error of a destructive command that was not confirmed."""
+    why = "" if sys.stdin.isatty() else "stdin is not a terminal, so nobody could confirm: "
+    print(
+        f"error: {why}nothing {done}; pass --skip_confirmation to {verb} without asking.",
+        file=sys.stderr,
+    )
+
+
 def _ignored(args: argparse.Namespace, parser: argparse.ArgumentParser, launcher) -> list[str]:
     """Options given on the command line that the chosen launcher does not read."""
     from launchers import option_names
@@ -163,7 +172,7 @@ def _command(args, parser, name, jobs, launcher) -> int:
         if not doomed:
             return 0
         if not args.skip_confirmation and not confirm("Delete them?"):
-            print("Aborted; nothing deleted (pass --skip_confirmation to delete without asking).")
+            _aborted("deleted", "delete")
             return 1
         cancelled = sw.cancel_running(doomed)
         print(
@@ -195,7 +204,7 @@ def _command(args, parser, name, jobs, launcher) -> int:
         launcher(todo)
         return 0
     if not args.skip_confirmation and not confirm(f"Launch {len(todo)} job(s)?"):
-        print("Aborted; nothing launched (pass --skip_confirmation to launch without asking).")
+        _aborted("launched", "launch")
         return 1
     sw.cancel_running([j for j in todo if j.state == State.RUNNING])
     sw.clear_dirs(todo)

@@ -25,6 +25,7 @@ import pandas as pd
 
 from lemon.config import execution_fields
 from lemon.errors import LemonError
+from lemon.flags import HelpfulParser
 from lemon.io import atomic_write_csv, atomic_write_text
 from lemon.methods import ABLATIONS
 from lemon.results import METHOD_FIELDS, OBJECTIVE, LoadReport, load_records
@@ -298,9 +299,7 @@ TITLES = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m lemon.aggregate", description=__doc__.split("\n\n")[0]
-    )
+    p = HelpfulParser(prog="python -m lemon.aggregate", description=__doc__.split("\n\n")[0])
     p.add_argument("--output_root", required=True, help="Sweep root (the sweep's --output_root).")
     p.add_argument(
         "--experiment", nargs="*", default=None, help="Only these experiments (folder names)."

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lemon.data.base import DataOptions
+from lemon.data.base import IMAGE_IDENTITIES, DataOptions
 from lemon.embed.base import PRECISIONS
 from lemon.errors import LemonError
 from lemon.flags import HelpfulParser, add_flags, flag
@@ -160,6 +160,15 @@ class RunConfig:
         "model",
         identity=False,
     )
+    image_identity: str = flag(
+        "stat",
+        "How the embedding cache recognises image files: 'stat' = size + modification time (fast; misses "
+        "a file replaced by one of the same size with its mtime kept, as cp -p / rsync -a do), "
+        "'content' = a hash of their bytes (reads every image).",
+        "model",
+        IMAGE_IDENTITIES,
+        identity=False,
+    )
     # method
     scorer: str = flag("lemon", "Scorer: lemon or a baseline.", "method", _scorer_names)
     lemon_fix: bool = flag(
@@ -296,6 +305,7 @@ class RunConfig:
             ("ablation", ABLATIONS),
             ("knn_backend", KNN_BACKENDS),
             ("precision", PRECISIONS),
+            ("image_identity", IMAGE_IDENTITIES),
         ):
             value = getattr(self, name)
             if value not in allowed:

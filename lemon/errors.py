@@ -26,3 +26,15 @@ class RunExistsError(LemonError, FileExistsError):
 
 class MissingDependencyError(LemonError, ImportError):
     """An optional dependency is not installed; the message gives the install command."""
+
+
+class OutputDirError(LemonError):
+    """--output_dir cannot hold this run: a file, below a file, not writable, or someone else's folder."""
+
+
+class RunLockedError(LemonError):
+    """Another run holds the output folder's lock; the message names it (pid, host, start time)."""
+
+
+class StorageError(LemonError, OSError):
+    """Writing failed for lack of space or permission (ENOSPC, EROFS, ...); the message names the path."""

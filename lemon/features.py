@@ -85,10 +85,14 @@ class SplitFeatures:
                     f"split '{self.split}': image embeddings and {name} must have the same "
                     f"length, got {n} and {len(arr)}."
                 )
-        if self.img.shape[1:] != self.txt.shape[1:]:
+        if (
+            np.ndim(self.img) != 2
+            or np.ndim(self.txt) != 2
+            or self.img.shape[1] != self.txt.shape[1]
+        ):
             raise LemonError(
-                f"split '{self.split}': image and text embeddings must have the same "
-                f"dimension, got {self.img.shape[1]} and {self.txt.shape[1]}."
+                f"split '{self.split}': image and text embeddings must be (n, d) arrays of the "
+                f"same dimension d, got shapes {np.shape(self.img)} and {np.shape(self.txt)}."
             )
         self.img = normalize_rows(self.img, f"{self.split} image embeddings")
         self.txt = normalize_rows(self.txt, f"{self.split} text embeddings")

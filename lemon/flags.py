@@ -108,11 +108,23 @@ class HelpfulParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self.raise_errors = raise_errors
 
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        self._given = [str(a) for a in (sys.argv[1:] if args is None else args)]
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str) -> NoReturn:
+        flags = [s for a in self._actions for s in a.option_strings if s.startswith("--")]
+        unknown = [
+            name
+            for name in (a.split("=", 1)[0] for a in getattr(self, "_given", []))
+            if name.startswith("--") and not any(f.startswith(name) for f in flags)
+        ]
+        if unknown and not message.startswith("unrecognized arguments:"):
+            # a misspelled flag also makes a required one look missing: name the misspelling
+            message = f"unrecognized arguments: {unknown[0]}"
         hint = ""
         if message.startswith("unrecognized arguments:"):
             given = message.split(":", 1)[1].split()
-            flags = [s for a in self._actions for s in a.option_strings if s.startswith("--")]
             for arg in given:
                 close = difflib.get_close_matches(arg.split("=", 1)[0], flags, n=1)
                 if arg.startswith("--") and close:

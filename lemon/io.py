@@ -6,6 +6,7 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -17,6 +18,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 DONE = "done"
+TEMP_SUFFIX = ".tmp"
+#: what :func:`atomic_write_bytes` names its temp files: ``.<name>.<8 random characters>.tmp``
+_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 
 
 def _to_jsonable(obj: Any) -> Any:
@@ -40,7 +44,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -50,6 +54,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             tmp, 0o644
         )  # mkstemp makes 0600; outputs are meant to be read by others (reports, Slurm)
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        if err.filename is None:  # a failed write names no file: name the one being written
+            raise OSError(err.errno, err.strerror, str(path)) from err
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -95,3 +104,8 @@ def mark_done(run_dir: str | os.PathLike, wall_time_s: float) -> None:
 
 def is_done(run_dir: str | os.PathLike) -> bool:
     return (Path(run_dir) / DONE).is_file()
+
+
+def is_temp_file(name: str) -> bool:
+    """Whether ``name`` is a temp file of :func:`atomic_write_bytes` (left behind only by a killed writer)."""
+    return bool(_TEMP_NAME.match(name))

@@ -6,6 +6,7 @@ place a :class:`~lemon.config.RunConfig` is unpacked: the stages below take thei
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import platform
 import subprocess
@@ -19,11 +20,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lemon import io
+from lemon import io, rundir
 from lemon.config import RunConfig, check_names
 from lemon.data import DATASETS
 from lemon.device import resolve_device
-from lemon.errors import LemonError, RunExistsError
+from lemon.errors import LemonError
 from lemon.evaluate import evaluate_split, select_thresholds
 from lemon.features import Features
 from lemon.methods import DEFAULT_KNN_K, HPARAM_NAMES, LEMON_FIX_K, check_k
@@ -118,6 +119,7 @@ def load_features(cfg: RunConfig, k: int, device: str) -> Features:
             prompt=dataset.options.prompt,
             batch_size=cfg.batch_size,
             num_workers=cfg.num_workers,
+            image_identity=cfg.image_identity,
         )
     if cfg.real_dataset:
         for split in features.splits.values():
@@ -133,21 +135,21 @@ def load_features(cfg: RunConfig, k: int, device: str) -> Features:
     return features
 
 
-def prepare_out_dir(cfg: RunConfig) -> Path:
-    out = Path(cfg.output_dir)
-    if io.is_done(out):
-        if not cfg.overwrite:
-            raise RunExistsError(
-                f"{out} already holds a finished run (it has a 'done' marker); pass "
-                "--overwrite to replace it or choose another --output_dir."
-            )
-        (out / io.DONE).unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+class _RunLog(logging.FileHandler):
+    """log.txt of a run: a failed write (e.g. a full disk) is kept to fail the run, not printed."""
+
+    error: OSError | None = None
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        failure = sys.exc_info()[1]
+        if isinstance(failure, OSError) and self.error is None:
+            self.error = failure
+        elif not isinstance(failure, OSError):
+            super().handleError(record)
 
 
-def _attach_log(out: Path, debug: bool) -> logging.Handler:
-    handler = logging.FileHandler(out / "log.txt", mode="w", encoding="utf-8")
+def _attach_log(out: Path, debug: bool) -> _RunLog:
+    handler = _RunLog(out / "log.txt", mode="w", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.DEBUG if debug else logging.INFO)
@@ -228,20 +230,28 @@ def run(cfg: RunConfig) -> RunResult:
     check_names(cfg)  # unknown or mismatched names fail before any work
     k = resolve_k(cfg)
     scorer = SCORERS.get(cfg.scorer)(scorer_options(cfg, k))
-    out = prepare_out_dir(cfg)
-    handler = _attach_log(out, cfg.debug)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always")
-            warnings.showwarning = _log_warning
-            return _run(cfg, k, scorer, out, start)
-    finally:
-        log.removeHandler(handler)
-        handler.close()
+    out = Path(cfg.output_dir).expanduser()
+    # checked, locked, written into a staging folder and swapped in only when finished
+    with rundir.claim(out, overwrite=cfg.overwrite) as stage:
+        handler = _attach_log(stage.path, cfg.debug)
+        try:
+            log.info("run_lemon %s", " ".join(sys.argv[1:]))
+            for note in stage.notes:
+                log.info(note)
+            with warnings.catch_warnings():
+                warnings.simplefilter("always")
+                warnings.showwarning = _log_warning
+                result = _run(cfg, k, scorer, stage.path, start, shown=out)
+        finally:
+            log.removeHandler(handler)
+            handler.close()
+        if handler.error is not None:  # log.txt is incomplete: the run is not finished
+            raise handler.error
+        stage.commit()
+    return dataclasses.replace(result, out_dir=out)
 
 
-def _run(cfg: RunConfig, k: int, scorer: Scorer, out: Path, start: float) -> RunResult:
-    log.info("run_lemon %s", " ".join(sys.argv[1:]))
+def _run(cfg: RunConfig, k: int, scorer: Scorer, out: Path, start: float, shown: Path) -> RunResult:
     device = resolve_device(cfg.device)
     data = cfg.data_options()
     resolved = {"knn_k": k, "noise_level": cfg.resolved_noise_level, "prompt": data.prompt}
@@ -319,7 +329,7 @@ def _run(cfg: RunConfig, k: int, scorer: Scorer, out: Path, start: float) -> Run
     if cfg.report:
         from lemon.report import write_report
 
-        write_report(out)
+        write_report(out, location=shown)
     log.info("done in %.1f s", time.time() - start)
     io.mark_done(out, time.time() - start)
     return RunResult(out, hparams_out, metrics, frame)

@@ -15,7 +15,6 @@ threshold (the label-free heuristic one when the run has no labels).
 
 from __future__ import annotations
 
-import argparse
 import base64
 import io as _bytes
 import logging
@@ -29,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from lemon.errors import LemonError
+from lemon.flags import HelpfulParser
 from lemon.io import atomic_write_csv, atomic_write_text, read_json
 from lemon.report_html import page, plots_png, suspect_row
 
@@ -234,7 +234,12 @@ def flagged_frame(scores: pd.DataFrame, threshold: float | None) -> pd.DataFrame
     return flagged
 
 
-def write_report(out_dir: str | Path, top_n: int = 50, n_neighbours: int = 5) -> Path:
+def write_report(
+    out_dir: str | Path,
+    top_n: int = 50,
+    n_neighbours: int = 5,
+    location: str | Path | None = None,
+) -> Path:
     """Write ``report.html`` (and ``flagged.csv``) into a run folder; returns the path of report.html.
 
     Parameters
@@ -243,6 +248,8 @@ def write_report(out_dir: str | Path, top_n: int = 50, n_neighbours: int = 5) ->
         used when present — the pipeline calls this before writing ``done``)
     top_n : number of most suspicious pairs shown (all splits pooled, highest score first)
     n_neighbours : neighbours shown per side (image look-alikes and text look-alikes)
+    location : the folder the page names as the run's (default ``out_dir``; the pipeline writes into a
+        staging folder that becomes ``--output_dir`` when the run finishes)
     """
     run_dir = Path(out_dir)
     if top_n < 1 or n_neighbours < 0:
@@ -271,7 +278,7 @@ def write_report(out_dir: str | Path, top_n: int = 50, n_neighbours: int = 5) ->
     title = f"Suspected label errors: {args.get('dataset', run_dir.name)} ({hparams.get('scorer', 'lemon')})"
     document = page(
         title=title,
-        run_dir=run_dir,
+        run_dir=Path(location) if location is not None else run_dir,
         args=args,
         hparams=hparams,
         metrics=metrics,
@@ -298,7 +305,7 @@ def write_report(out_dir: str | Path, top_n: int = 50, n_neighbours: int = 5) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: write the report of one run folder and print its path."""
-    p = argparse.ArgumentParser(prog="python -m lemon.report", description=__doc__.split("\n\n")[0])
+    p = HelpfulParser(prog="python -m lemon.report", description=__doc__.split("\n\n")[0])
     p.add_argument("run_dir", help="A run_lemon --output_dir.")
     p.add_argument("--top", type=int, default=50, help="Most suspicious pairs shown (default 50).")
     p.add_argument(

@@ -145,3 +145,38 @@ def test_demo_end_to_end_quality(tmp_path):
     base = json.loads((tmp_path / "mm" / "metrics.json").read_text())
     assert lemon["test/AUROC"] >= 0.9
     assert lemon["test/AUROC"] >= base["test/AUROC"]
+
+
+def test_a_damaged_demo_clip_is_trained_again(tmp_path, monkeypatch, caplog):
+    """A cached demo_clip whose weights were cut short (a full disk, a killed copy) is detected and
+    retrained, with a warning; it is never loaded half (a safetensors error)."""
+    from lemon.embed.testing import tiny_clip_checkpoint
+
+    folder = tmp_path / "models" / "demo_clip"
+    folder.parent.mkdir(parents=True)
+    tiny_clip_checkpoint(tmp_path / "tmp", "open_clip").rename(folder)
+    weights = folder / "open_clip_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    trained = []
+    original = ckpt_module.train_named
+
+    def tiny(
+        entry, root, device
+    ):  # the demo recipe, shrunk to a tiny model and one epoch for the test
+        trained.append(entry.name)
+        return original(
+            dataclasses.replace(entry, train={**entry.train, "model": "lemon-tiny", "epochs": 1}),
+            root,
+            device,
+        )
+
+    monkeypatch.setattr(ckpt_module, "train_named", tiny)
+    with caplog.at_level("WARNING"):
+        embedder = build_embedder("demo_clip", cache_root=tmp_path)
+    assert (
+        trained == ["demo_clip"]
+        and "is damaged" in caplog.text
+        and "training it again" in caplog.text
+    )
+    assert ckpt_module.weights_problem(folder) is None
+    assert embedder.encode_texts(["a red circle"]).shape[0] == 1

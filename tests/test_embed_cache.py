@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from lemon.data.base import DEFAULT_PROMPT, ArrayImages, DatasetSplits, Dropped, PairSplit
 from lemon.embed import build_embedder, embed_dataset
@@ -90,6 +94,7 @@ def embed(splits: DatasetSplits, cfg: dict):
         prompt=cfg.get("prompt", DEFAULT_PROMPT),
         batch_size=cfg["batch_size"],
         num_workers=cfg["num_workers"],
+        image_identity=cfg.get("image_identity", "stat"),
     )
 
 
@@ -388,3 +393,84 @@ def test_in_memory_pixels_key_the_cache(tmp_path):
             content=source.fingerprint(),
         )
     assert (cache.hits, cache.misses) == (1, 2)
+
+
+def _entry(cache: EmbeddingCache, source, compute, calls: list):
+    def counted():
+        calls.append(1)
+        return compute()
+
+    return cache.get_or_compute(
+        FakeEmbedder(), "image/x", source.ids, counted, content=source.fingerprint()
+    )
+
+
+@pytest.mark.parametrize("damage", ["same-size bytes", "no checksum", "unreadable sidecar"])
+def test_a_damaged_entry_is_recomputed_with_a_warning(tmp_path, caplog, damage):
+    """The sidecar records the sha256 of the array; a read that does not verify recomputes (and says so)
+    instead of serving wrong embeddings."""
+    source = ArrayImages(np.zeros((4, 2, 2, 3), np.uint8), [f"x/{i}" for i in range(4)])
+    truth = np.arange(12, dtype=np.float32).reshape(4, 3)
+    cache, calls = EmbeddingCache(tmp_path), []
+    _entry(cache, source, lambda: truth, calls)
+    (npy,) = (tmp_path / "embeddings").rglob("*.npy")
+    sidecar = npy.with_suffix(".json")
+    assert json.loads(sidecar.read_text())["sha256"] == hashlib.sha256(truth.tobytes()).hexdigest()
+    if damage == "same-size bytes":
+        raw = bytearray(npy.read_bytes())
+        raw[-4:] = b"\x00\x00\x80\x7f"  # the last value becomes +inf: same size, same shape
+        npy.write_bytes(bytes(raw))
+    elif damage == "no checksum":
+        info = json.loads(sidecar.read_text())
+        del info["sha256"]
+        sidecar.write_text(json.dumps(info))
+    else:
+        sidecar.write_text("{")
+    with caplog.at_level("WARNING", logger="lemon.embed.cache"):
+        again = _entry(EmbeddingCache(tmp_path), source, lambda: truth, calls)
+    assert len(calls) == 2 and "recomputing it" in caplog.text
+    np.testing.assert_array_equal(again, truth)
+    calls.clear()
+    np.testing.assert_array_equal(
+        _entry(EmbeddingCache(tmp_path), source, lambda: truth, calls), truth
+    )
+    assert calls == []  # repaired: read from the cache again
+
+
+def test_content_identity_sees_a_same_size_same_mtime_replacement(tmp_path):
+    """'stat' identity (the default) cannot tell a file replaced by another of the same size with its
+    mtime kept (cp -p, rsync -a); 'content' identity hashes the bytes and can."""
+    from lemon.data.base import FileImages
+
+    for name, byte in (("a.bin", b"a"), ("b.bin", b"b")):
+        (tmp_path / name).write_bytes(byte * 64)
+    images = FileImages(tmp_path, ["a.bin", "b.bin"])
+    stat_before, content_before = images.fingerprint(), images.fingerprint(content=True)
+    st = (tmp_path / "a.bin").stat()
+    (tmp_path / "a.bin").write_bytes(b"c" * 64)
+    os.utime(tmp_path / "a.bin", ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert images.fingerprint() == stat_before  # the documented limit of 'stat'
+    assert images.fingerprint(content=True) != content_before
+    (tmp_path / "a.bin").write_bytes(b"a" * 64)
+    assert images.fingerprint(content=True) == content_before
+
+
+def test_image_identity_content_reembeds_a_replaced_file(ckpt, tmp_path):
+    splits = _file_splits(tmp_path / "data", bad=())
+    cfg = _cfg(ckpt, tmp_path / "cache", image_identity="content")
+    first = embed(splits, cfg)
+    replaced = tmp_path / "data" / "val" / "0.jpg"
+    st = replaced.stat()
+    buf = io.BytesIO()  # another picture, padded to the same byte size (decoders ignore the tail)
+    Image.fromarray(np.full((24, 24, 3), 200, np.uint8)).save(buf, format="BMP")
+    replaced.write_bytes(buf.getvalue().ljust(st.st_size, b"\0"))
+    os.utime(replaced, ns=(st.st_atime_ns, st.st_mtime_ns))
+    stat_run = embed(splits, {**cfg, "image_identity": "stat", "cache": tmp_path / "cache2"})
+    again = embed(splits, cfg)
+    assert again.provenance.cache_misses == 1  # val's images only
+    np.testing.assert_allclose(again.splits["val"].img[0], stat_run.splits["val"].img[0], atol=1e-6)
+    assert not np.allclose(again.splits["val"].img[0], first.splits["val"].img[0], atol=1e-4)
+    with pytest.raises(
+        LemonError, match=r"Unknown image_identity 'bytes'\. Available: stat, content"
+    ):
+        embed(splits, {**cfg, "image_identity": "bytes"})

@@ -24,6 +24,7 @@ import launchers
 import sweep
 from launchers import LAUNCHERS
 from lemon.results import load_records
+from lemon.rundir import staging_dirs
 from lemon.sweep import Experiment, State, build_jobs, refresh_states
 from lemon.sweep.jobs import JOB_OUTPUT, read_job_id
 from lemon.sweep.slurm import SlurmError
@@ -95,8 +96,11 @@ def test_kill_9_of_a_running_job_then_relaunch_finishes_exactly_the_rest(
     )
     sweep_thread.start()
     victim = jobs[1]  # its hyper-parameter search keeps it busy after args.json is written
-    job_id = _wait_for(
-        lambda: (victim.run_dir / "args.json").exists() and read_job_id(victim.run_dir),
+    job_id = _wait_for(  # a run writes into a staging folder until it finishes
+        lambda: (
+            any((d / "args.json").exists() for d in staging_dirs(victim.run_dir))
+            and read_job_id(victim.run_dir)
+        ),
         what="the second job to start",
     )
     os.kill(int(job_id["id"].split(":")[2]), signal.SIGKILL)

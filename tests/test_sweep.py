@@ -290,7 +290,11 @@ def test_cli_destructive_commands_need_a_yes(cli):
         job.run_dir.mkdir(parents=True)
     mark_done(jobs[0].run_dir, 1.0)
     code, out = cli("launch")  # no stdin: treated as "no"
-    assert code == 1 and "About to launch 3 job(s)" in out and "Aborted; nothing launched" in out
+    assert (
+        code == 1
+        and "About to launch 3 job(s)" in out
+        and "nothing launched; pass --skip_confirmation" in out
+    )
     assert not jobs[2].run_dir.exists() and jobs[1].run_dir.exists()
     code, out = cli("delete_incomplete")
     assert code == 1 and jobs[1].run_dir.exists()

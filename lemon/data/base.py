@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from lemon.features import Features
 
 TASKS = ("classification", "captioning")
+#: how the embedding cache recognises image files: by size + mtime (fast) or by a hash of their bytes
+IMAGE_IDENTITIES = ("stat", "content")
 SPLITS = ("train", "val", "test")
 DEFAULT_PROMPT = "A photo of a "
 
@@ -30,9 +32,12 @@ class ImageSource(Protocol):
     """Random access to a split's images as PIL images, with a stable string id per image.
 
     ``ids`` name the images (e.g. ``"cifar10/train/00042"`` or a file path relative to the data root) and
-    ``fingerprint()`` digests what they currently hold (pixels, or each file's size and modification time):
-    the embedding cache is keyed by both, so an image replaced or repaired under the same id is embedded
-    again, never served stale. Implementations must be picklable so a DataLoader with workers can use them.
+    ``fingerprint(content)`` digests what they currently hold: pixels or bytes held in memory; for files,
+    each file's size and modification time ('stat', one ``stat`` per file), or with ``content=True`` a hash
+    of each file's bytes (reads every file; catches a file replaced by another of the same size whose
+    mtime was preserved, as ``cp -p`` and ``rsync -a`` do). The embedding cache is keyed by both, so an
+    image replaced or repaired under the same id is embedded again, never served stale. Implementations
+    must be picklable so a DataLoader with workers can use them.
     """
 
     ids: Sequence[str]
@@ -41,7 +46,7 @@ class ImageSource(Protocol):
 
     def __getitem__(self, i: int): ...  # -> PIL.Image.Image
 
-    def fingerprint(self) -> str: ...
+    def fingerprint(self, content: bool = False) -> str: ...
 
 
 def digest(*parts: bytes | str) -> str:
@@ -66,6 +71,21 @@ def file_stamps(paths: Sequence[str | os.PathLike]) -> str:
     return digest("\n".join(stamps))
 
 
+def file_digests(paths: Sequence[str | os.PathLike]) -> str:
+    """Digest of each file's bytes (every file read in full; 'missing' when absent)."""
+    parts = []
+    for path in paths:
+        try:
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+            parts.append(h.hexdigest())
+        except OSError:
+            parts.append("missing")
+    return digest("content", "\n".join(parts))
+
+
 @dataclass
 class FileImages:
     """Images stored as files; ``ids`` are the paths relative to ``root``."""
@@ -86,8 +106,9 @@ class FileImages:
         with Image.open(Path(self.root) / self.relpaths[i]) as img:
             return img.convert("RGB")
 
-    def fingerprint(self) -> str:
-        return file_stamps([os.path.join(self.root, p) for p in self.relpaths])
+    def fingerprint(self, content: bool = False) -> str:
+        paths = [os.path.join(self.root, p) for p in self.relpaths]
+        return file_digests(paths) if content else file_stamps(paths)
 
     def subset(self, index: np.ndarray) -> FileImages:
         return FileImages(self.root, [self.relpaths[i] for i in np.asarray(index)])
@@ -108,7 +129,7 @@ class ArrayImages:
 
         return Image.fromarray(self.pixels[i])
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, content: bool = False) -> str:
         pixels = np.ascontiguousarray(self.pixels)
         return digest(str(pixels.shape), str(pixels.dtype), memoryview(pixels).cast("B"))
 

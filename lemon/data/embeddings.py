@@ -9,6 +9,7 @@ class id; classification) or ``S_noisy_caption`` (observed caption strings; capt
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -29,6 +30,7 @@ def features_from_arrays(
 ) -> Features:
     """Build :class:`Features` from arrays in the npz layout above (validated, with clear errors)."""
     keys = set(arrays)
+    _check_dims(arrays, source)
     missing_splits = [s for s in SPLITS if f"{s}_img" not in keys]
     if missing_splits:
         raise LemonError(
@@ -86,6 +88,30 @@ def features_from_arrays(
     )
 
 
+#: how many dimensions each array of the layout has: (n, d) embeddings and probabilities, (n,) per pair
+_MATRICES = ("img", "txt", "pred_probs")
+_VECTORS = ("noisy_label", "label", "noisy_caption", "caption", "is_mislabel")
+
+
+def _check_dims(arrays: Mapping[str, np.ndarray], source: str) -> None:
+    """Each array has the number of dimensions of its role (e.g. ``S_img`` (n, d)): a one-line error."""
+    for key, value in arrays.items():
+        split, _, role = key.partition("_")
+        if key == "label_prompt_txt" or (split in SPLITS and role in _MATRICES):
+            want, shape = 2, "(n, d)" if role != "pred_probs" else "(n, C)"
+        elif (split in SPLITS and role in _VECTORS) or key == "class_names":
+            want, shape = 1, "(n,)"
+        else:
+            continue
+        ndim = np.ndim(value)
+        if ndim != want:
+            raise LemonError(
+                f"{source}: {key} must be a {want}-D array {shape}, got shape "
+                f"{np.shape(value)}; save it with that shape (e.g. x.reshape(len(x), -1) for "
+                "one embedding per row)."
+            )
+
+
 @DATASETS.register("embeddings")
 class PrecomputedEmbeddings(Dataset):
     """Embeddings from an npz file (``--embeddings``); task inferred from its keys."""
@@ -104,7 +130,7 @@ class PrecomputedEmbeddings(Dataset):
         try:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
             raise LemonError(
                 f"Cannot read {path} as an .npz of arrays ({err}); write it with np.savez "
                 f"and no object arrays (store strings as str arrays)."

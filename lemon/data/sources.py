@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lemon.data.base import digest, file_stamps
+from lemon.data.base import digest, file_digests, file_stamps
 
 
 @dataclass
@@ -48,9 +48,10 @@ class TarImages:
         with Image.open(io.BytesIO(self.read_bytes(i))) as img:
             return img.convert("RGB")
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, content: bool = False) -> str:
+        shards = [os.path.join(self.root, shard) for shard in self.shards]
         return digest(
-            file_stamps([os.path.join(self.root, shard) for shard in self.shards]),
+            file_digests(shards) if content else file_stamps(shards),
             np.asarray(self.shard_index, dtype=np.int64).tobytes(),
             np.asarray(self.offsets, dtype=np.int64).tobytes(),
             np.asarray(self.sizes, dtype=np.int64).tobytes(),
@@ -84,7 +85,7 @@ class BytesImages:
         with Image.open(io.BytesIO(self.blobs[i])) as img:
             return img.convert("RGB")
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, content: bool = False) -> str:
         return digest(*self.blobs)
 
     def subset(self, index: np.ndarray) -> BytesImages:

@@ -7,7 +7,9 @@ their content (pixels, or each file's size and mtime: an image replaced under th
 again), so a change of noise re-embeds only the texts, and 96 jobs of a grid over k / distance / ablation /
 seed embed each split once.
 Files are written atomically; concurrent jobs wanting the same entry serialise on a lock file (where the
-OS has ``fcntl``) and the later ones read what the first one wrote.
+OS has ``fcntl``) and the later ones read what the first one wrote. The sidecar stores the sha256 of the
+array's bytes; every read verifies it, and an entry that does not match (a file damaged in place, or written
+before checksums existed) is recomputed with a warning, never used.
 """
 
 from __future__ import annotations
@@ -58,6 +60,11 @@ def content_key(
     return h.hexdigest()[:32]
 
 
+def checksum(array: np.ndarray) -> str:
+    """sha256 of an array's bytes (C order): what a cache entry's sidecar records and each read verifies."""
+    return hashlib.sha256(np.ascontiguousarray(array)).hexdigest()
+
+
 class EmbeddingCache:
     """Read-through cache of (n, dim) float32 embedding arrays; ``root=None`` disables it.
 
@@ -74,24 +81,29 @@ class EmbeddingCache:
         return folder / f"{key}.npy", folder / f"{key}.json"
 
     def load(self, model_id: str, key: str) -> np.ndarray | None:
-        """The cached array, or None when absent or inconsistent with its sidecar (then recomputed)."""
+        """The cached array, or None when absent or damaged (then recomputed)."""
+        return self.read(model_id, key)[0]
+
+    def read(self, model_id: str, key: str) -> tuple[np.ndarray | None, str | None]:
+        """``(array, None)`` for a verified entry, ``(None, None)`` when absent, ``(None, why)`` when the
+        entry cannot be trusted: unreadable, its shape or checksum not the sidecar's, or no checksum."""
         if self.root is None:
-            return None
+            return None, None
         npy, meta = self.paths(model_id, key)
         if not (npy.is_file() and meta.is_file()):
-            return None
+            return None, None
         try:
             info = json.loads(meta.read_text(encoding="utf-8"))
             array = np.load(npy, allow_pickle=False)
         except (OSError, ValueError) as err:
-            log.warning("ignoring unreadable cache entry %s (%s); recomputing", npy, err)
-            return None
-        if array.shape != (info.get("n"), info.get("dim")):
-            log.warning(
-                "ignoring cache entry %s: shape %s does not match its sidecar", npy, array.shape
-            )
-            return None
-        return array
+            return None, f"is unreadable ({err})"
+        if not isinstance(info, dict) or array.shape != (info.get("n"), info.get("dim")):
+            return None, f"has shape {array.shape}, not the one its sidecar records"
+        if "sha256" not in info:
+            return None, "has no checksum (written by an older lemon)"
+        if checksum(array) != info["sha256"]:
+            return None, "does not match its checksum (damaged on disk)"
+        return array, None
 
     def get_or_compute(
         self,
@@ -113,8 +125,11 @@ class EmbeddingCache:
         if array is None:
             npy, meta = self.paths(embedder.id, key)
             with file_lock(npy.parent / ".locks" / f"{key}.lock"):
-                array = self.load(embedder.id, key)  # another job may have written it meanwhile
+                # another job may have written (or repaired) it meanwhile
+                array, problem = self.read(embedder.id, key)
                 if array is None:
+                    if problem:
+                        log.warning("cache entry %s %s; recomputing it", npy, problem)
                     self.misses += 1
                     start = time.time()
                     array = np.ascontiguousarray(compute(), dtype=np.float32)
@@ -134,6 +149,7 @@ class EmbeddingCache:
                             "n": int(array.shape[0]),
                             "dim": int(array.shape[1]),
                             "dtype": str(array.dtype),
+                            "sha256": checksum(array),
                             "format": CACHE_FORMAT,
                             "first_input": str(inputs[0]) if len(inputs) else None,
                             "seconds": round(time.time() - start, 3),

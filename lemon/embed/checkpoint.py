@@ -13,6 +13,8 @@ the command that trains it; the demo's is trained on first use (it needs no down
 from __future__ import annotations
 
 import logging
+import shutil
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,30 @@ def checkpoint_layout(path: Path) -> str | None:
     return None
 
 
+def weights_problem(folder: Path) -> str | None:
+    """Why the weights in a checkpoint folder cannot load (e.g. a file cut short by a full disk or a killed
+    copy), or None. Cheap: safetensors headers against the file sizes; zip archives (torch.save) by their
+    central directory."""
+    for path in _weights(folder):
+        if path.suffix == ".safetensors":
+            from safetensors import SafetensorError, safe_open
+
+            try:
+                with safe_open(str(path), "np"):
+                    pass
+            except (SafetensorError, OSError) as err:
+                return f"{path} is damaged ({err})"
+        elif _looks_zip(path) and not zipfile.is_zipfile(path):
+            return f"{path} is damaged (a truncated zip archive)"
+    return None
+
+
+def _looks_zip(path: Path) -> bool:
+    """A torch.save archive starts as a zip file: such a file that is no longer a valid zip was cut short."""
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04"
+
+
 @EMBEDDERS.register("checkpoint", aliases=("local-dir",))
 def checkpoint_embedder(
     arg: str | None = None,
@@ -64,6 +90,11 @@ def checkpoint_embedder(
     path = Path(arg or "").expanduser()
     layout = checkpoint_layout(path) if arg else None
     folder = path.parent if path.is_file() else path
+    problem = weights_problem(folder) if layout else None
+    if problem:
+        raise ModelNotFoundError(
+            f"Checkpoint {folder}: {problem}; copy or download it again (or retrain it), then rerun."
+        )
     if layout == "open_clip":
         files = _weights(folder)
         chosen = [p for p in files if p.name == OPEN_CLIP_WEIGHTS] or files
@@ -152,9 +183,15 @@ def _register(entry: NamedCheckpoint) -> None:
 
         root = Path(cache_root) if cache_root is not None else default_cache_root()
         folder = entry.folder(root)
-        if checkpoint_layout(folder) is None:
+        problem = weights_problem(folder) if checkpoint_layout(folder) else None
+        if checkpoint_layout(folder) is None or problem:
+            how = entry.note or f"train it with: {entry.command(root)}"
+            if problem and not entry.auto_train:
+                raise ModelNotFoundError(
+                    f"Model '{entry.name}': {problem}; delete {folder} and {how} (or pass "
+                    "--clip_model /path/to/checkpoint)."
+                )
             if not entry.auto_train:
-                how = entry.note or f"train it with: {entry.command(root)}"
                 raise ModelNotFoundError(
                     f"Model '{entry.name}' is a local checkpoint expected in {folder}, "
                     f"which does not hold one; {how} (or pass --clip_model /path/to/checkpoint)."
@@ -174,6 +211,10 @@ def train_named(entry: NamedCheckpoint, cache_root: Path, device: str) -> Path:
 
     folder = entry.folder(cache_root)
     with file_lock(folder.parent / f".{entry.name}.lock"):
+        problem = weights_problem(folder) if checkpoint_layout(folder) else None
+        if problem:  # e.g. cut short by a full disk: a cache, so it is rebuilt
+            log.warning("'%s': %s; training it again", entry.name, problem)
+            shutil.rmtree(folder)
         if checkpoint_layout(folder) is None:
             log.warning("training '%s' from scratch once (cached in %s)", entry.name, folder)
             train_clip(TrainConfig.from_flags(entry.train, output_dir=str(folder), device=device))

@@ -18,7 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from lemon.data.base import DEFAULT_PROMPT, UNDECODABLE_IMAGE, DatasetSplits, Dropped, PairSplit
+from lemon.data.base import (
+    DEFAULT_PROMPT,
+    IMAGE_IDENTITIES,
+    UNDECODABLE_IMAGE,
+    DatasetSplits,
+    Dropped,
+    PairSplit,
+)
 from lemon.embed.base import Embedder
 from lemon.embed.batching import embed_images, embed_texts
 from lemon.embed.cache import EmbeddingCache
@@ -46,16 +53,23 @@ def embed_dataset(
     prompt: str = DEFAULT_PROMPT,
     batch_size: int = 128,
     num_workers: int = 2,
+    image_identity: str = "stat",
 ) -> Features:
     """Embed every split's images and observed texts (and, for classification, every class prompt).
 
-    ``prompt`` prefixes class names; ``batch_size`` and ``num_workers`` size the image loading. Returns
+    ``prompt`` prefixes class names; ``batch_size`` and ``num_workers`` size the image loading;
+    ``image_identity`` says how the cache recognises image files: 'stat' (size and modification time) or
+    'content' (a hash of their bytes; see :class:`~lemon.data.base.ImageSource`). Returns
     unit-normalised Features whose provenance records the embedder, the cache hits and misses, and every
     pair not scored (dropped by the loader, or here when its image cannot be decoded).
     """
     out: dict[str, SplitFeatures] = {}
     dropped: dict[str, Dropped] = {}
-    embed = _Embed(embedder, cache, splits.name, batch_size, num_workers)
+    if image_identity not in IMAGE_IDENTITIES:
+        raise LemonError(
+            f"Unknown image_identity '{image_identity}'. Available: {', '.join(IMAGE_IDENTITIES)}."
+        )
+    embed = _Embed(embedder, cache, splits.name, batch_size, num_workers, image_identity)
     for name, split in splits.splits.items():
         if split.images is None:
             raise LemonError(f"split '{name}' of dataset '{splits.name}' has no images to embed.")
@@ -139,10 +153,17 @@ class _Embed:
     """Cache lookups for one dataset and embedder (the dataset name joins the key: ids are per dataset)."""
 
     def __init__(
-        self, embedder, cache: EmbeddingCache, dataset: str, batch_size: int, num_workers: int
+        self,
+        embedder,
+        cache: EmbeddingCache,
+        dataset: str,
+        batch_size: int,
+        num_workers: int,
+        image_identity: str = "stat",
     ):
         self.embedder, self.cache, self.dataset = embedder, cache, dataset
         self.batch_size, self.num_workers = batch_size, num_workers
+        self.content = image_identity == "content"
 
     def images(self, ids: Sequence[str], source: Any, split: str) -> np.ndarray:
         return self.cache.get_or_compute(
@@ -152,7 +173,7 @@ class _Embed:
             lambda: embed_images(
                 self.embedder, source, self.batch_size, self.num_workers, f"{split} images"
             ),
-            content=source.fingerprint(),
+            content=source.fingerprint(self.content),
         )
 
     def texts(self, texts: Sequence[str], what: str) -> np.ndarray:
