@@ -317,6 +317,9 @@ BASELINE_K = [2, 5, 10, 15, 20, 30, 50]
 _ANY_TASK_SCORERS = [
     dict(scorer="clip_sim"),
     dict(scorer=["dis_x", "dis_y", "div_x", "div_y"], knn_k=BASELINE_K),
+    dict(scorer=["blip_itm", "blip_capfilt"]),
+    # as the original, the generative models score val and test only (hours per 10k pairs)
+    dict(scorer=["llava", "vdc"], skip_train=True),
 ]
 _CLASSIFICATION_SCORERS = [
     dict(scorer="clip_logits", temperature=[1.0, 0.07, 0.015, 0.01]),
@@ -338,12 +341,14 @@ _CLASSIFICATION_SCORERS = [
         ],
         knn_k=BASELINE_K,
     ),
+    dict(scorer=["aum", "datamap"]),
 ]
 
 
 @register
 class BaselinesAll(Experiment):
-    """Every training-free baseline on every dataset of lemon_all, for the comparison tables."""
+    """Every baseline (training-free, model-based and training-based) on every dataset of lemon_all, for
+    the comparison tables."""
 
     name = "baselines_all"
 
@@ -409,6 +414,143 @@ class Cc3mClipScratchFilteredFromScratch(Experiment):
             for a in ("multimodal_baseline", "none")
         ]
         return expand(dict(**_CC3M_TRAINING, keep_top_n=1_000_000, filter_scores=scored_by))
+
+
+# ------------------------------------------------------------------------------------- downstream
+#: the methods whose scores filter the data: LEMoN, CLIP similarity and every baseline of the task
+_FILTER_SCORERS = {
+    "any": [
+        dict(scorer="lemon"),
+        dict(scorer="clip_sim"),
+        dict(scorer=["dis_x", "dis_y", "div_x", "div_y"]),
+    ],
+    "models": [dict(scorer=["blip_itm", "blip_capfilt", "llava", "vdc"])],
+    "classification": [
+        dict(
+            scorer=[
+                "clip_logits",
+                "clipcleaner",
+                "self_confidence",
+                "normalized_margin",
+                "confidence_weighted_entropy",
+                "deep_knn",
+                "simifeat",
+                "knn_self_confidence",
+                "knn_normalized_margin",
+                "knn_confidence_weighted_entropy",
+                "aum",
+                "datamap",
+            ]
+        )
+    ],
+}
+_CAPTION_TRAINING = dict(
+    train_model="ViT-B-32", train_epochs=20, train_lr=1e-4, train_batch_size=128
+)
+_DOWNSTREAM_DATA = {
+    "classification": [
+        dict(dataset=["cifar10", "cifar100"], noise_type="real", clip_model=HF),
+        dict(dataset=["stanford_cars", "mini_imagenet"], noise_type="real", clip_model=HF),
+    ],
+    "captioning": [
+        dict(dataset="mscoco", noise_type="cat", clip_model=HF),
+        dict(dataset="flickr30k", noise_type="noun", clip_model=HF),
+    ],
+}
+#: the paper's k and distance for every scoring run (no selection across runs here)
+_SCORING = dict(knn_k=30, dist_type="cosine", noise_level=0.4, data_seed=SEEDS)
+
+
+def _scoring_runs(data: dict[str, list[dict]], kinds: dict[str, list[str]]) -> list[dict]:
+    """Scoring runs of every method of ``kinds[task]`` on each data sub-grid of ``data[task]``."""
+    grids = [
+        {**sub, **scorer}
+        for task, subs in data.items()
+        for sub in subs
+        for kind in kinds[task]
+        for scorer in _FILTER_SCORERS[kind]
+    ]
+    return expand(grids, common=_SCORING)
+
+
+def _downstream_runs(
+    scores: str, runs: list[dict], filters: list[dict], training: dict | None = None
+) -> list[dict]:
+    """Per scoring run of experiment ``scores``, one downstream job per filter; per data configuration
+    also a random 40% drop and no filter (both read the CLIP-similarity run, whose scores they ignore).
+    ``training``: dataset -> training flags of the downstream model."""
+    jobs = []
+    for run in runs:
+        extra = (training or {}).get(run["dataset"], {})
+        ref = RunRef(scores, **run)
+        jobs += [dict(scores=ref, **rule, **extra) for rule in filters]
+        if run["scorer"] == "clip_sim":
+            jobs += [
+                dict(scores=ref, filter="random", fraction=0.4, **extra),
+                dict(scores=ref, filter="none", **extra),
+            ]
+    return jobs
+
+
+@register
+class DownstreamScores(Experiment):
+    """The scoring runs whose scores filter the train split in ``downstream``: LEMoN, CLIP similarity and
+    every baseline of the task (model-based ones included) on the paper's downstream datasets."""
+
+    name = "downstream_scores"
+
+    def grid(self):
+        kinds = {
+            "classification": ["any", "classification", "models"],
+            "captioning": ["any", "models"],
+        }
+        return _scoring_runs(_DOWNSTREAM_DATA, kinds)
+
+
+@register
+class Downstream(Experiment):
+    """Downstream models trained on the data each method filtered (drop the top 40% = the noise level, or
+    what it flagged), against a random 40% drop and no filter: classifiers (test accuracy) and CLIPs
+    trained from scratch (test retrieval recall); ``lemon.aggregate`` prints the table."""
+
+    name = "downstream"
+    script = "lemon.downstream"
+
+    def grid(self):
+        filters = [dict(filter="drop_top", fraction=0.4), dict(filter="flagged")]
+        training = {"mscoco": _CAPTION_TRAINING, "flickr30k": _CAPTION_TRAINING}
+        return _downstream_runs("downstream_scores", DownstreamScores().grid(), filters, training)
+
+
+_DEMO_DATA = {"captioning": [dict(dataset="demo")], "classification": [dict(dataset="synthetic")]}
+
+
+@register
+class DownstreamDemoScores(Experiment):
+    """Scoring runs of ``downstream_demo``, offline: the demo (captioning) and --dataset synthetic
+    (classification) with every method that needs no downloaded weights."""
+
+    name = "downstream_demo_scores"
+
+    def grid(self):
+        kinds = {"classification": ["any", "classification"], "captioning": ["any"]}
+        return _scoring_runs(_DEMO_DATA, kinds)
+
+
+@register
+class DownstreamDemo(Experiment):
+    """``downstream`` on the offline data (the README's downstream tables): a CLIP trained from scratch
+    (lemon-demo, the demo_clip recipe) on the demo pairs each method keeps, and a classifier on the
+    synthetic embeddings."""
+
+    name = "downstream_demo"
+    script = "lemon.downstream"
+
+    def grid(self):
+        runs = DownstreamDemoScores().grid()
+        return _downstream_runs(
+            "downstream_demo_scores", runs, [dict(filter="drop_top", fraction=0.4)]
+        )
 
 
 _GRID_96 = dict(dist_type=DISTS, ablation=["none", "multimodal_baseline"], knn_k=K, data_seed=SEEDS)

@@ -182,7 +182,9 @@ def hparam_drop_table(main: pd.DataFrame, metrics: Sequence[str] = METRICS) -> p
     variant = main["method"].str.replace(r"^lemon_(opt|fix)", "", regex=True)
     frames = {}
     for name in ("opt", "fix"):
-        part = main[main["method"].str.match(rf"^lemon_{name}(?![a-z_])")].assign(variant=variant)
+        chosen = main["method"].str.match(rf"^lemon_{name}(?![a-z_])")
+        # variant[chosen], not variant: a column set on an empty frame would bring its own rows
+        part = main[chosen].assign(variant=variant[chosen])
         cols = {
             f"{_short(m)} {s}": f"{_short(m)} {name.upper()} {s}"
             for m in metrics
@@ -280,12 +282,17 @@ def build_tables(
     df: pd.DataFrame, metrics: Sequence[str] = METRICS, objective: str = OBJECTIVE
 ) -> dict[str, pd.DataFrame]:
     """All paper tables of a record frame, by name (empty ones left out)."""
-    main = main_table(df, metrics, objective)
+    from lemon.downstream.table import downstream_table, is_downstream
+
+    downstream = is_downstream(df)
+    scored = df[~downstream]
+    main = main_table(scored, metrics, objective) if not scored.empty else pd.DataFrame()
     tables = {
         "main": main,
         "hparam_drop": hparam_drop_table(main, metrics),
         "noise_curves": noise_curves(main),
-        "ablations": ablation_table(df, metrics, objective),
+        "ablations": ablation_table(scored, metrics, objective) if not scored.empty else main,
+        "downstream": downstream_table(df),
     }
     return {name: t for name, t in tables.items() if not t.empty}
 
@@ -295,6 +302,8 @@ TITLES = {
     "hparam_drop": "LEMoN_OPT vs LEMoN_FIX: hyper-parameter drop (OPT − FIX, % points)",
     "noise_curves": "Test metrics (%) by noise level",
     "ablations": "Ablations of LEMoN_OPT (%)",
+    "downstream": "Downstream models trained on filtered data: test accuracy / retrieval recall (%), "
+    "mean ± std over seeds",
 }
 
 

@@ -23,11 +23,23 @@ from lemon.errors import LemonError
 from lemon.flags import HelpfulParser, add_flags, flag
 from lemon.methods import (
     ABLATIONS,
+    BLIP_MODES,
+    CAPFILT_MODES,
+    DEFAULT_BLIP_CAPTIONER,
+    DEFAULT_BLIP_ITM,
+    DEFAULT_LLAVA,
+    DEFAULT_VDC_LLM,
+    DEFAULT_VDC_VQA,
     DIST_TYPES,
+    DYNAMICS_BATCH_SIZE,
+    DYNAMICS_EPOCHS,
+    DYNAMICS_LR,
     HPARAM_NAMES,
     KNN_BACKENDS,
     LEMON_FIX_HPARAMS,
     LEMON_FIX_K,
+    LLAVA_ANSWERS,
+    VDC_JUDGES,
 )
 
 #: help groups of run_lemon, in the order --help shows them
@@ -35,6 +47,7 @@ GROUPS = {
     "data": "data (what is scored)",
     "model": "model (the embedding stage)",
     "method": "method (LEMoN or a baseline, and its settings)",
+    "baselines": "model- and training-based baselines (blip_itm, blip_capfilt, llava, vdc, aum, datamap)",
     "selection": "selection (hyper-parameters and thresholds chosen on the labelled val split)",
     "evaluation": "evaluation",
     "output": "output",
@@ -222,6 +235,55 @@ class RunConfig:
     tau_2_n: float | None = _hparam("tau_2_n")
     tau_1_m: float | None = _hparam("tau_1_m")
     tau_2_m: float | None = _hparam("tau_2_m")
+    # model- and training-based baselines
+    blip_model: str = flag(
+        DEFAULT_BLIP_ITM,
+        "BLIP image-text matching checkpoint of blip_itm and blip_capfilt (Hub id or folder).",
+        "baselines",
+    )
+    blip_mode: str = flag(
+        "itm", "blip_itm: ITM head probability, or ITC cosine.", "baselines", BLIP_MODES
+    )
+    capfilt_mode: str = flag(
+        "filter",
+        "blip_capfilt: the original's filter (ITM on the given text), or caption_gap (runs "
+        "--blip_captioner and compares its caption's match with the given text's).",
+        "baselines",
+        CAPFILT_MODES,
+    )
+    blip_captioner: str = flag(
+        DEFAULT_BLIP_CAPTIONER, "BLIP captioner of --capfilt_mode caption_gap.", "baselines"
+    )
+    llava_model: str = flag(
+        DEFAULT_LLAVA, "LLaVA checkpoint of llava (any image-text-to-text LLaVA).", "baselines"
+    )
+    llava_answer: str = flag(
+        "yes_no",
+        "llava: 1 - p(yes)/(p(yes)+p(no)), or the original's rule on the greedy answer.",
+        "baselines",
+        LLAVA_ANSWERS,
+    )
+    vdc_llm: str = flag(
+        DEFAULT_VDC_LLM, "vdc: the LLM writing the questions and judging.", "baselines"
+    )
+    vdc_vqa: str = flag(DEFAULT_VDC_VQA, "vdc: the visual question answering model.", "baselines")
+    vdc_questions: int = flag(6, "vdc: specific questions per text.", "baselines")
+    vdc_judge: str = flag(
+        "logits", "vdc: judge by p(yes) vs p(no), or generate (original).", "baselines", VDC_JUDGES
+    )
+    vdc_question_tokens: int = flag(
+        512, "vdc: most tokens the LLM writes per question list.", "baselines"
+    )
+    vdc_answer_tokens: int = flag(
+        128, "vdc: most tokens of the VQA model's image descriptions.", "baselines"
+    )
+    dynamics_epochs: int = flag(
+        DYNAMICS_EPOCHS, "aum/datamap: epochs of the classifier head.", "baselines"
+    )
+    dynamics_lr: float = flag(DYNAMICS_LR, "aum/datamap: SGD learning rate.", "baselines")
+    dynamics_batch_size: int = flag(
+        DYNAMICS_BATCH_SIZE, "aum/datamap: SGD batch size.", "baselines"
+    )
     # selection
     skip_hparam_optim: bool = flag(
         False,
@@ -236,6 +298,9 @@ class RunConfig:
         original=True,
     )
     seed: int = flag(0, "Seed of the hyper-parameter search and torch.", "selection", original=True)
+    search_budget: float = flag(
+        1.0, "Multiply the hyper-parameter search's budget (points, starts, polish).", "selection"
+    )
     # evaluation
     skip_train: bool = flag(
         False,
@@ -268,6 +333,11 @@ class RunConfig:
         PRECISIONS,
     )
     batch_size: int = flag(128, "Embedding batch size.", "compute", original=True)
+    model_batch_size: int | None = flag(
+        None,
+        "Batch size of the model-based baselines (default: blip 32, llava 8, vdc 16).",
+        "compute",
+    )
     num_workers: int = flag(2, "DataLoader workers decoding images.", "compute")
     knn_backend: str = flag("torch", "Exact kNN backend.", "compute", KNN_BACKENDS)
 
@@ -306,6 +376,10 @@ class RunConfig:
             ("knn_backend", KNN_BACKENDS),
             ("precision", PRECISIONS),
             ("image_identity", IMAGE_IDENTITIES),
+            ("blip_mode", BLIP_MODES),
+            ("capfilt_mode", CAPFILT_MODES),
+            ("llava_answer", LLAVA_ANSWERS),
+            ("vdc_judge", VDC_JUDGES),
         ):
             value = getattr(self, name)
             if value not in allowed:
@@ -345,6 +419,23 @@ class RunConfig:
             raise LemonError("batch_size must be >= 1 and num_workers >= 0.")
         if self.temperature <= 0:
             raise LemonError(f"temperature must be > 0, got {self.temperature}.")
+        for name in (
+            "vdc_question_tokens",
+            "vdc_answer_tokens",
+            "dynamics_epochs",
+            "dynamics_batch_size",
+        ):
+            if getattr(self, name) < 1:
+                raise LemonError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if self.vdc_questions < 0:
+            raise LemonError(f"vdc_questions must be >= 0, got {self.vdc_questions}.")
+        if self.model_batch_size is not None and self.model_batch_size < 1:
+            raise LemonError(f"model_batch_size must be >= 1, got {self.model_batch_size}.")
+        if self.dynamics_lr <= 0 or self.search_budget <= 0:
+            raise LemonError(
+                f"dynamics_lr and search_budget must be > 0, got {self.dynamics_lr} and "
+                f"{self.search_budget}."
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -420,6 +511,12 @@ def check_names(cfg: RunConfig) -> None:
                 f"Noise type '{cfg.noise_type}' is not supported for dataset '{cfg.dataset}'; "
                 f"supported: {supported}."
             )
+    if scorer.needs_images and dataset.precomputed:
+        raise LemonError(
+            f"Scorer '{cfg.scorer}' runs a model on each pair's image and text, but --dataset "
+            f"{cfg.dataset} holds embeddings only; run it on a dataset with images (e.g. --dataset "
+            "demo, csv, folder or one of the paper's)."
+        )
     if dataset.task != "any" and dataset.task not in scorer.tasks:
         capable = [n for n in SCORERS.names() if dataset.task in SCORERS.get(n).tasks]
         raise LemonError(

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lemon.data.base import Dropped
+from lemon.data.base import Dropped, ImageSource
 from lemon.errors import LemonError
 
 
@@ -50,6 +50,8 @@ class SplitFeatures:
     image_refs : (n,) the image of each pair as the dataset names it
     reference_row : (n,) own row in the reference set, -1 if absent
     source_rows : (n,) row of each pair in its source (the user's table), or None
+    images : the pairs' images (an ImageSource, row-aligned), for scorers that run a model on them;
+        None for embeddings-only data
     """
 
     split: str
@@ -64,6 +66,7 @@ class SplitFeatures:
     image_refs: Sequence[str] | None = None
     reference_row: np.ndarray | None = None
     source_rows: np.ndarray | None = None
+    images: ImageSource | None = None
 
     def __post_init__(self) -> None:
         n = len(self.img)
@@ -79,6 +82,8 @@ class SplitFeatures:
                 if v is not None
             }
         )
+        if self.images is not None:
+            arrays["images"] = self.images
         for name, arr in arrays.items():
             if len(arr) != n:
                 raise LemonError(
@@ -109,13 +114,18 @@ class SplitFeatures:
     def has_labels(self) -> bool:
         return self.is_mislabel is not None
 
-    def subset(self, index: np.ndarray) -> SplitFeatures:
+    def subset(self, index: np.ndarray, with_images: bool = True) -> SplitFeatures:
+        """Rows ``index`` of this split (``with_images=False``: leave the images out, e.g. the kNN
+        reference set, which never needs them and would copy in-memory pixels)."""
         index = np.asarray(index)
 
         def pick(a):
             return None if a is None else np.asarray(a)[index]
 
         refs = None if self.image_refs is None else [self.image_refs[i] for i in index]
+        images = None
+        if with_images and self.images is not None:
+            images = self.images.subset(index)
         return SplitFeatures(
             self.split,
             self.img[index],
@@ -129,6 +139,7 @@ class SplitFeatures:
             refs,
             pick(self.reference_row),
             pick(self.source_rows),
+            images,
         )
 
 
@@ -193,7 +204,7 @@ class Features:
     @property
     def reference(self) -> SplitFeatures:
         """The reference set (train rows in ``reference_index``)."""
-        return self.splits["train"].subset(self.reference_index)
+        return self.splits["train"].subset(self.reference_index, with_images=False)
 
     @property
     def has_ground_truth(self) -> bool:

@@ -7,6 +7,7 @@ place a :class:`~lemon.config.RunConfig` is unpacked: the stages below take thei
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import platform
 import subprocess
@@ -21,13 +22,14 @@ import numpy as np
 import pandas as pd
 
 from lemon import io, rundir
-from lemon.config import RunConfig, check_names
+from lemon.config import RunConfig, check_names, field_names
 from lemon.data import DATASETS
 from lemon.device import resolve_device
 from lemon.errors import LemonError
 from lemon.evaluate import evaluate_split, select_thresholds
 from lemon.features import Features
 from lemon.methods import DEFAULT_KNN_K, HPARAM_NAMES, LEMON_FIX_K, check_k
+from lemon.paths import cache_root
 from lemon.scorers import SCORERS
 from lemon.scorers.base import Scorer, ScorerOptions, ScoringContext
 
@@ -68,7 +70,33 @@ def scorer_options(cfg: RunConfig, k: int) -> ScorerOptions:
         select=not (cfg.skip_hparam_optim or cfg.real_dataset),
         temperature=cfg.temperature,
         seed=cfg.seed,
+        search_budget=cfg.search_budget,
+        **{name: getattr(cfg, name) for name in MODEL_SCORER_FLAGS},
+        num_workers=cfg.num_workers,
+        precision=cfg.precision,
+        cache_dir=str(cache_root(cfg.cache_dir)),
     )
+
+
+#: run flags handed unchanged to the model- and training-based baselines
+MODEL_SCORER_FLAGS = (
+    "blip_model",
+    "blip_mode",
+    "capfilt_mode",
+    "blip_captioner",
+    "llava_model",
+    "llava_answer",
+    "vdc_llm",
+    "vdc_vqa",
+    "vdc_questions",
+    "vdc_judge",
+    "vdc_question_tokens",
+    "vdc_answer_tokens",
+    "model_batch_size",
+    "dynamics_epochs",
+    "dynamics_lr",
+    "dynamics_batch_size",
+)
 
 
 def load_features(cfg: RunConfig, k: int, device: str) -> Features:
@@ -99,7 +127,6 @@ def load_features(cfg: RunConfig, k: int, device: str) -> Features:
         from lemon.embed.cache import EmbeddingCache
         from lemon.embed.stage import embedder_name
         from lemon.noise import apply_noise
-        from lemon.paths import cache_root
 
         splits = load_splits(dataset)
         if not cfg.real_dataset:
@@ -133,6 +160,16 @@ def load_features(cfg: RunConfig, k: int, device: str) -> Features:
         features.splits["val"] = features.splits["val"].subset(np.sort(pick))
     check_k(k, len(features.reference_index))
     return features
+
+
+def load_run_features(run_dir: str | Path, device: str) -> tuple[Features, dict[str, Any]]:
+    """The features a finished run scored, rebuilt from its args.json (embeddings from the cache), and
+    those args: what a downstream step (:mod:`lemon.downstream`) trains on."""
+    args = json.loads((Path(run_dir) / "args.json").read_text(encoding="utf-8"))
+    names = set(field_names())
+    cfg = RunConfig(**{k: v for k, v in args.items() if k in names})
+    k = args.get("resolved", {}).get("knn_k") or resolve_k(cfg)
+    return load_features(cfg, k, device), args
 
 
 class _RunLog(logging.FileHandler):
@@ -288,6 +325,8 @@ def _run(cfg: RunConfig, k: int, scorer: Scorer, out: Path, start: float, shown:
     t = time.time()
     hparams = scorer.fit(ctx)
     timings["fit_s"] = time.time() - t
+    if "selection_s" in hparams:
+        timings["selection_s"] = hparams["selection_s"]
     t = time.time()
     splits = [
         s

@@ -38,6 +38,7 @@ META_COLUMNS = ("experiment", "run_dir", "method")
 TABLE_METRICS = ("test/AUROC", "test/AUPRC", "test/F1_optimal")  # what lemon.aggregate reports
 OBJECTIVE = "val/F1_optimal"  # what lemon.aggregate selects k and distance by
 REQUIRED_METRICS = ("val/n", "test/n")  # written by every run_lemon run, with or without labels
+DOWNSTREAM_REQUIRED = ("train/n", "train/n_kept", "test/n")  # written by every lemon.downstream run
 
 
 @dataclass
@@ -177,6 +178,8 @@ def missing_metrics(metrics: dict[str, Any]) -> list[str]:
     Every run writes ``val/n`` and ``test/n``; a run with labels (some ``*/prevalence`` key) also writes
     :data:`TABLE_METRICS` and :data:`OBJECTIVE`.
     """
+    if "train/n_kept" in metrics:  # a downstream run (lemon.downstream)
+        return [key for key in DOWNSTREAM_REQUIRED if key not in metrics]
     labelled = any(key.endswith("/prevalence") for key in metrics)
     needed = REQUIRED_METRICS + ((OBJECTIVE, *TABLE_METRICS) if labelled else ())
     return [key for key in needed if key not in metrics]

@@ -1,16 +1,24 @@
-"""Hyper-parameter search on val (LEMoN_OPT): a vectorised grid, random exploration, then refinement.
+"""Hyper-parameter search on val (LEMoN_OPT): grid, random and evolutionary exploration, refinement, polish.
 
 The objective is any batched function ``H (B, P) -> value (B,)`` (for LEMoN: val F1 at its exact best
-threshold). Phases, all seeded and deterministic:
-1. the original's grid (beta, gamma in {0, 5, ..., 100}; tau_1, tau_2 in {0, 1, 5, 10}, each tau shared
+threshold); an optional ``exact`` objective (LEMoN: the same in float64) judges the final candidates. Phases,
+all seeded and deterministic:
+1. the grid (for LEMoN the original's: beta, gamma in {0, 5, ..., 100}, each tau in {0, 1, 5, 10} shared
    between the n and m terms);
-2. log-uniform random points (with some exact zeros) over [1e-3, 2] x each parameter's scale, which reach
-   the small values the coarse grid misses; ``pooled`` groups (e.g. the (tau_1_n, tau_2_n) pair) draw from
-   a small pool of tuples so an objective that caches per group stays cheap;
-3. from the best distinct points and the original's starting points (all free values 0.5, 1 or 10):
-   rounds of dense coordinate line searches and random multiplicative perturbations at several step sizes.
-All values are non-negative, as the paper states, and at most MAX_FACTOR x their scale. F1 is piecewise
-constant in the hyper-parameters, so this batched derivative-free search suits it better than gradients.
+2. log-uniform random points (with some exact zeros) over [1e-3, 2] x each parameter's scale; ``pooled``
+   groups (e.g. the (tau_1_n, tau_2_n) pair) draw from a small pool of tuples so an objective that caches
+   per group stays cheap;
+3. differential evolution (scipy, one batched call per generation) seeded with the best distinct points so
+   far: F1 is piecewise constant with many small plateaus, and a population crosses between basins where
+   local moves stall;
+4. from the best distinct points, the caller's ``starts`` and the original's starting points (all free
+   values 0.5, 1 or 10): rounds of dense coordinate line searches and random multiplicative perturbations
+   at several step sizes, until two rounds bring nothing;
+5. a continuous polish of the best few refined points: Nelder-Mead (scipy, as the original also used) on
+   the exact objective, from two initial simplex sizes.
+All values are non-negative, as the paper states, and at most MAX_FACTOR x their scale. ``budget``
+multiplies the exploration (random points, evolution population) and the number of refined and
+polished points; each refinement and polish runs to convergence whatever the budget.
 """
 
 from __future__ import annotations
@@ -26,9 +34,13 @@ from tqdm.auto import tqdm
 log = logging.getLogger(__name__)
 
 Objective = Callable[[np.ndarray], np.ndarray]
-#: refinement stays within [0, MAX_FACTOR x scale] (LEMoN: tau <= 50, beta and gamma <= 500): far past the
-#: original's grid (tau <= 10, beta, gamma <= 100), yet exp(tau_1 * similarity) stays finite in float32
+#: refinement stays within [0, MAX_FACTOR x scale] (LEMoN: tau <= 50): far past the original's grid
+#: (tau <= 10), yet exp(tau_1 * similarity) stays finite in float32
 MAX_FACTOR = 10.0
+#: evolution: population per unit of effort x budget, and generations
+POPULATION, GENERATIONS = 40, 60
+#: refined starts per unit of effort; polished candidates; Nelder-Mead evaluations per simplex
+N_STARTS, N_POLISH, POLISH_EVALUATIONS = 8, 3, 240
 
 
 @dataclass
@@ -47,6 +59,10 @@ class SearchSpace:
 
     def base(self) -> np.ndarray:
         return np.array([float(self.fixed.get(n, 0.0)) for n in self.names])
+
+    def upper(self) -> np.ndarray:
+        """(P,) the largest value each parameter may take (MAX_FACTOR x its scale)."""
+        return MAX_FACTOR * np.array([float(self.scale.get(n, 1.0)) for n in self.names])
 
     def grid_points(self) -> np.ndarray:
         """All grid combinations over the free parameters (tied free parameters move together)."""
@@ -88,8 +104,15 @@ class SearchSpace:
         return points
 
 
-def _batched(objective: Objective, points: np.ndarray, batch: int) -> np.ndarray:
+def batched(objective: Objective, points: np.ndarray, batch: int = 512) -> np.ndarray:
+    """``objective`` over ``points`` in batches of at most ``batch`` rows."""
     return np.concatenate([objective(points[i : i + batch]) for i in range(0, len(points), batch)])
+
+
+def distinct_best(points: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the ``n`` best distinct rows of ``points`` by ``values`` (ties: the earlier row)."""
+    _, first = np.unique(points, axis=0, return_index=True)
+    return first[np.lexsort((first, -values[first]))][:n]
 
 
 def search(
@@ -99,41 +122,49 @@ def search(
     effort: float = 1.0,
     extra_starts: Sequence[float] = (0.5, 1.0, 10.0),
     batch: int = 512,
+    starts: np.ndarray | None = None,
+    exact: Objective | None = None,
+    budget: float = 1.0,
 ) -> tuple[dict[str, float], float]:
-    """Maximise ``objective`` over ``space``; returns (best values by name, best objective value).
+    """Maximise ``objective`` over ``space``; returns (best values by name, best ``exact`` value).
 
-    ``effort`` in (0, 1] scales the random and refinement budgets (large val sets need fewer points for
-    the same precision and each point costs more). Ties keep the earlier point: deterministic per seed.
+    ``effort`` in (0, 1] scales the work to the cost of one evaluation (large val sets need fewer points
+    for the same precision and each costs more); ``budget`` multiplies the exploration. ``starts`` (S, P)
+    are refined too; ``exact`` (default: ``objective``) ranks the polished candidates.
     """
     rng = np.random.default_rng(seed)
+    exact = exact or objective
     free_cols = [space.names.index(n) for n in space.free()]
     points = space.grid_points()
-    if free_cols:
-        points = np.concatenate([points, space.random_points(max(500, int(4000 * effort)), rng)])
-    values = _batched(objective, points, batch)
-    best_i = int(np.argmax(values))
-    best_x, best_v = points[best_i].copy(), float(values[best_i])
-    log.info("grid + random: %d points, best objective %.4f", len(points), best_v)
     if not free_cols:
-        return dict(zip(space.names, best_x.tolist())), best_v
+        values = batched(objective, points, batch)
+        best = points[int(np.argmax(values))]
+        return dict(zip(space.names, best.tolist())), float(exact(best[None])[0])
+    scale_effort = effort * budget
+    points = np.concatenate([points, space.random_points(max(500, int(4000 * scale_effort)), rng)])
+    values = batched(objective, points, batch)
+    evolved, evolved_values = _evolve(objective, space, points, values, scale_effort, seed, batch)
+    points = np.concatenate([points, evolved])
+    values = np.concatenate([values, evolved_values])
+    log.info("grid + random + evolution: %d points, best objective %.4f", len(points), values.max())
 
-    starts: list[np.ndarray] = []
-    for i in np.argsort(-values, kind="stable"):
-        if not any(np.array_equal(points[i], s) for s in starts):
-            starts.append(points[i].copy())
-        if len(starts) == max(2, round(6 * effort)):
-            break
+    n_starts = max(2, round(N_STARTS * scale_effort))
+    firsts = [points[i] for i in distinct_best(points, values, n_starts)]
     for value in extra_starts:
         x = space.base()
         x[free_cols] = value
-        starts.append(x)
+        firsts.append(x)
+    if starts is not None:
+        firsts += list(np.asarray(starts, dtype=np.float64))
     scale = np.array([float(space.scale.get(n, 1.0)) for n in space.names])
-    upper = MAX_FACTOR * scale
-    n_random = max(64, int(256 * effort))
+    upper = space.upper()
     pooled_cols = [
         [space.names.index(n) for n in group if n in space.free()] for group in space.pooled
     ]
-    for x in tqdm(starts, desc="refine hyper-parameters", leave=False, disable=None):
+    refined, refined_values = [], []
+    for x in tqdm(firsts, desc="refine hyper-parameters", leave=False, disable=None):
+        x = x.copy()
+        x[free_cols] = np.clip(x[free_cols], 0.0, upper[free_cols])
         x, v = _refine(
             objective,
             x,
@@ -141,15 +172,103 @@ def search(
             free_cols,
             scale,
             upper,
-            n_random,
+            max(64, int(256 * effort)),
             rng,
             batch,
             [cols for cols in pooled_cols if cols],
         )
+        refined.append(x)
+        refined_values.append(v)
+    candidates = np.array(refined)
+    best_x, best_v = candidates[0], -np.inf
+    n_polish = max(1, round(N_POLISH * budget))
+    for i in distinct_best(candidates, np.array(refined_values), n_polish):
+        x, v = polish(exact, candidates[i], free_cols, upper)
         if v > best_v:
-            best_x, best_v = x.copy(), v
-    log.info("refined from %d starts: best objective %.4f", len(starts), best_v)
+            best_x, best_v = x, v
+    log.info("refined %d starts, polished %d: best %.4f", len(firsts), n_polish, best_v)
     return dict(zip(space.names, best_x.tolist())), best_v
+
+
+def _evolve(
+    objective: Objective,
+    space: SearchSpace,
+    points: np.ndarray,
+    values: np.ndarray,
+    scale_effort: float,
+    seed: int,
+    batch: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Differential evolution over the free parameters, its population seeded with the best distinct
+    ``points``; returns the final population (M, P) and its objective values."""
+    from scipy.optimize import differential_evolution
+
+    free_cols = [space.names.index(n) for n in space.free()]
+    upper = space.upper()[free_cols]
+    size = max(20, round(POPULATION * scale_effort))
+    init = np.clip(points[distinct_best(points, values, size)][:, free_cols], 0.0, upper)
+    if len(init) < 5:  # scipy needs at least five members
+        return points[:0], values[:0]
+    base = space.base()
+
+    def embed(z: np.ndarray) -> np.ndarray:
+        full = np.tile(base, (len(z), 1))
+        full[:, free_cols] = z
+        return full
+
+    result = differential_evolution(
+        lambda z: -batched(objective, embed(z.T), batch),  # scipy passes (dims, members)
+        list(zip(np.zeros(len(upper)), upper)),
+        init=init,
+        maxiter=GENERATIONS,
+        vectorized=True,
+        updating="deferred",
+        polish=False,
+        tol=-1.0,  # never stop early: F1 plateaus make the population's spread vanish
+        seed=seed,
+    )
+    return embed(result.population), -result.population_energies
+
+
+def polish(
+    exact: Objective,
+    x0: np.ndarray,
+    free_cols: Sequence[int],
+    upper: np.ndarray,
+    max_evaluations: int | None = None,
+) -> tuple[np.ndarray, float]:
+    """Nelder-Mead (scipy) on ``exact`` over the free parameters from ``x0``, with initial simplices of
+    20% and 5% of each value; returns the best point seen and its value (never worse than ``x0``)."""
+    from scipy.optimize import minimize
+
+    free = np.asarray(free_cols)
+    lo, hi = np.zeros(len(free)), upper[free]
+
+    def point(z: np.ndarray) -> np.ndarray:
+        x = x0.copy()
+        x[free] = np.clip(z, lo, hi)
+        return x
+
+    best_x, best_v = x0.copy(), float(exact(x0[None])[0])
+    z0 = x0[free]
+    for relative in (0.2, 0.05):
+        step = np.where(z0 > 0, relative * z0, relative * 0.01 * hi)
+        simplex = np.vstack([z0, z0 + np.diag(step)])
+        result = minimize(
+            lambda z: -float(exact(point(z)[None])[0]),
+            z0,
+            method="Nelder-Mead",
+            bounds=list(zip(lo, hi)),
+            options={
+                "initial_simplex": simplex,
+                "maxfev": max_evaluations or POLISH_EVALUATIONS,
+                "xatol": 1e-6,
+                "fatol": 0.0,
+            },
+        )
+        if -result.fun > best_v:
+            best_x, best_v = point(result.x), -float(result.fun)
+    return best_x, best_v
 
 
 def _refine(
@@ -163,7 +282,7 @@ def _refine(
     rng: np.random.Generator,
     batch: int,
     pooled_cols: Sequence[list[int]] = (),
-    rounds: int = 4,
+    rounds: int = 8,
     pool: int = 32,
 ) -> tuple[np.ndarray, float]:
     """Coordinate line searches + random perturbations until two rounds bring nothing (or ``rounds``).
@@ -178,7 +297,7 @@ def _refine(
             cand = np.unique(np.minimum(_line_candidates(x[c], scale[c]), upper[c]))
             trial = np.tile(x, (len(cand), 1))
             trial[:, c] = cand
-            tv = _batched(objective, trial, batch)
+            tv = batched(objective, trial, batch)
             j = int(np.argmax(tv))
             if tv[j] > v:
                 x, v, improved = trial[j].copy(), float(tv[j]), True
@@ -193,7 +312,7 @@ def _refine(
         )
         for cols in pooled_cols:
             trial[:, cols] = trial[rng.integers(0, min(pool, n_random), n_random)][:, cols]
-        tv = _batched(objective, trial, batch)
+        tv = batched(objective, trial, batch)
         j = int(np.argmax(tv))
         if tv[j] > v:
             x, v, improved = trial[j].copy(), float(tv[j]), True

@@ -22,6 +22,8 @@ from lemon.scorers.base import ScorerOptions, ScoringContext
 SPLIT_NAMES = ("train", "val", "test")
 CLASSIFICATION_ONLY = [n for n in SCORERS.names() if "captioning" not in SCORERS.get(n).tasks]
 ANY_TASK = [n for n in SCORERS.names() if "captioning" in SCORERS.get(n).tasks]
+#: scorers that work on embeddings alone (the model-based ones need images: test_model_scorers.py)
+ON_EMBEDDINGS = [n for n in SCORERS.names() if not SCORERS.get(n).needs_images]
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -364,7 +366,7 @@ def test_clipcleaner_is_the_low_component_posterior_of_a_per_class_gmm():
 
 
 # ---------------------------------------------------------------------------------------------- determinism
-@pytest.mark.parametrize("name", SCORERS.names())
+@pytest.mark.parametrize("name", ON_EMBEDDINGS)
 def test_every_scorer_is_deterministic(name):
     outs = []
     for _ in range(2):
@@ -382,7 +384,7 @@ def test_classification_only_scorers_refuse_captioning(name):
     with pytest.raises(
         LemonError,
         match=rf"Scorer '{name}' needs class labels, but this dataset is "
-        r"captioning; scorers for captioning data: clip_sim, dis_x",
+        r"captioning; scorers for captioning data: blip_capfilt, blip_itm, clip_sim, dis_x",
     ):
         SCORERS.get(name)(ScorerOptions()).check(f)
 
@@ -460,7 +462,7 @@ def tiny_npz(tmp_path, task: str):
     return path
 
 
-@pytest.mark.parametrize("name", SCORERS.names())
+@pytest.mark.parametrize("name", ON_EMBEDDINGS)
 def test_every_scorer_runs_through_the_pipeline(name, tmp_path):
     cfg = RunConfig(
         output_dir=str(tmp_path / "run"),
@@ -491,7 +493,10 @@ def test_captioning_data_runs_or_is_refused(name, tmp_path):
         scorer=name,
         skip_hparam_optim=True,
     )
-    if name in ANY_TASK:
+    if SCORERS.get(name).needs_images:
+        with pytest.raises(LemonError, match="holds embeddings only"):
+            run(cfg)
+    elif name in ANY_TASK:
         assert run(cfg).metrics["test/n"] == 8
     else:
         with pytest.raises(LemonError, match="needs class labels, but this dataset is captioning"):

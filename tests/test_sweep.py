@@ -18,6 +18,7 @@ from sweep_helpers import experiment_source, write_module
 import sweep
 from experiments import EXPERIMENTS
 from lemon.config import RunConfig, config_from_args
+from lemon.downstream import DownstreamConfig
 from lemon.errors import LemonError, UnknownNameError
 from lemon.io import mark_done
 from lemon.methods import ABLATIONS, DIST_TYPES
@@ -48,13 +49,22 @@ EXPECTED_SIZES = {
     "cc3m_clip_scratch": 1,
     "lemon_cc3m_filter_using_scratch": 2,
     "cc3m_clip_scratch_filtered_from_scratch": 2,
-    # caption data x (clip_sim + 4 discrepancy scorers x 7 k) + classification data x (the same + clip_logits
-    # x 4 temperatures + 4 k-free + 5 kNN scorers x 7 k), x 3 seeds
-    "baselines_all": (10 * (1 + 4 * 7) + 8 * (1 + 4 * 7 + 4 + 4 + 5 * 7)) * 3,
+    # caption data x (clip_sim + 4 discrepancy scorers x 7 k + 4 model-based) + classification data x
+    # (the same + clip_logits x 4 temperatures + 4 k-free + 5 kNN scorers x 7 k + aum, datamap), x 3 seeds
+    "baselines_all": (10 * (1 + 4 * 7 + 4) + 8 * (1 + 4 * 7 + 4 + 4 + 4 + 5 * 7 + 2)) * 3,
     "smoke": 96,
     "smoke_synthetic": 96,
+    # every scorer that applies (6 any-task + 12 classification-only + 4 model-based) on 4 classification
+    # and 2 captioning datasets, x 3 seeds; downstream: 2 filters per scoring run, plus random and no
+    # filter once per dataset and seed
+    "downstream_scores": (4 * (6 + 12 + 4) + 2 * (6 + 4)) * 3,
+    "downstream": 2 * (4 * (6 + 12 + 4) + 2 * (6 + 4)) * 3 + 2 * 6 * 3,
+    # the offline version: the demo (6 any-task scorers) and synthetic (+ 12 classification-only)
+    "downstream_demo_scores": (6 + 6 + 12) * 3,
+    "downstream_demo": (6 + 6 + 12) * 3 + 2 * 2 * 3,
 }
 RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
+DOWNSTREAM_FIELDS = {f.name for f in dataclasses.fields(DownstreamConfig)} - {"output_dir"}
 TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)} - {"output_dir", "data", "resume"}
 
 
@@ -96,6 +106,8 @@ def test_every_experiment_is_tested_and_run_lemon_grids_use_real_flags(registry)
                 )
             if exp.script == "train_clip_from_scratch":
                 assert set(args) <= TRAIN_FIELDS, (name, set(args) - TRAIN_FIELDS)
+            if exp.script == "lemon.downstream":
+                assert set(args) <= DOWNSTREAM_FIELDS, (name, set(args) - DOWNSTREAM_FIELDS)
             if exp.script == "run_lemon":
                 assert set(args) <= RUN_FIELDS, (name, set(args) - RUN_FIELDS)
                 assert args.get("dist_type", "cosine") in DIST_TYPES

@@ -48,6 +48,8 @@ class ImageSource(Protocol):
 
     def fingerprint(self, content: bool = False) -> str: ...
 
+    def subset(self, index: np.ndarray) -> ImageSource: ...  # rows ``index``, in that order
+
 
 def digest(*parts: bytes | str) -> str:
     """Short blake2b hex digest of byte/str parts (each length-prefixed, so parts cannot run together)."""
@@ -286,7 +288,7 @@ class PairSplit:
     def subset(self, index: np.ndarray) -> PairSplit:
         """Rows ``index`` of this split (images, labels, categories and every per-row field alike)."""
         index = np.asarray(index, dtype=np.int64)
-        images = None if self.images is None else self.images.subset(index)  # type: ignore[attr-defined]
+        images = None if self.images is None else self.images.subset(index)
         cats = None if self.categories is None else [self.categories[i] for i in index]
         rows = {k: getattr(self, k)[index] for k in self._PER_ROW if getattr(self, k) is not None}
         return dataclasses.replace(self, images=images, categories=cats, **rows)

@@ -86,8 +86,11 @@ def one_line(err: BaseException, limit: int = 200) -> str:
     return (text[:limit] + "...") if len(text) > limit else text
 
 
-def missing_model(model: str, weights: str, online: bool, err: BaseException) -> ModelNotFoundError:
-    """The one-line error for weights that could not be loaded."""
+def missing_model(
+    model: str, weights: str, online: bool, err: BaseException, flag: str = "--clip_model"
+) -> ModelNotFoundError:
+    """The one-line error for weights that could not be loaded; ``flag`` is the option that points at a
+    local copy (``--clip_model`` for embedders, a scorer's own model flag for the model-based scorers)."""
     where = (
         "could not be downloaded"
         if online
@@ -96,5 +99,5 @@ def missing_model(model: str, weights: str, online: bool, err: BaseException) ->
     return ModelNotFoundError(
         f"Model '{model}' needs the weights {weights}, which {where}: download them once on a machine with "
         f"network (cache: $HF_HOME, default ~/.cache/huggingface) or save them to a folder and pass "
-        f"--clip_model /path/to/that/folder. ({type(err).__name__}: {one_line(err)})"
+        f"{flag} /path/to/that/folder. ({type(err).__name__}: {one_line(err)})"
     )

@@ -91,6 +91,7 @@ def embed_dataset(
             ids=rows,
             image_refs=ids,
             source_rows=split.source_rows,
+            images=split.images,
         )
     if len(splits.dropped):
         dropped["before splitting"] = splits.dropped

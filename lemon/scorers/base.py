@@ -19,7 +19,17 @@ import numpy as np
 from lemon.data.base import TASKS
 from lemon.errors import LemonError
 from lemon.features import Features, SplitFeatures
-from lemon.methods import DEFAULT_KNN_K
+from lemon.methods import (
+    DEFAULT_BLIP_CAPTIONER,
+    DEFAULT_BLIP_ITM,
+    DEFAULT_KNN_K,
+    DEFAULT_LLAVA,
+    DEFAULT_VDC_LLM,
+    DEFAULT_VDC_VQA,
+    DYNAMICS_BATCH_SIZE,
+    DYNAMICS_EPOCHS,
+    DYNAMICS_LR,
+)
 
 log = logging.getLogger(__name__)
 SPACES = ("img", "txt")
@@ -35,6 +45,14 @@ class ScorerOptions:
     select : whether hyper-parameters may be selected on the val labels (False: LEMoN_FIX for the rest)
     temperature : softmax temperature of zero-shot class probabilities
     seed : seed of any search or stochastic fit
+    search_budget : multiplies the hyper-parameter search's budget (LEMoN_OPT)
+    blip_model, blip_mode, capfilt_mode, blip_captioner, llava_model, llava_answer, vdc_llm, vdc_vqa,
+    vdc_questions, vdc_judge, vdc_question_tokens, vdc_answer_tokens : the model-based baselines'
+    checkpoints (Hub ids or save_pretrained folders) and settings
+    model_batch_size : their batch size (None: each scorer's own); num_workers : image decoding workers
+    precision : 'auto' (fp16 on CUDA, fp32 on CPU), 'fp32', 'fp16' or 'bf16'
+    cache_dir : the cache root their outputs are stored under (None: not cached)
+    dynamics_epochs, dynamics_lr, dynamics_batch_size : training of aum / datamap's classifier head
     """
 
     k: int = DEFAULT_KNN_K
@@ -47,6 +65,26 @@ class ScorerOptions:
     select: bool = True
     temperature: float = 1.0
     seed: int = 0
+    search_budget: float = 1.0
+    blip_model: str = DEFAULT_BLIP_ITM
+    blip_mode: str = "itm"
+    capfilt_mode: str = "filter"
+    blip_captioner: str = DEFAULT_BLIP_CAPTIONER
+    llava_model: str = DEFAULT_LLAVA
+    llava_answer: str = "yes_no"
+    vdc_llm: str = DEFAULT_VDC_LLM
+    vdc_vqa: str = DEFAULT_VDC_VQA
+    vdc_questions: int = 6
+    vdc_judge: str = "logits"
+    vdc_question_tokens: int = 512
+    vdc_answer_tokens: int = 128
+    model_batch_size: int | None = None
+    num_workers: int = 0
+    precision: str = "auto"
+    cache_dir: str | None = None
+    dynamics_epochs: int = DYNAMICS_EPOCHS
+    dynamics_lr: float = DYNAMICS_LR
+    dynamics_batch_size: int = DYNAMICS_BATCH_SIZE
 
 
 class ScoringContext:
@@ -104,6 +142,8 @@ class Scorer:
 
     name: ClassVar[str]
     tasks: ClassVar[tuple[str, ...]] = TASKS
+    #: runs a model on the images themselves (embeddings alone are not enough)
+    needs_images: ClassVar[bool] = False
 
     def __init__(self, options: ScorerOptions | None = None) -> None:
         self.options = options or ScorerOptions()

@@ -9,8 +9,11 @@ Per split, the (n, k) neighbour terms are computed once; any hyper-parameter vec
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +25,7 @@ from lemon.features import SplitFeatures
 from lemon.methods import ABLATION_RULES, HPARAM_NAMES, LEMON_FIX_HPARAMS
 from lemon.scorers.base import Scorer, ScorerOptions, ScoringContext
 from lemon.scorers.registry import SCORERS
-from lemon.select import SearchSpace, search
+from lemon.select import SearchSpace, batched, distinct_best, search
 
 if TYPE_CHECKING:
     import torch
@@ -46,6 +49,27 @@ SCALE = {
     "tau_1_m": 5.0,
     "tau_2_m": 5.0,
 }
+#: the search's own grid and scales, with beta and gamma in spread units (1 = as spread as d_mm)
+_UNIT_WEIGHTS = (0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1, 1.5, 2, 3, 5)
+UNIT_GRID = {**GRID, "beta": _UNIT_WEIGHTS, "gamma": _UNIT_WEIGHTS}
+UNIT_SCALE = {**SCALE, "beta": 1.0, "gamma": 1.0}
+POOLED = (("tau_1_n", "tau_2_n"), ("tau_1_m", "tau_2_m"))
+MAX_EFFORT = 1.0
+SEARCH_DTYPE = "float32"
+
+
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """Run torch on one thread: the search's (batch, val) tensors are small, so intra-op threads cost
+    more than they save, and on a busy machine they wait for each other (15x slower measured)."""
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
 
 
 def pair_distance(a: np.ndarray, b: np.ndarray, dist_type: str) -> np.ndarray:
@@ -125,11 +149,14 @@ class NeighbourTerms:
         H: np.ndarray,
         use_d_mm: bool = True,
         dtype: str = "float64",
+        unit: tuple[float | None, float | None] = (None, None),
     ) -> torch.Tensor:
         """(B, n) scores for hyper-parameter rows H (B, 6) in HPARAM_NAMES order.
 
         Each distinct (tau_1, tau_2) pair of a side is evaluated once, so batches that vary only beta and
-        gamma cost O(B n) after the O(n k) neighbour terms.
+        gamma cost O(B n) after the O(n k) neighbour terms. ``unit`` (per side, beta then gamma): None reads
+        the weight as given; a spread r reads it in units of r / (the term's own std over the split) — the
+        search's coordinates (see :meth:`weight_factors`).
         """
         import torch
 
@@ -137,20 +164,64 @@ class NeighbourTerms:
         total = torch.zeros((len(H), len(self.d_mm)), dtype=getattr(torch, dtype))
         if use_d_mm:
             total += self._t[("d_mm", dtype)]
-        for side, w_col, t1_col, t2_col in (("n", 0, 2, 3), ("m", 1, 4, 5)):
+        for (side, w_col, t1_col, t2_col), r in zip(SIDES, unit):
             active = H[:, w_col] != 0
             if not active.any():
                 continue
             taus, inverse = np.unique(H[active][:, [t1_col, t2_col]], axis=0, return_inverse=True)
-            term = self.neighbour_term(side, taus[:, 0], taus[:, 1], dtype)[
-                torch.as_tensor(inverse.ravel())
-            ]
+            term = self.neighbour_term(side, taus[:, 0], taus[:, 1], dtype)
+            if r is not None:
+                term = term * _factors(term.std(dim=1).double(), r).to(term.dtype)[:, None]
+            term = term[torch.as_tensor(inverse.ravel())]
             weight = torch.as_tensor(H[active, w_col]).to(total.dtype)[:, None]
             if active.all():
                 total.addcmul_(weight, term)
             else:
                 total[torch.as_tensor(active)] += weight * term
         return total
+
+    def weight_factors(self, H: np.ndarray, unit: tuple[float | None, float | None]) -> np.ndarray:
+        """(B, 2) what beta and gamma of rows H are multiplied by in ``unit`` coordinates: r / std of the
+        term at the row's taus (1 where a side has no unit; 0 where the term is constant, which then
+        cannot change the ranking).
+
+        tau_1 rescales a term by about exp(tau_1 * similarity), so a fixed beta means something different
+        at every tau_1; in these coordinates beta is the term's weight relative to the spread of d_mm,
+        whatever the taus, and the search moves along the ridge instead of across it.
+        """
+        import torch
+
+        H = np.asarray(H, dtype=np.float64).reshape(-1, 6)
+        out = np.ones((len(H), 2))
+        for j, ((side, _, t1_col, t2_col), r) in enumerate(zip(SIDES, unit)):
+            if r is not None:
+                spread = self.neighbour_term(side, H[:, t1_col], H[:, t2_col]).std(dim=1)
+                out[:, j] = _factors(spread.to(torch.float64), r).numpy()
+        return out
+
+    def to_weights(self, H: np.ndarray, unit: tuple[float | None, float | None]) -> np.ndarray:
+        """Rows H in ``unit`` coordinates -> the same scores' beta and gamma as given (float64)."""
+        H = np.array(H, dtype=np.float64).reshape(-1, 6)
+        H[:, :2] *= self.weight_factors(H, unit)
+        return H
+
+    def from_weights(self, H: np.ndarray, unit: tuple[float | None, float | None]) -> np.ndarray:
+        """Rows H with beta and gamma as given -> ``unit`` coordinates (the inverse of to_weights)."""
+        H = np.array(H, dtype=np.float64).reshape(-1, 6)
+        f = self.weight_factors(H, unit)
+        H[:, :2] = np.divide(H[:, :2], f, out=np.zeros_like(f), where=f > 0)
+        return H
+
+
+#: per side: name, weight column, tau_1 column, tau_2 column of a hyper-parameter row
+SIDES = (("n", 0, 2, 3), ("m", 1, 4, 5))
+
+
+def _factors(spread: torch.Tensor, reference: float) -> torch.Tensor:
+    """reference / spread, 0 where the spread vanishes (a constant term cannot change the ranking)."""
+    import torch
+
+    return torch.where(spread > 1e-12, reference / spread.clamp_min(1e-12), 0.0)
 
 
 @SCORERS.register("lemon")
@@ -244,22 +315,58 @@ class LemonScorer(Scorer):
                 stacklevel=2,
             )
             return {**fallback, "selection": "lemon_fix_fallback", "selected_val": None}
-        terms = self.terms(ctx, "val")
+        start = time.perf_counter()
+        best, evaluations = self._select(self.terms(ctx, "val"), y, fixed)
+        return {
+            **best,
+            "selection": "lemon_opt",
+            "selected_val": self._val_f1(ctx, best),
+            "selection_s": time.perf_counter() - start,
+            "selection_evaluations": evaluations,
+        }
 
-        # float32 while searching (twice as fast); the chosen point is re-scored in float64 below
-        def objective(H):
-            return best_f1(terms.scores(H, self.use_d_mm, "float32"), y)[0]
+    def _select(
+        self, terms: NeighbourTerms, y: np.ndarray, fixed: dict[str, float]
+    ) -> tuple[dict[str, float], int]:
+        """LEMoN_OPT on val: the original's grid, then the search (lemon.select) in spread units
+        (:meth:`NeighbourTerms.weight_factors`) from its best points and the original's starting points;
+        float32 while searching (twice as fast), float64 for the final choice. Never below the grid."""
+        free = [i for i, n in enumerate(HPARAM_NAMES) if n not in fixed]
+        spread = float(np.std(terms.d_mm)) if self.use_d_mm else 1.0
+        unit = tuple(None if n in fixed else (spread or 1.0) for n in ("beta", "gamma"))
+        evaluations = [0]
 
-        space = SearchSpace(
-            HPARAM_NAMES,
-            GRID,
-            TIED,
-            fixed,
-            SCALE,
-            pooled=(("tau_1_n", "tau_2_n"), ("tau_1_m", "tau_2_m")),
-        )
-        best, _ = search(objective, space, seed=self.options.seed, effort=min(1.0, 1500 / len(y)))
-        return {**best, "selection": "lemon_opt", "selected_val": self._val_f1(ctx, best)}
+        def f1(H: np.ndarray, dtype: str, in_units: bool) -> np.ndarray:
+            evaluations[0] += len(H)
+            return best_f1(
+                terms.scores(H, self.use_d_mm, dtype, unit if in_units else (None, None)), y
+            )[0]
+
+        def exact(H: np.ndarray) -> np.ndarray:
+            return np.atleast_1d(f1(terms.to_weights(H, unit), "float64", False))
+
+        grid = SearchSpace(HPARAM_NAMES, GRID, TIED, fixed).grid_points()
+        grid_f1 = batched(lambda H: f1(H, "float32", False), grid)
+        originals = np.tile(SearchSpace(HPARAM_NAMES, GRID, fixed=fixed).base(), (3, 1))
+        originals[:, free] = np.array([[0.5], [1.0], [10.0]])  # the original's optimiser starts
+        starts = np.concatenate([grid[distinct_best(grid, grid_f1, 8)], originals])
+        space = SearchSpace(HPARAM_NAMES, UNIT_GRID, TIED, fixed, UNIT_SCALE, pooled=POOLED)
+        with _one_torch_thread():
+            found, value = search(
+                lambda H: f1(H, SEARCH_DTYPE, True),
+                space,
+                seed=self.options.seed,
+                effort=min(MAX_EFFORT, 1500 / len(y)),
+                extra_starts=(),
+                starts=terms.from_weights(starts, unit),
+                exact=exact,
+                budget=self.options.search_budget,
+            )
+        best = terms.to_weights([found[n] for n in HPARAM_NAMES], unit)[0]
+        grid_best = grid[int(np.argmax(grid_f1))]
+        if f1(grid_best[None], "float64", False)[0] > value:
+            best = grid_best
+        return dict(zip(HPARAM_NAMES, best.tolist())), evaluations[0]
 
     def _val_f1(self, ctx: ScoringContext, hparams: dict[str, float]) -> float | None:
         val = ctx.features.splits.get("val")

@@ -1,0 +1,174 @@
+"""BLIP baselines: ``blip_itm`` (image-text matching) and ``blip_capfilt`` (CapFilt's filter).
+
+``blip_itm``: transformers ``BlipForImageTextRetrieval`` (``--blip_model``, default the original's
+Salesforce/blip-itm-base-coco) on each (image, observed text). ``--blip_mode itm`` (default): score =
+1 - p(match), p(match) = softmax of the ITM head's two logits, column 1. ``itc``: score = 1 - cosine of the
+contrastive heads' image and text features (cheaper, no cross-attention).
+
+``blip_capfilt``: in the original, CapFilt *is* BLIP's filter — the COCO-finetuned ITM head judging each
+given text on its own; no captioner runs (BLIP's captioner only adds synthetic captions, which the filter then
+judges the same way). ``--capfilt_mode filter`` (default) is that: score = 1 - p(match), the same number
+as ``blip_itm``. ``caption_gap`` is our documented extension that does run the captioner
+(``--blip_captioner``, BlipForConditionalGeneration): it writes a caption c for the image and score =
+p(match | image, c) - p(match | image, given text), in [-1, 1]: a text that matches far worse than the model's
+own caption is suspect.
+
+Texts are tokenised with truncation at the tokenizer's own maximum, as the original.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from lemon.scorers.base import ScorerOptions
+from lemon.scorers.hf import (
+    check_complete,
+    check_vocabulary,
+    inference,
+    load_pretrained,
+    model_identity,
+    torch_dtype,
+)
+from lemon.scorers.pairs import PairModelScorer
+from lemon.scorers.registry import SCORERS
+
+CAPTION_MAX_NEW_TOKENS = 30
+
+
+class _Blip:
+    """A loaded BLIP retrieval model and processor: p(match) or ITC cosine per (image, text)."""
+
+    def __init__(self, source: str, scorer: str, flag: str, device: str, precision: str) -> None:
+        from transformers import AutoProcessor, BlipForImageTextRetrieval
+
+        dtype = torch_dtype(precision)
+        (model, info), self.processor = load_pretrained(
+            [
+                (
+                    "model",
+                    lambda s, **kw: BlipForImageTextRetrieval.from_pretrained(
+                        s, output_loading_info=True, dtype=dtype, **kw
+                    ),
+                ),
+                ("processor", lambda s, **kw: AutoProcessor.from_pretrained(s, **kw)),
+            ],
+            source,
+            scorer,
+            flag,
+        )
+        check_complete(info, source, scorer)
+        check_vocabulary(self.processor.tokenizer, model.config.text_config.vocab_size, source)
+        self.model = model.to(device).eval()
+        self.device, self.precision = device, precision
+
+    def match(self, images: list, texts: list[str], mode: str = "itm") -> np.ndarray:
+        """(b,) p(match) ('itm') or image-text cosine ('itc') of each (image_i, text_i)."""
+        import torch
+
+        enc = self.processor(
+            images=images, text=texts, padding=True, truncation=True, return_tensors="pt"
+        ).to(self.device)
+        with inference(self.device, self.precision):
+            out = self.model(
+                input_ids=enc["input_ids"],
+                attention_mask=enc["attention_mask"],
+                pixel_values=enc["pixel_values"].to(self.model.dtype),
+                use_itm_head=mode == "itm",
+            ).itm_score.float()
+        # itm: (b, 2) logits, column 1 = match; itc: (b, b) image x text cosines, pairs on the diagonal
+        values = torch.softmax(out, dim=-1)[:, 1] if mode == "itm" else torch.diagonal(out)
+        return values.cpu().numpy().astype(np.float64)
+
+
+@SCORERS.register("blip_itm")
+class BlipItmScorer(PairModelScorer):
+    """1 - BLIP's image-text matching probability (or 1 - ITC cosine with --blip_mode itc)."""
+
+    default_batch_size: ClassVar[int] = 32
+
+    def __init__(self, options: ScorerOptions | None = None) -> None:
+        super().__init__(options)
+        self.columns = ("score", "p_match" if self.options.blip_mode == "itm" else "itc_cosine")
+
+    def identity(self) -> tuple[str, str]:
+        return model_identity(self.options.blip_model), f"mode={self.options.blip_mode}"
+
+    def load(self) -> None:
+        self.blip = _Blip(
+            self.options.blip_model, self.name, "--blip_model", self.device, self.precision
+        )
+
+    def score_batch(self, images: list, texts: list[str]) -> np.ndarray:
+        p = self.blip.match(images, list(texts), self.options.blip_mode)
+        return np.stack([1.0 - p, p], axis=1)
+
+
+@SCORERS.register("blip_capfilt")
+class BlipCapFiltScorer(PairModelScorer):
+    """CapFilt's filter on the given text (the original), or the captioner gap (--capfilt_mode caption_gap)."""
+
+    default_batch_size: ClassVar[int] = 32
+
+    def __init__(self, options: ScorerOptions | None = None) -> None:
+        super().__init__(options)
+        gap = self.options.capfilt_mode == "caption_gap"
+        self.columns = ("score", "p_match", "p_match_caption") if gap else ("score", "p_match")
+
+    def identity(self) -> tuple[str, str]:
+        ids = model_identity(self.options.blip_model)
+        if self.options.capfilt_mode == "caption_gap":
+            ids += "+" + model_identity(self.options.blip_captioner)
+        settings = f"mode={self.options.capfilt_mode}/max_new_tokens={CAPTION_MAX_NEW_TOKENS}"
+        return ids, settings
+
+    def load(self) -> None:
+        self.blip = _Blip(
+            self.options.blip_model, self.name, "--blip_model", self.device, self.precision
+        )
+        if self.options.capfilt_mode == "caption_gap":
+            self._load_captioner()
+
+    def _load_captioner(self) -> None:
+        from transformers import AutoProcessor, BlipForConditionalGeneration
+
+        source, dtype = self.options.blip_captioner, torch_dtype(self.precision)
+        (model, info), self.cap_processor = load_pretrained(
+            [
+                (
+                    "captioner",
+                    lambda s, **kw: BlipForConditionalGeneration.from_pretrained(
+                        s, output_loading_info=True, dtype=dtype, **kw
+                    ),
+                ),
+                ("captioner processor", lambda s, **kw: AutoProcessor.from_pretrained(s, **kw)),
+            ],
+            source,
+            self.name,
+            "--blip_captioner",
+        )
+        check_complete(info, source, self.name)
+        check_vocabulary(self.cap_processor.tokenizer, model.config.text_config.vocab_size, source)
+        self.captioner = model.to(self.device).eval()
+
+    def captions(self, images: list) -> list[str]:
+        """Greedy BLIP captions of the images."""
+        enc = self.cap_processor(images=images, return_tensors="pt").to(self.device)
+        with inference(self.device, self.precision):
+            ids = self.captioner.generate(
+                pixel_values=enc["pixel_values"].to(self.captioner.dtype),
+                max_new_tokens=CAPTION_MAX_NEW_TOKENS,
+                do_sample=False,
+            )
+        return [t.strip() for t in self.cap_processor.batch_decode(ids, skip_special_tokens=True)]
+
+    def score_batch(self, images: list, texts: list[str]) -> np.ndarray:
+        p_given = self.blip.match(images, list(texts))
+        if self.options.capfilt_mode == "filter":
+            return np.stack([1.0 - p_given, p_given], axis=1)
+        p_caption = self.blip.match(images, self.captions(images))
+        return np.stack([p_caption - p_given, p_given, p_caption], axis=1)
+
+    def fit(self, ctx: Any) -> dict[str, Any]:
+        return {**super().fit(ctx), "capfilt_mode": self.options.capfilt_mode}
