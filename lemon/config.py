@@ -156,7 +156,8 @@ class RunConfig:
     # model
     clip_model: str | None = flag(
         None,
-        "Embedder (default: the dataset's, else huggingface_clip = openai/clip-vit-base-patch32).",
+        "Embedder (default: the dataset's, else huggingface_clip = openai/clip-vit-base-patch32); "
+        "a folder of train_clip_from_scratch.py --folds K embeds each pair out of fold.",
         "model",
         _embedder_names,
         original=True,

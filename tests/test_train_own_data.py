@@ -295,3 +295,25 @@ def test_fold_models_refuse_what_they_cannot_do(folds, tmp_path, capsys):
     assert lemon(tmp_path, *flags[:-1], str(broken), name="b")[0] == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "unfinished --folds 3 training (fold_1 missing)" in err
+
+
+# ----------------------------------------------------------------------------- the README's commands
+def test_the_readme_commands_for_own_data_are_valid():
+    """Every run_lemon / trainer command in the README's own-data sections parses and names real things."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = readme.index("## Your own images and captions")
+    end = readme.index("\n## ", readme.index("## Training a CLIP on your own data") + 3)
+    blocks = re.findall(r"```bash\n(.*?)```", readme[start:end], flags=re.DOTALL)
+    commands = [
+        c.split("#")[0].strip() for b in blocks for c in b.replace("\\\n", " ").splitlines()
+    ]
+    checked = 0
+    for command in commands:
+        words = shlex.split(command)
+        if words[:3] == ["python", "-m", "run_lemon"]:
+            run_lemon.check(words[3:])
+            checked += 1
+        elif words[:2] == ["python", "train_clip_from_scratch.py"]:
+            train_clip_from_scratch.check(words[2:])
+            checked += 1
+    assert checked == 3
