@@ -4,16 +4,18 @@ Usage:
     python train_clip_from_scratch.py --dataset demo --noise_type random --noise_level 0.4 \\
         --model lemon-demo --epochs 12 --output_dir runs/clip_demo
     python train_clip_from_scratch.py --dataset csv --data_path pairs.csv --model lemon-demo \\
-        --epochs 20 --output_dir runs/clip_mine
+        --epochs 20 --folds 5 --output_dir runs/clip_mine
     python train_clip_from_scratch.py --dataset mscoco --model ViT-B-32 --epochs 30 \\
         --filter_scores runs/coco/scores.csv --keep_top_n 50000 --output_dir runs/clip_coco_filtered
     python -m run_lemon --dataset demo --clip_model runs/clip_demo --output_dir runs/demo_scratch
 
 ``--model``: lemon-tiny / lemon-demo (small configs that train on a CPU), any open_clip architecture
 (ViT-B-32, RN50, ...) or a model-config .json. ``--filter_scores`` + ``--keep_top_n``: train only on the N
-pairs a previous run scored cleanest (lowest LEMoN score). run_lemon's data-source flags (``--data_dir``,
-``--data_path``, the table's columns, ``--custom_cifar_prompt``) work here too. Re-running the same command
-resumes from ``train_state.pt``.
+pairs a previous run scored cleanest (lowest LEMoN score). ``--folds K``: K models, each without one K-th
+of the images, so that run_lemon scores every pair with a model that never saw it. run_lemon's data-source
+flags (``--data_dir``, ``--data_path``, the table's columns, ``--class_names``, ``--custom_cifar_prompt``)
+work here too. Re-running the same command resumes from ``train_state.pt``. It ends by printing the
+run_lemon command that scores the same data with the new model.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import logging
 import shlex
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from lemon.errors import LemonError
 
@@ -58,15 +61,28 @@ def check(argv: Sequence[str]) -> None:
 
 
 def use_command(args: dict, out: str) -> str:
-    """The run_lemon command that scores the same data with the trained model (pasteable)."""
+    """The run_lemon command that scores the data the model was trained on, with it (pasteable from the
+    folder the training ran in): the same data-source flags and data seed, the same injected noise, or
+    ``--real_dataset`` when it trained on data as it is without a clean column."""
     from lemon.data.base import SOURCE_FLAGS
 
+    parser = build_parser()
     flags = ["--dataset", args["dataset"]]
-    for name in SOURCE_FLAGS:
+    for name in (*SOURCE_FLAGS, "data_seed", "noise_type"):
         value = args.get(name)
-        if value is not None and value != build_parser().get_default(name):
+        if value is not None and value != parser.get_default(name):
             flags += [f"--{name}", str(value)]
-    flags += ["--clip_model", out, "--output_dir", f"runs/{args['dataset']}_scratch"]
+    if args.get("noise_level"):
+        flags += ["--noise_level", str(args["noise_level"])]
+    elif not args.get("clean_column"):
+        flags += ["--real_dataset"]
+    folder = Path(out)
+    flags += [
+        "--clip_model",
+        str(folder),
+        "--output_dir",
+        str(folder.with_name(folder.name + "_lemon")),
+    ]
     return shlex.join(["python", "-m", "run_lemon", *flags])
 
 

@@ -122,6 +122,12 @@ class RunConfig:
     clean_column: str | None = flag(
         None, "Table column with the true caption/label, to evaluate the table's own noise.", "data"
     )
+    class_names: str | None = flag(
+        None,
+        "Text file of class names, one a line: line i names integer label i (or the i-th sorted "
+        "label / folder name), so prompts read words, not numbers.",
+        "data",
+    )
     embeddings: str | None = flag(
         None,
         "Precomputed embeddings .npz for --dataset embeddings (README: Bring your own).",
@@ -145,7 +151,8 @@ class RunConfig:
     )
     real_dataset: bool = flag(
         False,
-        "Score the data as it is: no injected noise, no ground truth, no selection.",
+        "Score the data as it is: no injected noise, no ground truth, no selection (LEMoN_FIX "
+        "settings: k=30 and the fixed hyper-parameters, unless given).",
         "data",
         original=True,
     )
@@ -162,7 +169,8 @@ class RunConfig:
     # model
     clip_model: str | None = flag(
         None,
-        "Embedder (default: the dataset's, else huggingface_clip = openai/clip-vit-base-patch32).",
+        "Embedder (default: the dataset's, else huggingface_clip = openai/clip-vit-base-patch32); "
+        "a folder of train_clip_from_scratch.py --folds K embeds each pair out of fold.",
         "model",
         _embedder_names,
         original=True,
@@ -192,7 +200,7 @@ class RunConfig:
     knn_k: int | None = flag(
         None,
         "Neighbours k (default 5 as the original; the dataset's own where it sets one; 30 with "
-        "--lemon_fix).",
+        "--lemon_fix or --real_dataset).",
         "method",
         original=True,
     )

@@ -47,11 +47,12 @@ class SplitFeatures:
     is_mislabel : (n,) bool, or None without ground truth
     pred_probs : (n, C) class probabilities brought by the user (optional)
     ids : (n,) row index of each sample within its split (kept through subsetting)
-    image_refs : (n,) the image of each pair as the dataset names it
+    image_refs : (n,) the image of each pair exactly as its source gives it (a table cell, a path)
     reference_row : (n,) own row in the reference set, -1 if absent
     source_rows : (n,) row of each pair in its source (the user's table), or None
     images : the pairs' images (an ImageSource, row-aligned), for scorers that run a model on them;
         None for embeddings-only data
+    fold : (n,) which fold model embedded each row (out-of-fold scoring), or None for one model
     """
 
     split: str
@@ -67,6 +68,7 @@ class SplitFeatures:
     reference_row: np.ndarray | None = None
     source_rows: np.ndarray | None = None
     images: ImageSource | None = None
+    fold: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.img)
@@ -140,6 +142,7 @@ class SplitFeatures:
             pick(self.reference_row),
             pick(self.source_rows),
             images,
+            pick(self.fold),
         )
 
 
@@ -151,6 +154,7 @@ class Provenance:
     embedder, embedder_id : the model that embedded them (None for precomputed embeddings)
     cache_root, cache_hits, cache_misses : the embedding cache used, and what it held
     dropped : per split (and 'before splitting'), the pairs not scored, by reason
+    seen_by_model : per split, how many pairs have an image the embedding model was trained on
     """
 
     source: str = ""
@@ -160,9 +164,24 @@ class Provenance:
     cache_hits: int = 0
     cache_misses: int = 0
     dropped: dict[str, Dropped] = field(default_factory=dict)
+    seen_by_model: dict[str, int] = field(default_factory=dict)
 
     def dropped_counts(self) -> dict[str, dict[str, int]]:
         return {s: d.counts() for s, d in self.dropped.items()}
+
+    def dropped_frame(self):  # -> pandas.DataFrame
+        """One row per pair not scored: ``row`` (in its source), ``image`` (as given), ``split``, ``reason``."""
+        import pandas as pd
+
+        frames = [
+            pd.DataFrame(
+                {"row": d.rows, "image": d.images, "split": split, "reason": d.reasons},
+                columns=["row", "image", "split", "reason"],
+            )
+            for split, d in self.dropped.items()
+        ]
+        empty = pd.DataFrame(columns=["row", "image", "split", "reason"])
+        return pd.concat([empty, *frames], ignore_index=True) if frames else empty
 
 
 @dataclass
@@ -174,6 +193,9 @@ class Features:
     class_names : names of the C classes, or None
     reference_index : rows of ``splits['train']`` forming the kNN reference set (all rows by default)
     provenance : what the features were computed from, and what was dropped on the way
+    fold_train : out-of-fold scoring only: the train split as embedded by each of the K fold models. A row
+        of fold f (``SplitFeatures.fold``) is embedded by model f and meets the reference set as model f
+        embeds it, so its distances never mix two models' spaces; :attr:`reference` stacks the K copies.
     """
 
     task: str
@@ -182,6 +204,7 @@ class Features:
     class_names: Sequence[str] | None = None
     reference_index: np.ndarray | None = None
     provenance: Provenance = field(default_factory=Provenance)
+    fold_train: list[SplitFeatures] | None = None
 
     def __post_init__(self) -> None:
         if "train" not in self.splits:
@@ -203,8 +226,31 @@ class Features:
 
     @property
     def reference(self) -> SplitFeatures:
-        """The reference set (train rows in ``reference_index``)."""
-        return self.splits["train"].subset(self.reference_index, with_images=False)
+        """The reference set (train rows in ``reference_index``); with fold models, its K copies stacked
+        (row ``f * R + r`` is reference row r as fold model f embeds it, R = ``len(reference_index)``)."""
+        if self.fold_train is None:
+            return self.splits["train"].subset(self.reference_index, with_images=False)
+        copies = [view.subset(self.reference_index, with_images=False) for view in self.fold_train]
+
+        def stack(name: str):
+            parts = [getattr(c, name) for c in copies]
+            return None if parts[0] is None else np.concatenate(parts)
+
+        return SplitFeatures(
+            "train",
+            stack("img"),
+            stack("txt"),
+            stack("texts"),
+            stack("observed"),
+            stack("clean"),
+            stack("is_mislabel"),
+            ids=stack("ids"),
+            fold=np.repeat(np.arange(len(copies)), len(self.reference_index)),
+        )
+
+    def reference_rows(self, idx: np.ndarray) -> np.ndarray:
+        """Rows of the reference set named by neighbour ids (with fold models: the stacked copy's row)."""
+        return idx if self.fold_train is None else idx % len(self.reference_index)
 
     @property
     def has_ground_truth(self) -> bool:

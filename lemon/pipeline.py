@@ -48,10 +48,11 @@ class RunResult:
 
 
 def resolve_k(cfg: RunConfig) -> int:
-    """--knn_k, else 30 with --lemon_fix, else the dataset's default_knn_k, else the original's 5."""
+    """--knn_k, else 30 with --lemon_fix or --real_dataset (without labels LEMoN_FIX is the setting),
+    else the dataset's default_knn_k, else the original's 5."""
     if cfg.knn_k is not None:
         return cfg.knn_k
-    if cfg.lemon_fix:
+    if cfg.lemon_fix or cfg.real_dataset:
         return LEMON_FIX_K
     dataset_k = DATASETS.get(cfg.dataset).default_knn_k if cfg.dataset in DATASETS else None
     return dataset_k or DEFAULT_KNN_K
@@ -123,26 +124,27 @@ def load_features(cfg: RunConfig, k: int, device: str) -> Features:
         features = dataset.load_features()
     else:
         from lemon.data.loading import load_splits
-        from lemon.embed import build_embedder, embed_dataset
         from lemon.embed.cache import EmbeddingCache
+        from lemon.embed.folds import embed_with, open_model
         from lemon.embed.stage import embedder_name
         from lemon.noise import apply_noise
 
+        cache = EmbeddingCache(cache_root(cfg.cache_dir))
+        # the model first: weights that cannot be had offline fail before any data is read
+        model = open_model(
+            embedder_name(cfg.dataset, cfg.clip_model),
+            device=device,
+            precision=cfg.precision,
+            cache=cache,
+        )
         splits = load_splits(dataset)
         if not cfg.real_dataset:
             noise_type = noise_name or dataset.noise_types[0]
             splits = apply_noise(splits, noise_type, cfg.resolved_noise_level, cfg.data_seed)
-        root = cache_root(cfg.cache_dir)
-        embedder = build_embedder(
-            embedder_name(splits.name, cfg.clip_model),
-            device=device,
-            precision=cfg.precision,
-            cache_root=root,
-        )
-        features = embed_dataset(
+        features = embed_with(
+            model,
             splits,
-            embedder,
-            EmbeddingCache(root),
+            cache,
             prompt=dataset.options.prompt,
             batch_size=cfg.batch_size,
             num_workers=cfg.num_workers,
@@ -236,6 +238,7 @@ def scores_frame(features: Features, outputs: dict[str, dict[str, np.ndarray]]) 
     for split, out in outputs.items():
         f = features.splits[split]
         cols: dict[str, Any] = {"split": split, "idx": f.ids}
+        cols["row"] = f.source_rows if f.source_rows is not None else f.ids
         if f.image_refs is not None:
             cols["image"] = list(f.image_refs)
         cols["clean_label"] = f.clean if f.clean is not None else np.full(len(f), None)
@@ -311,6 +314,7 @@ def _run(cfg: RunConfig, k: int, scorer: Scorer, out: Path, start: float, shown:
         "cache_hits": prov.cache_hits,
         "cache_misses": prov.cache_misses,
         "dropped": prov.dropped_counts(),
+        "seen_by_model": prov.seen_by_model,
     }
     io.atomic_write_json(out / "args.json", args)
     scorer.check(features)
@@ -349,7 +353,13 @@ def _run(cfg: RunConfig, k: int, scorer: Scorer, out: Path, start: float, shown:
 
     frame = scores_frame(features, outputs)
     io.atomic_write_csv(out / "scores.csv", frame)
-    arrays = {f"{s}_{k}": v for s, o in outputs.items() for k, v in o.items() if np.ndim(v) == 2}
+    io.atomic_write_csv(out / "dropped.csv", prov.dropped_frame())
+    arrays = {
+        f"{s}_{k}": features.reference_rows(v) if k.startswith("idx") else v
+        for s, o in outputs.items()
+        for k, v in o.items()
+        if np.ndim(v) == 2
+    }
     if arrays:  # neighbour ids index the reference set: keep its row -> train index map beside them
         io.atomic_save_npz(
             out / "neighbours.npz", {**arrays, "reference_index": features.reference_index}
@@ -425,7 +435,7 @@ def format_summary(result: RunResult) -> str:
         lines.append(
             "not scored: "
             + ", ".join(f"{key.split('/')[0]} {n}" for key, n in dropped.items())
-            + " (reasons in metrics.json)"
+            + " (each with its reason in dropped.csv)"
         )
     out = result.out_dir
     report = out / "report.html"

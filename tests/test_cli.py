@@ -29,12 +29,14 @@ def test_embeddings_run_writes_every_output(tmp_path, small_npz, capsys):
         "hparams.json",
         "metrics.json",
         "neighbours.npz",
+        "dropped.csv",
         "done",
     }
     scores = pd.read_csv(out / "scores.csv")
-    assert list(scores.columns[:8]) == [
+    assert list(scores.columns[:9]) == [
         "split",
         "idx",
+        "row",
         "clean_label",
         "observed_label",
         "text",

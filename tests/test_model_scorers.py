@@ -98,7 +98,8 @@ def scores_of(tmp_path) -> pd.DataFrame:
 
 
 def image(data, row: pd.Series) -> Image.Image:
-    return Image.open("/" + row["image"]).convert("RGB")
+    """The pair's image: scores.csv keeps the path as the table gives it (relative to the table)."""
+    return Image.open(data["root"] / row["image"]).convert("RGB")
 
 
 def blip_by_hand(folder: str, images: list, texts: list[str], itm: bool = True) -> np.ndarray:

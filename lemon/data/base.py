@@ -61,6 +61,30 @@ def digest(*parts: bytes | str) -> str:
     return h.hexdigest()
 
 
+def content_id(data: bytes | memoryview) -> int:
+    """The identity of an image: a 64-bit blake2b digest of its encoded bytes (its pixels for in-memory
+    arrays). Two copies of one file share it wherever they live, so splits and fold assignments keyed by it
+    agree between a table and a folder that hold the same images."""
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
+def file_content_ids(paths: Sequence[str | os.PathLike]) -> np.ndarray:
+    """(n,) uint64 :func:`content_id` of each file's bytes (threaded, I/O bound); 0 for unreadable files."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(path) -> int:
+        try:
+            with open(path, "rb") as f:
+                return content_id(f.read())
+        except OSError:
+            return 0
+
+    if not len(paths):
+        return np.zeros(0, dtype=np.uint64)
+    with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 2) * 4)) as pool:
+        return np.fromiter(pool.map(one, paths, chunksize=256), dtype=np.uint64, count=len(paths))
+
+
 def file_stamps(paths: Sequence[str | os.PathLike]) -> str:
     """Digest of each file's size and modification time (one ``stat`` per file; 'missing' when absent)."""
     stamps = []
@@ -112,6 +136,10 @@ class FileImages:
         paths = [os.path.join(self.root, p) for p in self.relpaths]
         return file_digests(paths) if content else file_stamps(paths)
 
+    def identities(self) -> np.ndarray:
+        """(n,) uint64 content id of each file (:func:`content_id`)."""
+        return file_content_ids([os.path.join(self.root, p) for p in self.relpaths])
+
     def subset(self, index: np.ndarray) -> FileImages:
         return FileImages(self.root, [self.relpaths[i] for i in np.asarray(index)])
 
@@ -134,6 +162,15 @@ class ArrayImages:
     def fingerprint(self, content: bool = False) -> str:
         pixels = np.ascontiguousarray(self.pixels)
         return digest(str(pixels.shape), str(pixels.dtype), memoryview(pixels).cast("B"))
+
+    def identities(self) -> np.ndarray:
+        """(n,) uint64 content id of each image's pixels (:func:`content_id`)."""
+        pixels = np.ascontiguousarray(self.pixels).reshape(len(self.pixels), -1)
+        return np.fromiter(
+            (content_id(memoryview(row).cast("B")) for row in pixels),
+            dtype=np.uint64,
+            count=len(pixels),
+        )
 
     def subset(self, index: np.ndarray) -> ArrayImages:
         index = np.asarray(index)
@@ -187,6 +224,23 @@ UNREADABLE_IMAGE = "unreadable image"
 UNDECODABLE_IMAGE = "undecodable image"
 EMPTY_TEXT = "empty text"
 NOT_DOWNLOADED = "not downloaded"
+NO_IMAGE = "no image"  # the row names no image (an empty cell)
+NO_LABEL = "no label"  # a classification row without an observed label
+NO_CLEAN = "no clean value"  # the clean column is empty on this row
+DUPLICATE = "duplicate"  # the same image with the same text as an earlier row (scored once, there)
+
+
+def image_identities(images: ImageSource) -> np.ndarray:
+    """(n,) uint64 content id of each image of ``images`` (:func:`content_id`; 0 when unreadable).
+
+    Sources that know how (files, arrays, bytes, tar members) hash their encoded bytes; any other source
+    falls back to its ids, which then only identify the image within that dataset.
+    """
+    if hasattr(images, "identities"):
+        return images.identities()  # type: ignore[attr-defined]
+    return np.fromiter(
+        (content_id(str(i).encode()) for i in images.ids), dtype=np.uint64, count=len(images)
+    )
 
 
 @dataclass
@@ -203,6 +257,9 @@ class PairSplit:
     class_names : class id -> name (classification only)
     categories : per-sample tuple of category names (COCO objects, genres, findings) for ``cat`` noise
     source_rows : (N,) row of each pair in its source (the user's table, the dataset's files)
+    source_images : (N,) the image of each pair exactly as its source gives it (a table's cell, a path under
+        the folder); None: the image ids
+    identity : (N,) uint64 content id of each pair's image (:func:`content_id`); None: computed on demand
     real_observed : (N,) the data's own human labels, which ``real`` noise puts in place (CIFAR-N)
     real_missing : why ``real`` noise is unavailable (the message naming the missing file), or None
     real_source : the file ``real_observed`` was read from
@@ -222,6 +279,8 @@ class PairSplit:
     class_names: Sequence[str] | None = None
     categories: Sequence[tuple[str, ...]] | None = None
     source_rows: np.ndarray | None = None
+    source_images: np.ndarray | None = None
+    identity: np.ndarray | None = None
     real_observed: np.ndarray | None = None
     real_missing: str | None = None
     real_source: str | None = None
@@ -234,7 +293,15 @@ class PairSplit:
     dropped: Dropped = field(default_factory=Dropped)
 
     #: per-row fields cut along by :meth:`subset`
-    _PER_ROW = ("clean", "observed", "source_rows", "real_observed", "clean_unknown")
+    _PER_ROW = (
+        "clean",
+        "observed",
+        "source_rows",
+        "source_images",
+        "identity",
+        "real_observed",
+        "clean_unknown",
+    )
 
     def __post_init__(self) -> None:
         self.clean = np.asarray(self.clean)
@@ -275,6 +342,22 @@ class PairSplit:
         """(N,) bool: observed differs from clean *as strings*."""
         return self.clean_text != self.observed_text
 
+    def given_images(self) -> np.ndarray:
+        """(N,) object: each pair's image as its source gives it (the image ids when it says no more)."""
+        if self.source_images is not None:
+            return np.asarray(self.source_images, dtype=object)
+        if self.images is None:
+            return np.full(len(self), "", dtype=object)
+        return np.asarray([str(i) for i in self.images.ids], dtype=object)
+
+    def identities(self) -> np.ndarray:
+        """(N,) uint64 content id of each pair's image (computed once, from the images, when not known)."""
+        if self.identity is None:
+            if self.images is None:
+                raise ValueError(f"split '{self.split}' has no images to identify.")
+            self.identity = image_identities(self.images)
+        return self.identity
+
     def prompts(self, prefix: str = DEFAULT_PROMPT) -> list[str]:
         """Texts the model embeds: ``prefix + class name`` (classification) or the observed caption."""
         if self.task == "classification":
@@ -299,10 +382,10 @@ class PairSplit:
         if keep.all():
             return self
         lost = np.flatnonzero(~keep)
-        ids = [str(self.images.ids[i]) for i in lost] if self.images is not None else None
         kept = self.subset(np.flatnonzero(keep))
         return dataclasses.replace(
-            kept, dropped=self.dropped.add(reason, self.source_rows[lost], ids)
+            kept,
+            dropped=self.dropped.add(reason, self.source_rows[lost], self.given_images()[lost]),
         )
 
 
@@ -341,6 +424,7 @@ SOURCE_FLAGS = (
     "text_column",
     "label_column",
     "clean_column",
+    "class_names",
     "custom_cifar_prompt",
 )
 
@@ -355,6 +439,7 @@ class TableOptions:
     text_column: str = "caption"
     label_column: str = "label"
     clean_column: str | None = None
+    class_names: str | None = None  # a text file, one class name a line (line i names label i)
 
 
 @dataclass(frozen=True)
@@ -389,6 +474,7 @@ class DataOptions:
             text_column=get("text_column", TableOptions.text_column),
             label_column=get("label_column", TableOptions.label_column),
             clean_column=get("clean_column"),
+            class_names=get("class_names"),
         )
         return cls(
             data_dir=get("data_dir"),

@@ -345,7 +345,7 @@ class CC3M(Dataset):
             )
             index = {"train": np.flatnonzero(~is_val), "val": val, "test": test}
         else:
-            index = random_80_10_10(len(members), data_seed)
+            index = random_80_10_10(len(members), data_seed, self.name)
         pairs = PairSplit("all", self.task, images, captions, captions.copy())
         return build_splits(
             self.name,

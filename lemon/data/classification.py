@@ -152,7 +152,7 @@ class _Cifar(Dataset, abstract=True):
             self.name,
             self.task,
             pairs,
-            random_80_10_10(len(labels), data_seed),
+            random_80_10_10(len(labels), data_seed, self.name),
             class_names=class_names,
         )
 

@@ -124,6 +124,50 @@ def readable_mask(root: Path, relpaths: Sequence[str], workers: int | None = Non
     return np.asarray(ok, dtype=bool)
 
 
+def _inspect(path: str) -> tuple[bool, int]:
+    """(readable, content id) of one file, from one read of its bytes."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    from lemon.data.base import content_id
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        with Image.open(io.BytesIO(data)) as img:
+            img.verify()
+        return True, content_id(data)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+        return False, 0
+
+
+def inspect_images(paths: Sequence[str | os.PathLike]) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) bool readable (a valid image header) and (n,) uint64 content id of each file (0 when not
+    readable); each file is read once, in threads."""
+    if not len(paths):
+        return np.zeros(0, dtype=bool), np.zeros(0, dtype=np.uint64)
+    workers = min(16, (os.cpu_count() or 2) * 4)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        found = list(pool.map(_inspect, [str(p) for p in paths], chunksize=256))
+    ok = np.fromiter((r for r, _ in found), dtype=bool, count=len(found))
+    ids = np.fromiter((i for _, i in found), dtype=np.uint64, count=len(found))
+    return ok, ids
+
+
+def warn_unreadable(name: str, keep: np.ndarray, paths: Sequence[Any]) -> None:
+    """Log how many images are missing or unreadable, naming the first (as the user can look it up)."""
+    bad = np.flatnonzero(~np.asarray(keep, dtype=bool))
+    if len(bad):
+        log.warning(
+            "%s: skipping %d missing or unreadable image(s) of %d (first: %s)",
+            name,
+            len(bad),
+            len(keep),
+            paths[bad[0]],
+        )
+
+
 def readable_bytes_mask(blobs: Iterable[bytes]) -> np.ndarray:
     """(n,) bool: which in-memory image blobs have a valid image header."""
     import io

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lemon.data.base import digest, file_digests, file_stamps
+from lemon.data.base import content_id, digest, file_digests, file_stamps
 
 
 @dataclass
@@ -57,6 +57,14 @@ class TarImages:
             np.asarray(self.sizes, dtype=np.int64).tobytes(),
         )
 
+    def identities(self) -> np.ndarray:
+        """(n,) uint64 content id of each member's bytes."""
+        return np.fromiter(
+            (content_id(self.read_bytes(i)) for i in range(len(self))),
+            dtype=np.uint64,
+            count=len(self),
+        )
+
     def subset(self, index: np.ndarray) -> TarImages:
         index = np.asarray(index)
         return TarImages(
@@ -87,6 +95,12 @@ class BytesImages:
 
     def fingerprint(self, content: bool = False) -> str:
         return digest(*self.blobs)
+
+    def identities(self) -> np.ndarray:
+        """(n,) uint64 content id of each blob (equal to that of a file holding the same bytes)."""
+        return np.fromiter(
+            (content_id(b) for b in self.blobs), dtype=np.uint64, count=len(self.blobs)
+        )
 
     def subset(self, index: np.ndarray) -> BytesImages:
         index = np.asarray(index)

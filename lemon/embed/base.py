@@ -86,6 +86,16 @@ class Embedder(ABC):
         """What turns inputs into model inputs (part of the cache key and the cache sidecar)."""
         return f"{type(self).__name__}/v{self.pipeline_version}/{self.precision}"
 
+    @property
+    def folder(self) -> Path | None:
+        """The local checkpoint folder the weights come from (None for hub models)."""
+        return None
+
+    def hub_weights(self) -> tuple[str, str] | None:
+        """(Hugging Face repository, a file it must hold) when the weights come from the Hub, else None:
+        what must be in the local Hugging Face cache to load offline."""
+        return None
+
     # ------------------------------------------------------------------ loading
     @property
     def loaded(self) -> bool:

@@ -80,6 +80,13 @@ class HFClipEmbedder(Embedder):
     def preprocessing(self) -> str:
         return f"{super().preprocessing}/hf-image-processor"
 
+    @property
+    def folder(self) -> Path | None:
+        return self.local
+
+    def hub_weights(self) -> tuple[str, str] | None:
+        return None if self.local is not None else (self.source, "config.json")
+
     def _load(self) -> None:
         from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 

@@ -86,18 +86,41 @@ def one_line(err: BaseException, limit: int = 200) -> str:
     return (text[:limit] + "...") if len(text) > limit else text
 
 
+OFFLINE_MODELS = (
+    "offline, --clip_model demo_clip (the demo's model) or a CLIP trained from scratch on your data "
+    "(python train_clip_from_scratch.py ... --output_dir DIR, then --clip_model DIR) work without network"
+)
+
+
 def missing_model(
-    model: str, weights: str, online: bool, err: BaseException, flag: str = "--clip_model"
+    model: str,
+    weights: str,
+    online: bool,
+    err: BaseException | None = None,
+    flag: str = "--clip_model",
 ) -> ModelNotFoundError:
-    """The one-line error for weights that could not be loaded; ``flag`` is the option that points at a
-    local copy (``--clip_model`` for embedders, a scorer's own model flag for the model-based scorers)."""
+    """The one-line error for weights that could not be loaded: which weights, where to put a local copy
+    (``flag``: ``--clip_model`` for embedders, a scorer's own model flag for the model-based scorers), and,
+    for embedders, which models need no network."""
     where = (
         "could not be downloaded"
         if online
         else "are not in the local Hugging Face cache and the Hub cannot be reached (offline)"
     )
+    cause = "" if err is None else f" ({type(err).__name__}: {one_line(err)})"
+    offline = f"; {OFFLINE_MODELS}" if flag == "--clip_model" else ""
     return ModelNotFoundError(
         f"Model '{model}' needs the weights {weights}, which {where}: download them once on a machine with "
         f"network (cache: $HF_HOME, default ~/.cache/huggingface) or save them to a folder and pass "
-        f"{flag} /path/to/that/folder. ({type(err).__name__}: {one_line(err)})"
+        f"{flag} /path/to/that/folder{offline}.{cause}"
     )
+
+
+def require_weights(model: str, repo: str, filename: str) -> None:
+    """Raise :func:`missing_model` at once when ``repo`` is neither in the local Hugging Face cache (its
+    ``filename``) nor reachable: a run fails before reading any data instead of after embedding setup."""
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(repo, filename), str) or hub_reachable():
+        return
+    raise missing_model(model, f"of the Hugging Face repository '{repo}'", online=False)

@@ -78,6 +78,15 @@ class OpenClipEmbedder(Embedder):
     def preprocessing(self) -> str:
         return f"{super().preprocessing}/open_clip-val-transform"
 
+    @property
+    def folder(self) -> Path | None:
+        local = self.model_name.startswith("local-dir:") and self.files
+        return Path(self.files[0]).parent if local else None
+
+    def hub_weights(self) -> tuple[str, str] | None:
+        hub = self.model_name.startswith("hf-hub:")
+        return (self.model_name[len("hf-hub:") :], "open_clip_config.json") if hub else None
+
     def _load(self) -> None:
         import open_clip
 

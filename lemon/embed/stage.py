@@ -89,7 +89,7 @@ def embed_dataset(
             split.clean if truth else None,
             split.is_mislabel if truth else None,
             ids=rows,
-            image_refs=ids,
+            image_refs=list(split.given_images()),
             source_rows=split.source_rows,
             images=split.images,
         )

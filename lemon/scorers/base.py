@@ -118,19 +118,45 @@ class ScoringContext:
             if s == split and sp == space and kk >= k:
                 return sim[:, :k], idx[:, :k]
         query = getattr(self.split(split), space)
+        exclude = self.features.self_rows(split)
+        if self.features.fold_train is not None:
+            self._knn[key] = self._fold_neighbours(split, space, k, exclude)
+            return self._knn[key]
         ref = getattr(self.reference, space)
         log.debug(
             "kNN %s/%s k=%d: %d queries x %d reference", split, space, k, len(query), len(ref)
         )
         self._knn[key] = knn(
-            query,
-            ref,
-            k,
-            exclude=self.features.self_rows(split),
-            backend=self.knn_backend,
-            device=self.device,
+            query, ref, k, exclude=exclude, backend=self.knn_backend, device=self.device
         )
         return self._knn[key]
+
+    def _fold_neighbours(
+        self, split: str, space: str, k: int, exclude: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Out-of-fold search: the rows of fold f against the reference set as fold model f embeds it;
+        ids index the stacked reference (:attr:`Features.reference`)."""
+        from lemon.neighbors import knn
+
+        q = self.split(split)
+        query, fold = getattr(q, space), q.fold
+        ref_rows = self.features.reference_index
+        sim = np.zeros((len(q), k), dtype=np.float32)
+        idx = np.zeros((len(q), k), dtype=np.int64)
+        for f, view in enumerate(self.features.fold_train):
+            rows = np.flatnonzero(fold == f)
+            if not len(rows):
+                continue
+            s, i = knn(
+                query[rows],
+                getattr(view, space)[ref_rows],
+                k,
+                exclude=None if exclude is None else exclude[rows],
+                backend=self.knn_backend,
+                device=self.device,
+            )
+            sim[rows], idx[rows] = s, i + f * len(ref_rows)
+        return sim, idx
 
 
 class Scorer:
@@ -144,6 +170,8 @@ class Scorer:
     tasks: ClassVar[tuple[str, ...]] = TASKS
     #: runs a model on the images themselves (embeddings alone are not enough)
     needs_images: ClassVar[bool] = False
+    #: works on out-of-fold features (each row from its own fold model; the reference set stacked)
+    fold_models: ClassVar[bool] = False
 
     def __init__(self, options: ScorerOptions | None = None) -> None:
         self.options = options or ScorerOptions()
@@ -154,6 +182,12 @@ class Scorer:
             raise LemonError(
                 f"Scorer '{self.name}' supports {', '.join(self.tasks)} datasets only; this "
                 f"dataset is {features.task}. Use --scorer lemon or clip_sim."
+            )
+        if features.fold_train is not None and not self.fold_models:
+            raise LemonError(
+                f"Scorer '{self.name}' cannot score with fold models (a --clip_model trained with "
+                "--folds): each row comes from its own model. Use --scorer lemon or clip_sim, or a "
+                "model trained without --folds."
             )
 
     def fit(self, ctx: ScoringContext) -> dict[str, Any]:

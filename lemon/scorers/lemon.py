@@ -21,7 +21,7 @@ import numpy as np
 
 from lemon.errors import LemonError
 from lemon.evaluate import best_f1
-from lemon.features import SplitFeatures
+from lemon.features import Features, SplitFeatures
 from lemon.methods import ABLATION_RULES, HPARAM_NAMES, LEMON_FIX_HPARAMS
 from lemon.scorers.base import Scorer, ScorerOptions, ScoringContext
 from lemon.scorers.registry import SCORERS
@@ -228,11 +228,21 @@ def _factors(spread: torch.Tensor, reference: float) -> torch.Tensor:
 class LemonScorer(Scorer):
     """LEMoN with hyper-parameters selected on val (LEMoN_OPT), fixed (CLI / LEMoN_FIX), or ablated."""
 
+    fold_models = True
+
     def __init__(self, options: ScorerOptions | None = None) -> None:
         super().__init__(options)
         self._terms: dict[str, NeighbourTerms] = {}
         forced, self.use_d_mm = ABLATION_RULES[self.options.ablation]
         self.forced = dict(forced)
+
+    def check(self, features: Features) -> None:
+        super().check(features)
+        if features.fold_train is not None and self.options.normalize_d1:
+            raise LemonError(
+                "--normalize_d1 needs one model's class prompts; with fold models (--folds) each row "
+                "has its own model: drop --normalize_d1 or use a model trained without --folds."
+            )
 
     # ------------------------------------------------------------------ per-split terms
     def terms(self, ctx: ScoringContext, split: str) -> NeighbourTerms:

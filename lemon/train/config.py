@@ -44,6 +44,12 @@ class TrainConfig:
         "data",
     )
     noise_level: float = flag(0.0, "Fraction of noisy pairs (0 = train on the data as is).", "data")
+    folds: int = flag(
+        1,
+        "Train K models, each without one K-th of the training images, into DIR/fold_<k>; "
+        "run_lemon --clip_model DIR then embeds every pair with the model that never saw it.",
+        "data",
+    )
     filter_scores: str | None = flag(
         None,
         "A previous run's scores.csv: train on its cleanest pairs (with --keep_top_n).",
@@ -64,6 +70,12 @@ class TrainConfig:
         0.1, "AdamW weight decay (not on gains, biases, embeddings, logit scale).", "training"
     )
     warmup_steps: int = flag(50, "Linear warm-up steps.", "training")
+    mask_identical_captions: bool = flag(
+        False,
+        "Pairs with identical captions in a batch (classification prompts) are not negatives of "
+        "each other in the contrastive loss.",
+        "training",
+    )
     seed: int = flag(0, "Seed of the initial weights and the batch order.", "training")
     num_workers: int = flag(2, "DataLoader workers decoding images.", "compute")
     device: str = flag("auto", "'auto' (CUDA when present), 'cpu', 'cuda', ...", "compute")
@@ -82,6 +94,8 @@ class TrainConfig:
                 f"need epochs >= 1, batch_size >= 2 and lr > 0, got {self.epochs}, "
                 f"{self.batch_size}, {self.lr}."
             )
+        if self.folds < 1:
+            raise LemonError(f"--folds must be >= 1 (1 = one model), got {self.folds}.")
         if (self.filter_scores is None) != (self.keep_top_n is None):
             raise LemonError(
                 "--filter_scores and --keep_top_n go together: keep the N pairs of a previous run's "

@@ -1,9 +1,10 @@
-"""The contrastive training loop behind :func:`lemon.train.train_clip`: seeded, resumable, tqdm.
+"""The contrastive training loop behind :func:`lemon.train.train_clip`: seeded, resumable, with progress.
 
 Initial weights come from ``torch.manual_seed(seed)`` inside a forked RNG (the caller's global state is
 untouched); epoch e shuffles with its own generator seeded by (seed, e), so a resumed run sees the same
 batches as an uninterrupted one. ``train_state.pt`` (model, optimiser, step, losses, settings) is written
-atomically after each epoch.
+atomically after each epoch. Progress: a tqdm bar on a terminal; otherwise (a log file, nohup, Slurm) a
+line per epoch with the loss and pairs/s, and one every ``PROGRESS_EVERY_S`` within a long epoch.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import io as _io
 import logging
 import math
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,8 @@ log = logging.getLogger(__name__)
 STATE_FILE = "train_state.pt"
 #: settings that may change between an interrupted run and its resumption
 RESUMABLE = ("output_dir", "epochs", "num_workers", "device", "resume")
+#: seconds between progress lines within an epoch when stdout is not a terminal
+PROGRESS_EVERY_S = 60.0
 
 
 class _Indexed:
@@ -57,12 +61,36 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def contrastive_loss(image, text, logit_scale, caption_ids=None):
+    """CLIP's symmetric InfoNCE loss over a batch of unit embeddings (B, d).
+
+    With ``caption_ids`` (B,), pairs whose captions are identical (classification prompts: every image of
+    a class has the same text) are not negatives of each other: those logits are masked out of both
+    softmaxes, so the loss never pushes an image away from its own class's prompt.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    logits = logit_scale * image @ text.T
+    if caption_ids is not None:
+        same = caption_ids[:, None] == caption_ids[None, :]
+        same.fill_diagonal_(False)
+        logits = logits.masked_fill(same, float("-inf"))
+    target = torch.arange(len(image), device=image.device)
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+
 def _settings(cfg) -> dict[str, Any]:
     return {k: v for k, v in asdict(cfg).items() if k not in RESUMABLE}
 
 
-def run_training(cfg, model_cfg: dict[str, Any], split, texts: list[str], out: Path):
-    """Train ``model_cfg`` on (split.images, texts); returns (model, mean loss per epoch)."""
+def run_training(
+    cfg, model_cfg: dict[str, Any], split, texts: list[str], out: Path, desc: str = ""
+):
+    """Train ``model_cfg`` on (split.images, texts); returns (model, mean loss per epoch).
+
+    ``desc`` prefixes the progress lines (e.g. 'fold 2/5 ')."""
+    import numpy as np
     import open_clip
     import torch
     from open_clip.tokenizer import HFTokenizer
@@ -100,6 +128,9 @@ def run_training(cfg, model_cfg: dict[str, Any], split, texts: list[str], out: P
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup_steps, total))
     loss_fn = open_clip.ClipLoss()
+    caption_ids = None
+    if cfg.mask_identical_captions:
+        caption_ids = torch.as_tensor(np.unique(np.asarray(texts), return_inverse=True)[1].ravel())
     start_epoch, history = 0, []
     state_path = out / STATE_FILE
     if state_path.is_file() and cfg.resume:
@@ -130,15 +161,25 @@ def run_training(cfg, model_cfg: dict[str, Any], split, texts: list[str], out: P
             pin_memory=cuda,
         )
         total_loss = 0.0
-        bar = tqdm(
-            loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False, disable=None
-        )
-        for pixels, idx in bar:
+        where = f"{desc}epoch {epoch + 1}/{cfg.epochs}"
+        bar = tqdm(loader, desc=where, unit="batch", leave=False, disable=None)
+        started = last_line = time.time()
+        for step, (pixels, idx) in enumerate(bar, start=1):
             with amp if amp is not None else torch.autocast("cpu", enabled=False):
                 out_ = model(
                     pixels.to(device, non_blocking=True), tokens[idx].to(device, non_blocking=True)
                 )
-                loss = loss_fn(out_["image_features"], out_["text_features"], out_["logit_scale"])
+                if caption_ids is None:
+                    loss = loss_fn(
+                        out_["image_features"], out_["text_features"], out_["logit_scale"]
+                    )
+                else:
+                    loss = contrastive_loss(
+                        out_["image_features"],
+                        out_["text_features"],
+                        out_["logit_scale"],
+                        caption_ids[idx].to(device),
+                    )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -147,8 +188,25 @@ def run_training(cfg, model_cfg: dict[str, Any], split, texts: list[str], out: P
                 model.logit_scale.clamp_(0, math.log(100))
             total_loss += float(loss.detach())
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+            if bar.disable and time.time() - last_line >= PROGRESS_EVERY_S:
+                last_line = time.time()
+                log.info(
+                    "%s: batch %d/%d, loss %.4f, %.0f pairs/s",
+                    where,
+                    step,
+                    steps_per_epoch,
+                    total_loss / step,
+                    step * batch / (last_line - started),
+                )
         history.append(total_loss / max(1, steps_per_epoch))
-        log.info("epoch %d/%d: mean loss %.4f", epoch + 1, cfg.epochs, history[-1])
+        seconds = time.time() - started
+        log.info(
+            "%s: loss %.4f, %.0f pairs/s, %.1f s",
+            where,
+            history[-1],
+            steps_per_epoch * batch / max(seconds, 1e-9),
+            seconds,
+        )
         buf = _io.BytesIO()
         torch.save(
             {
