@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, when run as a script
+
 SPLITS = ("train", "val", "test")
 LABELS = ("shape",)  # class labels of the csv variant; "colour shape" (48 classes) works too
 
