@@ -50,8 +50,11 @@ QUANTILES = np.round(np.arange(0.50, 0.9001, 0.05), 2)
 MIN_SEPARATION = 0.85
 #: fewer mismatched scores than this make the tail ratios noisy
 MIN_MISMATCHED = 200
-#: the reference split's estimate this far below the held-out one: the embedder knows its pairs
+#: the reference split's estimate this far below the held-out one (and twice the gap's standard error,
+#: from BOOTSTRAP_ROUNDS seeded resamples of at most BOOTSTRAP_MAX scores): the embedder knows its pairs
 MAX_SPLIT_GAP = 0.05
+BOOTSTRAP_ROUNDS = 50
+BOOTSTRAP_MAX = 20_000
 #: mismatched pairs per real pair, and at most this many per run (relative SE ~1 % at q = 0.9)
 REPEATS = 2
 MAX_MISMATCHED = 200_000
@@ -242,8 +245,11 @@ class LabelFreeRule:
 
     rate, threshold, method, separation_auroc : of the pool the rule was fitted on
     pool : 'all' (every scored pair) or 'held_out' (every split but the reference, when the reference
-        split's own estimate is more than :data:`MAX_SPLIT_GAP` below: the embedder knows those pairs)
+        split's own estimate is clearly below theirs: the embedder knows those pairs; see
+        :func:`pool_estimates`)
     split_rates : each split's own estimate
+    split_gap, split_gap_se : held-out minus reference estimate, and its bootstrap standard error
+        (None without a reference and held-out splits, or without mismatched pairs)
     n_mismatched : mismatched pairs scored in all
     warnings : why the rate may be off, one sentence each
     """
@@ -256,6 +262,8 @@ class LabelFreeRule:
     split_rates: dict[str, float]
     n_mismatched: int
     warnings: list[str] = field(default_factory=list)
+    split_gap: float | None = None
+    split_gap_se: float | None = None
 
     def metrics(self) -> dict[str, float]:
         """``estimated_noise_rate`` and ``{split}/estimated_noise_rate`` for metrics.json."""
@@ -272,6 +280,8 @@ class LabelFreeRule:
             "pool": self.pool,
             "separation_auroc": self.separation_auroc,
             "split_rates": dict(self.split_rates),
+            "split_gap": self.split_gap,
+            "split_gap_se": self.split_gap_se,
             "n_mismatched": self.n_mismatched,
             "warnings": list(self.warnings),
         }
@@ -287,10 +297,11 @@ def pool_estimates(
     reference: str = "train",
 ) -> LabelFreeRule:
     """Fit the rule on every split's scores pooled, and on each split alone; when the ``reference``
-    split's estimate is more than :data:`MAX_SPLIT_GAP` below the held-out splits' one (pooled), use the
-    held-out estimate: a CLIP that memorised its training pairs scores their errors like clean pairs.
-    Only below: a reference estimate above the held-out one has no such cause, and on small held-out
-    splits it is sampling noise, which the pooled estimate averages out.
+    split's estimate is below the held-out splits' one (pooled) by more than :data:`MAX_SPLIT_GAP` and
+    more than twice the gap's standard error, use the held-out estimate: a CLIP that memorised its
+    training pairs scores their errors like clean pairs. Smaller gaps, and a reference estimate above
+    the held-out one, are sampling noise (on 100-pair splits it reaches 0.25), which the pooled
+    estimate averages out.
 
     ``mismatched``: each split's mismatched scores (None or empty: none); ``probs``: each split's
     (labels, class probabilities) for the cleanlab fallback.
@@ -313,10 +324,19 @@ def pool_estimates(
     per_split = {s: fit([s]) for s in names} if len(names) > 1 else {names[0]: pooled}
     chosen, pool, notes = pooled, "all", []
     held = [s for s in names if s != reference]
+    gap = gap_se = None
     if reference in names and held:
         held_out = fit(held)
         gap = held_out.rate - per_split[reference].rate
-        if gap > MAX_SPLIT_GAP:
+        if held_out.method == per_split[reference].method == "mismatched_tail":
+            rng = np.random.default_rng([seed, SEED_PURPOSE, len(names)])
+            gap_se = float(
+                np.hypot(
+                    _bootstrap_se([reference], scores, mismatched, n_classes, rng),
+                    _bootstrap_se(held, scores, mismatched, n_classes, rng),
+                )
+            )
+        if gap > max(MAX_SPLIT_GAP, 2 * (gap_se or 0.0)):
             notes.append(
                 f"the {reference} split's estimated noise rate ({per_split[reference].rate:.1%}) is "
                 f"{gap:.1%} below the held-out splits' ({held_out.rate:.1%}): the embedder may have "
@@ -333,7 +353,31 @@ def pool_estimates(
         split_rates={s: e.rate for s, e in per_split.items()},
         n_mismatched=sum(e.n_mismatched for e in per_split.values()),
         warnings=[*chosen.warnings, *notes],
+        split_gap=gap,
+        split_gap_se=gap_se,
     )
+
+
+def _bootstrap_se(
+    parts: Sequence[str],
+    scores: Mapping[str, np.ndarray],
+    mismatched: Mapping[str, np.ndarray | None],
+    n_classes: int | None,
+    rng: np.random.Generator,
+) -> float:
+    """Standard error of the tail-ratio estimate of the pooled ``parts``, from seeded resamples (real
+    and mismatched scores resampled alike); on at most :data:`BOOTSTRAP_MAX` scores, scaled back by
+    sqrt(m / n), so it costs the same on a million pairs."""
+    s = np.concatenate([np.asarray(scores[p], dtype=np.float64) for p in parts])
+    s0 = np.concatenate([np.asarray(mismatched[p]) for p in parts if mismatched.get(p) is not None])
+    m, m0 = min(len(s), BOOTSTRAP_MAX), min(len(s0), 2 * BOOTSTRAP_MAX)
+    rates = [  # rounds of a vectorised fit
+        mismatched_tail_rate(
+            s[rng.integers(0, len(s), m)], s0[rng.integers(0, len(s0), m0)], n_classes
+        )[0]
+        for _ in range(BOOTSTRAP_ROUNDS)
+    ]
+    return float(np.std(rates) * np.sqrt(m / len(s)))
 
 
 def n_classes_of(features: Features) -> int | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -134,6 +135,19 @@ def test_pooling_prefers_held_out_pairs_when_the_reference_disagrees():
     assert any("held-out estimate is used" in w for w in rule.warnings)
     held = np.concatenate([val, test])
     assert np.sum(held >= rule.threshold) == round(rule.rate * len(held))
+    # on 100-pair splits a gap of the same size is sampling noise: twice its bootstrap standard
+    # error is wider, and the pooled estimate is kept
+    small = {
+        s: two_modes(n, rate, seed=k)
+        for s, n, rate, k in (
+            ("train", 150, 0.3, 10),
+            ("val", 100, 0.4, 20),
+            ("test", 100, 0.4, 30),
+        )
+    }
+    rule = pool_estimates({s: v[0] for s, v in small.items()}, {s: v[2] for s, v in small.items()})
+    assert MAX_SPLIT_GAP < rule.split_gap < 2 * rule.split_gap_se
+    assert rule.pool == "all" and not rule.warnings
 
 
 # ------------------------------------------------------------------------------ mismatched pairs scored
@@ -280,3 +294,37 @@ def test_report_and_flagged_csv_use_the_same_rule(unlabelled):
     )
     rate = json.loads((out / "metrics.json").read_text())["estimated_noise_rate"]
     assert f"<b>{100 * rate:.1f}%</b>" in page
+
+
+def test_without_any_mismatch_the_rule_falls_back_to_cleanlab():
+    """A split whose pairs all carry one label has no mismatched pair: the rule uses cleanlab's joint
+    on zero-shot class probabilities instead (classification), and says which method it used."""
+    from lemon.labelfree import label_free_rule
+
+    features = synthetic_features()
+    q = features.splits["test"]
+    one = SplitFeatures(
+        "test",
+        q.img,
+        q.txt,
+        np.full(len(q), "A photo of a cat", dtype=object),
+        np.full(len(q), 3),
+        q.clean,
+        q.clean != 3,
+    )
+    features.splits = {"train": features.splits["train"], "test": one}
+    ctx = ScoringContext(features)
+    scorer = SCORERS.get("clip_sim")(ScorerOptions())
+    scores = {"test": scorer.score(ctx, "test", {})["score"]}
+    rule = label_free_rule(scorer, ctx, scores, {})
+    assert rule.method == "cleanlab_joint" and rule.n_mismatched == 0
+    from cleanlab.count import estimate_joint
+
+    from lemon.labelfree import ZERO_SHOT_TEMPERATURE
+    from lemon.scorers.probs import zero_shot_probs
+
+    probs = zero_shot_probs(one.img, features.label_prompt_txt, ZERO_SHOT_TEMPERATURE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        joint = estimate_joint(np.full(len(q), 3), probs)
+    assert rule.rate == pytest.approx(1 - np.trace(joint))
