@@ -8,14 +8,14 @@ A run folder is any folder below the sweep root holding a run output (``args.jso
   (so ``knn_k`` is 30 for ``--lemon_fix`` and ``noise_level`` 0.4 when it was left to its default);
 - ``hparams.json`` (optional): selected hyper-parameters as ``hp/<name>``, thresholds as
   ``hp/threshold_<name>``;
-- ``metrics.json``: flat ``split/metric`` keys, as written (plus the run-level :data:`RUN_METRICS`). It
-  must hold the keys the paper tables read
+- ``metrics.json``: flat ``split/metric`` keys, as written, and the run-level :data:`RUN_METRICS` as
+  ``all/<metric>``. It must hold the keys the paper tables read
   (:data:`REQUIRED_METRICS`: ``val/n`` and ``test/n``, plus :data:`TABLE_METRICS` and :data:`OBJECTIVE` when
   the run had labels, i.e. wrote a ``*/prevalence``); a partial file makes the run corrupt, not a row.
 
 Derived columns: ``run_dir``, ``experiment`` (first folder below the root when runs sit at
 ``<root>/<experiment>/<hash>/``), ``noise_type`` (the dataset's default filled in) and ``method`` (see
-:func:`method_names`). Config columns never contain ``/``; result columns do, but for :data:`RUN_METRICS`.
+:func:`method_names`). Config columns never contain ``/``; result columns always do.
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ def read_run(run_dir: Path) -> dict[str, Any]:
                 record.update({f"hp/threshold_{k}": v for k, v in value.items()})
             elif _scalar(value):
                 record[f"hp/{key}"] = value
-    record.update(metrics)
+    record.update({k if "/" in k else f"all/{k}": v for k, v in metrics.items()})
     return record
 
 
