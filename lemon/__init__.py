@@ -1,22 +1,32 @@
 """lemon: label error detection in image–text data with multimodal neighbours (LEMoN, ICML 2025).
 
-Public API: :func:`find_label_issues` (bring your own embeddings), :func:`list_datasets`,
-:func:`list_scorers`; the command line is ``python -m run_lemon`` and ``python sweep.py``.
+Public API (cleanlab-style, from embeddings or raw images and texts): :func:`find_label_issues` (a mask,
+or ranked indices), :func:`get_label_quality_scores` (one score in [0, 1] per pair, lower = worse),
+:func:`score_pairs` (the full DataFrame); :func:`list_datasets`, :func:`list_scorers`. The command line is
+``python -m run_lemon`` and ``python sweep.py``.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "find_label_issues", "list_datasets", "list_scorers"]
+__all__ = [
+    "__version__",
+    "find_label_issues",
+    "get_label_quality_scores",
+    "list_datasets",
+    "list_scorers",
+    "score_pairs",
+]
+_API = ("find_label_issues", "get_label_quality_scores", "score_pairs")
 
 
 def __getattr__(name: str):
-    """``lemon.find_label_issues`` is imported on first use: ``import lemon.<module>`` stays light."""
-    if name == "find_label_issues":
-        from lemon.api import find_label_issues
+    """The API functions are imported on first use: ``import lemon.<module>`` stays light."""
+    if name in _API:
+        from lemon import api
 
-        return find_label_issues
+        return getattr(api, name)
     raise AttributeError(f"module 'lemon' has no attribute '{name}'")
 
 

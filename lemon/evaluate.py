@@ -5,7 +5,10 @@ Thresholds (a sample is flagged when ``score >= threshold``):
   "best F1" in the project, also used by hyper-parameter selection;
 - ``prevalence``: flags the val mislabel rate;
 - ``heuristic``: label-free, the median of the local minima of a Gaussian KDE of the val scores on 1,000
-  grid points (one minimum -> it; none -> median of >= 2 local maxima, else the mean), as the original.
+  grid points (one minimum -> it; none -> median of >= 2 local maxima, else the mean), as the original;
+- ``label_free``: needs no labels at all: it flags the estimated fraction of mislabelled pairs, estimated
+  from the scores of deliberately mismatched pairs (:mod:`lemon.labelfree`, fitted on every scored split).
+  Its per-split count is also written as ``{split}/flagged_label_free``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
-THRESHOLDS = ("optimal", "prevalence", "heuristic")
+THRESHOLDS = ("optimal", "prevalence", "heuristic", "label_free")
 
 
 def best_f1(scores: np.ndarray | torch.Tensor, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -99,10 +102,13 @@ def heuristic_threshold(scores: np.ndarray) -> float:
 
 
 def select_thresholds(
-    val_scores: np.ndarray, val_is_mislabel: np.ndarray | None
+    val_scores: np.ndarray, val_is_mislabel: np.ndarray | None, label_free: float | None = None
 ) -> dict[str, float]:
-    """The thresholds, chosen on val (only ``heuristic`` without val labels)."""
+    """The thresholds, chosen on val (only ``heuristic`` without val labels), plus the ``label_free`` one
+    when given (fitted without labels by :func:`lemon.labelfree.label_free_rule`)."""
     thresholds = {"heuristic": heuristic_threshold(val_scores)}
+    if label_free is not None:
+        thresholds["label_free"] = float(label_free)
     if val_is_mislabel is not None:
         y = np.asarray(val_is_mislabel, dtype=bool)
         thresholds["optimal"] = float(best_f1(val_scores, y)[1])
@@ -149,6 +155,8 @@ def evaluate_split(
     for name, thr in thresholds.items():
         out[f"{split}/threshold_{name}"] = thr
         out[f"{split}/n_flagged_{name}"] = int(np.sum(scores >= thr))
+    if "label_free" in thresholds:
+        out[f"{split}/flagged_label_free"] = out[f"{split}/n_flagged_label_free"]
     if is_mislabel is None:
         return out
     y = np.asarray(is_mislabel, dtype=bool)

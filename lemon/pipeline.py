@@ -28,13 +28,14 @@ from lemon.device import resolve_device
 from lemon.errors import LemonError
 from lemon.evaluate import evaluate_split, select_thresholds
 from lemon.features import Features
+from lemon.labelfree import label_free_rule
 from lemon.methods import DEFAULT_KNN_K, HPARAM_NAMES, LEMON_FIX_K, check_k
 from lemon.paths import cache_root
 from lemon.scorers import SCORERS
 from lemon.scorers.base import Scorer, ScorerOptions, ScoringContext
 
 log = logging.getLogger("lemon")
-SUMMARY_KEYS = ("AUROC", "AUPRC", "F1_optimal", "F1_prevalence", "F1_heuristic")
+SUMMARY_KEYS = ("AUROC", "AUPRC", "F1_optimal", "F1_prevalence", "F1_heuristic", "F1_label_free")
 
 
 @dataclass
@@ -339,9 +340,15 @@ def _run(cfg: RunConfig, k: int, scorer: Scorer, out: Path, start: float, shown:
     ]
     outputs = {s: scorer.score(ctx, s, hparams) for s in splits}
     timings["score_s"] = time.time() - t
+    t = time.time()
+    scores = {s: outputs[s]["score"] for s in splits}
+    rule = label_free_rule(scorer, ctx, scores, hparams, seed=cfg.seed)
+    for note in rule.warnings:
+        log.warning("label-free rule: %s", note)
+    timings["label_free_s"] = time.time() - t
 
     val = features.splits["val"]
-    thresholds = select_thresholds(outputs["val"]["score"], val.is_mislabel)
+    thresholds = select_thresholds(outputs["val"]["score"], val.is_mislabel, rule.threshold)
     metrics: dict[str, Any] = {}
     for s in splits:
         metrics.update(
@@ -350,8 +357,11 @@ def _run(cfg: RunConfig, k: int, scorer: Scorer, out: Path, start: float, shown:
     timings["total_s"] = time.time() - start
     metrics.update({f"time/{k}": v for k, v in timings.items()})
     metrics.update(dropped_metrics(features))
+    metrics.update(rule.metrics())
 
+    rule_name = flag_rule(thresholds)
     frame = scores_frame(features, outputs)
+    frame["flagged"] = frame["score"].to_numpy() >= thresholds[rule_name]
     io.atomic_write_csv(out / "scores.csv", frame)
     io.atomic_write_csv(out / "dropped.csv", prov.dropped_frame())
     arrays = {
@@ -371,7 +381,9 @@ def _run(cfg: RunConfig, k: int, scorer: Scorer, out: Path, start: float, shown:
         "ablation": cfg.ablation,
         **hparams,
         "thresholds": thresholds,
-        "flag_rule": flag_rule(thresholds),
+        "flag_rule": rule_name,
+        "flag_rule_text": RULE_TEXT[rule_name],
+        "label_free": rule.info(),
     }
     io.atomic_write_json(out / "hparams.json", hparams_out)
     io.atomic_write_json(out / "metrics.json", metrics)
@@ -385,13 +397,18 @@ def _run(cfg: RunConfig, k: int, scorer: Scorer, out: Path, start: float, shown:
 
 
 def flag_rule(thresholds: dict[str, float]) -> str:
-    """The threshold that flags pairs in scores.csv, the report and the summary: the val-optimal one when
-    the run has val labels, else the label-free one."""
-    return "optimal" if "optimal" in thresholds else "heuristic"
+    """The threshold that flags pairs (scores.csv's ``flagged``, the report, flagged.csv, the summary):
+    the val-optimal one when the run has val labels, else the label-free rule (the original's KDE-valley
+    ``heuristic`` only for runs that have neither)."""
+    for name in ("optimal", "label_free", "heuristic"):
+        if name in thresholds:
+            return name
+    raise LemonError(f"no flag threshold among {sorted(thresholds)}")
 
 
 RULE_TEXT = {
     "optimal": "the threshold that maximised F1 on the labelled val split",
+    "label_free": "the label-free rule: the estimated share of mislabelled pairs, most suspicious first",
     "heuristic": "the original's label-free KDE-valley threshold",
 }
 
@@ -413,8 +430,9 @@ def format_summary(result: RunResult) -> str:
     if not any(m.get(f"{s}/AUROC") is not None for s in splits):
         lines.append("(no ground truth: AUROC, AUPRC and F1 need labelled pairs)")
     lines.append(
-        "F1_<rule>: F1 when flagging score >= the <rule> threshold, chosen on val: optimal = best "
-        "val F1, prevalence = flags the val mislabel rate, heuristic = label-free (KDE valley)."
+        "F1_<rule>: F1 when flagging score >= the <rule> threshold: optimal = best val F1, "
+        "prevalence = flags the val mislabel rate, heuristic = the original's KDE valley on val, "
+        "label_free = flags the estimated noise rate (no labels used)."
     )
     h = result.hparams
     chosen = ", ".join(f"{n}={h[n]:.4g}" for n in HPARAM_NAMES if n in h)
@@ -425,6 +443,17 @@ def format_summary(result: RunResult) -> str:
     )
     if chosen:
         lines.append(chosen)
+    lf = h.get("label_free")
+    if lf:
+        sep = lf.get("separation_auroc")
+        lines.append(
+            f"estimated noise rate (no labels used): {lf['rate']:.1%} of the "
+            + ("held-out" if lf.get("pool") == "held_out" else "scored")
+            + f" pairs ({lf['method']}, {lf['n_mismatched']} mismatched pairs"
+            + (f", separation {sep:.2f}" if sep is not None else "")
+            + ")"
+            + ("; see the warnings in log.txt" if lf.get("warnings") else "")
+        )
     rule = h.get("flag_rule")
     if rule:
         flagged = {s: m.get(f"{s}/n_flagged_{rule}") for s in splits}

@@ -9,8 +9,9 @@ resolves to a file), the observed caption / label (and the clean one when known)
 terms (d_mm + beta * s_n + gamma * s_m), and the neighbours that drove it — the reference pairs whose images
 look alike (their captions) and whose captions read alike (their images), from neighbours.npz. Then ROC and
 PR curves and the score histogram per split (matplotlib PNGs) and the metrics. Everything is embedded
-(base64), so the one file can be mailed. ``flagged.csv`` lists every sample at or above the val-optimal
-threshold (the label-free heuristic one when the run has no labels).
+(base64), so the one file can be mailed. ``flagged.csv`` lists every sample scores.csv flags (its
+``flagged`` column: the val-optimal threshold when the run has labels, else the label-free rule; the rule is
+named in hparams.json and on the page).
 """
 
 from __future__ import annotations
@@ -160,9 +161,11 @@ def _read_run(run_dir: Path) -> tuple[dict, dict, dict, pd.DataFrame]:
 
 
 def flag_threshold(hparams: dict) -> tuple[str, float | None]:
-    """The val threshold that flags samples: ``optimal`` when the run had labels, else ``heuristic``."""
+    """The rule that flags samples and its threshold: hparams.json's ``flag_rule`` (written by the
+    pipeline); for older runs without it, ``optimal`` when the run had labels, else ``heuristic``."""
     thresholds = hparams.get("thresholds") or {}
-    for name in ("optimal", "heuristic"):
+    rule = hparams.get("flag_rule")
+    for name in (rule,) if rule in thresholds else ("optimal", "heuristic"):
         if thresholds.get(name) is not None:
             return name, float(thresholds[name])
     return "none", None
@@ -224,12 +227,15 @@ def _class_names(scores: pd.DataFrame, prompt: str) -> dict[Any, str]:
 
 
 def flagged_frame(scores: pd.DataFrame, threshold: float | None) -> pd.DataFrame:
-    """Samples with ``score >= threshold``, most suspicious first, with their rank."""
-    if threshold is None:
+    """The samples scores.csv flags (its ``flagged`` column; ``score >= threshold`` for runs without
+    it), most suspicious first, with their rank."""
+    if "flagged" in scores:
+        mask = scores["flagged"].astype(str).str.lower().isin(("true", "1")).to_numpy()
+    elif threshold is None:
         return scores.iloc[0:0]
-    flagged = scores[scores["score"] >= threshold].sort_values(
-        "score", ascending=False, kind="stable"
-    )
+    else:
+        mask = (scores["score"] >= threshold).to_numpy()
+    flagged = scores[mask].sort_values("score", ascending=False, kind="stable")
     flagged.insert(0, "rank", np.arange(1, len(flagged) + 1))
     return flagged
 

@@ -108,7 +108,8 @@ def plots_png(scores: pd.DataFrame, hparams: dict) -> list[tuple[str, str]]:
             hist.hist(s[y], bins=bins, alpha=0.6, label="mislabelled", color="#c0392b")
         else:
             hist.hist(s, bins=40, color="#4c72b0", alpha=0.8, label="all samples")
-        for (name, thr), colour in zip(sorted(thresholds.items()), ("#333", "#e67e22", "#8e44ad")):
+        colours = ("#333", "#e67e22", "#8e44ad", "#16a085")
+        for (name, thr), colour in zip(sorted(thresholds.items()), colours):
             hist.axvline(thr, color=colour, ls=":", lw=1.5, label=f"{name} threshold")
         hist.set(
             xlabel="score (higher = more suspicious)",
@@ -206,7 +207,10 @@ def suspect_row(
 
 def _score_cell(row: pd.Series, hparams: dict, threshold: float | None) -> str:
     """The score, the flag, and the score's terms as a stacked bar and as numbers."""
-    flagged = threshold is not None and row["score"] >= threshold
+    if "flagged" in row.index and not pd.isna(row["flagged"]):
+        flagged = str(row["flagged"]).lower() in ("true", "1")
+    else:
+        flagged = threshold is not None and row["score"] >= threshold
     weights = {
         "d_mm": 0.0 if hparams.get("ablation") == "d1" else 1.0,
         "s_n": float(hparams.get("beta", 1.0)),
@@ -267,8 +271,11 @@ def _metrics_table(metrics: dict) -> str:
         ("F1_optimal", "F1 (optimal)"),
         ("F1_prevalence", "F1 (prevalence)"),
         ("F1_heuristic", "F1 (heuristic)"),
+        ("F1_label_free", "F1 (label-free)"),
+        ("estimated_noise_rate", "estimated noise rate"),
         ("n_flagged_optimal", "flagged (optimal)"),
         ("n_flagged_heuristic", "flagged (heuristic)"),
+        ("n_flagged_label_free", "flagged (label-free)"),
     ]
     cols = [(k, label) for k, label in cols if any(f"{s}/{k}" in metrics for s in splits)]
     if not splits:
@@ -330,13 +337,21 @@ def page(
         f"<span>{_e(k)}: <b>{_e(v)}</b></span>" for k, v in chips.items() if v is not None
     )
     name, thr = threshold
+    rule = hparams.get("flag_rule_text") or f"the {name} threshold"
     flag_line = (
-        f"<b>{n_flagged}</b> of {len(scores)} pairs score at or above the val-{name} threshold "
-        f"{_num(thr)}; all of them are listed in <code>flagged.csv</code> next to this page."
+        f"<b>{n_flagged}</b> of {len(scores)} pairs are flagged by {_e(rule)} (score at or above "
+        f"{_num(thr)}); all of them are listed in <code>flagged.csv</code> next to this page."
         if thr is not None
         else "No threshold in hparams.json: nothing flagged."
     )
-    notes = []
+    label_free = hparams.get("label_free") or {}
+    if label_free.get("rate") is not None:
+        pool = "held-out" if label_free.get("pool") == "held_out" else "scored"
+        flag_line += (
+            f" Estimated noise rate, without labels: <b>{100 * label_free['rate']:.1f}%</b> of the "
+            f"{pool} pairs (from {label_free.get('n_mismatched', 0)} deliberately mismatched pairs)."
+        )
+    notes = [f"Label-free rule: {w}" for w in label_free.get("warnings", [])]
     if not has_image_column:
         notes.append("This run has no image references (embedding-only data): no thumbnails.")
     elif thumbs[1]:

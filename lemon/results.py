@@ -8,7 +8,8 @@ A run folder is any folder below the sweep root holding a run output (``args.jso
   (so ``knn_k`` is 30 for ``--lemon_fix`` and ``noise_level`` 0.4 when it was left to its default);
 - ``hparams.json`` (optional): selected hyper-parameters as ``hp/<name>``, thresholds as
   ``hp/threshold_<name>``;
-- ``metrics.json``: flat ``split/metric`` keys, as written. It must hold the keys the paper tables read
+- ``metrics.json``: flat ``split/metric`` keys, as written, and the run-level :data:`RUN_METRICS` as
+  ``all/<metric>``. It must hold the keys the paper tables read
   (:data:`REQUIRED_METRICS`: ``val/n`` and ``test/n``, plus :data:`TABLE_METRICS` and :data:`OBJECTIVE` when
   the run had labels, i.e. wrote a ``*/prevalence``); a partial file makes the run corrupt, not a row.
 
@@ -39,6 +40,7 @@ TABLE_METRICS = ("test/AUROC", "test/AUPRC", "test/F1_optimal")  # what lemon.ag
 OBJECTIVE = "val/F1_optimal"  # what lemon.aggregate selects k and distance by
 REQUIRED_METRICS = ("val/n", "test/n")  # written by every run_lemon run, with or without labels
 DOWNSTREAM_REQUIRED = ("train/n", "train/n_kept", "test/n")  # written by every lemon.downstream run
+RUN_METRICS = ("estimated_noise_rate",)  # metrics of the whole run, not of one split
 
 
 @dataclass
@@ -148,7 +150,9 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     """One finished run as a flat record; raises ValueError (reason) when its files are unusable."""
     args = _read_json_object(run_dir / "args.json")
     metrics = _read_json_object(run_dir / "metrics.json")
-    bad = [k for k, v in metrics.items() if "/" not in k or not _scalar(v)]
+    bad = [
+        k for k, v in metrics.items() if ("/" not in k and k not in RUN_METRICS) or not _scalar(v)
+    ]
     if bad:
         raise ValueError(f"metrics.json is not flat 'split/metric' -> number (e.g. key {bad[0]!r})")
     missing = missing_metrics(metrics)
@@ -168,7 +172,7 @@ def read_run(run_dir: Path) -> dict[str, Any]:
                 record.update({f"hp/threshold_{k}": v for k, v in value.items()})
             elif _scalar(value):
                 record[f"hp/{key}"] = value
-    record.update(metrics)
+    record.update({k if "/" in k else f"all/{k}": v for k, v in metrics.items()})
     return record
 
 

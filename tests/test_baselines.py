@@ -481,6 +481,8 @@ def test_every_scorer_runs_through_the_pipeline(name, tmp_path):
     assert len(frame) == 64 + 8 + 8 and np.isfinite(frame["score"]).all()
     assert json.loads((out / "hparams.json").read_text())["scorer"] == name
     assert result.metrics["test/AUROC"] == metrics["test/AUROC"]
+    assert 0.0 <= metrics["estimated_noise_rate"] <= 1.0  # every scorer gets the label-free rule
+    assert frame["flagged"].dtype == bool
 
 
 @pytest.mark.parametrize("name", SCORERS.names())

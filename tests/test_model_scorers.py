@@ -252,7 +252,9 @@ def test_model_outputs_are_cached_and_the_model_is_not_loaded_again(
     run(cfg)
     np.testing.assert_array_equal(scores_of(tmp_path)["score"], first["score"])
     entries = list((tmp_path / "cache" / "embeddings").glob("scorer-blip_itm-*/*.npy"))
-    assert len(entries) == 3  # one per split
+    assert (
+        len(entries) == 6
+    )  # per split: its pairs, and the mismatched pairs of the label-free rule
     with pytest.raises(AssertionError, match="was loaded"):  # other settings: another entry
         run(config(data, tmp_path, "blip_itm", blip_model=models["blip"], blip_mode="itc"))
 
@@ -369,6 +371,9 @@ def test_aum_and_datamap_through_the_pipeline(name, tmp_path):
     hparams = result.hparams
     assert hparams["trained_on"] == ["train", "val", "test"] and hparams["dynamics_epochs"] == 20
     assert math.isfinite(hparams["fit_accuracy"])
+    # no training dynamics for mismatched pairs: the label-free rule uses cleanlab's estimate
+    assert hparams["label_free"]["method"] == "cleanlab_joint"
+    assert 0 < result.metrics["estimated_noise_rate"] < 1
 
 
 def test_aum_refuses_captioning_data(data, tmp_path):

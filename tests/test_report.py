@@ -140,7 +140,8 @@ def test_flagged_csv_uses_the_val_optimal_threshold(run_dir):
 def test_run_without_labels(tmp_path):
     run = _run(tmp_path / "real", "--real_dataset")
     page = report.write_report(run).read_text()
-    assert "val-heuristic threshold" in page and "known error" not in page
+    assert "pairs are flagged by the label-free rule" in page and "known error" not in page
+    assert "Estimated noise rate, without labels" in page
     plots = [a for t, a in Tags(page).tags if t == "img" and a.get("class") == "plot"]
     assert len(plots) == 3 and all(_decode(p["src"]).size[0] < 600 for p in plots)  # histogram only
 

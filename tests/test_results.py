@@ -177,3 +177,16 @@ def test_method_names():
         "clip_logits(T=0.01)",
         "deep_knn",
     ]
+
+
+def test_run_level_noise_rate_is_the_one_key_without_a_split(sweep):
+    runs = _run_dirs(sweep)
+    metrics = json.loads((runs[0] / "metrics.json").read_text())
+    (runs[0] / "metrics.json").write_text(json.dumps({**metrics, "estimated_noise_rate": 0.4}))
+    df, report = load_records(sweep)
+    assert (report.loaded, report.corrupt) == (20, [])
+    # a result column, so it never joins the config columns that identify a table's rows
+    assert df.set_index("run_dir").loc[str(runs[0]), "all/estimated_noise_rate"] == 0.4
+    (runs[1] / "metrics.json").write_text(json.dumps({**metrics, "noise_rate": 0.4}))
+    df, report = load_records(sweep)
+    assert report.loaded == 19 and "key 'noise_rate'" in report.details()

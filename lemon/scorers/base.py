@@ -9,8 +9,9 @@ scorers that need the same kNN never recompute it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -158,6 +159,19 @@ class ScoringContext:
             sim[rows], idx[rows] = s, i + f * len(ref_rows)
         return sim, idx
 
+    @contextlib.contextmanager
+    def temporary_split(self, split: SplitFeatures) -> Iterator[str]:
+        """Make ``split`` scorable under its name while the block runs; forget it and its searches after."""
+        if split.split in self.features.splits:
+            raise ValueError(f"split {split.split!r} already exists")
+        self.features.splits[split.split] = split
+        try:
+            yield split.split
+        finally:
+            del self.features.splits[split.split]
+            for key in [key for key in self._knn if key[0] == split.split]:
+                del self._knn[key]
+
 
 class Scorer:
     """Base class of registered scorers.
@@ -199,6 +213,35 @@ class Scorer:
     ) -> dict[str, np.ndarray]:
         """``{'score': (n,), <component>: (n,), ...}`` for ``split``; higher = more likely mislabelled."""
         raise NotImplementedError
+
+    def score_mismatched(
+        self,
+        ctx: ScoringContext,
+        split: str,
+        image_rows: np.ndarray,
+        text_rows: np.ndarray,
+        hparams: dict[str, Any],
+    ) -> np.ndarray:
+        """(m,) scores of deliberately mismatched pairs of ``split``: the image of row ``image_rows[p]``
+        with the text (and observed label) of row ``text_rows[p]``, scored like real pairs.
+
+        They show what a label error scores like without any label (:mod:`lemon.labelfree`). This
+        default scores them as a split of their own (a fresh neighbour search; a reference pair's own row
+        is excluded as its image's); scorers with per-pair neighbour terms reuse them instead.
+        """
+        q, i, j = ctx.split(split), np.asarray(image_rows), np.asarray(text_rows)
+        own = ctx.features.self_rows(split)
+        pairs = SplitFeatures(
+            f"{split} mismatched",
+            q.img[i],
+            q.txt[j],
+            q.texts[j],
+            np.asarray(q.observed)[j],
+            pred_probs=None if q.pred_probs is None else np.asarray(q.pred_probs)[i],
+            reference_row=None if own is None else np.asarray(own)[i],
+        )
+        with ctx.temporary_split(pairs) as name:
+            return np.asarray(self.score(ctx, name, hparams)["score"], dtype=np.float64)
 
 
 def to_quality(score: np.ndarray) -> np.ndarray:

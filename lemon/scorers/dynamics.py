@@ -112,6 +112,18 @@ class _DynamicsScorer(ClassificationScorer):
             }
         return self._stats
 
+    def score_mismatched(
+        self,
+        ctx: ScoringContext,
+        split: str,
+        image_rows: np.ndarray,
+        text_rows: np.ndarray,
+        hparams: dict[str, Any],
+    ) -> np.ndarray:
+        """None: training dynamics exist only for the pairs the head trained on, and a mismatched pair
+        never was; the label-free rule then falls back to cleanlab's confident-joint estimate."""
+        return np.zeros(0)
+
     def fit(self, ctx: ScoringContext) -> dict[str, Any]:
         stats = self.dynamics(ctx)
         o = self.options

@@ -41,6 +41,7 @@ GRID = {
     "tau_2_m": [0, 1, 5, 10],
 }
 TIED = (("tau_1_n", "tau_1_m"), ("tau_2_n", "tau_2_m"))
+MISMATCHED_BLOCK = 32_768  # mismatched pairs scored at once
 SCALE = {
     "beta": 50.0,
     "gamma": 50.0,
@@ -282,19 +283,29 @@ class LemonScorer(Scorer):
             idx_m,
         )
 
-    def _d_mm(self, ctx: ScoringContext, q: SplitFeatures) -> np.ndarray:
+    def _d_mm(
+        self,
+        ctx: ScoringContext,
+        q: SplitFeatures,
+        image_rows: np.ndarray | None = None,
+        text_rows: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """d_mm of the pairs (image of row i, text of row j) of ``q``; of its own pairs by default."""
+        i = slice(None) if image_rows is None else image_rows
+        j = slice(None) if text_rows is None else text_rows
+        img, txt, observed = q.img[i], q.txt[j], np.asarray(q.observed)[j]
         if not self.options.normalize_d1:
-            return pair_distance(q.img, q.txt, self.options.dist_type)
+            return pair_distance(img, txt, self.options.dist_type)
         prompts = ctx.features.label_prompt_txt
         if prompts is None or ctx.features.task != "classification":
             raise LemonError(
                 "--normalize_d1 needs class prompts (a classification dataset, or "
                 "label_prompt_txt in the --embeddings npz)."
             )
-        d = pair_distance(q.img[:, None, :], prompts[None, :, :], self.options.dist_type)
+        d = pair_distance(img[:, None, :], prompts[None, :, :], self.options.dist_type)
         d = np.exp(d - d.max(axis=1, keepdims=True))
         soft = d / d.sum(axis=1, keepdims=True)
-        return soft[np.arange(len(q)), q.observed.astype(np.int64)]
+        return soft[np.arange(len(img)), observed.astype(np.int64)]
 
     # ------------------------------------------------------------------ selection and scoring
     def fixed(self) -> dict[str, float]:
@@ -388,6 +399,10 @@ class LemonScorer(Scorer):
         self, ctx: ScoringContext, split: str, hparams: dict[str, Any]
     ) -> dict[str, np.ndarray]:
         t = self.terms(ctx, split)
+        return {**self._combine(t, hparams), "idx_n": t.idx_n, "idx_m": t.idx_m}
+
+    def _combine(self, t: NeighbourTerms, hparams: dict[str, Any]) -> dict[str, np.ndarray]:
+        """score = d_mm + beta * s_n + gamma * s_m (d_mm left out by the d1 ablation), with its terms."""
         h = {n: float(hparams[n]) for n in HPARAM_NAMES}
         s_n = t.neighbour_term("n", np.array([h["tau_1_n"]]), np.array([h["tau_2_n"]]))[0].numpy()
         s_m = t.neighbour_term("m", np.array([h["tau_1_m"]]), np.array([h["tau_2_m"]]))[0].numpy()
@@ -397,6 +412,50 @@ class LemonScorer(Scorer):
             "d_mm": t.d_mm,
             "s_n": s_n,
             "s_m": s_m,
-            "idx_n": t.idx_n,
-            "idx_m": t.idx_m,
         }
+
+    def score_mismatched(
+        self,
+        ctx: ScoringContext,
+        split: str,
+        image_rows: np.ndarray,
+        text_rows: np.ndarray,
+        hparams: dict[str, Any],
+    ) -> np.ndarray:
+        """Mismatched pairs (image of row i, text of row j) reusing the real pairs' neighbour lists, with
+        no new search: N(x_i) is pair i's image neighbours, M(y_j) pair j's text neighbours (each with
+        its own reference row already excluded); only the distances to the swapped text / image are new.
+        Equal to scoring the pairs as a split of their own, up to which rows are excluded as self."""
+        i, j = np.asarray(image_rows), np.asarray(text_rows)
+        if len(i) > MISMATCHED_BLOCK:  # bounded memory: the terms of one block at a time
+            return np.concatenate(
+                [
+                    self.score_mismatched(
+                        ctx,
+                        split,
+                        i[s : s + MISMATCHED_BLOCK],
+                        j[s : s + MISMATCHED_BLOCK],
+                        hparams,
+                    )
+                    for s in range(0, len(i), MISMATCHED_BLOCK)
+                ]
+            )
+        cfg, t = self.options, self.terms(ctx, split)
+        q, ref = ctx.split(split), ctx.reference
+        if cfg.use_discrete_for_text:
+            dist_n = (ref.texts[t.idx_n[i]] != q.texts[j][:, None]).astype(np.float64)
+        else:
+            dist_n = _gather_distance(q.txt[j], ref.txt, t.idx_n[i], cfg.dist_type)
+        dist_m = _gather_distance(q.img[i], ref.img, t.idx_m[j], cfg.dist_type)
+        swapped = NeighbourTerms(
+            self._d_mm(ctx, q, i, j),
+            t.prox_n[i],
+            t.trd_n[i],
+            dist_n,
+            t.prox_m[j],
+            t.trd_m[j],
+            dist_m,
+            t.idx_n[i],
+            t.idx_m[j],
+        )
+        return self._combine(swapped, hparams)["score"]

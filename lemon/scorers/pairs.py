@@ -69,6 +69,10 @@ def image_batches(source: Any, batch_size: int, num_workers: int) -> Iterator[tu
         start += len(images)
 
 
+#: mismatched pairs a model-based scorer scores for the label-free rule (each costs a model call)
+MAX_MISMATCHED = 512
+
+
 class PairModelScorer(Scorer):
     """Scores each pair with a model that sees its image and text; higher = more likely mislabelled.
 
@@ -140,9 +144,34 @@ class PairModelScorer(Scorer):
         self, ctx: ScoringContext, split: str, hparams: dict[str, Any]
     ) -> dict[str, np.ndarray]:
         q = ctx.split(split)
+        rows = np.arange(len(q))
+        outputs = self._cached_outputs(ctx, q, rows, rows, "pairs")
+        return {c: outputs[:, j].astype(np.float64) for j, c in enumerate(self.columns)}
+
+    def score_mismatched(
+        self,
+        ctx: ScoringContext,
+        split: str,
+        image_rows: np.ndarray,
+        text_rows: np.ndarray,
+        hparams: dict[str, Any],
+    ) -> np.ndarray:
+        """Scores of at most MAX_MISMATCHED of the mismatched pairs, spread evenly over them: each costs a
+        model call, and the label-free rule needs their score distribution, not every one of them."""
+        q = ctx.split(split)
+        pick = np.unique(np.linspace(0, len(image_rows) - 1, MAX_MISMATCHED).astype(np.int64))
+        i, j = np.asarray(image_rows)[pick], np.asarray(text_rows)[pick]
+        return self._cached_outputs(ctx, q, i, j, "mismatched pairs")[:, 0].astype(np.float64)
+
+    def _cached_outputs(
+        self, ctx: ScoringContext, q: SplitFeatures, i: np.ndarray, j: np.ndarray, kind: str
+    ) -> np.ndarray:
+        """(m, len(columns)) model outputs of the pairs (image of row i[p], text of row j[p]) of split
+        ``q``, through the embedding cache (keyed by model, settings, image and text)."""
         self.device = ctx.device
         self.precision = resolve_precision(self.options.precision, ctx.device)
-        texts = self.texts(ctx, q)
+        all_texts = self.texts(ctx, q)
+        texts = [all_texts[r] for r in j]
         checkpoints, settings = self.identity()
         key = CacheIdentity(
             self.name,
@@ -150,11 +179,12 @@ class PairModelScorer(Scorer):
             f"{type(self).__name__}/{settings}/{self.precision}",
         )
         refs: Sequence[str] = q.image_refs if q.image_refs is not None else [""] * len(q)
-        outputs = EmbeddingCache(self.options.cache_dir).get_or_compute(
+        same = len(i) == len(q) and np.array_equal(i, np.arange(len(q)))
+        images = q.images if same else q.images.subset(i)
+        return EmbeddingCache(self.options.cache_dir).get_or_compute(
             key,
-            f"pairs/{ctx.features.provenance.source}",
-            [f"{r}\t{t}" for r, t in zip(refs, texts)],
-            lambda: self.compute(q.images, texts),
-            content=q.images.fingerprint(),
+            f"{kind}/{ctx.features.provenance.source}",
+            [f"{refs[r]}\t{t}" for r, t in zip(i, texts)],
+            lambda: self.compute(images, texts),
+            content=images.fingerprint(),
         )
-        return {c: outputs[:, j].astype(np.float64) for j, c in enumerate(self.columns)}
