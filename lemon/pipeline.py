@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lemon import io
+from lemon import io, stream
 from lemon.config import RunConfig, check_names
 from lemon.data import DATASETS
 from lemon.device import resolve_device
@@ -27,6 +27,7 @@ from lemon.errors import LemonError, RunExistsError
 from lemon.evaluate import evaluate_split, select_thresholds
 from lemon.features import Features
 from lemon.methods import DEFAULT_KNN_K, HPARAM_NAMES, LEMON_FIX_K, check_k
+from lemon.neighbors import KnnOptions
 from lemon.scorers import SCORERS
 from lemon.scorers.base import Scorer, ScorerOptions, ScoringContext
 
@@ -131,6 +132,18 @@ def load_features(cfg: RunConfig, k: int, device: str) -> Features:
         features.splits["val"] = features.splits["val"].subset(np.sort(pick))
     check_k(k, len(features.reference_index))
     return features
+
+
+def knn_options(cfg: RunConfig, device: str) -> KnnOptions:
+    """How the run searches neighbours."""
+    return KnnOptions(
+        backend=cfg.knn_backend,
+        device=device,
+        nlist=cfg.knn_nlist,
+        nprobe=cfg.knn_nprobe,
+        recall_sample=cfg.knn_recall_sample,
+        seed=cfg.seed,
+    )
 
 
 def prepare_out_dir(cfg: RunConfig) -> Path:
@@ -267,7 +280,7 @@ def _run(cfg: RunConfig, k: int, scorer: Scorer, out: Path, start: float) -> Run
     }
     io.atomic_write_json(out / "args.json", args)
     scorer.check(features)
-    ctx = ScoringContext(features, knn_backend=cfg.knn_backend, device=device)
+    ctx = ScoringContext(features, knn=knn_options(cfg, device))
     log.info(
         "task=%s reference=%d %s",
         features.task,
@@ -284,7 +297,11 @@ def _run(cfg: RunConfig, k: int, scorer: Scorer, out: Path, start: float) -> Run
         for s in ("train", "val", "test")
         if s in features.splits and not (s == "train" and cfg.skip_train)
     ]
-    outputs = {s: scorer.score(ctx, s, hparams) for s in splits}
+    n_rows = sum(len(features.splits[s]) for s in splits)
+    keep_neighbours, parquet = stream.optional_outputs(
+        cfg.save_neighbours, cfg.scores_parquet, n_rows
+    )
+    outputs = stream.score_splits(scorer, ctx, splits, hparams, cfg.stream_block, keep_neighbours)
     timings["score_s"] = time.time() - t
 
     val = features.splits["val"]
@@ -297,9 +314,10 @@ def _run(cfg: RunConfig, k: int, scorer: Scorer, out: Path, start: float) -> Run
     timings["total_s"] = time.time() - start
     metrics.update({f"time/{k}": v for k, v in timings.items()})
     metrics.update(dropped_metrics(features))
+    metrics.update(stream.measure_recall(ctx, splits, k, cfg.knn_recall_sample, cfg.seed))
 
     frame = scores_frame(features, outputs)
-    io.atomic_write_csv(out / "scores.csv", frame)
+    stream.write_scores(out, frame, parquet, cfg.stream_block)
     arrays = {f"{s}_{k}": v for s, o in outputs.items() for k, v in o.items() if np.ndim(v) == 2}
     if arrays:  # neighbour ids index the reference set: keep its row -> train index map beside them
         io.atomic_save_npz(
@@ -313,6 +331,7 @@ def _run(cfg: RunConfig, k: int, scorer: Scorer, out: Path, start: float) -> Run
         **hparams,
         "thresholds": thresholds,
         "flag_rule": flag_rule(thresholds),
+        **stream.knn_info(ctx),
     }
     io.atomic_write_json(out / "hparams.json", hparams_out)
     io.atomic_write_json(out / "metrics.json", metrics)
@@ -366,6 +385,9 @@ def format_summary(result: RunResult) -> str:
     )
     if chosen:
         lines.append(chosen)
+    search = stream.knn_summary(h, m)
+    if search:
+        lines.append(search)
     rule = h.get("flag_rule")
     if rule:
         flagged = {s: m.get(f"{s}/n_flagged_{rule}") for s in splits}

@@ -1,4 +1,4 @@
-"""Exact kNN (lemon/neighbors.py): self-exclusion by index, duplicates, backends agree."""
+"""kNN search (lemon/neighbors/): self-exclusion by index, duplicates, backends agree, recall."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def test_queries_outside_the_reference_exclude_nothing():
 
 
 def test_chunking_does_not_change_the_result(monkeypatch):
-    import lemon.neighbors as nb
+    import lemon.neighbors.exact as nb
 
     x = _unit(300, 16)
     _, whole = knn(x, x, 7, exclude=np.arange(300))
@@ -70,14 +70,16 @@ def test_k_must_be_smaller_than_the_reference():
 
 def test_unknown_backend():
     x = _unit(10, 4)
-    with pytest.raises(LemonError, match=r"Unknown knn backend 'annoy'. Available: torch, faiss"):
+    with pytest.raises(
+        LemonError, match=r"Unknown knn backend .annoy.. Available: auto, torch, torch_fp16"
+    ):
         knn(x, x, 2, backend="annoy")
 
 
 def test_symmetric_self_search_matches_brute_force(monkeypatch):
     """The train split's self-search multiplies only the blocks on and above the diagonal; with several
     blocks (block side 64 here) it must give the brute-force neighbours, duplicates counted by index."""
-    import lemon.neighbors as nb
+    import lemon.neighbors.exact as nb
 
     x = _unit(300, 16, seed=3)
     x[250] = x[10]  # an exact duplicate in another block

@@ -20,6 +20,8 @@ from lemon.scorers.registry import SCORERS
 class ClipSimScorer(Scorer):
     """d_mm: how far each image is from its own observed text (higher = more likely mislabelled)."""
 
+    streamable = True
+
     def score(
         self, ctx: ScoringContext, split: str, hparams: dict[str, Any]
     ) -> dict[str, np.ndarray]:

@@ -157,17 +157,22 @@ class NeighbourTerms:
 class LemonScorer(Scorer):
     """LEMoN with hyper-parameters selected on val (LEMoN_OPT), fixed (CLI / LEMoN_FIX), or ablated."""
 
+    streamable = True
+
     def __init__(self, options: ScorerOptions | None = None) -> None:
         super().__init__(options)
-        self._terms: dict[str, NeighbourTerms] = {}
         forced, self.use_d_mm = ABLATION_RULES[self.options.ablation]
         self.forced = dict(forced)
 
     # ------------------------------------------------------------------ per-split terms
     def terms(self, ctx: ScoringContext, split: str) -> NeighbourTerms:
-        if split not in self._terms:
-            self._terms[split] = self._compute_terms(ctx, split)
-        return self._terms[split]
+        """The split's neighbour terms, computed once per context (a streamed block has its own)."""
+        o = self.options
+        key = ("lemon_terms", split, o.k, o.dist_type, o.normalize_d1, o.use_discrete_for_text)
+        key += (o.legacy_discrete_weighting,)
+        if key not in ctx.memo:
+            ctx.memo[key] = self._compute_terms(ctx, split)
+        return ctx.memo[key]
 
     def _compute_terms(self, ctx: ScoringContext, split: str) -> NeighbourTerms:
         cfg, k = self.options, self.options.k
