@@ -132,6 +132,14 @@ def release(x: np.ndarray, start: int, stop: int) -> None:
         buf.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
 
 
+def finite_rows(x: np.ndarray) -> np.ndarray:
+    """(n,) bool: rows whose values are all finite, checked block by block (no (n, d) temporary)."""
+    out = np.empty(len(x), dtype=bool)
+    for start, stop in blocks(len(x)):
+        out[start:stop] = np.isfinite(x[start:stop]).all(axis=1)
+    return out
+
+
 def check_rows(x: np.ndarray, what: str) -> bool:
     """Check a (memory-mapped) embedding array in blocks: finite rows of non-zero norm.
 

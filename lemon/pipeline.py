@@ -14,7 +14,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,11 @@ from lemon.methods import DEFAULT_KNN_K, HPARAM_NAMES, LEMON_FIX_K, check_k
 from lemon.neighbors import KnnOptions
 from lemon.scorers import SCORERS
 from lemon.scorers.base import Scorer, ScorerOptions, ScoringContext
+
+if TYPE_CHECKING:
+    from lemon.data.base import Dataset, DatasetSplits
+    from lemon.embed.base import Embedder
+    from lemon.embed.cache import EmbeddingCache
 
 log = logging.getLogger("lemon")
 SUMMARY_KEYS = ("AUROC", "AUPRC", "F1_optimal", "F1_prevalence", "F1_heuristic")
@@ -71,8 +76,8 @@ def scorer_options(cfg: RunConfig, k: int) -> ScorerOptions:
     )
 
 
-def load_features(cfg: RunConfig, k: int, device: str) -> Features:
-    """Dataset -> (noise) -> embeddings, then the seeded reference cap and the val subset."""
+def load_dataset(cfg: RunConfig) -> tuple[Dataset, str | None]:
+    """The run's dataset and the canonical name of its noise type (an unsupported one fails here)."""
     from lemon.noise import NOISES
 
     dataset = DATASETS.get(cfg.dataset)(cfg.data_options())
@@ -86,6 +91,40 @@ def load_features(cfg: RunConfig, k: int, device: str) -> Features:
             f"Noise type '{cfg.noise_type}' is not supported for dataset '{cfg.dataset}'; "
             f"supported: {supported}."
         )
+    return dataset, noise_name
+
+
+def embedding_inputs(
+    cfg: RunConfig, dataset: Dataset, noise_name: str | None, device: str
+) -> tuple[DatasetSplits, Embedder, EmbeddingCache]:
+    """What the embedding stage embeds (the noisy splits), with which embedder, into which cache.
+
+    ``python -m lemon.embed`` calls this too, so sharded embedding fills exactly the entries a run reads.
+    """
+    from lemon.data.loading import load_splits
+    from lemon.embed import build_embedder
+    from lemon.embed.cache import EmbeddingCache
+    from lemon.embed.stage import embedder_name
+    from lemon.noise import apply_noise
+    from lemon.paths import cache_root
+
+    splits = load_splits(dataset)
+    if not cfg.real_dataset:
+        noise_type = noise_name or dataset.noise_types[0]
+        splits = apply_noise(splits, noise_type, cfg.resolved_noise_level, cfg.data_seed)
+    root = cache_root(cfg.cache_dir)
+    embedder = build_embedder(
+        embedder_name(splits.name, cfg.clip_model),
+        device=device,
+        precision=cfg.precision,
+        cache_root=root,
+    )
+    return splits, embedder, EmbeddingCache(root)
+
+
+def load_features(cfg: RunConfig, k: int, device: str) -> Features:
+    """Dataset -> (noise) -> embeddings, then the seeded reference cap and the val subset."""
+    dataset, noise_name = load_dataset(cfg)
     if dataset.precomputed:
         if not dataset.noise_types and cfg.noise_level is not None:
             raise LemonError(
@@ -94,28 +133,13 @@ def load_features(cfg: RunConfig, k: int, device: str) -> Features:
             )
         features = dataset.load_features()
     else:
-        from lemon.data.loading import load_splits
-        from lemon.embed import build_embedder, embed_dataset
-        from lemon.embed.cache import EmbeddingCache
-        from lemon.embed.stage import embedder_name
-        from lemon.noise import apply_noise
-        from lemon.paths import cache_root
+        from lemon.embed import embed_dataset
 
-        splits = load_splits(dataset)
-        if not cfg.real_dataset:
-            noise_type = noise_name or dataset.noise_types[0]
-            splits = apply_noise(splits, noise_type, cfg.resolved_noise_level, cfg.data_seed)
-        root = cache_root(cfg.cache_dir)
-        embedder = build_embedder(
-            embedder_name(splits.name, cfg.clip_model),
-            device=device,
-            precision=cfg.precision,
-            cache_root=root,
-        )
+        splits, embedder, cache = embedding_inputs(cfg, dataset, noise_name, device)
         features = embed_dataset(
             splits,
             embedder,
-            EmbeddingCache(root),
+            cache,
             prompt=dataset.options.prompt,
             batch_size=cfg.batch_size,
             num_workers=cfg.num_workers,

@@ -6,8 +6,10 @@ preprocessing, kind, n, dim, dtype). The hash covers the embedder id, its prepro
 their content (pixels, or each file's size and mtime: an image replaced under the same path is embedded
 again), so a change of noise re-embeds only the texts, and 96 jobs of a grid over k / distance / ablation /
 seed embed each split once.
-Files are written atomically; concurrent jobs wanting the same entry serialise on a lock file (where the
-OS has ``fcntl``) and the later ones read what the first one wrote.
+Rows are stored unit-normalised and read back memory-mapped (see :class:`EmbeddingCache`). Files are
+written atomically; concurrent jobs wanting the same entry serialise on a lock file (where the OS has
+``fcntl``) and the later ones read what the first one wrote. ``python -m lemon.embed`` fills the same
+entries from shards embedded in parallel (:mod:`lemon.embed.shards`).
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from lemon.io import atomic_save_npy, atomic_write_json
+from lemon.io import atomic_write_json
+from lemon.npy import NpyWriter
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 1
@@ -58,10 +61,25 @@ def content_key(
     return h.hexdigest()[:32]
 
 
-class EmbeddingCache:
-    """Read-through cache of (n, dim) float32 embedding arrays; ``root=None`` disables it.
+def unit_or_invalid(x: np.ndarray) -> np.ndarray:
+    """float32 rows scaled to unit norm (exactly as :func:`lemon.features.normalize_rows` scales them);
+    rows that are not finite or have zero norm (an image that could not be decoded) are left as they are,
+    for the caller to drop and count."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x.astype(np.float64), axis=1)
+    ok = np.isfinite(norms) & (norms > 0)
+    out = x.copy()
+    out[ok] = (x[ok] / norms[ok, None]).astype(np.float32)
+    return out
 
-    ``hits`` / ``misses`` count lookups since construction (logged, and used by tests).
+
+class EmbeddingCache:
+    """Read-through cache of (n, dim) embedding arrays; ``root=None`` disables it.
+
+    Entries hold unit-norm rows (float32, or float16 when written so by ``python -m lemon.embed
+    --dtype float16``) and are returned memory-mapped: a split of millions of pairs is read as it is used,
+    never copied whole. Entries written before rows were normalised here still load (the features
+    normalise them). ``hits`` / ``misses`` count lookups since construction (logged, and used by tests).
     """
 
     def __init__(self, root: Path | str | None) -> None:
@@ -73,8 +91,18 @@ class EmbeddingCache:
         folder = self.root / model_id  # type: ignore[operator]
         return folder / f"{key}.npy", folder / f"{key}.json"
 
+    def key(self, embedder, kind: str, inputs: Sequence[str], content: str = "") -> str:
+        """The entry name of ``inputs`` embedded by ``embedder`` (see :func:`content_key`)."""
+        return content_key(embedder.id, embedder.preprocessing, kind, inputs, content)
+
+    def lock(self, model_id: str, key: str):
+        """The lock serialising writers of one entry."""
+        npy, _ = self.paths(model_id, key)
+        return file_lock(npy.parent / ".locks" / f"{key}.lock")
+
     def load(self, model_id: str, key: str) -> np.ndarray | None:
-        """The cached array, or None when absent or inconsistent with its sidecar (then recomputed)."""
+        """The cached array, memory-mapped, or None when absent or inconsistent with its sidecar (then
+        recomputed)."""
         if self.root is None:
             return None
         npy, meta = self.paths(model_id, key)
@@ -82,7 +110,7 @@ class EmbeddingCache:
             return None
         try:
             info = json.loads(meta.read_text(encoding="utf-8"))
-            array = np.load(npy, allow_pickle=False)
+            array = np.load(npy, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as err:
             log.warning("ignoring unreadable cache entry %s (%s); recomputing", npy, err)
             return None
@@ -92,6 +120,42 @@ class EmbeddingCache:
             )
             return None
         return array
+
+    def store(
+        self,
+        embedder,
+        kind: str,
+        inputs: Sequence[str],
+        key: str,
+        blocks: Iterable[np.ndarray],
+        n: int,
+        dim: int,
+        dtype: str = "float32",
+        seconds: float = 0.0,
+    ) -> np.ndarray:
+        """Write an entry from row ``blocks`` (``n`` rows in all, unit-normalised here), atomically, sidecar
+        last; returns it memory-mapped. Call under :meth:`lock`."""
+        npy, meta = self.paths(embedder.id, key)
+        with NpyWriter(npy, (n, dim), dtype) as writer:
+            for block in blocks:
+                writer.write(unit_or_invalid(block))
+        atomic_write_json(
+            meta,
+            {
+                "model": embedder.name,
+                "model_id": embedder.id,
+                "preprocessing": embedder.preprocessing,
+                "kind": kind,
+                "n": int(n),
+                "dim": int(dim),
+                "dtype": dtype,
+                "normalized": True,
+                "format": CACHE_FORMAT,
+                "first_input": str(inputs[0]) if len(inputs) else None,
+                "seconds": round(seconds, 3),
+            },
+        )
+        return np.load(npy, mmap_mode="r", allow_pickle=False)
 
     def get_or_compute(
         self,
@@ -108,39 +172,35 @@ class EmbeddingCache:
         if self.root is None:
             self.misses += 1
             return compute()
-        key = content_key(embedder.id, embedder.preprocessing, kind, inputs, content)
+        key = self.key(embedder, kind, inputs, content)
         array = self.load(embedder.id, key)
         if array is None:
-            npy, meta = self.paths(embedder.id, key)
-            with file_lock(npy.parent / ".locks" / f"{key}.lock"):
+            with self.lock(embedder.id, key):
                 array = self.load(embedder.id, key)  # another job may have written it meanwhile
                 if array is None:
                     self.misses += 1
                     start = time.time()
-                    array = np.ascontiguousarray(compute(), dtype=np.float32)
-                    if array.shape[0] != len(inputs):
+                    array = np.asarray(compute(), dtype=np.float32)
+                    if array.ndim != 2 or array.shape[0] != len(inputs):
                         raise RuntimeError(
                             f"embedder {embedder.name} returned {array.shape[0]} rows for "
                             f"{len(inputs)} {kind} inputs"
                         )
-                    atomic_save_npy(npy, array)
-                    atomic_write_json(
-                        meta,
-                        {
-                            "model": embedder.name,
-                            "model_id": embedder.id,
-                            "preprocessing": embedder.preprocessing,
-                            "kind": kind,
-                            "n": int(array.shape[0]),
-                            "dim": int(array.shape[1]),
-                            "dtype": str(array.dtype),
-                            "format": CACHE_FORMAT,
-                            "first_input": str(inputs[0]) if len(inputs) else None,
-                            "seconds": round(time.time() - start, 3),
-                        },
+                    array = self.store(
+                        embedder,
+                        kind,
+                        inputs,
+                        key,
+                        [array],
+                        *array.shape,
+                        seconds=time.time() - start,
                     )
                     log.info(
-                        "embedded %d %s inputs with %s -> %s", len(inputs), kind, embedder.name, npy
+                        "embedded %d %s inputs with %s -> %s",
+                        len(inputs),
+                        kind,
+                        embedder.name,
+                        self.paths(embedder.id, key)[0],
                     )
                     return array
         self.hits += 1

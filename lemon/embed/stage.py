@@ -24,6 +24,7 @@ from lemon.embed.batching import embed_images, embed_texts
 from lemon.embed.cache import EmbeddingCache
 from lemon.errors import LemonError
 from lemon.features import Features, Provenance, SplitFeatures
+from lemon.npy import finite_rows
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def drop_undecodable(
     Returns the kept split, image embeddings and image ids, and the kept rows' positions in the loaded split
     (the ``idx`` of scores.csv, so that it still indexes the dataset as loaded, e.g. for the report).
     """
-    ok = np.isfinite(img).all(axis=1)
+    ok = finite_rows(img)
     if ok.all():
         return split, img, ids, np.arange(len(ids))
     keep, bad = np.flatnonzero(ok), np.flatnonzero(~ok)
@@ -135,6 +136,11 @@ def drop_undecodable(
     return kept, img[keep], [ids[i] for i in keep], keep
 
 
+def image_kind(dataset: str) -> str:
+    """The cache kind of a dataset's images (image ids are only unique within a dataset)."""
+    return f"image/{dataset}"
+
+
 class _Embed:
     """Cache lookups for one dataset and embedder (the dataset name joins the key: ids are per dataset)."""
 
@@ -147,7 +153,7 @@ class _Embed:
     def images(self, ids: Sequence[str], source: Any, split: str) -> np.ndarray:
         return self.cache.get_or_compute(
             self.embedder,
-            f"image/{self.dataset}",
+            image_kind(self.dataset),
             ids,
             lambda: embed_images(
                 self.embedder, source, self.batch_size, self.num_workers, f"{split} images"

@@ -63,7 +63,7 @@ def _knn_torch(
             disable=None if n > 4 * chunk else True,
         ):
             stop = min(n, start + chunk)
-            q = np.ascontiguousarray(query[start:stop], dtype=np.float32)
+            q = np.array(query[start:stop], dtype=np.float32)  # a writable copy of the chunk
             block = torch.from_numpy(q).to(device) @ ref_t.T
             if excl_t is not None:
                 ex = excl_t[start:stop].to(device)

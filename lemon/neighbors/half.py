@@ -84,7 +84,7 @@ class TorchHalf(Searcher):
         with torch.inference_mode():
             for start in range(0, n, chunk):
                 stop = min(n, start + chunk)
-                rows = np.ascontiguousarray(query[start:stop], dtype=np.float32)
+                rows = np.array(query[start:stop], dtype=np.float32)  # a writable copy of the chunk
                 q32 = torch.from_numpy(rows).to(self.device)
                 shift = (q32 @ self.probe.T).amax(dim=1) - q32 @ self.mu
                 qh = torch.zeros((stop - start, d + _PAD), dtype=self.dtype, device=self.device)
@@ -108,11 +108,13 @@ class TorchHalf(Searcher):
         """Exact float32 similarities of each query's candidates; the top k of them, sorted."""
         vals = torch.empty((len(cand), k), dtype=torch.float32, device=self.device)
         ids = torch.empty((len(cand), k), dtype=torch.int64, device=self.device)
+        n_cand, d = cand.shape[1], self.ref32.shape[1]
+        buf = torch.empty((_RERANK_ROWS * n_cand, d), dtype=torch.float32, device=self.device)
         for s in range(0, len(cand), _RERANK_ROWS):
             c = cand[s : s + _RERANK_ROWS]
-            rows = self.ref32[c.reshape(-1)].view(len(c), c.shape[1], -1)
-            exact = torch.bmm(rows, q32[s : s + _RERANK_ROWS, :, None]).squeeze(2)
-            top = torch.topk(exact, k, dim=1, largest=True, sorted=True)
+            rows = torch.index_select(self.ref32, 0, c.reshape(-1), out=buf[: c.numel()])
+            exact = torch.bmm(rows.view(len(c), n_cand, d), q32[s : s + len(c), :, None])
+            top = torch.topk(exact.squeeze(2), k, dim=1, largest=True, sorted=True)
             vals[s : s + len(c)] = top.values
             ids[s : s + len(c)] = torch.gather(c, 1, top.indices)
         return vals, ids
