@@ -160,6 +160,13 @@ class RunConfig:
         "model",
         identity=False,
     )
+    image_decode: str = flag(
+        "cpu",
+        "Where images are decoded: cpu (PIL in DataLoader workers) or gpu (nvJPEG and the model's "
+        "resize/crop on the GPU; pixels differ from PIL's by rounding).",
+        "model",
+        ("cpu", "gpu"),
+    )
     # method
     scorer: str = flag("lemon", "Scorer: lemon or a baseline.", "method", _scorer_names)
     lemon_fix: bool = flag(
@@ -334,6 +341,7 @@ class RunConfig:
             ("ablation", ABLATIONS),
             ("knn_backend", KNN_BACKENDS),
             ("precision", PRECISIONS),
+            ("image_decode", ("cpu", "gpu")),
         ):
             value = getattr(self, name)
             if value not in allowed:

@@ -143,6 +143,7 @@ def load_features(cfg: RunConfig, k: int, device: str) -> Features:
             prompt=dataset.options.prompt,
             batch_size=cfg.batch_size,
             num_workers=cfg.num_workers,
+            image_decode=cfg.image_decode,
         )
     if cfg.real_dataset:
         for split in features.splits.values():

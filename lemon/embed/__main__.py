@@ -40,6 +40,7 @@ RUN_FLAGS = (
     "data_seed",
     "clip_model",
     "cache_dir",
+    "image_decode",
     "device",
     "precision",
     "batch_size",
@@ -141,7 +142,7 @@ def _inputs(args, device: str, precision: str):
         splits,
         embedder,
         cache,
-        plan_folder(cache, embedder, splits, args.shards, args.dtype, prompt),
+        plan_folder(cache, embedder, splits, args.shards, args.dtype, prompt, args.image_decode),
         prompt,
     )
 
@@ -169,6 +170,7 @@ def _embed_one(args) -> int:
         prompt,
         args.batch_size,
         args.num_workers,
+        args.image_decode,
     )
     print(f"shard {args.shard_index} of {args.shards}: embedded {rows}")
     mark_done(mine, time.time() - start)
@@ -227,7 +229,9 @@ def _coordinate(args) -> int:
         if not failed:
             print("Shards are still running; run this command again to assemble them when done.")
         return 1 if failed else 0
-    n = assemble(splits, embedder, cache, folder, args.shards, args.dtype, prompt)
+    n = assemble(
+        splits, embedder, cache, folder, args.shards, args.dtype, prompt, args.image_decode
+    )
     print(
         f"All {args.shards} shards done; {n} cache entries assembled under {cache.root}. "
         "python -m run_lemon with the same data and model flags reads them."

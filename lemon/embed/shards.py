@@ -59,6 +59,7 @@ def plan_folder(
     n_shards: int,
     dtype: str = "float32",
     prompt: str = DEFAULT_PROMPT,
+    decode: str = "cpu",
 ) -> Path:
     """The folder of this sharding of ``splits`` (see the module docstring for what its id digests)."""
     if cache.root is None:
@@ -73,7 +74,7 @@ def plan_folder(
         if split.images is None:
             raise LemonError(f"split '{name}' of dataset '{splits.name}' has no images to embed.")
         ids = [str(i) for i in split.images.ids]
-        key = cache.key(embedder, image_kind(splits.name), ids, split.images.fingerprint())
+        key = cache.key(embedder, image_kind(splits.name, decode), ids, split.images.fingerprint())
         h.update(json.dumps([name, key, split.prompts(prompt)], ensure_ascii=False).encode())
     h.update(json.dumps(class_prompts(splits, prompt)).encode())
     return cache.root / embedder.id / "shards" / f"{splits.name}-{h.hexdigest()[:16]}"
@@ -97,6 +98,7 @@ def embed_shard(
     prompt: str = DEFAULT_PROMPT,
     batch_size: int = 128,
     num_workers: int = 2,
+    decode: str = "cpu",
 ) -> dict[str, int]:
     """Embed shard ``i``: its rows of every split (and, for shard 0, the class prompts) into pieces.
 
@@ -107,7 +109,7 @@ def embed_shard(
     for name, split in splits.splits.items():
         start, stop = shard_rows(len(split), n_shards, i)
         part = split.subset(np.arange(start, stop))
-        img = embed_images(embedder, part.images, batch_size, num_workers, f"{name} images")
+        img = embed_images(embedder, part.images, batch_size, num_workers, f"{name} images", decode)
         _write(_piece(folder, name, "image", i), img)
         kept = part.drop(finite_rows(img), UNDECODABLE_IMAGE)
         texts = kept.prompts(prompt)
@@ -137,6 +139,7 @@ def assemble(
     n_shards: int,
     dtype: str = "float32",
     prompt: str = DEFAULT_PROMPT,
+    decode: str = "cpu",
 ) -> int:
     """Write the cache entries of a fully embedded plan from its pieces (those already present are left
     alone); returns how many entries were written. Streams the pieces: memory is one piece."""
@@ -149,11 +152,12 @@ def assemble(
     written = 0
     for name, split in splits.splits.items():
         ids = [str(i) for i in split.images.ids]
-        key = cache.key(embedder, image_kind(splits.name), ids, split.images.fingerprint())
+        kind = image_kind(splits.name, decode)
+        key = cache.key(embedder, kind, ids, split.images.fingerprint())
         written += _assemble_entry(
             cache,
             embedder,
-            image_kind(splits.name),
+            kind,
             ids,
             key,
             folder,

@@ -47,16 +47,18 @@ def embed_dataset(
     prompt: str = DEFAULT_PROMPT,
     batch_size: int = 128,
     num_workers: int = 2,
+    image_decode: str = "cpu",
 ) -> Features:
     """Embed every split's images and observed texts (and, for classification, every class prompt).
 
-    ``prompt`` prefixes class names; ``batch_size`` and ``num_workers`` size the image loading. Returns
+    ``prompt`` prefixes class names; ``batch_size`` and ``num_workers`` size the image loading;
+    ``image_decode`` says where images are decoded ('cpu' or 'gpu', see ``embed_images``). Returns
     unit-normalised Features whose provenance records the embedder, the cache hits and misses, and every
     pair not scored (dropped by the loader, or here when its image cannot be decoded).
     """
     out: dict[str, SplitFeatures] = {}
     dropped: dict[str, Dropped] = {}
-    embed = _Embed(embedder, cache, splits.name, batch_size, num_workers)
+    embed = _Embed(embedder, cache, splits.name, batch_size, num_workers, image_decode)
     for name, split in splits.splits.items():
         if split.images is None:
             raise LemonError(f"split '{name}' of dataset '{splits.name}' has no images to embed.")
@@ -136,27 +138,39 @@ def drop_undecodable(
     return kept, img[keep], [ids[i] for i in keep], keep
 
 
-def image_kind(dataset: str) -> str:
-    """The cache kind of a dataset's images (image ids are only unique within a dataset)."""
-    return f"image/{dataset}"
+def image_kind(dataset: str, decode: str = "cpu") -> str:
+    """The cache kind of a dataset's images (image ids are only unique within a dataset; pixels decoded on
+    the GPU differ from PIL's by rounding, so they are kept apart)."""
+    return f"image/{dataset}" + ("" if decode == "cpu" else f"/decode-{decode}")
 
 
 class _Embed:
     """Cache lookups for one dataset and embedder (the dataset name joins the key: ids are per dataset)."""
 
     def __init__(
-        self, embedder, cache: EmbeddingCache, dataset: str, batch_size: int, num_workers: int
+        self,
+        embedder,
+        cache: EmbeddingCache,
+        dataset: str,
+        batch_size: int,
+        num_workers: int,
+        decode: str = "cpu",
     ):
         self.embedder, self.cache, self.dataset = embedder, cache, dataset
-        self.batch_size, self.num_workers = batch_size, num_workers
+        self.batch_size, self.num_workers, self.decode = batch_size, num_workers, decode
 
     def images(self, ids: Sequence[str], source: Any, split: str) -> np.ndarray:
         return self.cache.get_or_compute(
             self.embedder,
-            image_kind(self.dataset),
+            image_kind(self.dataset, self.decode),
             ids,
             lambda: embed_images(
-                self.embedder, source, self.batch_size, self.num_workers, f"{split} images"
+                self.embedder,
+                source,
+                self.batch_size,
+                self.num_workers,
+                f"{split} images",
+                self.decode,
             ),
             content=source.fingerprint(),
         )
