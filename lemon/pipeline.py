@@ -339,6 +339,7 @@ def _run(cfg: RunConfig, k: int, scorer: Scorer, out: Path, start: float) -> Run
     timings["total_s"] = time.time() - start
     metrics.update({f"time/{k}": v for k, v in timings.items()})
     metrics.update(dropped_metrics(features))
+    metrics.update(stream.search_metrics(ctx))
     metrics.update(stream.measure_recall(ctx, splits, k, cfg.knn_recall_sample, cfg.seed))
 
     frame = scores_frame(features, outputs)

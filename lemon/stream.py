@@ -190,6 +190,11 @@ def write_scores(
     return names
 
 
+def search_metrics(ctx: ScoringContext) -> dict[str, float]:
+    """``time/knn_s``: seconds spent searching neighbours (inside fit and score)."""
+    return {"time/knn_s": ctx.search_seconds} if ctx.searchers else {}
+
+
 def knn_info(ctx: ScoringContext) -> dict[str, str]:
     """For hparams.json: the search backend used, its settings and why it was chosen ({} without kNN)."""
     if not ctx.searchers:

@@ -16,16 +16,22 @@ from tqdm.auto import tqdm
 from lemon.neighbors.base import Searcher
 
 log = logging.getLogger(__name__)
-_CHUNK_BYTES = 256 * 2**20  # similarity block per chunk
+_CHUNK_BYTES = 256 * 2**20  # similarity block per chunk (CPU; 8x that on a GPU)
 #: square block side of the symmetric self-search (64 MiB of float32 similarities)
 _SELF_BLOCK = 4096
+
+
+def block_bytes(device: torch.device) -> int:
+    """Bytes of one query chunk's similarity block: larger on a GPU, where a chunk's launch and top-k
+    overheads only amortise over thousands of rows."""
+    return _CHUNK_BYTES * (8 if device.type == "cuda" else 1)
 
 
 class TorchExact(Searcher):
     """Exact search by float32 matmul + top-k in torch (CPU or CUDA), the query streamed in chunks.
 
-    When the query *is* the reference (the train split searching itself, each row excluding its own index)
-    only the blocks on and above the diagonal of the symmetric similarity matrix are multiplied.
+    On the CPU, when the query *is* the reference (the train split searching itself, each row excluding its
+    own index) only the blocks on and above the diagonal of the symmetric similarity matrix are multiplied.
     """
 
     name = "torch"
@@ -39,7 +45,7 @@ class TorchExact(Searcher):
     def _search(
         self, query: np.ndarray, k: int, exclude: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        if _is_self_search(query, self.ref, exclude):
+        if self.device.type == "cpu" and _is_self_search(query, self.ref, exclude):
             return _knn_torch_self(self.ref, k, self.device)
         if self._ref_t is None:
             self._ref_t = torch.from_numpy(self.ref).to(self.device)
@@ -50,7 +56,7 @@ def _knn_torch(
     query: np.ndarray, ref_t: torch.Tensor, k: int, exclude: np.ndarray | None, device: torch.device
 ) -> tuple[np.ndarray, np.ndarray]:
     n = len(query)
-    chunk = max(1, min(n, _CHUNK_BYTES // (4 * len(ref_t))))
+    chunk = max(1, min(n, block_bytes(device) // (4 * len(ref_t))))
     sims = np.empty((n, k), dtype=np.float32)
     idxs = np.empty((n, k), dtype=np.int64)
     excl_t = None if exclude is None else torch.from_numpy(np.asarray(exclude, dtype=np.int64))

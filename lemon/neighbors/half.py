@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from lemon.neighbors.base import Searcher
+from lemon.neighbors.exact import TorchExact, block_bytes
 
-_BLOCK_BYTES = 256 * 2**20  # half-precision similarity block per query chunk
 _PAD = 16  # extra columns (shift coordinate + zeros): keeps the inner dimension a multiple of 16
 _PROBE = 1024  # reference rows whose best similarity sets each query's shift
 _RERANK_ROWS = 256  # queries per float32 re-rank gather (bounds the (rows, k + margin, d) buffer)
@@ -75,10 +75,8 @@ class TorchHalf(Searcher):
         if (
             n_cand >= m - 1
         ):  # the candidates would be (nearly) the whole reference: search it exactly
-            from lemon.neighbors.exact import TorchExact
-
             return TorchExact(self.ref, self.device)._search(query, k, exclude)
-        chunk = max(1, min(n, _BLOCK_BYTES // (2 * m)))
+        chunk = max(1, min(n, block_bytes(self.device) // (2 * m)))
         sims = np.empty((n, k), dtype=np.float32)
         idxs = np.empty((n, k), dtype=np.int64)
         with torch.inference_mode():

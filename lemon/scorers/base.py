@@ -10,6 +10,7 @@ neighbour searches, so scorers that need the same kNN never recompute it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -76,7 +77,7 @@ class ScoringContext:
         self.device = self.knn.device
         self.memo: dict[Any, Any] = {}
         self._knn: dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray]] = {}
-        self._shared: dict[str, Any] = {"searchers": {}, "self_rows": {}}
+        self._shared: dict[str, Any] = {"searchers": {}, "self_rows": {}, "search_s": 0.0}
         self._reference: SplitFeatures | None = None
 
     @property
@@ -144,10 +145,16 @@ class ScoringContext:
             len(query),
             len(self.reference),
         )
-        self._knn[(split, space, k)] = self.searcher(space).search(
-            query, k, exclude=self.self_rows(split)
-        )
+        searcher = self.searcher(space)
+        start = time.perf_counter()
+        self._knn[(split, space, k)] = searcher.search(query, k, exclude=self.self_rows(split))
+        self._shared["search_s"] += time.perf_counter() - start
         return self._knn[(split, space, k)]
+
+    @property
+    def search_seconds(self) -> float:
+        """Seconds spent searching neighbours so far (every split and block; index building aside)."""
+        return self._shared["search_s"]
 
     def block(self, split: str, start: int, stop: int) -> ScoringContext:
         """This context restricted to rows ``[start, stop)`` of ``split`` (the whole context when they are
