@@ -282,18 +282,24 @@ class RunConfig:
     num_workers: int = flag(2, "DataLoader workers decoding images.", "compute")
     knn_backend: str = flag(
         "auto",
-        "kNN search: auto (exact float32; above 2e9 query x reference pairs bfloat16/float16 "
-        "candidates re-ranked in float32 where the CPU/GPU has them; IVF only for references above "
-        "1,000,000 rows), torch (exact float32), torch_fp16/torch_bf16 (exact up to ties), faiss "
-        "(exact), ivf/hnsw (approximate: recall measured every run).",
+        "kNN search: auto (exact: float32, above 2e9 query x reference pairs bfloat16 candidates "
+        "re-ranked in float32 where the CPU has them, float16 on a GPU; approximate ivf_gemm above "
+        "3e10 pairs on a CPU), torch (exact float32), torch_fp16/torch_bf16 (exact up to ties), "
+        "faiss (exact), ivf_gemm/ivf/hnsw (approximate: recall measured every run).",
         "compute",
         KNN_BACKENDS,
     )
     knn_nlist: int | None = flag(
-        None, "IVF lists (default about 4 sqrt(reference size)).", "compute", identity=True
+        None,
+        "IVF lists (default: 32 for ivf_gemm, about 4 sqrt(reference size) for ivf).",
+        "compute",
+        identity=True,
     )
     knn_nprobe: int | None = flag(
-        None, "IVF lists scanned per query (default nlist / 8).", "compute", identity=True
+        None,
+        "IVF lists scanned per query (default: 12 for ivf_gemm, nlist / 8 for ivf).",
+        "compute",
+        identity=True,
     )
     knn_recall_sample: int = flag(
         1000,
@@ -392,7 +398,7 @@ class RunConfig:
                 raise LemonError(f"{name} must be >= 1, got {value}.")
         if self.knn_recall_sample < 0:
             raise LemonError(f"knn_recall_sample must be >= 0, got {self.knn_recall_sample}.")
-        ivf = ("ivf", "auto")
+        ivf = ("ivf", "ivf_gemm", "auto")
         for name in ("knn_nlist", "knn_nprobe"):
             if getattr(self, name) is not None and self.knn_backend not in ivf:
                 raise LemonError(

@@ -9,17 +9,21 @@ the reference set and queried chunk after chunk:
 - ``torch``: exact, float32 matmul + top-k (CPU or CUDA);
 - ``torch_fp16`` / ``torch_bf16``: half-precision candidates re-ranked in float32, exact up to ties; the
   fast path on GPUs (fp16) and on CPUs that multiply bfloat16 natively (:mod:`lemon.neighbors.half`);
-- ``faiss``: exact ``IndexFlatIP``; ``ivf``, ``hnsw``: approximate faiss indexes, whose recall@k the
-  pipeline measures against exact search on a sample of queries every run;
-- ``auto`` (default): exact float32 up to :data:`EXACT_F32_MAX_PAIRS` query x reference pairs, then the
-  half-precision path where the device has one, and IVF only for reference sets above
-  :data:`APPROXIMATE_MIN_REFERENCE` rows (:func:`resolve_backend`; the choice and its reason are logged and
-  printed in the run summary).
+- ``faiss``: exact ``IndexFlatIP``;
+- ``ivf_gemm``: approximate, an IVF index (faiss k-means) scanned list by list with GEMMs, float32 re-rank
+  (:mod:`lemon.neighbors.clustered`); ``ivf``, ``hnsw``: approximate faiss indexes. The pipeline measures
+  the recall@k of every non-float32 search against exact search on a sample of queries, every run;
+- ``auto`` (default): exact float32 up to :data:`EXACT_F32_MAX_PAIRS` query x reference pairs per space,
+  exact with half-precision candidates (where the CPU has native bfloat16) up to
+  :data:`EXACT_MAX_PAIRS`, ``ivf_gemm`` above; on a GPU float16 candidates (exact) at any size; faiss IVF
+  for reference sets above :data:`APPROXIMATE_MIN_REFERENCE` rows (:func:`resolve_backend`; the choice and
+  its reason are logged and printed in the run summary).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +37,7 @@ from lemon.neighbors.base import Searcher
 __all__ = [
     "APPROXIMATE_MIN_REFERENCE",
     "EXACT_F32_MAX_PAIRS",
+    "EXACT_MAX_PAIRS",
     "KnnOptions",
     "Searcher",
     "build_searcher",
@@ -46,8 +51,10 @@ log = logging.getLogger(__name__)
 #: CPU by benchmarks/bench_scale.py: below it the float32 search takes under a minute and the half-precision
 #: path saves little
 EXACT_F32_MAX_PAIRS = 2e9
-#: ``auto``: approximate (IVF) search only for reference sets larger than this; below it exact search (with
-#: the half-precision path) is faster than faiss at a recall that keeps the scores (benchmarks/bench_scale.py)
+#: ``auto`` on a CPU: exact search up to this many pairs per space (about 5e5 synthetic pairs at the 50,000
+#: reference cap: some 5 minutes of bfloat16 search on 2 cores), approximate (``ivf_gemm``) above
+EXACT_MAX_PAIRS = 3e10
+#: ``auto``: faiss IVF for reference sets larger than this (a GPU's exact search stops paying there too)
 APPROXIMATE_MIN_REFERENCE = 1_000_000
 
 
@@ -105,6 +112,11 @@ def resolve_backend(options: KnnOptions, n_queries: int, n_ref: int) -> tuple[st
         return "torch_fp16", f"{size} on CUDA: float16 candidates, float32 re-rank (exact)"
     if pairs <= EXACT_F32_MAX_PAIRS:
         return "torch", f"{size} <= {EXACT_F32_MAX_PAIRS:.0e} pairs: exact float32"
+    if pairs > EXACT_MAX_PAIRS and importlib.util.find_spec("faiss") is not None:
+        return "ivf_gemm", (
+            f"{size} > {EXACT_MAX_PAIRS:.0e} pairs: approximate, IVF scanned by GEMMs (recall "
+            "measured; --knn_backend torch_bf16 or torch for exact search)"
+        )
     if cpu_has_bf16():
         return "torch_bf16", (
             f"{size} > {EXACT_F32_MAX_PAIRS:.0e} pairs: bfloat16 candidates, float32 re-rank (exact; "
@@ -128,6 +140,14 @@ def build_searcher(ref: np.ndarray, backend: str, options: KnnOptions | None = N
         from lemon.neighbors.faiss_index import FaissFlat
 
         return FaissFlat(ref, options.device)
+    if backend == "ivf_gemm":
+        from lemon.neighbors.clustered import ClusteredGemm
+
+        cuda = str(options.device).startswith("cuda")
+        dtype = "fp16" if cuda else "bf16" if cpu_has_bf16() else "fp32"
+        return ClusteredGemm(
+            ref, options.device, dtype, options.nlist, options.nprobe, options.seed
+        )
     if backend == "ivf":
         from lemon.neighbors.faiss_index import FaissIVF
 
