@@ -557,6 +557,26 @@ _GRID_96 = dict(dist_type=DISTS, ablation=["none", "multimodal_baseline"], knn_k
 
 
 @register
+class Cc3mLemonFix(Experiment):
+    """LEMoN_FIX on the whole of a webdataset corpus laid out as ``cc3m`` (millions of pairs, one job):
+    embeddings from ``python -m lemon.embed`` shards, search and scores streamed, scores.parquet written."""
+
+    name = "cc3m_lemon_fix"
+
+    def grid(self):
+        return expand(
+            dict(
+                dataset="cc3m",
+                real_dataset=True,
+                noise_level=0,
+                clip_model=HF,
+                lemon_fix=True,
+                scores_parquet="always",
+            )
+        )
+
+
+@register
 class Smoke(Experiment):
     """The 96-run shape of one dataset of lemon_all (k x distance x ablation x seed) on the offline demo
     dataset (real rendered images, embedded once through the cache; benchmarks/bench_sweep.py times it)."""

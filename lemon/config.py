@@ -190,6 +190,13 @@ class RunConfig:
         IMAGE_IDENTITIES,
         identity=False,
     )
+    image_decode: str = flag(
+        "cpu",
+        "Where images are decoded: cpu (PIL in DataLoader workers) or gpu (nvJPEG and the model's "
+        "resize/crop on the GPU; pixels differ from PIL's by rounding).",
+        "model",
+        ("cpu", "gpu"),
+    )
     # method
     scorer: str = flag("lemon", "Scorer: lemon or a baseline.", "method", _scorer_names)
     lemon_fix: bool = flag(
@@ -329,6 +336,19 @@ class RunConfig:
     )
     overwrite: bool = flag(False, "Replace a finished run in --output_dir.", "output")
     report: bool = flag(False, "Also write report.html (the top suspected errors).", "output")
+    save_neighbours: str = flag(
+        "auto",
+        "Write neighbours.npz (2k neighbour ids per row): auto = for runs of at most 200,000 rows.",
+        "output",
+        ("auto", "always", "never"),
+    )
+    scores_parquet: str = flag(
+        "auto",
+        "Also write scores.parquet: auto = for runs of more than 200,000 rows, when pyarrow is "
+        "installed.",
+        "output",
+        ("auto", "always", "never"),
+    )
     debug: bool = flag(False, "Verbose log; implies --skip_train.", "output", original=True)
     # compute
     device: str = flag(
@@ -347,7 +367,38 @@ class RunConfig:
         "compute",
     )
     num_workers: int = flag(2, "DataLoader workers decoding images.", "compute")
-    knn_backend: str = flag("torch", "Exact kNN backend.", "compute", KNN_BACKENDS)
+    knn_backend: str = flag(
+        "auto",
+        "kNN search: auto (exact: float32, above 2e9 query x reference pairs bfloat16 candidates "
+        "re-ranked in float32 where the CPU has them, float16 on a GPU; approximate ivf_gemm above "
+        "3e10 pairs on a CPU), torch (exact float32), torch_fp16/torch_bf16 (exact up to ties), "
+        "faiss (exact), ivf_gemm/ivf/hnsw (approximate: recall measured every run).",
+        "compute",
+        KNN_BACKENDS,
+    )
+    knn_nlist: int | None = flag(
+        None,
+        "IVF lists (default: 32 for ivf_gemm, about 4 sqrt(reference size) for ivf).",
+        "compute",
+        identity=True,
+    )
+    knn_nprobe: int | None = flag(
+        None,
+        "IVF lists scanned per query (default: 12 for ivf_gemm, nlist / 8 for ivf).",
+        "compute",
+        identity=True,
+    )
+    knn_recall_sample: int = flag(
+        1000,
+        "Queries on which a non-float32 search is compared with exact search (search/knn_recall_at_k "
+        "in metrics.json); 0 = never.",
+        "compute",
+    )
+    stream_block: int = flag(
+        65536,
+        "Rows per block when a large split is searched and scored (memory O(block + N k)).",
+        "compute",
+    )
 
     # ------------------------------------------------------------------ resolution and validation
     @property
@@ -388,6 +439,7 @@ class RunConfig:
             ("capfilt_mode", CAPFILT_MODES),
             ("llava_answer", LLAVA_ANSWERS),
             ("vdc_judge", VDC_JUDGES),
+            ("image_decode", ("cpu", "gpu")),
         ):
             value = getattr(self, name)
             if value not in allowed:
@@ -444,7 +496,29 @@ class RunConfig:
                 f"dynamics_lr and search_budget must be > 0, got {self.dynamics_lr} and "
                 f"{self.search_budget}."
             )
+        self._validate_scale()
         return self
+
+    def _validate_scale(self) -> None:
+        """The kNN search and streaming flags."""
+        for name in ("knn_nlist", "knn_nprobe", "stream_block"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise LemonError(f"{name} must be >= 1, got {value}.")
+        if self.knn_recall_sample < 0:
+            raise LemonError(f"knn_recall_sample must be >= 0, got {self.knn_recall_sample}.")
+        ivf = ("ivf", "ivf_gemm", "auto")
+        for name in ("knn_nlist", "knn_nprobe"):
+            if getattr(self, name) is not None and self.knn_backend not in ivf:
+                raise LemonError(
+                    f"--{name} only applies to the IVF search; drop it or pass --knn_backend ivf "
+                    f"(got --knn_backend {self.knn_backend})."
+                )
+        for name in ("save_neighbours", "scores_parquet"):
+            if getattr(self, name) not in ("auto", "always", "never"):
+                raise LemonError(
+                    f"Unknown {name} '{getattr(self, name)}'. Available: auto, always, never."
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

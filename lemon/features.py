@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lemon.data.base import Dropped, ImageSource
 from lemon.errors import LemonError
+from lemon.npy import check_rows, is_mapped
+
+if TYPE_CHECKING:  # importing lemon.data here would load every dataset, which import this module
+    from lemon.data.base import Dropped, ImageSource
 
 
 def normalize_rows(x: np.ndarray, what: str) -> np.ndarray:
@@ -36,6 +40,21 @@ def normalize_rows(x: np.ndarray, what: str) -> np.ndarray:
     return (x / norms[:, None]).astype(np.float32)
 
 
+def unit_rows(x: np.ndarray, what: str, normalized: bool = False) -> np.ndarray:
+    """Unit-norm float32 rows of ``x``, copied only when needed.
+
+    A memory-mapped array whose rows are already unit-norm (what the embedding cache and the large synthetic
+    store hold) is checked in blocks and kept mapped: a split of millions of pairs is never copied into
+    memory. ``normalized``: the rows come from such an array (a block being streamed): float32 rows are used
+    as they are, so a block holds exactly the values of the whole split.
+    """
+    if normalized and np.asarray(x).dtype == np.float32:
+        return np.asarray(x)
+    if is_mapped(x) and check_rows(x, what):
+        return x
+    return normalize_rows(x, what)
+
+
 @dataclass
 class SplitFeatures:
     """One embedded split.
@@ -53,6 +72,10 @@ class SplitFeatures:
     images : the pairs' images (an ImageSource, row-aligned), for scorers that run a model on them;
         None for embeddings-only data
     fold : (n,) which fold model embedded each row (out-of-fold scoring), or None for one model
+    normalized : img and txt rows are unit-norm already (a block of a stored split; see :func:`unit_rows`)
+
+    For large splits img and txt may be read-only memory maps of unit rows (float32, or float16 storage):
+    :meth:`block` reads a range of rows into memory as float32.
     """
 
     split: str
@@ -69,6 +92,7 @@ class SplitFeatures:
     source_rows: np.ndarray | None = None
     images: ImageSource | None = None
     fold: np.ndarray | None = None
+    normalized: bool = field(default=False, kw_only=True, repr=False)
 
     def __post_init__(self) -> None:
         n = len(self.img)
@@ -101,8 +125,8 @@ class SplitFeatures:
                 f"split '{self.split}': image and text embeddings must be (n, d) arrays of the "
                 f"same dimension d, got shapes {np.shape(self.img)} and {np.shape(self.txt)}."
             )
-        self.img = normalize_rows(self.img, f"{self.split} image embeddings")
-        self.txt = normalize_rows(self.txt, f"{self.split} text embeddings")
+        self.img = unit_rows(self.img, f"{self.split} image embeddings", self.normalized)
+        self.txt = unit_rows(self.txt, f"{self.split} text embeddings", self.normalized)
         self.texts = np.asarray(self.texts, dtype=object)
         if self.is_mislabel is not None:
             self.is_mislabel = np.asarray(self.is_mislabel).astype(bool)
@@ -115,6 +139,33 @@ class SplitFeatures:
     @property
     def has_labels(self) -> bool:
         return self.is_mislabel is not None
+
+    def block(self, start: int, stop: int) -> SplitFeatures:
+        """Rows ``[start, stop)`` in memory, with every per-row field; embeddings exactly as the split holds
+        them (float16 storage is widened and normalised), so streaming block by block scores each row as
+        the whole split would."""
+        rows = slice(start, stop)
+
+        def cut(a):
+            return None if a is None else a[rows]
+
+        return SplitFeatures(
+            self.split,
+            np.array(self.img[rows]),
+            np.array(self.txt[rows]),
+            self.texts[rows],
+            self.observed[rows],
+            cut(self.clean),
+            cut(self.is_mislabel),
+            cut(self.pred_probs),
+            self.ids[rows],
+            None if self.image_refs is None else list(self.image_refs[rows]),
+            cut(self.reference_row),
+            cut(self.source_rows),
+            None if self.images is None else self.images.subset(np.arange(start, stop)),
+            cut(self.fold),
+            normalized=True,
+        )
 
     def subset(self, index: np.ndarray, with_images: bool = True) -> SplitFeatures:
         """Rows ``index`` of this split (``with_images=False``: leave the images out, e.g. the kNN

@@ -58,6 +58,9 @@ BOOTSTRAP_MAX = 20_000
 #: mismatched pairs per real pair, and at most this many per run (relative SE ~1 % at q = 0.9)
 REPEATS = 2
 MAX_MISMATCHED = 200_000
+#: rows of a split whose images and texts are mismatched at most (a sample above it): a streamed split of
+#: millions is not searched a second time, only this sample's neighbours are
+MAX_ROWS = 50_000
 #: the mixture fallback fits on a seeded subsample of at most this many scores
 MIXTURE_MAX_FIT = 200_000
 #: softmax temperature of the zero-shot class probabilities of the cleanlab fallback
@@ -449,8 +452,12 @@ def label_free_rule(
         q = ctx.split(split)
         cap = max(1, int(np.ceil(max_mismatched * len(q) / max(total, 1))))
         rng = np.random.default_rng([seed, SEED_PURPOSE, number])
+        sub = ctx
+        if len(q) > MAX_ROWS:  # a sample of rows: the scorer's neighbour terms of these rows only
+            sub = ctx.rows(split, np.sort(rng.choice(len(q), MAX_ROWS, replace=False)))
+            q = sub.split(split)
         i, j = mismatched_pairs(q.texts, rng, max_pairs=cap, groups=q.fold)
-        mismatched[split] = scorer.score_mismatched(ctx, split, i, j, hparams) if len(i) else None
+        mismatched[split] = scorer.score_mismatched(sub, split, i, j, hparams) if len(i) else None
     probs = None
     if not any(v is not None and len(v) for v in mismatched.values()):
         found = {s: _fallback_probs(ctx, s) for s in scores}

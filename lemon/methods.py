@@ -12,8 +12,20 @@ from lemon.errors import LemonError
 #: LEMoN's six hyper-parameters, in the column order of every hyper-parameter matrix
 HPARAM_NAMES: tuple[str, ...] = ("beta", "gamma", "tau_1_n", "tau_2_n", "tau_1_m", "tau_2_m")
 DIST_TYPES: tuple[str, ...] = ("cosine", "euclidean")
-#: nearest-neighbour search backends (lemon.neighbors)
-KNN_BACKENDS: tuple[str, ...] = ("torch", "faiss")
+#: nearest-neighbour search backends (lemon.neighbors): auto, exact (torch, its half-precision candidates
+#: re-ranked in float32, faiss flat) and approximate (IVF scanned by GEMMs, faiss IVF, HNSW)
+KNN_BACKENDS: tuple[str, ...] = (
+    "auto",
+    "torch",
+    "torch_fp16",
+    "torch_bf16",
+    "faiss",
+    "ivf_gemm",
+    "ivf",
+    "hnsw",
+)
+#: backends whose neighbours may differ from exact search (their recall@k is measured every run)
+APPROXIMATE_KNN_BACKENDS: tuple[str, ...] = ("ivf_gemm", "ivf", "hnsw")
 #: the original run_lemon's default k (a dataset may set its own; LEMoN_FIX uses 30)
 DEFAULT_KNN_K = 5
 #: the paper's fixed setting LEMoN_FIX: usable without any labelled row

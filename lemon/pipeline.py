@@ -16,12 +16,12 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from lemon import io, rundir
+from lemon import io, rundir, stream
 from lemon.config import RunConfig, check_names, field_names
 from lemon.data import DATASETS
 from lemon.device import resolve_device
@@ -30,9 +30,16 @@ from lemon.evaluate import evaluate_split, select_thresholds
 from lemon.features import Features
 from lemon.labelfree import label_free_rule
 from lemon.methods import DEFAULT_KNN_K, HPARAM_NAMES, LEMON_FIX_K, check_k
+from lemon.neighbors import KnnOptions
 from lemon.paths import cache_root
 from lemon.scorers import SCORERS
 from lemon.scorers.base import Scorer, ScorerOptions, ScoringContext
+
+if TYPE_CHECKING:
+    from lemon.data.base import Dataset, DatasetSplits
+    from lemon.embed.base import Embedder
+    from lemon.embed.cache import EmbeddingCache
+    from lemon.embed.folds import FoldModel
 
 log = logging.getLogger("lemon")
 SUMMARY_KEYS = ("AUROC", "AUPRC", "F1_optimal", "F1_prevalence", "F1_heuristic", "F1_label_free")
@@ -101,8 +108,8 @@ MODEL_SCORER_FLAGS = (
 )
 
 
-def load_features(cfg: RunConfig, k: int, device: str) -> Features:
-    """Dataset -> (noise) -> embeddings, then the seeded reference cap and the val subset."""
+def load_dataset(cfg: RunConfig) -> tuple[Dataset, str | None]:
+    """The run's dataset and the canonical name of its noise type (an unsupported one fails here)."""
     from lemon.noise import NOISES
 
     dataset = DATASETS.get(cfg.dataset)(cfg.data_options())
@@ -116,6 +123,41 @@ def load_features(cfg: RunConfig, k: int, device: str) -> Features:
             f"Noise type '{cfg.noise_type}' is not supported for dataset '{cfg.dataset}'; "
             f"supported: {supported}."
         )
+    return dataset, noise_name
+
+
+def embedding_inputs(
+    cfg: RunConfig, dataset: Dataset, noise_name: str | None, device: str
+) -> tuple[DatasetSplits, Embedder | FoldModel, EmbeddingCache]:
+    """What the embedding stage embeds (the noisy splits), with which model (one embedder, or the K
+    models of a ``--folds`` training), into which cache.
+
+    The model comes first: weights that cannot be had offline fail before any data is read.
+    ``python -m lemon.embed`` calls this too, so sharded embedding fills exactly the entries a run reads.
+    """
+    from lemon.data.loading import load_splits
+    from lemon.embed.cache import EmbeddingCache
+    from lemon.embed.folds import open_model
+    from lemon.embed.stage import embedder_name
+    from lemon.noise import apply_noise
+
+    cache = EmbeddingCache(cache_root(cfg.cache_dir))
+    model = open_model(
+        embedder_name(cfg.dataset, cfg.clip_model),
+        device=device,
+        precision=cfg.precision,
+        cache=cache,
+    )
+    splits = load_splits(dataset)
+    if not cfg.real_dataset:
+        noise_type = noise_name or dataset.noise_types[0]
+        splits = apply_noise(splits, noise_type, cfg.resolved_noise_level, cfg.data_seed)
+    return splits, model, cache
+
+
+def load_features(cfg: RunConfig, k: int, device: str) -> Features:
+    """Dataset -> (noise) -> embeddings, then the seeded reference cap and the val subset."""
+    dataset, noise_name = load_dataset(cfg)
     if dataset.precomputed:
         if not dataset.noise_types and cfg.noise_level is not None:
             raise LemonError(
@@ -124,24 +166,9 @@ def load_features(cfg: RunConfig, k: int, device: str) -> Features:
             )
         features = dataset.load_features()
     else:
-        from lemon.data.loading import load_splits
-        from lemon.embed.cache import EmbeddingCache
-        from lemon.embed.folds import embed_with, open_model
-        from lemon.embed.stage import embedder_name
-        from lemon.noise import apply_noise
+        from lemon.embed.folds import embed_with
 
-        cache = EmbeddingCache(cache_root(cfg.cache_dir))
-        # the model first: weights that cannot be had offline fail before any data is read
-        model = open_model(
-            embedder_name(cfg.dataset, cfg.clip_model),
-            device=device,
-            precision=cfg.precision,
-            cache=cache,
-        )
-        splits = load_splits(dataset)
-        if not cfg.real_dataset:
-            noise_type = noise_name or dataset.noise_types[0]
-            splits = apply_noise(splits, noise_type, cfg.resolved_noise_level, cfg.data_seed)
+        splits, model, cache = embedding_inputs(cfg, dataset, noise_name, device)
         features = embed_with(
             model,
             splits,
@@ -150,6 +177,7 @@ def load_features(cfg: RunConfig, k: int, device: str) -> Features:
             batch_size=cfg.batch_size,
             num_workers=cfg.num_workers,
             image_identity=cfg.image_identity,
+            image_decode=cfg.image_decode,
         )
     if cfg.real_dataset:
         for split in features.splits.values():
@@ -173,6 +201,18 @@ def load_run_features(run_dir: str | Path, device: str) -> tuple[Features, dict[
     cfg = RunConfig(**{k: v for k, v in args.items() if k in names})
     k = args.get("resolved", {}).get("knn_k") or resolve_k(cfg)
     return load_features(cfg, k, device), args
+
+
+def knn_options(cfg: RunConfig, device: str) -> KnnOptions:
+    """How the run searches neighbours."""
+    return KnnOptions(
+        backend=cfg.knn_backend,
+        device=device,
+        nlist=cfg.knn_nlist,
+        nprobe=cfg.knn_nprobe,
+        recall_sample=cfg.knn_recall_sample,
+        seed=cfg.seed,
+    )
 
 
 class _RunLog(logging.FileHandler):
@@ -281,6 +321,8 @@ def run(cfg: RunConfig) -> RunResult:
                 log.info(note)
             with warnings.catch_warnings():
                 warnings.simplefilter("always")
+                # torch on read-only memory-mapped embeddings: they are only ever read
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
                 warnings.showwarning = _log_warning
                 result = _run(cfg, k, scorer, stage.path, start, shown=out)
         finally:
@@ -319,7 +361,7 @@ def _run(cfg: RunConfig, k: int, scorer: Scorer, out: Path, start: float, shown:
     }
     io.atomic_write_json(out / "args.json", args)
     scorer.check(features)
-    ctx = ScoringContext(features, knn_backend=cfg.knn_backend, device=device)
+    ctx = ScoringContext(features, knn=knn_options(cfg, device))
     log.info(
         "task=%s reference=%d %s",
         features.task,
@@ -338,7 +380,11 @@ def _run(cfg: RunConfig, k: int, scorer: Scorer, out: Path, start: float, shown:
         for s in ("train", "val", "test")
         if s in features.splits and not (s == "train" and cfg.skip_train)
     ]
-    outputs = {s: scorer.score(ctx, s, hparams) for s in splits}
+    n_rows = sum(len(features.splits[s]) for s in splits)
+    keep_neighbours, parquet = stream.optional_outputs(
+        cfg.save_neighbours, cfg.scores_parquet, n_rows
+    )
+    outputs = stream.score_splits(scorer, ctx, splits, hparams, cfg.stream_block, keep_neighbours)
     timings["score_s"] = time.time() - t
     t = time.time()
     scores = {s: outputs[s]["score"] for s in splits}
@@ -358,11 +404,13 @@ def _run(cfg: RunConfig, k: int, scorer: Scorer, out: Path, start: float, shown:
     metrics.update({f"time/{k}": v for k, v in timings.items()})
     metrics.update(dropped_metrics(features))
     metrics.update(rule.metrics())
+    metrics.update(stream.search_metrics(ctx))
+    metrics.update(stream.measure_recall(ctx, splits, k, cfg.knn_recall_sample, cfg.seed))
 
     rule_name = flag_rule(thresholds)
     frame = scores_frame(features, outputs)
     frame["flagged"] = frame["score"].to_numpy() >= thresholds[rule_name]
-    io.atomic_write_csv(out / "scores.csv", frame)
+    stream.write_scores(out, frame, parquet, cfg.stream_block)
     io.atomic_write_csv(out / "dropped.csv", prov.dropped_frame())
     arrays = {
         f"{s}_{k}": features.reference_rows(v) if k.startswith("idx") else v
@@ -384,6 +432,7 @@ def _run(cfg: RunConfig, k: int, scorer: Scorer, out: Path, start: float, shown:
         "flag_rule": rule_name,
         "flag_rule_text": RULE_TEXT[rule_name],
         "label_free": rule.info(),
+        **stream.knn_info(ctx),
     }
     io.atomic_write_json(out / "hparams.json", hparams_out)
     io.atomic_write_json(out / "metrics.json", metrics)
@@ -454,6 +503,9 @@ def format_summary(result: RunResult) -> str:
             + ")"
             + ("; see the warnings in log.txt" if lf.get("warnings") else "")
         )
+    search = stream.knn_summary(h, m)
+    if search:
+        lines.append(search)
     rule = h.get("flag_rule")
     if rule:
         flagged = {s: m.get(f"{s}/n_flagged_{rule}") for s in splits}

@@ -43,7 +43,13 @@ class Outcome:
     err: str
 
     def error_lines(self) -> list[str]:
-        return [line for line in self.err.splitlines() if line.strip()]
+        """stderr's lines, less the label-free rule's notes on the data (tiny tables make the estimate
+        noisy, which it says; they are not errors of the command)."""
+        return [
+            line
+            for line in self.err.splitlines()
+            if line.strip() and "label-free rule:" not in line
+        ]
 
 
 def _child(module: str, argv: list[str], out: str, err: str, max_file_size: int | None) -> None:

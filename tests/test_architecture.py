@@ -15,6 +15,7 @@ CONFIG_READERS = {
     "run_lemon",
     "train_clip_from_scratch",
     "lemon.data.__main__",
+    "lemon.embed.__main__",
     "lemon.config",
     "lemon.pipeline",
 }

@@ -149,7 +149,7 @@ def test_corrupt_entry_is_recomputed(tmp_path):
         tmp_path / "embeddings" / "fake-model" / f"{key}.npy", np.ones((2, 4), dtype=np.float32)
     )
     out = cache.get_or_compute(FakeEmbedder(), "text", ["a"], lambda: np.full((1, 4), 7.0))
-    assert cache.misses == 2 and out[0, 0] == 7.0
+    assert cache.misses == 2 and np.array_equal(out, np.full((1, 4), 0.5))  # recomputed, unit-norm
 
 
 def test_wrong_row_count_is_an_error(tmp_path):
@@ -410,12 +410,15 @@ def test_a_damaged_entry_is_recomputed_with_a_warning(tmp_path, caplog, damage):
     """The sidecar records the sha256 of the array; a read that does not verify recomputes (and says so)
     instead of serving wrong embeddings."""
     source = ArrayImages(np.zeros((4, 2, 2, 3), np.uint8), [f"x/{i}" for i in range(4)])
-    truth = np.arange(12, dtype=np.float32).reshape(4, 3)
+    raw_rows = np.arange(12, dtype=np.float32).reshape(4, 3) + 1
+    truth = raw_rows / np.linalg.norm(raw_rows, axis=1, keepdims=True)  # entries hold unit rows
     cache, calls = EmbeddingCache(tmp_path), []
-    _entry(cache, source, lambda: truth, calls)
+    _entry(cache, source, lambda: raw_rows, calls)
     (npy,) = (tmp_path / "embeddings").rglob("*.npy")
     sidecar = npy.with_suffix(".json")
-    assert json.loads(sidecar.read_text())["sha256"] == hashlib.sha256(truth.tobytes()).hexdigest()
+    stored = np.load(npy)
+    np.testing.assert_allclose(stored, truth, rtol=1e-6)
+    assert json.loads(sidecar.read_text())["sha256"] == hashlib.sha256(stored.tobytes()).hexdigest()
     if damage == "same-size bytes":
         raw = bytearray(npy.read_bytes())
         raw[-4:] = b"\x00\x00\x80\x7f"  # the last value becomes +inf: same size, same shape
@@ -427,12 +430,12 @@ def test_a_damaged_entry_is_recomputed_with_a_warning(tmp_path, caplog, damage):
     else:
         sidecar.write_text("{")
     with caplog.at_level("WARNING", logger="lemon.embed.cache"):
-        again = _entry(EmbeddingCache(tmp_path), source, lambda: truth, calls)
+        again = _entry(EmbeddingCache(tmp_path), source, lambda: raw_rows, calls)
     assert len(calls) == 2 and "recomputing it" in caplog.text
-    np.testing.assert_array_equal(again, truth)
+    np.testing.assert_array_equal(again, stored)
     calls.clear()
     np.testing.assert_array_equal(
-        _entry(EmbeddingCache(tmp_path), source, lambda: truth, calls), truth
+        _entry(EmbeddingCache(tmp_path), source, lambda: raw_rows, calls), stored
     )
     assert calls == []  # repaired: read from the cache again
 

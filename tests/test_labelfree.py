@@ -339,3 +339,19 @@ def test_without_any_mismatch_the_rule_falls_back_to_cleanlab():
         warnings.simplefilter("ignore")
         joint = estimate_joint(np.full(len(q), 3), probs)
     assert rule.rate == pytest.approx(1 - np.trace(joint))
+
+
+def test_a_large_split_mismatches_a_sample_of_its_rows(tmp_path, monkeypatch):
+    """Above MAX_ROWS rows a split's mismatched pairs come from a sample (its neighbours searched for
+    that sample only): the estimate stays close to the one from every row."""
+    import lemon.labelfree as labelfree
+
+    cfg = RunConfig(
+        output_dir=str(tmp_path / "all"), dataset="synthetic", n_synthetic=2000, lemon_fix=True
+    )
+    whole = run(cfg).metrics["estimated_noise_rate"]
+    monkeypatch.setattr(labelfree, "MAX_ROWS", 300)
+    sampled = run(cfg.replace(output_dir=str(tmp_path / "sampled")))
+    assert sampled.hparams["label_free"]["n_mismatched"] <= 3 * 2 * 300
+    assert abs(sampled.metrics["estimated_noise_rate"] - whole) < 0.05
+    assert abs(whole - 0.4) < 0.05

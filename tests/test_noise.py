@@ -325,11 +325,15 @@ def _noise_reaching_embedding(tmp_path, monkeypatch, *noise_flags: str):
     class Embedded(Exception):
         pass
 
-    def embed_dataset(splits, *args, **kwargs):
+    def embed_with(model, splits, *args, **kwargs):
         seen["splits"] = splits
         raise Embedded
 
-    monkeypatch.setattr(lemon.embed, "embed_dataset", embed_dataset)
+    import lemon.embed.folds
+
+    # no model weights here: the model is opened (first, to fail fast offline) as a stand-in
+    monkeypatch.setattr(lemon.embed.folds, "open_model", lambda *args, **kwargs: object())
+    monkeypatch.setattr(lemon.embed.folds, "embed_with", embed_with)
     cfg = config_from_args(
         [
             "--output_dir",

@@ -16,9 +16,8 @@ of that size (a full disk) or a read-only one, in a private mount namespace (ski
 may not mount). Concurrency (two real processes into one folder), ``kill -9`` during an overwrite, and
 the lock and swap mechanics have their own tests below the matrix.
 
-Not here (the own-data work covers them and the lead adds them to this table): empty or blank captions
-dropped uncounted, ``known_is_issue`` given as strings, CSV tables of 1 or 5 rows, ``find_label_issues`` on
-empty arrays.
+The Python API's bad inputs (``find_label_issues`` on empty arrays, ``known_is_issue`` given as strings,
+NaN rows, mismatched lengths) are one-line errors checked in ``tests/test_api.py``.
 """
 
 from __future__ import annotations
@@ -272,6 +271,20 @@ def _truncated_checkpoint(tmp: Path, assets: Path, where: str) -> None:
     )  # a full disk, a killed copy
 
 
+def _own_table(
+    tmp: Path, assets: Path, rows: int | None = None, blank: tuple[int, ...] = ()
+) -> None:
+    """The assets' image table as a user's own: its first ``rows`` rows, the captions of ``blank``
+    rows empty or whitespace."""
+    (tmp / "data").mkdir()
+    os.symlink(assets / "data" / "pics", tmp / "data" / "pics")
+    table = pd.read_csv(assets / "data" / "pairs.csv")
+    table = table.head(rows) if rows is not None else table
+    for n, row in enumerate(blank):
+        table.loc[row, "caption"] = ("", "   ", "\t")[n % 3]
+    table.to_csv(tmp / "data" / "pairs.csv", index=False)
+
+
 PRIOR: dict[str, Callable[[Path, Path], object]] = {
     "none": lambda tmp, assets: None,
     "finished": _finished,
@@ -300,6 +313,8 @@ PRIOR: dict[str, Callable[[Path, Path], object]] = {
     "cache_sidecar": lambda tmp, assets: _cache(tmp, assets, "sidecar"),
     "cache_no_checksum": lambda tmp, assets: _cache(tmp, assets, "no_checksum"),
     "replaced_image": _replaced_image,
+    "table_of_1": lambda tmp, assets: _own_table(tmp, assets, rows=1),
+    "table_of_5": lambda tmp, assets: _own_table(tmp, assets, rows=5),
     "ckpt_truncated": lambda tmp, assets: _truncated_checkpoint(tmp, assets, "path"),
     "named_truncated": lambda tmp, assets: _truncated_checkpoint(
         tmp, assets, "mimic_clip_from_scratch_random"
@@ -370,6 +385,17 @@ def _table_of_both(tmp, assets, outcome):
     assert sorted(table["dataset"]) == ["embeddings", "synthetic"]
 
 
+def _blank_rows_counted(tmp, assets, outcome):
+    """Every input row is scored or listed in dropped.csv with its reason, and counted."""
+    scored = pd.read_csv(tmp / "out" / "scores.csv")
+    dropped = pd.read_csv(tmp / "out" / "dropped.csv")
+    assert sorted(dropped["row"]) == [3, 17, 42] and set(dropped["reason"]) == {"empty text"}
+    assert sorted([*scored["row"], *dropped["row"]]) == list(range(60))
+    metrics = _read(tmp / "out" / "metrics.json")
+    counted = sum(v for k, v in metrics.items() if k.endswith("/dropped"))
+    assert counted == 3
+
+
 CHECKS: dict[str, Callable] = {
     "no_old_report": _no_old_report,
     "same_scores": _same_scores_as("img_run"),
@@ -438,6 +464,10 @@ CASES = [
     C("aggregate_root_is_a_file",  "file",               "lemon.aggregate --output_root {tmp}/out", 2, r"^error: .*out"),
     C("aggregate_misspelled_flag", "none",               "lemon.aggregate --output_rot {tmp}", 2, r"Did you mean --output_root\?"),
     C("sweep_misspelled_flag",     "none",               "sweep launch --experment smoke --output_root {tmp}/sweep", 2, r"Did you mean --experiment\?"),
+    # --- own data (every row scored or counted; tables too small for three splits)
+    C("table_of_1_row",            "table_of_1",         IMG.replace("{data}", "{tmp}/data"), 2, r"1 distinct images are too few for train/val/test splits \(80/10/10 needs at least 6\)"),
+    C("table_of_5_rows",           "table_of_5",         IMG.replace("{data}", "{tmp}/data"), 2, r"5 distinct images are too few .*needs at least 6"),
+    C("data_check_table_of_5",     "table_of_5",         "lemon.data.__main__ check csv --data_path {tmp}/data/pairs.csv", 1, r"5 distinct images are too few .*needs at least 6"),
     C("report_misspelled_flag",    "finished",           "lemon.report {tmp}/out --topp 3", 2, r"Did you mean --top\?"),
 ]
 # fmt: on
@@ -505,6 +535,17 @@ def test_every_prior_state_and_check_is_used():
 # ------------------------------------------------------------------------------------- concurrency
 def _logs_of(folder: Path) -> str:
     return (folder / "log.txt").read_text()
+
+
+def test_blank_captions_are_scored_or_counted(tmp_path, assets):
+    """Empty, blank or tab-only captions: the run succeeds (warning about them, so not a matrix row,
+    which allows one stderr line), and every input row is either scored or listed with its reason."""
+    _own_table(tmp_path, assets, blank=(3, 17, 42))
+    argv = _argv(IMG.replace("{data}", "{tmp}/data"), tmp_path, tmp_path / "out", assets)
+    outcome = run_cli("run_lemon", argv, tmp_path / "logs")
+    assert outcome.rc == 0 and "Traceback" not in outcome.err + outcome.out, outcome.err
+    assert any("empty text" in line for line in outcome.error_lines())
+    _blank_rows_counted(tmp_path, assets, outcome)
 
 
 def test_two_runs_at_once_into_one_folder(tmp_path):

@@ -49,6 +49,7 @@ EXPECTED_SIZES = {
     "cc3m_clip_scratch": 1,
     "lemon_cc3m_filter_using_scratch": 2,
     "cc3m_clip_scratch_filtered_from_scratch": 2,
+    "cc3m_lemon_fix": 1,
     # caption data x (clip_sim + 4 discrepancy scorers x 7 k + 4 model-based) + classification data x
     # (the same + clip_logits x 4 temperatures + 4 k-free + 5 kNN scorers x 7 k + aum, datamap), x 3 seeds
     "baselines_all": (10 * (1 + 4 * 7 + 4) + 8 * (1 + 4 * 7 + 4 + 4 + 4 + 5 * 7 + 2)) * 3,

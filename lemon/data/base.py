@@ -452,6 +452,8 @@ class DataOptions:
     table : bring-your-own table / folder options
     embeddings : the .npz of ``--dataset embeddings``
     n_synthetic, noise_level : size and planted noise of ``--dataset synthetic``
+    cache_dir : the cache root (None: $LEMON_CACHE_DIR, else ~/.cache/lemon/cache); large generated data
+        is stored there
     """
 
     data_dir: str | None = None
@@ -461,6 +463,7 @@ class DataOptions:
     embeddings: str | None = None
     n_synthetic: int = 2000
     noise_level: float = 0.4
+    cache_dir: str | None = None
 
     @classmethod
     def from_flags(cls, values: Mapping[str, Any]) -> DataOptions:
@@ -484,6 +487,7 @@ class DataOptions:
             embeddings=get("embeddings"),
             n_synthetic=get("n_synthetic", 2000),
             noise_level=0.4 if get("noise_level") is None else get("noise_level"),
+            cache_dir=get("cache_dir"),
         )
 
 

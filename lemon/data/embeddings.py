@@ -62,7 +62,7 @@ def features_from_arrays(
             )
             if observed.min() < 0 or observed.max() >= len(names):
                 raise LemonError(f"{source}: {s}_noisy_label has ids outside [0, {len(names)}).")
-            texts = np.asarray([prompt + names[c] for c in observed], dtype=object)
+            texts = np.asarray([prompt + str(c) for c in names], dtype=object)[observed]
         if f"{s}_is_mislabel" in keys:
             is_mislabel = np.asarray(arrays[f"{s}_is_mislabel"]).astype(bool)
         else:
@@ -70,8 +70,8 @@ def features_from_arrays(
         pred_probs = arrays.get(f"{s}_pred_probs")
         splits[s] = SplitFeatures(
             s,
-            np.asarray(arrays[f"{s}_img"]),
-            np.asarray(arrays[f"{s}_txt"]),
+            np.asanyarray(arrays[f"{s}_img"]),  # a memory map stays one (no copy of large splits)
+            np.asanyarray(arrays[f"{s}_txt"]),
             texts,
             observed,
             clean,

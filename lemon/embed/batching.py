@@ -100,14 +100,25 @@ def image_loader(
 
 
 def embed_images(
-    embedder, source: Any, batch_size: int = 128, num_workers: int = 2, desc: str = "images"
+    embedder,
+    source: Any,
+    batch_size: int = 128,
+    num_workers: int = 2,
+    desc: str = "images",
+    decode: str = "cpu",
 ) -> np.ndarray:
     """(n, dim) float32 embeddings of every image of an ImageSource, in order.
 
     Rows of images that cannot be decoded are NaN (never a crash); the caller drops and counts them.
+    ``decode``: 'cpu' (PIL and the model's own transform, in DataLoader workers) or 'gpu' (workers read
+    bytes; decoding and preprocessing run on the embedder's device: :mod:`lemon.embed.gpu_decode`).
     """
     from tqdm.auto import tqdm
 
+    if decode == "gpu":
+        from lemon.embed.gpu_decode import embed_images_gpu_decode
+
+        return embed_images_gpu_decode(embedder, source, batch_size, num_workers, desc)
     embedder.load()
     loader = image_loader(
         source, embedder.preprocess, batch_size, num_workers, embedder.device, flag_unreadable=True

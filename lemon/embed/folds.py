@@ -12,6 +12,7 @@ its own id, so the embedding cache keeps the K models' embeddings apart.
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,14 +121,15 @@ def embed_with(
     batch_size: int,
     num_workers: int,
     image_identity: str = "stat",
+    image_decode: str = "cpu",
 ) -> Features:
     """Embed ``splits`` with one model (warning about pairs it trained on) or out of fold;
-    ``image_identity``: how the cache recognises image files ('stat' or 'content')."""
+    ``image_identity``: how the cache recognises image files ('stat' or 'content'); ``image_decode``:
+    where images are decoded ('cpu' or 'gpu')."""
+    how = (prompt, batch_size, num_workers, image_identity, image_decode)
     if isinstance(model, FoldModel):
-        return embed_out_of_fold(
-            model, splits, cache, prompt, batch_size, num_workers, image_identity
-        )
-    features = embed_dataset(splits, model, cache, prompt, batch_size, num_workers, image_identity)
+        return embed_out_of_fold(model, splits, cache, *how)
+    features = embed_dataset(splits, model, cache, *how)
     info = read_train_info(model.folder)
     if info is not None and info.get("train_identities"):
         trained = parse_ids(info["train_identities"])
@@ -168,14 +170,19 @@ def embed_out_of_fold(
     batch_size: int,
     num_workers: int,
     image_identity: str = "stat",
+    image_decode: str = "cpu",
 ) -> Features:
     """Every split embedded by each fold model; each row keeps the embedding of the model that never saw
     its image, and the train split as every model embeds it forms the (stacked) reference set."""
     views = [
-        embed_dataset(splits, e, cache, prompt, batch_size, num_workers, image_identity)
+        embed_dataset(
+            splits, e, cache, prompt, batch_size, num_workers, image_identity, image_decode
+        )
         for e in model.embedders
     ]
     base = views[0]
+    # the train split as each model embeds it (model 0's a copy: base's own rows are mixed below)
+    fold_train = [copy.copy(views[0].splits["train"])] + [v.splits["train"] for v in views[1:]]
     for name, split in base.splits.items():
         if any(not np.array_equal(v.splits[name].ids, split.ids) for v in views[1:]):
             raise LemonError(
@@ -183,14 +190,12 @@ def embed_out_of_fold(
                 "image files and run again."
             )
         fold = model.fold_of(splits[name].identities()[split.ids])
+        img, txt = np.array(split.img), np.array(split.txt)  # new arrays: the stores are read-only
         for f, view in enumerate(views):
             rows = fold == f
-            split.img[rows], split.txt[rows] = (
-                view.splits[name].img[rows],
-                view.splits[name].txt[rows],
-            )
-        split.fold = fold
-    base.fold_train = [v.splits["train"] for v in views]
+            img[rows], txt[rows] = view.splits[name].img[rows], view.splits[name].txt[rows]
+        split.img, split.txt, split.fold = img, txt, fold
+    base.fold_train = fold_train
     base.label_prompt_txt = None  # one model's class prompts fit only that model's rows
     last = views[-1].provenance
     base.provenance.embedder = model.name

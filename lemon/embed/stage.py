@@ -31,6 +31,7 @@ from lemon.embed.batching import embed_images, embed_texts
 from lemon.embed.cache import EmbeddingCache
 from lemon.errors import LemonError
 from lemon.features import Features, Provenance, SplitFeatures
+from lemon.npy import finite_rows
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,14 @@ def embed_dataset(
     batch_size: int = 128,
     num_workers: int = 2,
     image_identity: str = "stat",
+    image_decode: str = "cpu",
 ) -> Features:
     """Embed every split's images and observed texts (and, for classification, every class prompt).
 
     ``prompt`` prefixes class names; ``batch_size`` and ``num_workers`` size the image loading;
     ``image_identity`` says how the cache recognises image files: 'stat' (size and modification time) or
-    'content' (a hash of their bytes; see :class:`~lemon.data.base.ImageSource`). Returns
+    'content' (a hash of their bytes; see :class:`~lemon.data.base.ImageSource`);
+    ``image_decode`` says where images are decoded ('cpu' or 'gpu', see ``embed_images``). Returns
     unit-normalised Features whose provenance records the embedder, the cache hits and misses, and every
     pair not scored (dropped by the loader, or here when its image cannot be decoded).
     """
@@ -69,7 +72,9 @@ def embed_dataset(
         raise LemonError(
             f"Unknown image_identity '{image_identity}'. Available: {', '.join(IMAGE_IDENTITIES)}."
         )
-    embed = _Embed(embedder, cache, splits.name, batch_size, num_workers, image_identity)
+    embed = _Embed(
+        embedder, cache, splits.name, batch_size, num_workers, image_identity, image_decode
+    )
     for name, split in splits.splits.items():
         if split.images is None:
             raise LemonError(f"split '{name}' of dataset '{splits.name}' has no images to embed.")
@@ -130,7 +135,7 @@ def drop_undecodable(
     Returns the kept split, image embeddings and image ids, and the kept rows' positions in the loaded split
     (the ``idx`` of scores.csv, so that it still indexes the dataset as loaded, e.g. for the report).
     """
-    ok = np.isfinite(img).all(axis=1)
+    ok = finite_rows(img)
     if ok.all():
         return split, img, ids, np.arange(len(ids))
     keep, bad = np.flatnonzero(ok), np.flatnonzero(~ok)
@@ -150,6 +155,12 @@ def drop_undecodable(
     return kept, img[keep], [ids[i] for i in keep], keep
 
 
+def image_kind(dataset: str, decode: str = "cpu") -> str:
+    """The cache kind of a dataset's images (image ids are only unique within a dataset; pixels decoded on
+    the GPU differ from PIL's by rounding, so they are kept apart)."""
+    return f"image/{dataset}" + ("" if decode == "cpu" else f"/decode-{decode}")
+
+
 class _Embed:
     """Cache lookups for one dataset and embedder (the dataset name joins the key: ids are per dataset)."""
 
@@ -161,18 +172,24 @@ class _Embed:
         batch_size: int,
         num_workers: int,
         image_identity: str = "stat",
+        decode: str = "cpu",
     ):
         self.embedder, self.cache, self.dataset = embedder, cache, dataset
-        self.batch_size, self.num_workers = batch_size, num_workers
+        self.batch_size, self.num_workers, self.decode = batch_size, num_workers, decode
         self.content = image_identity == "content"
 
     def images(self, ids: Sequence[str], source: Any, split: str) -> np.ndarray:
         return self.cache.get_or_compute(
             self.embedder,
-            f"image/{self.dataset}",
+            image_kind(self.dataset, self.decode),
             ids,
             lambda: embed_images(
-                self.embedder, source, self.batch_size, self.num_workers, f"{split} images"
+                self.embedder,
+                source,
+                self.batch_size,
+                self.num_workers,
+                f"{split} images",
+                self.decode,
             ),
             content=source.fingerprint(self.content),
         )

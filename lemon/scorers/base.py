@@ -3,17 +3,18 @@
 Every method — LEMoN and each baseline — is a :class:`Scorer`: ``fit`` picks hyper-parameters on val (a
 no-op for parameter-free baselines) and ``score`` returns, for one split, a dict holding ``score``
 (one value per sample, **higher = more likely mislabelled**) plus any named components worth writing to
-scores.csv. The :class:`ScoringContext` owns the embedded features and memoises the neighbour searches, so
-scorers that need the same kNN never recompute it.
+scores.csv. The :class:`ScoringContext` owns the embedded features, builds the kNN searchers once and memoises the
+neighbour searches, so scorers that need the same kNN never recompute it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -31,6 +32,9 @@ from lemon.methods import (
     DYNAMICS_EPOCHS,
     DYNAMICS_LR,
 )
+
+if TYPE_CHECKING:
+    from lemon.neighbors import KnnOptions, Searcher
 
 log = logging.getLogger(__name__)
 SPACES = ("img", "txt")
@@ -89,13 +93,30 @@ class ScorerOptions:
 
 
 class ScoringContext:
-    """Features of a run plus memoised kNN searches against the reference set."""
+    """Features of a run, the kNN searchers over its reference set, and memoised per-split results.
 
-    def __init__(self, features: Features, knn_backend: str = "torch", device: str = "cpu") -> None:
+    A searcher (an index, a tensor on the device) is built once per space and serves every split and
+    every streamed block. ``memo`` holds what scorers compute per split (e.g. LEMoN's neighbour terms);
+    :meth:`block` gives a context restricted to a range of one split's rows, with its own memo, so a split
+    of millions of pairs is scored block by block in bounded memory.
+    """
+
+    def __init__(
+        self,
+        features: Features,
+        knn_backend: str = "torch",
+        device: str = "cpu",
+        knn: KnnOptions | None = None,
+    ) -> None:
+        from lemon.neighbors import KnnOptions
+
         self.features = features
-        self.knn_backend = knn_backend
-        self.device = device
+        self.knn = knn or KnnOptions(backend=knn_backend, device=str(device))
+        self.knn_backend = self.knn.backend
+        self.device = self.knn.device
+        self.memo: dict[Any, Any] = {}
         self._knn: dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._shared: dict[str, Any] = {"searchers": {}, "self_rows": {}, "search_s": 0.0}
         self._reference: SplitFeatures | None = None
 
     @property
@@ -107,56 +128,102 @@ class ScoringContext:
     def split(self, name: str) -> SplitFeatures:
         return self.features.splits[name]
 
-    def neighbours(self, split: str, space: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(sim, idx), each (n, k): nearest reference pairs of ``split`` by image or text similarity."""
-        from lemon.neighbors import knn
+    def self_rows(self, name: str) -> np.ndarray | None:
+        """(n,) reference row of each sample of split ``name`` (excluded from its neighbours), -1 if none."""
+        cache = self._shared["self_rows"]
+        if name not in cache:
+            cache[name] = self.features.self_rows(name)
+        return cache[name]
 
+    def knn_choice(self) -> tuple[str, str]:
+        """(backend, reason): the resolved ``--knn_backend`` for this run's size and device."""
+        if "choice" not in self._shared:
+            from lemon.neighbors import resolve_backend
+
+            n_queries = sum(len(s) for s in self.features.splits.values())
+            n_ref = len(self.features.reference_index)
+            self._shared["choice"] = resolve_backend(self.knn, n_queries, n_ref)
+        return self._shared["choice"]
+
+    def searcher(self, space: str) -> Searcher:
+        """The searcher over the reference set's ``space`` embeddings (built on first use)."""
         if space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}, got {space!r}")
-        key = (split, space, k)
-        # a larger k already computed contains the answer (topk is sorted)
+        searchers = self._shared["searchers"]
+        if space not in searchers:
+            from lemon.neighbors import build_searcher
+
+            backend, reason = self.knn_choice()
+            searchers[space] = build_searcher(getattr(self.reference, space), backend, self.knn)
+            log.info("kNN search (%s): %s; %s", space, searchers[space].describe(), reason)
+        return searchers[space]
+
+    @property
+    def searchers(self) -> dict[str, Searcher]:
+        """The searchers built so far, by space."""
+        return dict(self._shared["searchers"])
+
+    def _memoised(self, split: str, space: str, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        # a larger k already computed contains the answer (neighbours are sorted)
         for (s, sp, kk), (sim, idx) in self._knn.items():
             if s == split and sp == space and kk >= k:
                 return sim[:, :k], idx[:, :k]
-        query = getattr(self.split(split), space)
-        exclude = self.features.self_rows(split)
-        if self.features.fold_train is not None:
-            self._knn[key] = self._fold_neighbours(split, space, k, exclude)
-            return self._knn[key]
-        ref = getattr(self.reference, space)
-        log.debug(
-            "kNN %s/%s k=%d: %d queries x %d reference", split, space, k, len(query), len(ref)
-        )
-        self._knn[key] = knn(
-            query, ref, k, exclude=exclude, backend=self.knn_backend, device=self.device
-        )
-        return self._knn[key]
+        return None
 
-    def _fold_neighbours(
-        self, split: str, space: str, k: int, exclude: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Out-of-fold search: the rows of fold f against the reference set as fold model f embeds it;
-        ids index the stacked reference (:attr:`Features.reference`)."""
-        from lemon.neighbors import knn
+    def neighbours(self, split: str, space: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(sim, idx), each (n, k): nearest reference pairs of ``split`` by image or text similarity."""
+        found = self._memoised(split, space, k)
+        if found is not None:
+            return found
+        query = getattr(self.split(split), space)
+        if self.features.fold_train is not None:
+            self._knn[(split, space, k)] = self._fold_neighbours(split, space, k)
+            return self._knn[(split, space, k)]
+        log.debug(
+            "kNN %s/%s k=%d: %d queries x %d reference",
+            split,
+            space,
+            k,
+            len(query),
+            len(self.reference),
+        )
+        searcher = self.searcher(space)
+        start = time.perf_counter()
+        self._knn[(split, space, k)] = searcher.search(query, k, exclude=self.self_rows(split))
+        self._shared["search_s"] += time.perf_counter() - start
+        return self._knn[(split, space, k)]
+
+    @property
+    def search_seconds(self) -> float:
+        """Seconds spent searching neighbours so far (every split and block; index building aside)."""
+        return self._shared["search_s"]
+
+    def _fold_neighbours(self, split: str, space: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Out-of-fold search: the rows of fold f against the reference set as fold model f embeds it
+        (one searcher per fold, built once); ids index the stacked reference (:attr:`Features.reference`)."""
+        from lemon.neighbors import build_searcher
 
         q = self.split(split)
-        query, fold = getattr(q, space), q.fold
+        query, fold, exclude = getattr(q, space), q.fold, self.self_rows(split)
         ref_rows = self.features.reference_index
+        backend, _ = self.knn_choice()
+        searchers = self._shared.setdefault("fold_searchers", {})
         sim = np.zeros((len(q), k), dtype=np.float32)
         idx = np.zeros((len(q), k), dtype=np.int64)
+        start = time.perf_counter()
         for f, view in enumerate(self.features.fold_train):
             rows = np.flatnonzero(fold == f)
             if not len(rows):
                 continue
-            s, i = knn(
-                query[rows],
-                getattr(view, space)[ref_rows],
-                k,
-                exclude=None if exclude is None else exclude[rows],
-                backend=self.knn_backend,
-                device=self.device,
+            if (space, f) not in searchers:
+                searchers[(space, f)] = build_searcher(
+                    np.asarray(getattr(view, space)[ref_rows]), backend, self.knn
+                )
+            s, i = searchers[(space, f)].search(
+                query[rows], k, exclude=None if exclude is None else exclude[rows]
             )
             sim[rows], idx[rows] = s, i + f * len(ref_rows)
+        self._shared["search_s"] += time.perf_counter() - start
         return sim, idx
 
     @contextlib.contextmanager
@@ -171,6 +238,56 @@ class ScoringContext:
             del self.features.splits[split.split]
             for key in [key for key in self._knn if key[0] == split.split]:
                 del self._knn[key]
+            self._shared["self_rows"].pop(split.split, None)
+            for key in [k for k in self.memo if isinstance(k, tuple) and split.split in k]:
+                del self.memo[key]
+
+    def block(self, split: str, start: int, stop: int) -> ScoringContext:
+        """This context restricted to rows ``[start, stop)`` of ``split`` (the whole context when they are
+        all of it)."""
+        if start == 0 and stop == len(self.split(split)):
+            return self
+        return _BlockContext(self, split, slice(start, stop))
+
+    def rows(self, split: str, index: np.ndarray) -> ScoringContext:
+        """This context restricted to rows ``index`` (sorted, distinct) of ``split``: e.g. a sample of a
+        split too large to search twice."""
+        return _BlockContext(self, split, np.asarray(index, dtype=np.int64))
+
+
+class _BlockContext(ScoringContext):
+    """A range (or a subset) of rows of one split, sharing the parent's reference, searchers and memoised searches."""
+
+    def __init__(self, parent: ScoringContext, split: str, rows: slice | np.ndarray) -> None:
+        self.features, self.knn = parent.features, parent.knn
+        self.knn_backend, self.device = parent.knn_backend, parent.device
+        self.memo = {}
+        self._knn = {}
+        self._shared = parent._shared
+        self._reference = parent.reference
+        self._parent, self._name, self._rows = parent, split, rows
+        whole = parent.split(split)
+        if isinstance(rows, slice):
+            self._block = whole.block(rows.start, rows.stop)
+        else:
+            self._block = whole.subset(rows)
+
+    def split(self, name: str) -> SplitFeatures:
+        return self._block if name == self._name else self._parent.split(name)
+
+    def self_rows(self, name: str) -> np.ndarray | None:
+        rows = self._parent.self_rows(name)
+        return rows[self._rows] if rows is not None and name == self._name else rows
+
+    def _memoised(self, split: str, space: str, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        found = super()._memoised(split, space, k)
+        if found is None and split == self._name:
+            whole = self._parent._memoised(
+                split, space, k
+            )  # e.g. val, searched whole while fitting
+            if whole is not None:
+                return whole[0][self._rows], whole[1][self._rows]
+        return found
 
 
 class Scorer:
@@ -186,6 +303,9 @@ class Scorer:
     needs_images: ClassVar[bool] = False
     #: works on out-of-fold features (each row from its own fold model; the reference set stacked)
     fold_models: ClassVar[bool] = False
+    #: each sample's score depends only on the sample and the reference set (not on the rest of its
+    #: split), so a large split may be scored block by block (lemon.stream)
+    streamable: ClassVar[bool] = False
 
     def __init__(self, options: ScorerOptions | None = None) -> None:
         self.options = options or ScorerOptions()

@@ -23,6 +23,7 @@ class ClipLogitsScorer(ClassificationScorer):
     """1 - softmax(cosine similarity / T)[observed class]."""
 
     prob_source = "prompts"
+    streamable = True
 
     def fit(self, ctx: ScoringContext) -> dict[str, Any]:
         return {"temperature": float(self.options.temperature)}

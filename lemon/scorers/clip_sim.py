@@ -21,6 +21,7 @@ class ClipSimScorer(Scorer):
     """d_mm: how far each image is from its own observed text (higher = more likely mislabelled)."""
 
     fold_models = True
+    streamable = True
 
     def score(
         self, ctx: ScoringContext, split: str, hparams: dict[str, Any]

@@ -21,6 +21,8 @@ from lemon.scorers.registry import SCORERS
 class DeepKnnScorer(ClassificationScorer):
     """Fraction of the k image neighbours whose observed label differs from the sample's."""
 
+    streamable = True
+
     def score(
         self, ctx: ScoringContext, split: str, hparams: dict[str, Any]
     ) -> dict[str, np.ndarray]:

@@ -81,7 +81,7 @@ class _TextNeighbourhoodScorer(Scorer):
         ref_nn, sums = self._second_order_sums(ctx)
         total = _sum_rows(sums, idx)
         count = np.full(len(q), float(k * k))
-        rows = ctx.features.self_rows(split)
+        rows = ctx.self_rows(split)
         if rows is not None and (rows >= 0).any():
             n_self = sum((ref_nn[idx[:, t]] == rows[:, None]).sum(axis=1) for t in range(k))
             total -= n_self[:, None] * emb[np.maximum(rows, 0)].astype(np.float64)

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
+_GATHER_ROWS = (
+    2**17
+)  # neighbour rows gathered at once by _gather_distance (256 MiB of float32 at d=512)
 
 GRID = {
     "beta": np.arange(0, 100.01, 5),
@@ -82,15 +85,36 @@ def pair_distance(a: np.ndarray, b: np.ndarray, dist_type: str) -> np.ndarray:
 
 
 def _gather_distance(
-    query: np.ndarray, ref: np.ndarray, idx: np.ndarray, dist_type: str, chunk: int = 4096
+    query: np.ndarray, ref: np.ndarray, idx: np.ndarray, dist_type: str, device: str = "cpu"
 ) -> np.ndarray:
-    """(n, k) distance between each query row and its k reference rows ``ref[idx]``, chunked over n."""
-    out = np.empty(idx.shape, dtype=np.float64)
-    for s in range(0, len(idx), chunk):
-        out[s : s + chunk] = pair_distance(
-            query[s : s + chunk, None, :], ref[idx[s : s + chunk]], dist_type
-        )
-    return out
+    """(n, k) distance between each query row and its k reference rows ``ref[idx]``.
+
+    The k neighbours' rows are gathered and multiplied in torch (all cores, or the GPU) in float32, the
+    precision of the similarities the search itself returns; distances are then formed in float64 from
+    the dot products (and, for euclidean, each row's own squared norm: ||a||^2 + ||b||^2 - 2 a.b).
+    """
+    import torch
+
+    n, k = idx.shape
+    out = np.empty((n, k), dtype=np.float64)
+    dev = torch.device(device)
+    ref_t = torch.as_tensor(np.ascontiguousarray(ref, dtype=np.float32)).to(dev)
+    chunk = max(1, _GATHER_ROWS // max(1, k))
+    buf = torch.empty((chunk * k, ref_t.shape[1]), dtype=torch.float32, device=dev)
+    with torch.inference_mode():
+        for s in range(0, n, chunk):
+            ids = torch.as_tensor(np.asarray(idx[s : s + chunk], dtype=np.int64)).to(dev)
+            q = torch.as_tensor(np.ascontiguousarray(query[s : s + chunk], dtype=np.float32)).to(
+                dev
+            )
+            rows = torch.index_select(ref_t, 0, ids.reshape(-1), out=buf[: ids.numel()])
+            dots = torch.bmm(rows.view(len(ids), k, -1), q[:, :, None]).squeeze(2)
+            out[s : s + len(ids)] = dots.cpu().numpy()
+    if dist_type == "cosine":
+        return 1.0 - out
+    sq_q = np.einsum("nd,nd->n", query, query, dtype=np.float64)
+    sq_r = np.einsum("nd,nd->n", ref, ref, dtype=np.float64)
+    return sq_q[:, None] + sq_r[idx] - 2.0 * out
 
 
 @dataclass
@@ -230,10 +254,10 @@ class LemonScorer(Scorer):
     """LEMoN with hyper-parameters selected on val (LEMoN_OPT), fixed (CLI / LEMoN_FIX), or ablated."""
 
     fold_models = True
+    streamable = True
 
     def __init__(self, options: ScorerOptions | None = None) -> None:
         super().__init__(options)
-        self._terms: dict[str, NeighbourTerms] = {}
         forced, self.use_d_mm = ABLATION_RULES[self.options.ablation]
         self.forced = dict(forced)
 
@@ -247,9 +271,13 @@ class LemonScorer(Scorer):
 
     # ------------------------------------------------------------------ per-split terms
     def terms(self, ctx: ScoringContext, split: str) -> NeighbourTerms:
-        if split not in self._terms:
-            self._terms[split] = self._compute_terms(ctx, split)
-        return self._terms[split]
+        """The split's neighbour terms, computed once per context (a streamed block has its own)."""
+        o = self.options
+        key = ("lemon_terms", split, o.k, o.dist_type, o.normalize_d1, o.use_discrete_for_text)
+        key += (o.legacy_discrete_weighting,)
+        if key not in ctx.memo:
+            ctx.memo[key] = self._compute_terms(ctx, split)
+        return ctx.memo[key]
 
     def _compute_terms(self, ctx: ScoringContext, split: str) -> NeighbourTerms:
         cfg, k = self.options, self.options.k
@@ -269,8 +297,8 @@ class LemonScorer(Scorer):
             if cfg.legacy_discrete_weighting and cfg.dist_type == "cosine":
                 prox_n = -prox_n  # the original forgot to negate the similarity here
         else:
-            dist_n = _gather_distance(q.txt, ref.txt, idx_n, cfg.dist_type)
-        dist_m = _gather_distance(q.img, ref.img, idx_m, cfg.dist_type)
+            dist_n = _gather_distance(q.txt, ref.txt, idx_n, cfg.dist_type, ctx.device)
+        dist_m = _gather_distance(q.img, ref.img, idx_m, cfg.dist_type, ctx.device)
         return NeighbourTerms(
             self._d_mm(ctx, q),
             prox_n,

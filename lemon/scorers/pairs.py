@@ -187,4 +187,5 @@ class PairModelScorer(Scorer):
             [f"{refs[r]}\t{t}" for r, t in zip(i, texts)],
             lambda: self.compute(images, texts),
             content=images.fingerprint(),
+            unit=False,  # model outputs, not embeddings
         )

@@ -1,9 +1,7 @@
-"""Exact k-nearest-neighbour search on unit vectors, with self-exclusion *by index*.
+"""Exact search in torch: float32 matmul + top-k, streamed over query chunks.
 
-For unit vectors, cosine distance (1 - a.b) and squared euclidean distance (2 - 2 a.b) order neighbours
-identically, so one similarity search serves both metrics; callers turn similarities into distances.
-The torch backend streams the query in chunks (memory O(chunk * n_ref + n * k), never an N x N matrix);
-the faiss backend (``pip install 'lemon[faiss]'``) uses an exact inner-product index.
+Memory O(chunk * n_ref + n * k), never an N x N matrix; a query read from a memory map is read chunk by
+chunk.
 """
 
 from __future__ import annotations
@@ -15,60 +13,50 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from lemon.errors import LemonError, MissingDependencyError
-from lemon.methods import KNN_BACKENDS, check_k
+from lemon.neighbors.base import Searcher
 
 log = logging.getLogger(__name__)
-_CHUNK_BYTES = 256 * 2**20  # similarity block per chunk
+_CHUNK_BYTES = 256 * 2**20  # similarity block per chunk (CPU; 8x that on a GPU)
 #: square block side of the symmetric self-search (64 MiB of float32 similarities)
 _SELF_BLOCK = 4096
 
 
-def knn(
-    query: np.ndarray,
-    ref: np.ndarray,
-    k: int,
-    exclude: np.ndarray | None = None,
-    backend: str = "torch",
-    device: str | torch.device = "cpu",
-) -> tuple[np.ndarray, np.ndarray]:
-    """k most similar reference rows for each query row (inner product of unit vectors).
+def block_bytes(device: torch.device) -> int:
+    """Bytes of one query chunk's similarity block: larger on a GPU, where a chunk's launch and top-k
+    overheads only amortise over thousands of rows."""
+    return _CHUNK_BYTES * (8 if device.type == "cuda" else 1)
 
-    Parameters
-    ----------
-    query : (n, d) float32, unit rows
-    ref : (m, d) float32, unit rows
-    k : number of neighbours; must be < m (one reference row may be excluded per query)
-    exclude : (n,) int, reference row to skip for each query (its own row when the query is in the
-        reference set), -1 for none. Exclusion is by index, so duplicates of the query still count.
-    backend : 'torch' or 'faiss'
 
-    Returns
-    -------
-    sim : (n, k) float32 similarities, descending per row
-    idx : (n, k) int64 reference row ids
+class TorchExact(Searcher):
+    """Exact search by float32 matmul + top-k in torch (CPU or CUDA), the query streamed in chunks.
+
+    On the CPU, when the query *is* the reference (the train split searching itself, each row excluding its
+    own index) only the blocks on and above the diagonal of the symmetric similarity matrix are multiplied.
     """
-    check_k(k, len(ref))
-    if exclude is not None and len(exclude) != len(query):
-        raise LemonError(
-            f"exclude must have one entry per query, got {len(exclude)} for {len(query)}."
-        )
-    if backend == "torch":
-        if _is_self_search(query, ref, exclude):
-            return _knn_torch_self(ref, k, torch.device(device))
-        return _knn_torch(query, ref, k, exclude, torch.device(device))
-    if backend == "faiss":
-        return _knn_faiss(query, ref, k, exclude)
-    raise LemonError(f"Unknown knn backend '{backend}'. Available: {', '.join(KNN_BACKENDS)}.")
+
+    name = "torch"
+    exact = True
+
+    def __init__(self, ref: np.ndarray, device: str | torch.device = "cpu") -> None:
+        self.ref = np.ascontiguousarray(ref, dtype=np.float32)
+        self.device = torch.device(device)
+        self._ref_t: torch.Tensor | None = None
+
+    def _search(
+        self, query: np.ndarray, k: int, exclude: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self.device.type == "cpu" and _is_self_search(query, self.ref, exclude):
+            return _knn_torch_self(self.ref, k, self.device)
+        if self._ref_t is None:
+            self._ref_t = torch.from_numpy(self.ref).to(self.device)
+        return _knn_torch(query, self._ref_t, k, exclude, self.device)
 
 
 def _knn_torch(
-    query: np.ndarray, ref: np.ndarray, k: int, exclude: np.ndarray | None, device: torch.device
+    query: np.ndarray, ref_t: torch.Tensor, k: int, exclude: np.ndarray | None, device: torch.device
 ) -> tuple[np.ndarray, np.ndarray]:
-    ref_t = torch.from_numpy(np.ascontiguousarray(ref, dtype=np.float32)).to(device)
-    q_all = torch.from_numpy(np.ascontiguousarray(query, dtype=np.float32))
     n = len(query)
-    chunk = max(1, min(n, _CHUNK_BYTES // (4 * len(ref))))
+    chunk = max(1, min(n, block_bytes(device) // (4 * len(ref_t))))
     sims = np.empty((n, k), dtype=np.float32)
     idxs = np.empty((n, k), dtype=np.int64)
     excl_t = None if exclude is None else torch.from_numpy(np.asarray(exclude, dtype=np.int64))
@@ -81,7 +69,8 @@ def _knn_torch(
             disable=None if n > 4 * chunk else True,
         ):
             stop = min(n, start + chunk)
-            block = q_all[start:stop].to(device) @ ref_t.T
+            q = np.array(query[start:stop], dtype=np.float32)  # a writable copy of the chunk
+            block = torch.from_numpy(q).to(device) @ ref_t.T
             if excl_t is not None:
                 ex = excl_t[start:stop].to(device)
                 rows = torch.nonzero(ex >= 0).squeeze(1)
@@ -149,26 +138,3 @@ def _knn_torch_self(x: np.ndarray, k: int, device: torch.device) -> tuple[np.nda
                         best_v, best_i, rows_j, block.T.contiguous(), i0, k
                     )  # row-wise topk is faster
     return best_v.cpu().numpy(), best_i.cpu().numpy()
-
-
-def _knn_faiss(
-    query: np.ndarray, ref: np.ndarray, k: int, exclude: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        import faiss
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise MissingDependencyError(
-            "faiss is not installed; install 'lemon[faiss]' or use --knn_backend torch."
-        ) from err
-    index = faiss.IndexFlatIP(ref.shape[1])
-    index.add(np.ascontiguousarray(ref, dtype=np.float32))
-    extra = 0 if exclude is None else 1
-    sim, idx = index.search(np.ascontiguousarray(query, dtype=np.float32), k + extra)
-    if exclude is None:
-        return sim, idx.astype(np.int64)
-    # drop the excluded id where it was returned, else the last (k+1-th) hit
-    hit = idx == np.asarray(exclude)[:, None]
-    drop = np.where(hit.any(axis=1), hit.argmax(axis=1), k)
-    keep = np.ones_like(idx, dtype=bool)
-    keep[np.arange(len(idx)), drop] = False
-    return sim[keep].reshape(len(idx), k), idx[keep].reshape(len(idx), k).astype(np.int64)

@@ -1,0 +1,251 @@
+"""The post-embedding stage at scale (lemon/stream.py, lemon/npy.py): block-by-block scoring gives the
+whole-split results, memory-mapped stores give the in-memory features, outputs are written in blocks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import run_lemon
+from lemon.data import synthetic
+from lemon.data.embeddings import features_from_arrays
+from lemon.data.synthetic import make_synthetic_embeddings, synthetic_store
+from lemon.errors import LemonError
+from lemon.features import normalize_rows
+from lemon.methods import LEMON_FIX_HPARAMS
+from lemon.npy import NpyWriter, check_rows, finite_rows, is_mapped, open_rows, release
+from lemon.scorers import SCORERS
+from lemon.scorers.base import ScorerOptions, ScoringContext
+from lemon.stream import optional_outputs, score_splits, write_scores
+
+SPLITS = ("train", "val", "test")
+
+
+@pytest.fixture(scope="module")
+def arrays():
+    return make_synthetic_embeddings(1200)
+
+
+@pytest.mark.parametrize("name", ["lemon", "clip_sim", "deep_knn", "clip_logits"])
+def test_blocks_score_exactly_as_whole_splits(arrays, name):
+    """A streamable scorer's per-block results, concatenated, are the whole split's."""
+    options = ScorerOptions(k=10, fixed=LEMON_FIX_HPARAMS, select=False)
+    scorer = SCORERS.get(name)(options)
+    assert scorer.streamable
+    features = features_from_arrays(arrays)
+    ctx = ScoringContext(features, knn_backend="torch")
+    hparams = scorer.fit(ctx)
+    whole = {s: scorer.score(ctx, s, hparams) for s in SPLITS}
+    blocked = score_splits(
+        scorer, ScoringContext(features, knn_backend="torch"), SPLITS, hparams, block_rows=170
+    )
+    for s in SPLITS:
+        assert whole[s].keys() == blocked[s].keys()
+        for key, value in whole[s].items():
+            if np.ndim(value) == 2:
+                np.testing.assert_array_equal(blocked[s][key], value)  # neighbour ids
+            else:
+                np.testing.assert_allclose(blocked[s][key], value, rtol=0, atol=1e-9)
+
+
+def test_val_neighbours_searched_while_fitting_are_reused_by_its_blocks(arrays):
+    features = features_from_arrays(arrays)
+    ctx = ScoringContext(features, knn_backend="torch")
+    _, idx = ctx.neighbours("val", "img", 10)
+    block = ctx.block("val", 40, 90)
+    _, bidx = block.neighbours("val", "img", 5)
+    np.testing.assert_array_equal(bidx, idx[40:90, :5])
+    assert ctx.block("val", 0, len(features.splits["val"])) is ctx  # the whole split: no copy
+
+
+def test_neighbour_arrays_are_dropped_unless_kept(arrays):
+    scorer = SCORERS.get("lemon")(ScorerOptions(k=5, fixed=LEMON_FIX_HPARAMS, select=False))
+    ctx = ScoringContext(features_from_arrays(arrays), knn_backend="torch")
+    out = score_splits(scorer, ctx, ("test",), LEMON_FIX_HPARAMS, 50, keep_neighbours=False)
+    assert set(out["test"]) == {"score", "d_mm", "s_n", "s_m"}
+    kept = score_splits(scorer, ctx, ("test",), LEMON_FIX_HPARAMS, 50, keep_neighbours=True)
+    assert kept["test"]["idx_n"].dtype == np.int32 and kept["test"]["idx_n"].shape == (150, 5)
+
+
+def test_synthetic_store_is_the_in_memory_data_memory_mapped(tmp_path, monkeypatch):
+    """Drawn in several blocks, written to .npy and mapped: the features equal the in-memory ones bit for
+    bit (rows stored normalised are not normalised again), and stay mapped (no copy)."""
+    monkeypatch.setattr(synthetic, "GEN_BLOCK", 500)
+    stored = features_from_arrays(synthetic_store(tmp_path, 1600))
+    memory = features_from_arrays(make_synthetic_embeddings(1600))
+    for s in SPLITS:
+        a, b = stored.splits[s], memory.splits[s]
+        assert is_mapped(a.img) and is_mapped(a.txt) and not is_mapped(b.img)
+        np.testing.assert_array_equal(a.img, b.img)
+        np.testing.assert_array_equal(a.txt, b.txt)
+        np.testing.assert_array_equal(a.block(100, 700).img, b.img[100:700])
+        np.testing.assert_array_equal(a.observed, b.observed)
+    again = synthetic_store(tmp_path, 1600)  # generated once: the second call reads the files
+    assert is_mapped(again["train_img"])
+
+
+def test_a_large_run_streams_from_the_store_with_the_scores_of_an_in_memory_run(
+    tmp_path, monkeypatch
+):
+    """Above the in-memory limit (lowered here) the synthetic data is generated into the cache, read
+    memory-mapped and scored block by block: scores.csv equals the in-memory run's; neighbours.npz is left
+    out and scores.parquet written once the run counts as large."""
+    import lemon.stream as stream
+
+    common = ["--dataset", "synthetic", "--n_synthetic", "1600", "--lemon_fix"]
+    assert run_lemon.main([*common, "--output_dir", str(tmp_path / "memory")]) == 0
+    monkeypatch.setattr(synthetic, "IN_MEMORY_MAX", 1000)
+    monkeypatch.setattr(stream, "LARGE_RUN_ROWS", 1000)
+    args = ["--cache_dir", str(tmp_path / "cache"), "--stream_block", "256"]
+    assert run_lemon.main([*common, *args, "--output_dir", str(tmp_path / "mapped")]) == 0
+    a = pd.read_csv(tmp_path / "memory" / "scores.csv")
+    b = pd.read_csv(tmp_path / "mapped" / "scores.csv")
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=0, atol=1e-9)
+    assert (tmp_path / "memory" / "neighbours.npz").is_file()
+    assert not (tmp_path / "mapped" / "neighbours.npz").exists()
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "mapped" / "scores.parquet"), b)
+    assert list((tmp_path / "cache" / "synthetic").iterdir())  # the generated store
+
+
+def test_optional_outputs():
+    assert optional_outputs("auto", "auto", 10) == (True, False)
+    large = 10**7
+    assert optional_outputs("auto", "never", large) == (False, False)
+    assert optional_outputs("always", "never", large) == (True, False)
+    assert optional_outputs("never", "always", 10) == (False, True)
+    with pytest.raises(LemonError, match=r"Unknown save_neighbours 'sometimes'\. Available: auto"):
+        optional_outputs("sometimes", "auto", 10)
+
+
+def test_scores_written_in_blocks_are_the_whole_frame(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "split": np.repeat(["train", "val"], 50),
+            "idx": np.arange(100),
+            "text": [f'a, "quoted" text {i}' for i in range(100)],
+            "score": rng.normal(size=100),
+            "label": [None] * 100,
+        }
+    )
+    assert write_scores(tmp_path, frame, parquet=True, block_rows=7) == [
+        "scores.csv",
+        "scores.parquet",
+    ]
+    assert (tmp_path / "scores.csv").read_text() == frame.to_csv(index=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "scores.parquet"), frame)
+    write_scores(tmp_path, frame.iloc[:0])
+    assert (tmp_path / "scores.csv").read_text() == frame.iloc[:0].to_csv(index=False)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_npy_writer_is_atomic_and_counts_rows(tmp_path):
+    path = tmp_path / "x.npy"
+    x = np.arange(40, dtype=np.float32).reshape(10, 4)
+    with NpyWriter(path, (10, 4), np.float32) as w:
+        w.write(x[:3])
+        w.write(x[3:])
+    np.testing.assert_array_equal(open_rows(path), x)
+    with pytest.raises(RuntimeError), NpyWriter(path, (10, 4), np.float32) as w:
+        w.write(x[:5] * 0)
+        raise RuntimeError("killed half way")
+    np.testing.assert_array_equal(np.load(path), x)  # the old file, untouched
+    with (
+        pytest.raises(ValueError, match="5 rows written of 10"),
+        NpyWriter(path, (10, 4), np.float32) as w,
+    ):
+        w.write(x[:5])
+    assert [p.name for p in tmp_path.iterdir()] == ["x.npy"]
+
+
+def test_mapped_rows_are_checked_and_released(tmp_path):
+    x = normalize_rows(np.random.default_rng(1).normal(size=(300, 8)), "x")
+    np.save(tmp_path / "unit.npy", x)
+    np.save(tmp_path / "raw.npy", x * 3)
+    np.save(tmp_path / "half.npy", x.astype(np.float16))
+    assert check_rows(open_rows(tmp_path / "unit.npy"), "x")
+    assert not check_rows(open_rows(tmp_path / "raw.npy"), "x")  # not unit: the features copy
+    assert check_rows(open_rows(tmp_path / "half.npy"), "x")  # unit within float16 precision
+    bad = x.copy()
+    bad[123] = np.nan
+    np.save(tmp_path / "bad.npy", bad)
+    with pytest.raises(LemonError, match="NaN/inf values \\(first: row 123\\)"):
+        check_rows(open_rows(tmp_path / "bad.npy"), "image embeddings")
+    np.testing.assert_array_equal(
+        finite_rows(open_rows(tmp_path / "bad.npy")), ~np.isnan(bad[:, 0])
+    )
+    mapped = open_rows(tmp_path / "unit.npy")
+    release(mapped, 0, 300)  # pages handed back; the data reads the same afterwards
+    np.testing.assert_array_equal(mapped, x)
+
+
+def test_float16_store_is_read_as_normalised_float32_blocks(tmp_path, arrays):
+    for s in SPLITS:
+        for m in ("img", "txt"):
+            np.save(
+                tmp_path / f"{s}_{m}.npy", normalize_rows(arrays[f"{s}_{m}"], m).astype(np.float16)
+            )
+    mapped = dict(arrays)
+    mapped.update(
+        {f"{s}_{m}": open_rows(tmp_path / f"{s}_{m}.npy") for s in SPLITS for m in ("img", "txt")}
+    )
+    f = features_from_arrays(mapped)
+    assert f.splits["train"].img.dtype == np.float16 and is_mapped(f.splits["train"].img)
+    block = f.splits["train"].block(0, 100)
+    assert block.img.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(block.img, axis=1), 1.0, atol=1e-6)
+    full = features_from_arrays(arrays).splits["train"].img[:100]
+    np.testing.assert_allclose(block.img, full, atol=2e-3)
+
+
+def test_scale_flags_are_checked():
+    with pytest.raises(LemonError, match="--knn_nprobe only applies to the IVF search"):
+        run_lemon.check(
+            [
+                "--dataset",
+                "synthetic",
+                "--output_dir",
+                "x",
+                "--knn_backend",
+                "torch",
+                "--knn_nprobe",
+                "4",
+            ]
+        )
+    with pytest.raises(LemonError, match="stream_block must be >= 1, got 0"):
+        run_lemon.check(["--dataset", "synthetic", "--output_dir", "x", "--stream_block", "0"])
+
+
+def test_recall_is_measured_for_approximate_search_only(tmp_path):
+    pytest.importorskip("faiss")
+    common = ["--dataset", "synthetic", "--n_synthetic", "800", "--lemon_fix", "--skip_train"]
+    assert (
+        run_lemon.main(
+            [
+                *common,
+                "--output_dir",
+                str(tmp_path / "a"),
+                "--knn_backend",
+                "ivf",
+                "--knn_nlist",
+                "8",
+                "--knn_nprobe",
+                "8",
+                "--knn_recall_sample",
+                "60",
+            ]
+        )
+        == 0
+    )
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    hparams = json.loads((tmp_path / "a" / "hparams.json").read_text())
+    # all lists probed: the IVF search is exhaustive, so its neighbours are the exact ones
+    assert metrics["search/knn_recall_at_k"] == 1.0 and metrics["search/knn_recall_sample"] == 60
+    assert hparams["knn_backend"] == "ivf" and "nprobe=8" in hparams["knn_search"]
+    assert run_lemon.main([*common, "--output_dir", str(tmp_path / "b")]) == 0
+    metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert not any(k.startswith("search/") for k in metrics)  # exact float32: nothing to measure
+    assert json.loads((tmp_path / "b" / "hparams.json").read_text())["knn_backend"] == "torch"
