@@ -93,3 +93,17 @@ def small_npz(tmp_path) -> Path:
     path = tmp_path / "small.npz"
     np.savez(path, **make_synthetic_embeddings(400))
     return path
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked slow run in CI (CI=true, as .ci/run sets) or with LEMON_SLOW_TESTS=1; a plain
+    ``python -m pytest -q`` on a laptop skips them, saying how to run them."""
+    if (
+        os.environ.get("CI", "").lower() in ("1", "true")
+        or os.environ.get("LEMON_SLOW_TESTS") == "1"
+    ):
+        return
+    skip = pytest.mark.skip(reason="slow: runs in CI; set LEMON_SLOW_TESTS=1 to run it here")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
