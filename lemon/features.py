@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lemon.errors import LemonError
-from lemon.npy import check_rows, is_mapped
+from lemon.npy import check_rows, is_mapped, take_rows
 
 if TYPE_CHECKING:  # importing lemon.data here would load every dataset, which import this module
     from lemon.data.base import Dropped, ImageSource
@@ -181,8 +181,8 @@ class SplitFeatures:
             images = self.images.subset(index)
         return SplitFeatures(
             self.split,
-            self.img[index],
-            self.txt[index],
+            take_rows(self.img, index),
+            take_rows(self.txt, index),
             self.texts[index],
             self.observed[index],
             pick(self.clean),

@@ -24,7 +24,7 @@ import numpy as np
 from lemon.errors import LemonError, MissingDependencyError
 from lemon.features import normalize_rows
 from lemon.io import atomic_open
-from lemon.npy import blocks, release
+from lemon.npy import blocks, release, take_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -142,7 +142,7 @@ def measure_recall(
             rows = pick[(pick >= starts[j]) & (pick < starts[j + 1])] - starts[j]
             if not len(rows):
                 continue
-            emb = np.asarray(getattr(ctx.split(name), space)[rows])
+            emb = take_rows(getattr(ctx.split(name), space), rows)
             queries.append(emb if emb.dtype == np.float32 else normalize_rows(emb, space))
             own = ctx.self_rows(name)
             exclude.append(np.full(len(rows), -1) if own is None else own[rows])

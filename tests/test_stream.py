@@ -4,6 +4,7 @@ whole-split results, memory-mapped stores give the in-memory features, outputs a
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,15 @@ from lemon.data.synthetic import make_synthetic_embeddings, synthetic_store
 from lemon.errors import LemonError
 from lemon.features import normalize_rows
 from lemon.methods import LEMON_FIX_HPARAMS
-from lemon.npy import NpyWriter, check_rows, finite_rows, is_mapped, open_rows, release
+from lemon.npy import (
+    NpyWriter,
+    check_rows,
+    finite_rows,
+    is_mapped,
+    open_rows,
+    release,
+    take_rows,
+)
 from lemon.scorers import SCORERS
 from lemon.scorers.base import ScorerOptions, ScoringContext
 from lemon.stream import optional_outputs, score_splits, write_scores
@@ -180,6 +189,32 @@ def test_mapped_rows_are_checked_and_released(tmp_path):
     mapped = open_rows(tmp_path / "unit.npy")
     release(mapped, 0, 300)  # pages handed back; the data reads the same afterwards
     np.testing.assert_array_equal(mapped, x)
+
+
+def _resident_kb(path: Path) -> int:
+    """Resident kB of this process's mappings of ``path`` (from /proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()
+        if head and "-" in head[0] and ":" not in head[0]:  # a mapping's first line
+            inside = line.endswith(str(path))
+        elif inside and head[0] == "Rss:":
+            total += int(head[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux /proc")
+def test_a_scattered_gather_from_a_mapped_split_leaves_no_pages_resident(tmp_path):
+    """A reference subset or a sample of a million-row split must not keep the whole file in memory."""
+    x = np.random.default_rng(2).normal(size=(8192, 256)).astype(np.float32)  # 8 MiB
+    np.save(tmp_path / "x.npy", x)
+    mapped = open_rows(tmp_path / "x.npy")
+    index = np.sort(np.random.default_rng(3).choice(len(x), 2000, replace=False))
+    rows = take_rows(mapped, index)
+    np.testing.assert_array_equal(rows, x[index])
+    assert not is_mapped(rows)
+    assert _resident_kb(tmp_path / "x.npy") <= 8
+    np.testing.assert_array_equal(take_rows(x, index), x[index])  # in-memory arrays: a plain gather
 
 
 def test_float16_store_is_read_as_normalised_float32_blocks(tmp_path, arrays):
