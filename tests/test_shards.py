@@ -87,6 +87,18 @@ def test_a_shard_refuses_to_run_on_changed_data(data, capsys):
     assert "the data or flags changed" in capsys.readouterr().err
 
 
+def test_the_embed_command_takes_every_data_flag_of_run_lemon():
+    """Shards must read the data as the run that follows does: e.g. --class_names sets the class prompts,
+    and a shard job must be given it too."""
+    from lemon.data.base import SOURCE_FLAGS
+    from lemon.embed.__main__ import _job_args, build_parser
+
+    argv = ["--dataset", "cc3m", "--shards", "2", "--class_names", "names.txt"]
+    args = build_parser().parse_args(argv)
+    assert all(hasattr(args, flag) for flag in SOURCE_FLAGS)
+    assert _job_args(args, "cpu", "fp32")["class_names"] == "names.txt"
+
+
 @pytest.mark.slurm
 @pytest.mark.slow
 @pytest.mark.skipif(slurm_unavailable_reason() is not None, reason="no Slurm")

@@ -23,17 +23,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lemon.data.base import SOURCE_FLAGS
+
 #: run_lemon flags that say what is embedded, how and where it is cached
 RUN_FLAGS = (
     "dataset",
-    "data_dir",
-    "data_path",
-    "image_root",
-    "image_column",
-    "text_column",
-    "label_column",
-    "clean_column",
-    "custom_cifar_prompt",
+    *SOURCE_FLAGS,
     "noise_type",
     "noise_level",
     "real_dataset",

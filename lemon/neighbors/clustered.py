@@ -21,7 +21,7 @@ import torch
 
 from lemon.errors import LemonError
 from lemon.neighbors.base import Searcher
-from lemon.neighbors.half import _PAD, _PROBE, _RERANK_ROWS
+from lemon.neighbors.half import _PAD, _PROBE, exact_rerank
 
 DEFAULT_NLIST, DEFAULT_NPROBE = 32, 12
 #: candidates per query beyond k for the float32 re-rank. Half the exact half-precision searcher's margin:
@@ -129,7 +129,7 @@ class ClusteredGemm(Searcher):
                         f"{self.describe()}: some queries found fewer than k={k} neighbours in the "
                         "lists they probed; raise --knn_nprobe (or lower --knn_nlist)."
                     )
-                v, i = self._rerank(q32, cand, k)
+                v, i = exact_rerank(self.sorted32, q32, cand, k)
                 sims[start:stop] = v.cpu().numpy()
                 idxs[start:stop] = self.perm[i].cpu().numpy()
         return sims, idxs
@@ -174,23 +174,3 @@ class ClusteredGemm(Searcher):
         best = torch.topk(slab.view(c, -1), min(per_list, slots * self.piece), dim=1)
         slot, column = best.indices // self.piece, best.indices % self.piece
         return torch.where(torch.isfinite(best.values), slot_start.gather(1, slot) + column, -1)
-
-    def _rerank(
-        self, q32: torch.Tensor, cand: torch.Tensor, k: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Exact float32 similarities of the candidates (sorted positions; -1 = none), top k, sorted."""
-        vals = torch.empty((len(cand), k), dtype=torch.float32, device=self.device)
-        ids = torch.empty((len(cand), k), dtype=torch.int64, device=self.device)
-        n_cand, d = cand.shape[1], self.sorted32.shape[1]
-        buf = torch.empty((_RERANK_ROWS * n_cand, d), dtype=torch.float32, device=self.device)
-        for s in range(0, len(cand), _RERANK_ROWS):
-            c = cand[s : s + _RERANK_ROWS]
-            rows = torch.index_select(
-                self.sorted32, 0, c.clamp(min=0).reshape(-1), out=buf[: c.numel()]
-            )
-            exact = torch.bmm(rows.view(len(c), n_cand, d), q32[s : s + len(c), :, None]).squeeze(2)
-            exact = exact.masked_fill(c < 0, -math.inf)
-            top = torch.topk(exact, k, dim=1, largest=True, sorted=True)
-            vals[s : s + len(c)] = top.values
-            ids[s : s + len(c)] = torch.gather(c, 1, top.indices)
-        return vals, ids

@@ -96,23 +96,26 @@ class TorchHalf(Searcher):
                     block[own, ex[own]] = -math.inf
                 cand = torch.topk(block, n_cand, dim=1, largest=True, sorted=False).indices
                 del block
-                v, i = self._rerank(q32, cand, k)
+                v, i = exact_rerank(self.ref32, q32, cand, k)
                 sims[start:stop], idxs[start:stop] = v.cpu().numpy(), i.cpu().numpy()
         return sims, idxs
 
-    def _rerank(
-        self, q32: torch.Tensor, cand: torch.Tensor, k: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Exact float32 similarities of each query's candidates; the top k of them, sorted."""
-        vals = torch.empty((len(cand), k), dtype=torch.float32, device=self.device)
-        ids = torch.empty((len(cand), k), dtype=torch.int64, device=self.device)
-        n_cand, d = cand.shape[1], self.ref32.shape[1]
-        buf = torch.empty((_RERANK_ROWS * n_cand, d), dtype=torch.float32, device=self.device)
-        for s in range(0, len(cand), _RERANK_ROWS):
-            c = cand[s : s + _RERANK_ROWS]
-            rows = torch.index_select(self.ref32, 0, c.reshape(-1), out=buf[: c.numel()])
-            exact = torch.bmm(rows.view(len(c), n_cand, d), q32[s : s + len(c), :, None])
-            top = torch.topk(exact.squeeze(2), k, dim=1, largest=True, sorted=True)
-            vals[s : s + len(c)] = top.values
-            ids[s : s + len(c)] = torch.gather(c, 1, top.indices)
-        return vals, ids
+
+def exact_rerank(
+    ref32: torch.Tensor, q32: torch.Tensor, cand: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact float32 similarities of each query's candidate rows of ``ref32`` (-1: no candidate); the top k
+    of them, sorted. Gathers :data:`_RERANK_ROWS` queries' candidates at a time (a bounded buffer)."""
+    vals = torch.empty((len(cand), k), dtype=torch.float32, device=ref32.device)
+    ids = torch.empty((len(cand), k), dtype=torch.int64, device=ref32.device)
+    n_cand, d = cand.shape[1], ref32.shape[1]
+    buf = torch.empty((_RERANK_ROWS * n_cand, d), dtype=torch.float32, device=ref32.device)
+    for s in range(0, len(cand), _RERANK_ROWS):
+        c = cand[s : s + _RERANK_ROWS]
+        rows = torch.index_select(ref32, 0, c.clamp(min=0).reshape(-1), out=buf[: c.numel()])
+        exact = torch.bmm(rows.view(len(c), n_cand, d), q32[s : s + len(c), :, None]).squeeze(2)
+        exact = exact.masked_fill(c < 0, -math.inf)
+        top = torch.topk(exact, k, dim=1, largest=True, sorted=True)
+        vals[s : s + len(c)] = top.values
+        ids[s : s + len(c)] = torch.gather(c, 1, top.indices)
+    return vals, ids

@@ -24,12 +24,10 @@ import numpy as np
 
 from lemon.scorers.base import ScorerOptions
 from lemon.scorers.hf import (
-    check_complete,
     check_vocabulary,
     inference,
-    load_pretrained,
+    load_checked,
     model_identity,
-    torch_dtype,
 )
 from lemon.scorers.pairs import PairModelScorer
 from lemon.scorers.registry import SCORERS
@@ -43,22 +41,9 @@ class _Blip:
     def __init__(self, source: str, scorer: str, flag: str, device: str, precision: str) -> None:
         from transformers import AutoProcessor, BlipForImageTextRetrieval
 
-        dtype = torch_dtype(precision)
-        (model, info), self.processor = load_pretrained(
-            [
-                (
-                    "model",
-                    lambda s, **kw: BlipForImageTextRetrieval.from_pretrained(
-                        s, output_loading_info=True, dtype=dtype, **kw
-                    ),
-                ),
-                ("processor", lambda s, **kw: AutoProcessor.from_pretrained(s, **kw)),
-            ],
-            source,
-            scorer,
-            flag,
+        model, self.processor = load_checked(
+            BlipForImageTextRetrieval, AutoProcessor, source, scorer, flag, precision
         )
-        check_complete(info, source, scorer)
         check_vocabulary(self.processor.tokenizer, model.config.text_config.vocab_size, source)
         self.model = model.to(device).eval()
         self.device, self.precision = device, precision
@@ -133,22 +118,16 @@ class BlipCapFiltScorer(PairModelScorer):
     def _load_captioner(self) -> None:
         from transformers import AutoProcessor, BlipForConditionalGeneration
 
-        source, dtype = self.options.blip_captioner, torch_dtype(self.precision)
-        (model, info), self.cap_processor = load_pretrained(
-            [
-                (
-                    "captioner",
-                    lambda s, **kw: BlipForConditionalGeneration.from_pretrained(
-                        s, output_loading_info=True, dtype=dtype, **kw
-                    ),
-                ),
-                ("captioner processor", lambda s, **kw: AutoProcessor.from_pretrained(s, **kw)),
-            ],
+        source = self.options.blip_captioner
+        model, self.cap_processor = load_checked(
+            BlipForConditionalGeneration,
+            AutoProcessor,
             source,
             self.name,
             "--blip_captioner",
+            self.precision,
+            labels=("captioner", "captioner processor"),
         )
-        check_complete(info, source, self.name)
         check_vocabulary(self.cap_processor.tokenizer, model.config.text_config.vocab_size, source)
         self.captioner = model.to(self.device).eval()
 

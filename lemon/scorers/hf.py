@@ -63,6 +63,37 @@ def load_pretrained(loaders: Sequence[Loader], source: str, scorer: str, flag: s
     return out
 
 
+def load_checked(
+    model_class: Any,
+    companion_class: Any,
+    source: str,
+    scorer: str,
+    flag: str,
+    precision: str,
+    labels: tuple[str, str] = ("model", "processor"),
+) -> tuple[Any, Any]:
+    """(model, processor or tokenizer) of checkpoint ``source``: ``model_class.from_pretrained`` in
+    ``precision`` and ``companion_class.from_pretrained``, loaded by :func:`load_pretrained` (``labels``
+    name them in its errors), every weight checked present (:func:`check_complete`)."""
+    dtype = torch_dtype(precision)
+    (model, info), companion = load_pretrained(
+        [
+            (
+                labels[0],
+                lambda s, **kw: model_class.from_pretrained(
+                    s, output_loading_info=True, dtype=dtype, **kw
+                ),
+            ),
+            (labels[1], lambda s, **kw: companion_class.from_pretrained(s, **kw)),
+        ],
+        source,
+        scorer,
+        flag,
+    )
+    check_complete(info, source, scorer)
+    return model, companion
+
+
 def check_complete(info: dict[str, Any], source: str, scorer: str) -> None:
     """Refuse a partly random model: every weight must have been in the checkpoint."""
     missing = [k for k in info.get("missing_keys", ()) if not k.endswith("position_ids")]

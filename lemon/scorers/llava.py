@@ -22,12 +22,10 @@ import numpy as np
 from lemon.errors import ModelNotFoundError
 from lemon.scorers.hf import (
     answer_token_ids,
-    check_complete,
     check_vocabulary,
     inference,
-    load_pretrained,
+    load_checked,
     model_identity,
-    torch_dtype,
 )
 from lemon.scorers.pairs import PairModelScorer
 from lemon.scorers.registry import SCORERS
@@ -49,22 +47,9 @@ def load_image_text_model(source: str, scorer: str, flag: str, device: str, prec
     offline-safe, checked complete; the tokenizer pads on the left (the answer is then the last position)."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    dtype = torch_dtype(precision)
-    (model, info), processor = load_pretrained(
-        [
-            (
-                "model",
-                lambda s, **kw: AutoModelForImageTextToText.from_pretrained(
-                    s, output_loading_info=True, dtype=dtype, **kw
-                ),
-            ),
-            ("processor", lambda s, **kw: AutoProcessor.from_pretrained(s, **kw)),
-        ],
-        source,
-        scorer,
-        flag,
+    model, processor = load_checked(
+        AutoModelForImageTextToText, AutoProcessor, source, scorer, flag, precision
     )
-    check_complete(info, source, scorer)
     tok = processor.tokenizer
     check_vocabulary(tok, model.config.get_text_config().vocab_size, source, slack=256)
     tok.padding_side = "left"

@@ -26,13 +26,11 @@ import numpy as np
 from lemon.scorers.base import ScoringContext
 from lemon.scorers.hf import (
     answer_token_ids,
-    check_complete,
     check_vocabulary,
     inference,
-    load_pretrained,
+    load_checked,
     model_identity,
     new_tokens,
-    torch_dtype,
 )
 from lemon.scorers.llava import load_image_text_model
 from lemon.scorers.pairs import PairModelScorer, image_batches
@@ -100,22 +98,15 @@ class _ChatLM:
     def __init__(self, source: str, scorer: str, device: str, precision: str, batch: int) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        dtype = torch_dtype(precision)
-        (model, info), self.tok = load_pretrained(
-            [
-                (
-                    "LLM",
-                    lambda s, **kw: AutoModelForCausalLM.from_pretrained(
-                        s, output_loading_info=True, dtype=dtype, **kw
-                    ),
-                ),
-                ("LLM tokenizer", lambda s, **kw: AutoTokenizer.from_pretrained(s, **kw)),
-            ],
+        model, self.tok = load_checked(
+            AutoModelForCausalLM,
+            AutoTokenizer,
             source,
             scorer,
             "--vdc_llm",
+            precision,
+            labels=("LLM", "LLM tokenizer"),
         )
-        check_complete(info, source, scorer)
         check_vocabulary(self.tok, model.config.vocab_size, source, slack=256)
         self.model = model.to(device).eval()
         self.device, self.precision, self.batch = device, precision, batch
