@@ -43,6 +43,18 @@ def _parse_holder(raw: bytes) -> dict[str, Any]:
     return holder if isinstance(holder, dict) else {}
 
 
+def _read_holder(fd: int, wait_s: float = 1.0) -> dict[str, Any]:
+    """The holder recorded in a locked file. A run writes itself in right after taking the lock (and
+    rewrites itself when it names its staging folder), so an empty or half-written record is read again
+    for up to ``wait_s`` seconds before the holder is reported as unknown."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        holder = _parse_holder(os.pread(fd, 65536, 0))
+        if holder.get("pid") or time.monotonic() > deadline:
+            return holder
+        time.sleep(0.02)
+
+
 def describe_holder(holder: dict[str, Any]) -> str:
     """``pid 123 on host, started 2026-01-02T03:04:05+0000`` (or 'an unknown process')."""
     if not holder.get("pid"):
@@ -69,7 +81,7 @@ class RunLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = _parse_holder(os.pread(fd, 65536, 0))
+                holder = _read_holder(fd)
                 os.close(fd)
                 raise self._locked(holder) from None
             except OSError as err:
@@ -126,9 +138,8 @@ class RunLock:
         """Record this process (and its staging folder) as the holder."""
         assert self.fd is not None, "write() needs the lock"
         data = json.dumps(_holder_info(self.started, stage)).encode()
-        os.ftruncate(self.fd, 0)
-        os.lseek(self.fd, 0, os.SEEK_SET)
-        os.write(self.fd, data)
+        os.pwrite(self.fd, data, 0)  # over the old record, then cut its tail: never an empty file
+        os.ftruncate(self.fd, len(data))
 
     def release(self) -> None:
         if self.fd is None:

@@ -641,6 +641,30 @@ def test_kill_9_during_an_overwrite_keeps_the_finished_run(tmp_path, assets):
 
 
 # ---------------------------------------------------------------------------------- lock and commit
+def test_a_run_that_has_only_just_taken_the_lock_is_named(tmp_path):
+    """Two runs started together: the winner records itself a moment after taking the lock; the loser
+    waits for that record instead of blaming 'an unknown process'."""
+    fcntl = pytest.importorskip("fcntl")
+    import threading
+
+    from lemon.errors import RunLockedError
+
+    path, out = tmp_path / ".out.lemon.lock", tmp_path / "out"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # taken; the holder's record not written yet
+    record = json.dumps({"pid": 4242, "host": "node7", "started": "T0"}).encode()
+    writer = threading.Timer(0.2, os.pwrite, (fd, record, 0))
+    writer.start()
+    try:
+        with pytest.raises(
+            RunLockedError, match="in use by another run: pid 4242 on node7, started T0"
+        ):
+            RunLock(path, out).acquire()
+    finally:
+        writer.join()
+        os.close(fd)
+
+
 def test_lock_without_flock_takes_over_only_a_dead_holder(tmp_path):
     """Where flock is not supported the lock file is created exclusively: a holder that no longer runs on
     this host is taken over; a live one, or one on another host, is named (with the file to delete)."""
