@@ -170,3 +170,65 @@ def slurm(
         for job in failed:
             print(f"FAILED: {job.run_dir}\n    log: {job.log_path}")
         print(f"Slurm array finished: {len(jobs) - len(failed)} done, {len(failed)} failed.")
+
+
+# ------------------------------------------------------------------------------ fan-out of one command
+#: launchers a fan-out command (python -m lemon.embed, python -m lemon.parts) takes
+FAN_OUT_LAUNCHERS = ("local", "local_parallel", "slurm", "debug", "dummy")
+
+
+def add_fan_out_flags(parser: Any, choices: tuple[str, ...] = FAN_OUT_LAUNCHERS) -> None:
+    """``--command_launcher``, ``--no_wait`` and the options of the launchers ``choices``, one help group
+    per launcher, on ``parser`` (an argparse parser)."""
+    parser.add_argument(
+        "--command_launcher",
+        default="local",
+        choices=choices,
+        help="How the jobs run (default: local, one after another).",
+    )
+    parser.add_argument(
+        "--no_wait", action="store_true", help="slurm: return once submitted (rerun to finish)."
+    )
+    seen = {"wait"}
+    for name in choices:
+        options = [o for o in LAUNCHERS.get(name).options if o.name not in seen]
+        group = parser.add_argument_group(f"--command_launcher {name}") if options else None
+        for o in options:
+            seen.add(o.name)
+            group.add_argument(f"--{o.name}", type=o.type, default=o.default, help=o.help)
+
+
+def launch_missing(jobs: list[Job], options: dict[str, Any], root: Path, what: str) -> str:
+    """Run the jobs that are not done with ``options['command_launcher']`` (waited for unless
+    ``options['no_wait']``), printing their counts and failures; ``root`` holds the Slurm logs.
+
+    Returns 'done' (every job is done), 'dry_run', 'running' (submitted, not finished) or 'failed'.
+    """
+    from lemon import sweep as sw
+
+    for warning in sw.refresh_states(jobs):
+        print(f"warning: {warning}")
+    print(sw.format_counts(jobs))
+    todo = sw.to_launch(jobs)
+    name = options["command_launcher"]
+    chosen = LAUNCHERS.get(name)
+    if todo:
+        print(f"Launching {len(todo)} {what} job(s) with '{name}'.")
+        if chosen.dry_run:
+            chosen(todo)
+            return "dry_run"
+        sw.clear_dirs(todo)
+        chosen(todo, **{**options, "output_root": root, "wait": not options.get("no_wait")})
+        sw.refresh_states(jobs)
+        print(sw.format_counts(jobs))
+    failed = [job for job in jobs if job.state == sw.State.INCOMPLETE]
+    for job in failed:
+        print(f"FAILED: {what} {job.run_dir.name}: {job.run_dir}\n    log: {job.log_path}")
+    if failed:
+        return "failed"
+    if any(job.state != sw.State.DONE for job in jobs):
+        print(
+            f"{what.capitalize()} jobs are still running; run this command again when they are done."
+        )
+        return "running"
+    return "done"

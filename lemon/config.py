@@ -399,6 +399,12 @@ class RunConfig:
         "Rows per block when a large split is searched and scored (memory O(block + N k)).",
         "compute",
     )
+    score_parts: int = flag(
+        1,
+        "Score every split in this many row ranges (parts), kept in the cache: a rerun scores only the "
+        "parts not done, and python -m lemon.parts scores them as parallel jobs (Slurm, local workers).",
+        "compute",
+    )
 
     # ------------------------------------------------------------------ resolution and validation
     @property
@@ -507,6 +513,13 @@ class RunConfig:
                 raise LemonError(f"{name} must be >= 1, got {value}.")
         if self.knn_recall_sample < 0:
             raise LemonError(f"knn_recall_sample must be >= 0, got {self.knn_recall_sample}.")
+        if self.score_parts < 1:
+            raise LemonError(f"score_parts must be >= 1, got {self.score_parts}.")
+        if self.score_parts > 1 and self.save_neighbours == "always":
+            raise LemonError(
+                "--save_neighbours always cannot be combined with --score_parts: parts keep one score "
+                "row per pair, not its neighbours; drop one of the two."
+            )
         ivf = ("ivf", "ivf_gemm", "auto")
         for name in ("knn_nlist", "knn_nprobe"):
             if getattr(self, name) is not None and self.knn_backend not in ivf:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from lemon import io, rundir, stream
-from lemon.config import RunConfig, check_names, field_names
+from lemon import io, parts, rundir, stream
+from lemon.config import RunConfig, check_names, execution_fields, field_names
 from lemon.data import DATASETS
 from lemon.device import resolve_device
 from lemon.errors import LemonError
@@ -203,6 +204,52 @@ def load_run_features(run_dir: str | Path, device: str) -> tuple[Features, dict[
     return load_features(cfg, k, device), args
 
 
+def scored_splits(cfg: RunConfig, features: Features) -> list[str]:
+    """The splits a run scores, in order (train left out with --skip_train)."""
+    return [
+        s
+        for s in ("train", "val", "test")
+        if s in features.splits and not (s == "train" and cfg.skip_train)
+    ]
+
+
+def part_plan_folder(
+    cfg: RunConfig, k: int, features: Features, splits: list[str], device: str
+) -> Path:
+    """Where the parts of a run scored in parts live: named by what decides its scores (the identity
+    flags, k, the search backend, the embedder and its precision, the scored splits' sizes)."""
+    from lemon import __version__
+    from lemon.embed.base import resolve_precision
+
+    identity = {n: v for n, v in cfg.to_dict().items() if n not in execution_fields()}
+    identity.update(
+        knn_k=k,
+        knn_backend=cfg.knn_backend,
+        data_dir=cfg.data_dir,
+        custom_cifar_prompt=cfg.custom_cifar_prompt,
+        precision=resolve_precision(cfg.precision, device),
+        embedder=features.provenance.embedder_id,
+        sizes={s: len(features.splits[s]) for s in splits},
+        lemon=__version__,
+    )
+    return parts.plan_folder(cache_root(cfg.cache_dir), identity, cfg.score_parts)
+
+
+def score_one_part(cfg: RunConfig, part: int) -> parts.PartPlan:
+    """A part job of ``python -m lemon.parts``: score part ``part`` into the plan (written beforehand by
+    the :func:`run` that launched the job, with the same flags); returns the plan."""
+    cfg.validate()
+    k = resolve_k(cfg)
+    scorer = SCORERS.get(cfg.scorer)(scorer_options(cfg, k))
+    device = resolve_device(cfg.device)
+    features = load_features(cfg, k, device)
+    splits = scored_splits(cfg, features)
+    plan = parts.read_plan(part_plan_folder(cfg, k, features, splits, device))
+    ctx = ScoringContext(features, knn=knn_options(cfg, device))
+    parts.score_part(plan, part, scorer, ctx, cfg.stream_block)
+    return plan
+
+
 def knn_options(cfg: RunConfig, device: str) -> KnnOptions:
     """How the run searches neighbours."""
     return KnnOptions(
@@ -304,8 +351,13 @@ def dropped_metrics(features: Features) -> dict[str, int]:
     return out
 
 
-def run(cfg: RunConfig) -> RunResult:
-    """Run one evaluation end to end and write its outputs atomically, ``done`` last."""
+def run(cfg: RunConfig, launch_parts: Callable[[parts.PartPlan], bool] | None = None) -> RunResult:
+    """Run one evaluation end to end and write its outputs atomically, ``done`` last.
+
+    ``launch_parts`` (with ``--score_parts``): called with the plan once it is written, it runs the parts
+    elsewhere (``python -m lemon.parts``: Slurm, local workers) and says whether all are done; when not,
+    the run stops with :class:`lemon.parts.PartsPending` and writes nothing.
+    """
     start = time.time()
     cfg.validate()
     check_names(cfg)  # unknown or mismatched names fail before any work
@@ -324,7 +376,7 @@ def run(cfg: RunConfig) -> RunResult:
                 # torch on read-only memory-mapped embeddings: they are only ever read
                 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
                 warnings.showwarning = _log_warning
-                result = _run(cfg, k, scorer, stage.path, start, shown=out)
+                result = _run(cfg, k, scorer, stage.path, start, out, launch_parts)
         finally:
             log.removeHandler(handler)
             handler.close()
@@ -334,7 +386,15 @@ def run(cfg: RunConfig) -> RunResult:
     return dataclasses.replace(result, out_dir=out)
 
 
-def _run(cfg: RunConfig, k: int, scorer: Scorer, out: Path, start: float, shown: Path) -> RunResult:
+def _run(
+    cfg: RunConfig,
+    k: int,
+    scorer: Scorer,
+    out: Path,
+    start: float,
+    shown: Path,
+    launch_parts: Callable[[parts.PartPlan], bool] | None,
+) -> RunResult:
     device = resolve_device(cfg.device)
     data = cfg.data_options()
     resolved = {"knn_k": k, "noise_level": cfg.resolved_noise_level, "prompt": data.prompt}
@@ -361,6 +421,10 @@ def _run(cfg: RunConfig, k: int, scorer: Scorer, out: Path, start: float, shown:
     }
     io.atomic_write_json(out / "args.json", args)
     scorer.check(features)
+    splits = scored_splits(cfg, features)
+    sizes = {s: len(features.splits[s]) for s in splits}
+    if cfg.score_parts > 1:  # refused before the selection, not after it
+        parts.check_parts(cfg.score_parts, sizes, scorer)
     ctx = ScoringContext(features, knn=knn_options(cfg, device))
     log.info(
         "task=%s reference=%d %s",
@@ -375,16 +439,25 @@ def _run(cfg: RunConfig, k: int, scorer: Scorer, out: Path, start: float, shown:
     if "selection_s" in hparams:
         timings["selection_s"] = hparams["selection_s"]
     t = time.time()
-    splits = [
-        s
-        for s in ("train", "val", "test")
-        if s in features.splits and not (s == "train" and cfg.skip_train)
-    ]
-    n_rows = sum(len(features.splits[s]) for s in splits)
+    n_rows = sum(sizes.values())
     keep_neighbours, parquet = stream.optional_outputs(
         cfg.save_neighbours, cfg.scores_parquet, n_rows
     )
-    outputs = stream.score_splits(scorer, ctx, splits, hparams, cfg.stream_block, keep_neighbours)
+    parts_info: dict[str, Any] = {}
+    if cfg.score_parts > 1:
+        folder = part_plan_folder(cfg, k, features, splits, device)
+        plan = parts.open_plan(folder, cfg.score_parts, sizes, hparams)
+        if launch_parts is not None and not launch_parts(plan):
+            raise parts.PartsPending(
+                f"Not all {plan.parts} parts are scored yet, so the run is not written; run the "
+                "command again once they are."
+            )
+        outputs, scored_here = parts.score_in_parts(plan, scorer, ctx, cfg.stream_block)
+        parts_info = {"parts/n": plan.parts, "parts/scored_here": scored_here}
+    else:
+        outputs = stream.score_splits(
+            scorer, ctx, splits, hparams, cfg.stream_block, keep_neighbours
+        )
     timings["score_s"] = time.time() - t
     t = time.time()
     scores = {s: outputs[s]["score"] for s in splits}
@@ -404,6 +477,7 @@ def _run(cfg: RunConfig, k: int, scorer: Scorer, out: Path, start: float, shown:
     metrics.update({f"time/{k}": v for k, v in timings.items()})
     metrics.update(dropped_metrics(features))
     metrics.update(rule.metrics())
+    metrics.update(parts_info)
     metrics.update(stream.search_metrics(ctx))
     metrics.update(stream.measure_recall(ctx, splits, k, cfg.knn_recall_sample, cfg.seed))
 

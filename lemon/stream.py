@@ -83,21 +83,35 @@ def score_splits(
     """
     outputs: dict[str, dict[str, np.ndarray]] = {}
     for name in splits:
-        split = ctx.split(name)
-        n = len(split)
+        n = len(ctx.split(name))
         if not scorer.streamable or n <= block_rows:
             outputs[name] = _keep(scorer.score(ctx, name, hparams), keep_neighbours)
             continue
         log.info("scoring %s in %d blocks of %d rows", name, -(-n // block_rows), block_rows)
-        parts = []
-        for start, stop in blocks(n, block_rows):
-            parts.append(
-                _keep(scorer.score(ctx.block(name, start, stop), name, hparams), keep_neighbours)
-            )
-            release(split.img, start, stop)  # the block's pages of a memory-mapped split
-            release(split.txt, start, stop)
-        outputs[name] = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+        outputs[name] = score_range(scorer, ctx, name, 0, n, hparams, block_rows, keep_neighbours)
     return outputs
+
+
+def score_range(
+    scorer: Scorer,
+    ctx: ScoringContext,
+    name: str,
+    start: int,
+    stop: int,
+    hparams: dict[str, Any],
+    block_rows: int = BLOCK_ROWS,
+    keep_neighbours: bool = True,
+) -> dict[str, np.ndarray]:
+    """The outputs of rows ``[start, stop)`` of split ``name`` (a streamable scorer), scored block by
+    block; each block's pages of a memory-mapped split are handed back once it is scored."""
+    split = ctx.split(name)
+    pieces = []
+    for a, b in blocks(stop - start, block_rows):
+        a, b = start + a, start + b
+        pieces.append(_keep(scorer.score(ctx.block(name, a, b), name, hparams), keep_neighbours))
+        release(split.img, a, b)
+        release(split.txt, a, b)
+    return {key: np.concatenate([p[key] for p in pieces]) for key in pieces[0]}
 
 
 def _keep(out: dict[str, np.ndarray], neighbours: bool) -> dict[str, np.ndarray]:

@@ -16,6 +16,7 @@ CONFIG_READERS = {
     "train_clip_from_scratch",
     "lemon.data.__main__",
     "lemon.embed.__main__",
+    "lemon.parts.__main__",
     "lemon.config",
     "lemon.pipeline",
 }

@@ -41,12 +41,11 @@ RUN_FLAGS = (
     "batch_size",
     "num_workers",
 )
-LAUNCHER_CHOICES = ("local", "local_parallel", "slurm", "debug", "dummy")
 
 
 def build_parser():
     """run_lemon's data and model flags, the sharding flags and every launcher's options."""
-    from launchers import LAUNCHERS
+    from launchers import add_fan_out_flags
     from lemon.config import GROUPS, RunConfig
     from lemon.embed.shards import DTYPES
     from lemon.flags import HelpfulParser, add_flags
@@ -64,24 +63,9 @@ def build_parser():
         choices=DTYPES,
         help="Storage of the cache entries (float16 halves the disk and memory maps).",
     )
-    s.add_argument(
-        "--command_launcher",
-        default="local",
-        choices=LAUNCHER_CHOICES,
-        help="How shard jobs run (default: local, one after another).",
-    )
-    s.add_argument(
-        "--no_wait", action="store_true", help="slurm: return once submitted (rerun to assemble)."
-    )
     s.add_argument("--shard_index", type=int, default=None, help="(set for the jobs) this shard.")
     s.add_argument("--output_dir", default=None, help="(set for the jobs) the shard's job folder.")
-    seen = {"wait"}
-    for name in LAUNCHER_CHOICES:
-        options = [o for o in LAUNCHERS.get(name).options if o.name not in seen]
-        group = p.add_argument_group(f"--command_launcher {name}") if options else None
-        for o in options:
-            seen.add(o.name)
-            group.add_argument(f"--{o.name}", type=o.type, default=o.default, help=o.help)
+    add_fan_out_flags(p)
     return p
 
 
@@ -183,7 +167,7 @@ def _embed_one(args) -> int:
 
 def _coordinate(args) -> int:
     """Plan the shards, launch those not done, assemble the cache entries once all are."""
-    from launchers import LAUNCHERS
+    from launchers import launch_missing
     from lemon import sweep as sw
     from lemon.device import resolve_device
     from lemon.embed.base import resolve_precision
@@ -212,27 +196,9 @@ def _coordinate(args) -> int:
         )
         for i in range(args.shards)
     ]
-    for warning in sw.refresh_states(jobs):
-        print(f"warning: {warning}")
-    print(sw.format_counts(jobs))
-    todo = sw.to_launch(jobs)
-    launcher = LAUNCHERS.get(args.command_launcher)
-    if todo:
-        print(f"Launching {len(todo)} shard job(s) with '{args.command_launcher}'.")
-        if launcher.dry_run:
-            launcher(todo)
-            return 0
-        sw.clear_dirs(todo)
-        launcher(todo, **{**vars(args), "output_root": folder, "wait": not args.no_wait})
-        sw.refresh_states(jobs)
-        print(sw.format_counts(jobs))
-    failed = [j for j in jobs if j.state == sw.State.INCOMPLETE]
-    for job in failed:
-        print(f"FAILED: shard {job.args['shard_index']}: {job.run_dir}\n    log: {job.log_path}")
-    if any(j.state != sw.State.DONE for j in jobs):
-        if not failed:
-            print("Shards are still running; run this command again to assemble them when done.")
-        return 1 if failed else 0
+    state = launch_missing(jobs, vars(args), folder, "shard")
+    if state != "done":
+        return 1 if state == "failed" else 0
     n = assemble(
         splits, embedder, cache, folder, args.shards, args.dtype, prompt, args.image_decode
     )
