@@ -57,7 +57,10 @@ def _job_args(cfg, device: str, precision: str) -> dict[str, Any]:
         for n in field_names()
         if n not in own and getattr(cfg, n) != getattr(defaults, n)
     }
-    flags.update(device=device, precision=precision)
+    # the jobs read the plan this command wrote, wherever their environment points the cache
+    from lemon.paths import cache_root
+
+    flags.update(device=device, precision=precision, cache_dir=str(cache_root(cfg.cache_dir)))
     return flags
 
 
