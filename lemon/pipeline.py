@@ -7,6 +7,7 @@ place a :class:`~lemon.config.RunConfig` is unpacked: the stages below take thei
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import platform
@@ -14,8 +15,8 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,11 +28,12 @@ from lemon.config import RunConfig, check_names, execution_fields, field_names
 from lemon.data import DATASETS
 from lemon.device import resolve_device
 from lemon.errors import LemonError
-from lemon.evaluate import evaluate_split, select_thresholds
+from lemon.evaluate import best_f1, evaluate_split, select_thresholds
 from lemon.features import Features
 from lemon.labelfree import label_free_rule
 from lemon.methods import DEFAULT_KNN_K, HPARAM_NAMES, LEMON_FIX_K, check_k
 from lemon.neighbors import KnnOptions
+from lemon.npy import blocks
 from lemon.paths import cache_root
 from lemon.scorers import SCORERS
 from lemon.scorers.base import Scorer, ScorerOptions, ScoringContext
@@ -53,7 +55,13 @@ class RunResult:
     out_dir: Path
     hparams: dict[str, Any]
     metrics: dict[str, Any]
-    scores: pd.DataFrame
+    build_scores: Callable[[], pd.DataFrame] = field(repr=False, compare=False)
+
+    @functools.cached_property
+    def scores(self) -> pd.DataFrame:
+        """scores.csv as one frame, built on first use (the run writes it block by block: at millions
+        of pairs this frame is a copy of every row)."""
+        return self.build_scores()
 
 
 def resolve_k(cfg: RunConfig) -> int:
@@ -320,25 +328,65 @@ def environment() -> dict[str, Any]:
     }
 
 
-def scores_frame(features: Features, outputs: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
-    """One row per scored sample: split, idx, labels, is_mislabel, score and its 1-D components."""
-    frames = []
+def score_rows(
+    features: Features,
+    split: str,
+    out: dict[str, np.ndarray],
+    threshold: float,
+    start: int,
+    stop: int,
+) -> pd.DataFrame:
+    """Rows ``[start, stop)`` of scored ``split`` as scores.csv has them: split, idx, row, image, labels,
+    is_mislabel, score and its 1-D components, and ``flagged`` (score >= ``threshold``)."""
+    f, rows = features.splits[split], slice(start, stop)
+    n = stop - start
+    cols: dict[str, Any] = {"split": split, "idx": f.ids[rows]}
+    cols["row"] = (f.source_rows if f.source_rows is not None else f.ids)[rows]
+    if f.image_refs is not None:
+        cols["image"] = list(f.image_refs[rows])
+    cols["clean_label"] = f.clean[rows] if f.clean is not None else np.full(n, None)
+    cols["observed_label"] = f.observed[rows]
+    cols["text"] = f.texts[rows]
+    cols["is_mislabel"] = (
+        f.is_mislabel[rows].astype(int) if f.is_mislabel is not None else np.full(n, None)
+    )
+    cols["score"] = out["score"][rows]
+    cols.update({k: v[rows] for k, v in out.items() if k != "score" and np.ndim(v) == 1})
+    cols["flagged"] = out["score"][rows] >= threshold
+    return pd.DataFrame(cols)
+
+
+def score_blocks(
+    features: Features,
+    outputs: dict[str, dict[str, np.ndarray]],
+    threshold: float,
+    block_rows: int,
+) -> Iterator[pd.DataFrame]:
+    """scores.csv's rows, split by split, ``block_rows`` at a time: written as they come, so a run of
+    millions of pairs never holds them all as one frame."""
     for split, out in outputs.items():
-        f = features.splits[split]
-        cols: dict[str, Any] = {"split": split, "idx": f.ids}
-        cols["row"] = f.source_rows if f.source_rows is not None else f.ids
-        if f.image_refs is not None:
-            cols["image"] = list(f.image_refs)
-        cols["clean_label"] = f.clean if f.clean is not None else np.full(len(f), None)
-        cols["observed_label"] = f.observed
-        cols["text"] = f.texts
-        cols["is_mislabel"] = (
-            f.is_mislabel.astype(int) if f.is_mislabel is not None else np.full(len(f), None)
-        )
-        cols["score"] = out["score"]
-        cols.update({k: v for k, v in out.items() if k != "score" and np.ndim(v) == 1})
-        frames.append(pd.DataFrame(cols))
-    return pd.concat(frames, ignore_index=True)
+        for start, stop in blocks(len(features.splits[split]), block_rows):
+            yield score_rows(features, split, out, threshold, start, stop)
+
+
+def score_columns(
+    features: Features, outputs: dict[str, dict[str, np.ndarray]], threshold: float
+) -> pd.DataFrame:
+    """The first row of each scored split: every column of scores.csv, in order, with its type."""
+    heads = [
+        score_rows(features, s, o, threshold, 0, min(1, len(features.splits[s])))
+        for s, o in outputs.items()
+    ]
+    return pd.concat(heads, ignore_index=True)
+
+
+def val_f1(val_scores: np.ndarray, features: Features) -> float | None:
+    """Best F1 over thresholds of the val scores (``selected_val``), None without both kinds of val
+    labels: what hyper-parameters given rather than selected reach on val."""
+    val = features.splits["val"]
+    if not val.has_labels or val.is_mislabel.all() or not val.is_mislabel.any():
+        return None
+    return float(best_f1(val_scores, val.is_mislabel)[0])
 
 
 def dropped_metrics(features: Features) -> dict[str, int]:
@@ -459,6 +507,8 @@ def _run(
             scorer, ctx, splits, hparams, cfg.stream_block, keep_neighbours
         )
     timings["score_s"] = time.time() - t
+    if "selection" in hparams and "selected_val" not in hparams:
+        hparams = {**hparams, "selected_val": val_f1(outputs["val"]["score"], features)}
     t = time.time()
     scores = {s: outputs[s]["score"] for s in splits}
     rule = label_free_rule(scorer, ctx, scores, hparams, seed=cfg.seed)
@@ -482,9 +532,13 @@ def _run(
     metrics.update(stream.measure_recall(ctx, splits, k, cfg.knn_recall_sample, cfg.seed))
 
     rule_name = flag_rule(thresholds)
-    frame = scores_frame(features, outputs)
-    frame["flagged"] = frame["score"].to_numpy() >= thresholds[rule_name]
-    stream.write_scores(out, frame, parquet, cfg.stream_block)
+    threshold = thresholds[rule_name]
+    stream.write_scores(
+        out,
+        score_blocks(features, outputs, threshold, cfg.stream_block),
+        score_columns(features, outputs, threshold),
+        parquet,
+    )
     io.atomic_write_csv(out / "dropped.csv", prov.dropped_frame())
     arrays = {
         f"{s}_{k}": features.reference_rows(v) if k.startswith("idx") else v
@@ -516,7 +570,14 @@ def _run(
         write_report(out, location=shown)
     log.info("done in %.1f s", time.time() - start)
     io.mark_done(out, time.time() - start)
-    return RunResult(out, hparams_out, metrics, frame)
+
+    def all_scores() -> pd.DataFrame:
+        frames = list(score_blocks(features, outputs, threshold, max(1, n_rows)))
+        if not frames:
+            return score_columns(features, outputs, threshold).iloc[:0]
+        return pd.concat(frames, ignore_index=True)
+
+    return RunResult(out, hparams_out, metrics, all_scores)
 
 
 def flag_rule(thresholds: dict[str, float]) -> str:

@@ -13,9 +13,10 @@ compared with exact float32 search (``search/knn_recall_at_k`` in metrics.json).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -178,29 +179,37 @@ def measure_recall(
 
 
 def write_scores(
-    out_dir: Path, frame: pd.DataFrame, parquet: bool = False, block_rows: int = BLOCK_ROWS
+    out_dir: Path, blocks: Iterable[pd.DataFrame], columns: pd.DataFrame, parquet: bool = False
 ) -> list[str]:
-    """scores.csv (and scores.parquet with ``parquet``) from ``frame``, written in row blocks, atomically.
+    """scores.csv (and scores.parquet with ``parquet``) from ``blocks`` of rows, each written as it comes
+    (no frame of all rows is held), atomically.
 
-    The CSV is byte-identical to ``frame.to_csv(index=False)``. Returns the file names written.
+    ``columns``: a few rows holding every column, in order (one row of each split): it fixes the files'
+    columns (a block lacking one leaves it empty) and the parquet schema (a column all None in one split
+    and integer in another is integer with nulls). The CSV is byte-identical to
+    ``pd.concat(blocks).to_csv(index=False)``. Returns the file names written.
     """
-    names = ["scores.csv"]
-    with atomic_open(Path(out_dir) / "scores.csv") as f:
-        if len(frame) == 0:
-            frame.to_csv(f, index=False, lineterminator="\n")
-        for i, (start, stop) in enumerate(blocks(len(frame), block_rows)):
-            frame.iloc[start:stop].to_csv(f, header=i == 0, index=False, lineterminator="\n")
-    if parquet:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+    names = ["scores.csv"] + (["scores.parquet"] if parquet else [])
+    order = list(columns.columns)
+    with contextlib.ExitStack() as files:
+        csv = files.enter_context(atomic_open(Path(out_dir) / "scores.csv"))
+        writer = None
+        if parquet:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
 
-        schema = pa.Schema.from_pandas(frame, preserve_index=False)
-        with atomic_open(Path(out_dir) / "scores.parquet", "wb") as f:
-            with pq.ParquetWriter(f, schema) as writer:
-                for start, stop in blocks(len(frame), block_rows):
-                    part = frame.iloc[start:stop]
-                    writer.write_table(pa.Table.from_pandas(part, schema, preserve_index=False))
-        names.append("scores.parquet")
+            schema = pa.Schema.from_pandas(columns, preserve_index=False)
+            target = files.enter_context(atomic_open(Path(out_dir) / "scores.parquet", "wb"))
+            writer = files.enter_context(pq.ParquetWriter(target, schema))
+        header = True
+        for block in blocks:
+            block = block.reindex(columns=order)
+            block.to_csv(csv, header=header, index=False, lineterminator="\n")
+            header = False
+            if writer is not None:
+                writer.write_table(pa.Table.from_pandas(block, schema, preserve_index=False))
+        if header:  # no rows: the header alone
+            columns.iloc[:0].to_csv(csv, index=False, lineterminator="\n")
     return names
 
 

@@ -103,6 +103,35 @@ def test_a_rerun_scores_only_the_parts_not_done(tmp_path, cache, whole):
     assert (out / "scores.csv").read_bytes() == (whole / "scores.csv").read_bytes()
 
 
+def test_a_run_finished_from_parts_searches_no_scored_split_again(tmp_path, cache, monkeypatch):
+    """With LEMoN_FIX the parts hold every score: finishing the run (at 100M pairs, on one node) searches
+    only samples (the label-free rule's, here 40 rows a split), never a whole split again, e.g. to report
+    the val F1 of the given hyper-parameters."""
+    from lemon import labelfree
+    from lemon.scorers.base import ScoringContext
+
+    monkeypatch.setattr(labelfree, "MAX_ROWS", 40)
+    searched: set[tuple[str, int]] = set()
+    neighbours = ScoringContext.neighbours
+
+    def recorded(self, split, space, k):
+        searched.add((split, len(self.split(split))))
+        return neighbours(self, split, space, k)
+
+    monkeypatch.setattr(ScoringContext, "neighbours", recorded)
+    flags = [*SYNTHETIC, "--score_parts", "3", "--output_dir", str(tmp_path / "p")]
+    assert run_lemon.main(flags) == 0
+    assert {"train", "val", "test"} <= {split for split, _ in searched}  # the parts, scored here
+    searched.clear()
+    assert run_lemon.main([*flags, "--overwrite"]) == 0
+    assert read_json(tmp_path / "p" / "metrics.json")["parts/scored_here"] == 0
+    assert searched == {("train", 40), ("val", 40), ("test", 40)}
+    hparams = read_json(tmp_path / "p" / "hparams.json")
+    assert hparams["selected_val"] == pytest.approx(
+        read_json(tmp_path / "p" / "metrics.json")["val/F1_optimal"]
+    )
+
+
 def test_parts_scored_with_other_hyper_parameters_are_scored_again(tmp_path, cache, whole):
     out = tmp_path / "parts"
     flags = [*SYNTHETIC, "--score_parts", "3", "--output_dir", str(out)]

@@ -36,8 +36,18 @@ def test_fixed_hyperparameters_skip_selection(reference):
     chosen = _fit(reference, **reference.hparams)
     assert chosen["selection"] == "fixed"
     assert {n: chosen[n] for n in NAMES} == reference.hparams
+    assert "selected_val" not in chosen  # val is not scored while fitting: the run reports it
+
+
+def test_given_hyperparameters_report_the_val_f1_of_the_runs_val_scores(reference, tmp_path):
+    from lemon.pipeline import run
+
+    result = run(reference.run_config(**reference.hparams, output_dir=str(tmp_path / "out")))
+    assert result.hparams["selection"] == "fixed"
     # the exact best-F1 threshold can only match or beat the original's fminbound on the same scores
-    assert chosen["selected_val"] >= reference.results["selected_hparams"]["selected_val"] - 1e-12
+    original = reference.results["selected_hparams"]["selected_val"]
+    assert result.hparams["selected_val"] >= original - 1e-12
+    assert result.hparams["selected_val"] == pytest.approx(result.metrics["val/F1_optimal"])
 
 
 def test_partially_fixed_hyperparameters_are_kept(reference):

@@ -130,6 +130,8 @@ def test_optional_outputs():
 
 
 def test_scores_written_in_blocks_are_the_whole_frame(tmp_path):
+    """Blocks written as they come give the files of the whole frame, also where a column is all None in
+    one split and numbers in another (the parquet type comes from the probe rows, one per split)."""
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(
         {
@@ -137,18 +139,37 @@ def test_scores_written_in_blocks_are_the_whole_frame(tmp_path):
             "idx": np.arange(100),
             "text": [f'a, "quoted" text {i}' for i in range(100)],
             "score": rng.normal(size=100),
-            "label": [None] * 100,
+            "clean_label": [None] * 50 + list(range(50)),
         }
     )
-    assert write_scores(tmp_path, frame, parquet=True, block_rows=7) == [
-        "scores.csv",
-        "scores.parquet",
-    ]
+    pieces = [frame.iloc[a : a + 7] for a in range(0, 100, 7)]
+    probe = frame.iloc[[0, 50]]
+    names = write_scores(tmp_path, iter(pieces), probe, parquet=True)
+    assert names == ["scores.csv", "scores.parquet"]
     assert (tmp_path / "scores.csv").read_text() == frame.to_csv(index=False)
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "scores.parquet"), frame)
-    write_scores(tmp_path, frame.iloc[:0])
+    parquet = pd.read_parquet(tmp_path / "scores.parquet")
+    assert parquet["clean_label"].iloc[50:].tolist() == list(range(50))
+    assert parquet["clean_label"].iloc[:50].isna().all()
+    pd.testing.assert_frame_equal(
+        parquet.drop(columns="clean_label"), frame.drop(columns="clean_label")
+    )
+    write_scores(tmp_path, iter([]), probe)
     assert (tmp_path / "scores.csv").read_text() == frame.iloc[:0].to_csv(index=False)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_a_failed_block_leaves_the_files_of_the_run_before(tmp_path):
+    (tmp_path / "scores.csv").write_text("earlier\n")
+    frame = pd.DataFrame({"split": ["train"] * 4, "score": [0.1, 0.2, 0.3, 0.4]})
+
+    def failing():
+        yield frame.iloc[:2]
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_scores(tmp_path, failing(), frame.iloc[:1], parquet=True)
+    assert (tmp_path / "scores.csv").read_text() == "earlier\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.csv"]
 
 
 def test_npy_writer_is_atomic_and_counts_rows(tmp_path):
@@ -284,3 +305,33 @@ def test_recall_is_measured_for_approximate_search_only(tmp_path):
     metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert not any(k.startswith("search/") for k in metrics)  # exact float32: nothing to measure
     assert json.loads((tmp_path / "b" / "hparams.json").read_text())["knn_backend"] == "torch"
+
+
+def test_scores_written_block_by_block_are_the_runs_whole_frame(tmp_path):
+    """A run writes scores.csv and scores.parquet block by block (here 64 rows), never holding all rows as
+    one frame: the files equal the whole frame (RunResult.scores), also with train unlabelled (its
+    clean_label and is_mislabel columns empty) and val and test labelled."""
+    from lemon.config import RunConfig
+    from lemon.pipeline import run
+
+    arrays = make_synthetic_embeddings(400)
+    for key in ("train_label", "train_is_mislabel"):
+        del arrays[key]
+    np.savez(tmp_path / "inputs.npz", **arrays)
+    cfg = RunConfig(
+        dataset="embeddings",
+        embeddings=str(tmp_path / "inputs.npz"),
+        output_dir=str(tmp_path / "out"),
+        lemon_fix=True,
+        stream_block=64,
+        scores_parquet="always",
+    )
+    result = run(cfg)
+    whole = result.scores
+    assert len(whole) == 500 and whole["clean_label"].iloc[:400].isna().all()
+    assert whole["is_mislabel"].iloc[400:].notna().all()
+    assert (tmp_path / "out" / "scores.csv").read_text() == whole.to_csv(index=False)
+    parquet = pd.read_parquet(tmp_path / "out" / "scores.parquet")
+    assert parquet["is_mislabel"].iloc[400:].tolist() == whole["is_mislabel"].iloc[400:].tolist()
+    assert parquet["flagged"].tolist() == whole["flagged"].tolist()
+    np.testing.assert_array_equal(parquet["score"], whole["score"].astype(float))

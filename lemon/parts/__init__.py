@@ -96,11 +96,15 @@ def check_parts(parts: int, sizes: Mapping[str, int], scorer: Scorer) -> None:
             )
 
 
+#: what a selection reached and how it got there, not what the parts are scored with
+NOT_SCORING = ("selected_val", "selection_evaluations")
+
+
 def _comparable(hparams: Mapping[str, Any]) -> dict[str, Any]:
-    """The hyper-parameters without their timings (the same fit takes other seconds each time)."""
-    return json.loads(
-        json.dumps({k: v for k, v in hparams.items() if not k.endswith("_s")}, default=str)
-    )
+    """The hyper-parameters the parts are scored with: without timings (the same fit takes other
+    seconds each time) and without the selection's own results."""
+    kept = {k: v for k, v in hparams.items() if not k.endswith("_s") and k not in NOT_SCORING}
+    return json.loads(json.dumps(kept, default=str))
 
 
 def open_plan(
@@ -112,7 +116,8 @@ def open_plan(
     path = plan.folder / PLAN
     if path.is_file():
         stored = io.read_json(path)
-        if stored.get("hparams") == plan.hparams and stored.get("sizes") == plan.sizes:
+        same = _comparable(stored.get("hparams", {})) == plan.hparams
+        if same and stored.get("sizes") == plan.sizes:
             return plan
         log.warning(
             "parts in %s were scored with other hyper-parameters or split sizes; scoring them again",

@@ -343,19 +343,17 @@ class LemonScorer(Scorer):
     def fit(self, ctx: ScoringContext) -> dict[str, Any]:
         fixed = self.fixed()
         fallback = {**LEMON_FIX_HPARAMS, **fixed}
+        # with the values given, val is not scored here: the run reports their val F1 (selected_val)
+        # from the val scores it computes anyway (scoring val twice would double its search)
         if len(fixed) == len(HPARAM_NAMES):
-            return {**fixed, "selection": "fixed", "selected_val": self._val_f1(ctx, fixed)}
+            return {**fixed, "selection": "fixed"}
         val = ctx.features.splits.get("val")
         if not self.options.select or val is None or not val.has_labels:
             reason = "selection switched off" if not self.options.select else "no val labels"
             log.info(
                 "no selection (%s): LEMoN_FIX values for the hyper-parameters not given", reason
             )
-            return {
-                **fallback,
-                "selection": "lemon_fix",
-                "selected_val": self._val_f1(ctx, fallback),
-            }
+            return {**fallback, "selection": "lemon_fix"}
         y = val.is_mislabel
         if y.all() or not y.any():
             warnings.warn(
@@ -365,11 +363,12 @@ class LemonScorer(Scorer):
             )
             return {**fallback, "selection": "lemon_fix_fallback", "selected_val": None}
         start = time.perf_counter()
-        best, evaluations = self._select(self.terms(ctx, "val"), y, fixed)
+        terms = self.terms(ctx, "val")
+        best, evaluations = self._select(terms, y, fixed)
         return {
             **best,
             "selection": "lemon_opt",
-            "selected_val": self._val_f1(ctx, best),
+            "selected_val": float(best_f1(self._combine(terms, best)["score"], y)[0]),
             "selection_s": time.perf_counter() - start,
             "selection_evaluations": evaluations,
         }
@@ -416,12 +415,6 @@ class LemonScorer(Scorer):
         if f1(grid_best[None], "float64", False)[0] > value:
             best = grid_best
         return dict(zip(HPARAM_NAMES, best.tolist())), evaluations[0]
-
-    def _val_f1(self, ctx: ScoringContext, hparams: dict[str, float]) -> float | None:
-        val = ctx.features.splits.get("val")
-        if val is None or not val.has_labels or val.is_mislabel.all() or not val.is_mislabel.any():
-            return None
-        return float(best_f1(self.score(ctx, "val", hparams)["score"], val.is_mislabel)[0])
 
     def score(
         self, ctx: ScoringContext, split: str, hparams: dict[str, Any]
