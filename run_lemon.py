@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from lemon.config import build_parser, check_names, config_from_args
-from lemon.errors import LemonError
+from lemon.errors import one_line_errors
 
 __all__ = ["build_parser", "check", "main"]
 
@@ -28,22 +28,19 @@ def check(argv: Sequence[str]) -> None:
     check_names(config_from_args(argv, raise_errors=True))
 
 
+@one_line_errors
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse flags, run the pipeline, print the summary; returns the process exit code."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = config_from_args(argv)
-        console = logging.DEBUG if cfg.debug else logging.WARNING  # the full log is in log.txt
-        for handler in logging.getLogger().handlers:
-            handler.setLevel(console)
-        if cfg.debug:
-            logging.getLogger().setLevel(logging.DEBUG)
-        from lemon.pipeline import format_summary, run  # after parsing: torch loads only for a run
+    cfg = config_from_args(argv)
+    console = logging.DEBUG if cfg.debug else logging.WARNING  # the full log is in log.txt
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(console)
+    if cfg.debug:
+        logging.getLogger().setLevel(logging.DEBUG)
+    from lemon.pipeline import format_summary, run  # after parsing: torch loads only for a run
 
-        result = run(cfg)
-    except LemonError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    result = run(cfg)
     print(format_summary(result))
     return 0
 

@@ -22,6 +22,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from lemon.errors import one_line_errors
+
 COMMANDS = ("launch", "status", "delete_incomplete", "delete_all")
 
 
@@ -107,11 +109,11 @@ def _ignored(args: argparse.Namespace, parser: argparse.ArgumentParser, launcher
     ]
 
 
+@one_line_errors
 def main(argv: Sequence[str] | None = None) -> int:
     from experiments import EXPERIMENTS
     from launchers import LAUNCHERS
     from lemon import sweep as sw
-    from lemon.errors import LemonError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # job progress, printed plainly for the CLI's duration
@@ -137,9 +139,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(job)
         print(sw.format_counts(jobs))
         return _command(args, parser, experiment.name, jobs, launcher)
-    except LemonError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     except OSError as err:  # e.g. a run folder that cannot be created or removed
         print(
             f"error: {err.strerror or err}: {err.filename or args.output_root}; check --output_root "

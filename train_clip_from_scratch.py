@@ -26,7 +26,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lemon.errors import LemonError
+from lemon.errors import one_line_errors
 
 
 def build_parser(raise_errors: bool = False):
@@ -86,6 +86,7 @@ def use_command(args: dict, out: str) -> str:
     return shlex.join(["python", "-m", "run_lemon", *flags])
 
 
+@one_line_errors
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse flags, train, print where the checkpoint is; returns the process exit code."""
     from lemon.train import TrainConfig, train_clip
@@ -93,12 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = vars(build_parser().parse_args(argv))
     resume = not args.pop("no_resume")
-    try:
-        cfg = TrainConfig.from_flags(args, resume=resume)
-        out = train_clip(cfg)
-    except LemonError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    cfg = TrainConfig.from_flags(args, resume=resume)
+    out = train_clip(cfg)
     print(f"checkpoint: {out}\nuse it: {use_command(args, str(out))}")
     return 0
 

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from lemon.config import execution_fields
-from lemon.errors import LemonError
+from lemon.errors import LemonError, one_line_errors
 from lemon.flags import HelpfulParser
 from lemon.io import atomic_write_csv, atomic_write_text
 from lemon.methods import ABLATIONS
@@ -402,28 +402,25 @@ def _select_experiments(
     return df, report.only(set(names), len(df)), notes
 
 
+@one_line_errors
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: load, print the load report and every table, write CSV + LaTeX; returns the exit code."""
     from lemon.sweep.jobs import check_writable
 
     args = build_parser().parse_args(argv)
-    try:
-        df, report = load_records(args.output_root)
-        notes: list[str] = []
-        if args.experiment:
-            df, report, notes = _select_experiments(df, report, args.experiment)
-        print(report.details())
-        for note in notes:
-            print(f"note: {note}")
-        if df.empty:
-            print(f"No finished runs under {report.root}: no table to build.")
-            return 1
-        out_dir = Path(args.tables_dir).expanduser() if args.tables_dir else report.root / "tables"
-        check_writable(out_dir, "--tables_dir")
-        tables = build_tables(df, args.metrics, args.objective)
-    except LemonError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    df, report = load_records(args.output_root)
+    notes: list[str] = []
+    if args.experiment:
+        df, report, notes = _select_experiments(df, report, args.experiment)
+    print(report.details())
+    for note in notes:
+        print(f"note: {note}")
+    if df.empty:
+        print(f"No finished runs under {report.root}: no table to build.")
+        return 1
+    out_dir = Path(args.tables_dir).expanduser() if args.tables_dir else report.root / "tables"
+    check_writable(out_dir, "--tables_dir")
+    tables = build_tables(df, args.metrics, args.objective)
     of = (
         f"{report.expected} runs of the grid" if report.expected else f"{report.n_runs} run folders"
     )

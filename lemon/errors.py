@@ -3,6 +3,10 @@ is wrong, the offending value, what is allowed, and how to fix it."""
 
 from __future__ import annotations
 
+import functools
+import sys
+from collections.abc import Callable
+
 
 class LemonError(ValueError):
     """Bad input or configuration (a ValueError, so callers can catch it generically)."""
@@ -38,3 +42,18 @@ class RunLockedError(LemonError):
 
 class StorageError(LemonError, OSError):
     """Writing failed for lack of space or permission (ENOSPC, EROFS, ...); the message names the path."""
+
+
+def one_line_errors(main: Callable[..., int]) -> Callable[..., int]:
+    """A command's ``main``: a :class:`LemonError` ends it with its one-line message on stderr and exit
+    code 2, never a traceback."""
+
+    @functools.wraps(main)
+    def command(*args, **kwargs) -> int:
+        try:
+            return main(*args, **kwargs)
+        except LemonError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+
+    return command

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lemon.errors import LemonError
+from lemon.errors import LemonError, one_line_errors
 from lemon.flags import HelpfulParser
 from lemon.io import atomic_write_csv, atomic_write_text, read_json
 from lemon.report_html import page, plots_png, suspect_row
@@ -309,6 +309,7 @@ def write_report(
     return path
 
 
+@one_line_errors
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: write the report of one run folder and print its path."""
     p = HelpfulParser(prog="python -m lemon.report", description=__doc__.split("\n\n")[0])
@@ -319,11 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        path = write_report(args.run_dir, args.top, args.neighbours)
-    except LemonError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    path = write_report(args.run_dir, args.top, args.neighbours)
     print(f"report: {path}\nflagged samples: {path.parent / 'flagged.csv'}")
     return 0
 

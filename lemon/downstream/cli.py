@@ -12,11 +12,10 @@ clean labels); captioning runs train a CLIP from scratch on the kept pairs (test
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Sequence
 
 from lemon.downstream.config import GROUPS, DownstreamConfig
-from lemon.errors import LemonError
+from lemon.errors import one_line_errors
 from lemon.flags import HelpfulParser, add_flags
 
 
@@ -35,17 +34,14 @@ def check(argv: Sequence[str]) -> None:
     DownstreamConfig.from_flags(vars(build_parser(raise_errors=True).parse_args(argv))).validate()
 
 
+@one_line_errors
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse flags, run, print the metrics; returns the process exit code."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from lemon.downstream.run import run_downstream
 
-    try:
-        cfg = DownstreamConfig.from_flags(vars(build_parser().parse_args(argv)))
-        metrics = run_downstream(cfg)
-    except LemonError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    cfg = DownstreamConfig.from_flags(vars(build_parser().parse_args(argv)))
+    metrics = run_downstream(cfg)
     shown = {k: v for k, v in metrics.items() if k.startswith(("test/", "train/"))}
     print(
         f"{cfg.filter_label}: "

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from lemon.data.base import SOURCE_FLAGS
+from lemon.errors import one_line_errors
 
 #: run_lemon flags that say what is embedded, how and where it is cached
 RUN_FLAGS = (
@@ -89,19 +90,14 @@ def _job_args(args, device: str, precision: str) -> dict[str, Any]:
     return flags
 
 
+@one_line_errors
 def main(argv: Sequence[str] | None = None) -> int:
-    from lemon.errors import LemonError
-
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("lemon").setLevel(logging.INFO)
     args = build_parser().parse_args(argv)
-    try:
-        if args.shard_index is not None:
-            return _embed_one(args)
-        return _coordinate(args)
-    except LemonError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.shard_index is not None:
+        return _embed_one(args)
+    return _coordinate(args)
 
 
 def _inputs(args, device: str, precision: str):

@@ -20,6 +20,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from lemon.errors import one_line_errors
+
 
 def build_parser():
     """run_lemon's flags, the part index of a job and every launcher's options."""
@@ -64,25 +66,22 @@ def _job_args(cfg, device: str, precision: str) -> dict[str, Any]:
     return flags
 
 
+@one_line_errors
 def main(argv: Sequence[str] | None = None) -> int:
     from lemon.errors import LemonError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("lemon").setLevel(logging.INFO)
     args = build_parser().parse_args(argv)
-    try:
-        cfg = _config(args)
-        if cfg.score_parts < 2:
-            raise LemonError(
-                f"--score_parts {cfg.score_parts}: pass 2 or more parts (one part is a plain "
-                "python -m run_lemon)."
-            )
-        if args.part_index is not None:
-            return _score_one(cfg, args.part_index)
-        return _coordinate(cfg, args)
-    except LemonError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    cfg = _config(args)
+    if cfg.score_parts < 2:
+        raise LemonError(
+            f"--score_parts {cfg.score_parts}: pass 2 or more parts (one part is a plain "
+            "python -m run_lemon)."
+        )
+    if args.part_index is not None:
+        return _score_one(cfg, args.part_index)
+    return _coordinate(cfg, args)
 
 
 def _score_one(cfg, part: int) -> int:
