@@ -494,13 +494,14 @@ def _run(
     parts_info: dict[str, Any] = {}
     if cfg.score_parts > 1:
         folder = part_plan_folder(cfg, k, features, splits, device)
-        plan = parts.open_plan(folder, cfg.score_parts, sizes, hparams)
-        if launch_parts is not None and not launch_parts(plan):
-            raise parts.PartsPending(
-                f"Not all {plan.parts} parts are scored yet, so the run is not written; run the "
-                "command again once they are."
-            )
-        outputs, scored_here = parts.score_in_parts(plan, scorer, ctx, cfg.stream_block)
+        with parts.plan_lock(folder):
+            plan = parts.open_plan(folder, cfg.score_parts, sizes, hparams)
+            if launch_parts is not None and not launch_parts(plan):
+                raise parts.PartsPending(
+                    f"Not all {plan.parts} parts are scored yet, so the run is not written; run "
+                    "the command again once they are."
+                )
+            outputs, scored_here = parts.score_in_parts(plan, scorer, ctx, cfg.stream_block)
         parts_info = {"parts/n": plan.parts, "parts/scored_here": scored_here}
     else:
         outputs = stream.score_splits(

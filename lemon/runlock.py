@@ -63,10 +63,21 @@ def describe_holder(holder: dict[str, Any]) -> str:
 
 
 class RunLock:
-    """Exclusive lock of the output folder ``out`` through the lock file ``path``."""
+    """Exclusive lock of the output folder ``out`` through the lock file ``path``.
 
-    def __init__(self, path: Path, out: Path) -> None:
+    ``what`` names the locked thing in the message a second run gets (default: ``--output_dir <out>``);
+    ``fix`` says what that run can do instead of waiting.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        out: Path,
+        what: str | None = None,
+        fix: str = "choose another --output_dir",
+    ) -> None:
         self.path, self.out = path, out
+        self.what, self.fix = what or f"--output_dir {out}", fix
         self.fd: int | None = None
         self.recovered: dict[str, Any] = {}
         self.started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -101,7 +112,7 @@ class RunLock:
             self.fd = fd
             self.write()
             return self
-        raise RunLockedError(f"{self.out}: could not take the lock {self.path}; try again.")
+        raise RunLockedError(f"{self.what}: could not take the lock {self.path}; try again.")
 
     def _acquire_exclusive(self) -> RunLock:
         from lemon.sweep.jobs import local_job_alive
@@ -124,14 +135,14 @@ class RunLock:
                 continue
             self.write()
             return self
-        raise RunLockedError(f"{self.out}: could not take the lock {self.path}; try again.")
+        raise RunLockedError(f"{self.what}: could not take the lock {self.path}; try again.")
 
     def _locked(self, holder: dict[str, Any], exclusive: bool = False) -> RunLockedError:
         stage = f"; it writes to {holder['stage']} until it finishes" if holder.get("stage") else ""
         stale = f" (if it no longer runs, delete {self.path})" if exclusive else ""
         return RunLockedError(
-            f"--output_dir {self.out} is in use by another run: {describe_holder(holder)}{stage}; "
-            f"wait for it to finish or choose another --output_dir{stale}."
+            f"{self.what} is in use by another run: {describe_holder(holder)}{stage}; "
+            f"wait for it to finish or {self.fix}{stale}."
         )
 
     def write(self, stage: Path | None = None) -> None:

@@ -132,6 +132,34 @@ def test_a_run_finished_from_parts_searches_no_scored_split_again(tmp_path, cach
     )
 
 
+def test_a_run_on_a_plan_another_run_holds_is_refused_in_one_line(tmp_path, cache, capsys):
+    """Two runs of the same data and flags share one plan: while one holds it (scoring, waiting for its
+    jobs, reading the parts), the other stops with the holder named, and runs once it is free."""
+    from lemon.parts import LOCK
+    from lemon.runlock import RunLock
+
+    assert (
+        run_lemon.main([*SYNTHETIC, "--score_parts", "3", "--output_dir", str(tmp_path / "a")]) == 0
+    )
+    folder = _plan(cache)
+    capsys.readouterr()
+    second = [*SYNTHETIC, "--score_parts", "3", "--output_dir", str(tmp_path / "b")]
+    held = RunLock(folder / LOCK, folder).acquire()  # as the other run does
+    try:
+        assert run_lemon.main(second) == 2
+    finally:
+        held.release()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"The scoring plan {folder}" in err[0], err
+    assert f"in use by another run: pid {os.getpid()}" in err[0]
+    assert not (tmp_path / "b" / "done").exists()
+    assert run_lemon.main(second) == 0
+    assert (tmp_path / "b" / "scores.csv").read_bytes() == (
+        tmp_path / "a" / "scores.csv"
+    ).read_bytes()
+    assert not (folder / LOCK).exists()  # let go when the run ended
+
+
 def test_parts_scored_with_other_hyper_parameters_are_scored_again(tmp_path, cache, whole):
     out = tmp_path / "parts"
     flags = [*SYNTHETIC, "--score_parts", "3", "--output_dir", str(out)]

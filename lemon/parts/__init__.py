@@ -17,12 +17,13 @@ the parts that are not done.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PLAN = "plan.json"
+#: held by the one run that opens the plan (lemon.runlock), removed when it lets go
+LOCK = ".lock"
 
 
 class PartsPending(LemonError):
@@ -105,6 +108,27 @@ def _comparable(hparams: Mapping[str, Any]) -> dict[str, Any]:
     seconds each time) and without the selection's own results."""
     kept = {k: v for k, v in hparams.items() if not k.endswith("_s") and k not in NOT_SCORING}
     return json.loads(json.dumps(kept, default=str))
+
+
+@contextlib.contextmanager
+def plan_lock(folder: Path) -> Iterator[None]:
+    """Hold the plan in ``folder`` for one run, from opening it to reading its parts. Two runs of the
+    same data and flags (other output folders) share one plan: the second would score the parts the first
+    is scoring, or discard them while the first reads them."""
+    from lemon.runlock import RunLock
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(
+        folder / LOCK,
+        folder,
+        what=f"The scoring plan {folder} (shared by runs of the same data and flags)",
+        fix="run this command again once it has finished (it scores the same parts)",
+    ).acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def open_plan(
