@@ -179,15 +179,15 @@ def measure_recall(
 
 
 def write_scores(
-    out_dir: Path, blocks: Iterable[pd.DataFrame], columns: pd.DataFrame, parquet: bool = False
+    out_dir: Path, frames: Iterable[pd.DataFrame], columns: pd.DataFrame, parquet: bool = False
 ) -> list[str]:
-    """scores.csv (and scores.parquet with ``parquet``) from ``blocks`` of rows, each written as it comes
+    """scores.csv (and scores.parquet with ``parquet``) from ``frames`` of rows, each written as it comes
     (no frame of all rows is held), atomically.
 
     ``columns``: a few rows holding every column, in order (one row of each split): it fixes the files'
-    columns (a block lacking one leaves it empty) and the parquet schema (a column all None in one split
+    columns (a frame lacking one leaves it empty) and the parquet schema (a column all None in one split
     and integer in another is integer with nulls). The CSV is byte-identical to
-    ``pd.concat(blocks).to_csv(index=False)``. Returns the file names written.
+    ``pd.concat(frames).to_csv(index=False)``. Returns the file names written.
     """
     names = ["scores.csv"] + (["scores.parquet"] if parquet else [])
     order = list(columns.columns)
@@ -202,12 +202,12 @@ def write_scores(
             target = files.enter_context(atomic_open(Path(out_dir) / "scores.parquet", "wb"))
             writer = files.enter_context(pq.ParquetWriter(target, schema))
         header = True
-        for block in blocks:
-            block = block.reindex(columns=order)
-            block.to_csv(csv, header=header, index=False, lineterminator="\n")
+        for frame in frames:
+            frame = frame.reindex(columns=order)
+            frame.to_csv(csv, header=header, index=False, lineterminator="\n")
             header = False
             if writer is not None:
-                writer.write_table(pa.Table.from_pandas(block, schema, preserve_index=False))
+                writer.write_table(pa.Table.from_pandas(frame, schema, preserve_index=False))
         if header:  # no rows: the header alone
             columns.iloc[:0].to_csv(csv, index=False, lineterminator="\n")
     return names
