@@ -12,7 +12,7 @@ run's output names it with :class:`lemon.sweep.RunRef`.
 
 from __future__ import annotations
 
-from lemon.registry import Registry
+from lemon.core.registry import Registry
 from lemon.sweep.grid import Experiment, RunRef, expand
 
 EXPERIMENTS: Registry = Registry("experiment")
@@ -511,7 +511,7 @@ class DownstreamScores(Experiment):
 class Downstream(Experiment):
     """Downstream models trained on the data each method filtered (drop the top 40% = the noise level, or
     what it flagged), against a random 40% drop and no filter: classifiers (test accuracy) and CLIPs
-    trained from scratch (test retrieval recall); ``lemon.aggregate`` prints the table."""
+    trained from scratch (test retrieval recall); ``lemon.tables.aggregate`` prints the table."""
 
     name = "downstream"
     script = "lemon.downstream"

@@ -17,8 +17,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from lemon.config import build_parser, check_names, config_from_args
-from lemon.errors import one_line_errors
+from lemon.core.errors import one_line_errors
+from lemon.run.config import build_parser, check_names, config_from_args
 
 __all__ = ["build_parser", "check", "main"]
 
@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler.setLevel(console)
     if cfg.debug:
         logging.getLogger().setLevel(logging.DEBUG)
-    from lemon.pipeline import format_summary, run  # after parsing: torch loads only for a run
+    from lemon.run.pipeline import format_summary, run  # after parsing: torch loads only for a run
 
     result = run(cfg)
     print(format_summary(result))

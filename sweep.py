@@ -7,12 +7,15 @@ Usage:
         --slurm_partition gpu --gpus 1 --cpus 4 --mem_gb 32 --max_slurm_jobs 50
     python sweep.py launch --experiment lemon_all --output_root runs --command_launcher dummy
     python sweep.py delete_incomplete --experiment smoke --output_root runs --skip_confirmation
+    python sweep.py tables --output_root runs [--experiment lemon_all ...]   # the paper's tables
 
 Runs live in ``<output_root>/<experiment>/<hash of the run's flags>/``. ``launch`` starts only the runs that
 are not done (NOT_LAUNCHED, and INCOMPLETE after emptying their folder) and leaves running ones alone
 unless ``--restart_running``; running it again after everything finished launches nothing. Destructive
 commands ask first unless ``--skip_confirmation`` (no answer, e.g. no stdin, means no). The ``dummy``
-launcher checks every job's flags and exits non-zero naming the jobs that would fail.
+launcher checks every job's flags and exits non-zero naming the jobs that would fail. ``tables`` builds the
+paper's tables from the finished runs (:mod:`lemon.tables.aggregate`), counting runs of the grids never
+launched.
 """
 
 from __future__ import annotations
@@ -22,16 +25,16 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from lemon.errors import one_line_errors
+from lemon.core.errors import one_line_errors
 
-COMMANDS = ("launch", "status", "delete_incomplete", "delete_all")
+COMMANDS = ("launch", "status", "delete_incomplete", "delete_all", "tables")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The sweep's own flags, plus every option a launcher declares (grouped by launcher)."""
     from experiments import EXPERIMENTS
-    from launchers import LAUNCHERS
-    from lemon.flags import HelpfulParser
+    from lemon.core.flags import HelpfulParser
+    from lemon.sweep.launchers import LAUNCHERS
 
     p = HelpfulParser(prog="python sweep.py", description="Run a grid of LEMoN runs.")
     p.add_argument("command", choices=COMMANDS)
@@ -101,7 +104,7 @@ def _aborted(done: str, verb: str) -> None:
 
 def _ignored(args: argparse.Namespace, parser: argparse.ArgumentParser, launcher) -> list[str]:
     """Options given on the command line that the chosen launcher does not read."""
-    from launchers import option_names
+    from lemon.sweep.launchers import option_names
 
     own = {o.name for o in launcher.options}
     return [
@@ -112,8 +115,14 @@ def _ignored(args: argparse.Namespace, parser: argparse.ArgumentParser, launcher
 @one_line_errors
 def main(argv: Sequence[str] | None = None) -> int:
     from experiments import EXPERIMENTS
-    from launchers import LAUNCHERS
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["tables"]:
+        from lemon.tables.aggregate import main as tables
+
+        return tables(argv[1:], experiments=EXPERIMENTS)
     from lemon import sweep as sw
+    from lemon.sweep.launchers import LAUNCHERS
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # job progress, printed plainly for the CLI's duration

@@ -26,14 +26,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lemon.errors import one_line_errors
+from lemon.core.errors import one_line_errors
 
 
 def build_parser(raise_errors: bool = False):
     """Training flags (TrainConfig) plus run_lemon's data-source flags, from one generator."""
-    from lemon.config import RunConfig
+    from lemon.core.flags import HelpfulParser, add_flags
     from lemon.data.base import SOURCE_FLAGS
-    from lemon.flags import HelpfulParser, add_flags
+    from lemon.run.config import RunConfig
     from lemon.train.config import GROUPS, TrainConfig
 
     parser = HelpfulParser(

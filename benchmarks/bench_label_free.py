@@ -6,7 +6,7 @@ Usage:
     python benchmarks/bench_label_free.py --only synthetic      # cases whose name contains a word
     python benchmarks/bench_label_free.py --speed               # the rule's cost on 1M scores
 
-Each case is one ``lemon.pipeline.run`` (LEMoN_OPT: hyper-parameters selected on val; LEMoN_FIX: the
+Each case is one ``lemon.run.pipeline.run`` (LEMoN_OPT: hyper-parameters selected on val; LEMoN_FIX: the
 paper's fixed setting) on data that carries the truth: the demo (captioning; random and category-swap
 noise), ``--dataset synthetic`` at noise 0 / 0.1 / 0.2 / 0.4 / 0.6 (classification) and the vendored
 references in ``tests/fixtures/reference/`` (N2000 = ``--dataset synthetic --n_synthetic 2000`` at the
@@ -74,8 +74,8 @@ def run_case(overrides: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     """Grade one run's label-free rule against its truth."""
     import pandas as pd
 
-    from lemon.config import RunConfig
-    from lemon.pipeline import run
+    from lemon.run.config import RunConfig
+    from lemon.run.pipeline import run
 
     start = time.time()
     result = run(RunConfig(output_dir=str(out_dir), overwrite=True, **overrides))
@@ -156,7 +156,7 @@ def speed(n: int = 1_000_000) -> str:
     and drawing mismatched pairs among n texts (1,000 distinct) with and without the per-run cap."""
     import numpy as np
 
-    from lemon.labelfree import MAX_MISMATCHED, estimate_noise_rate, mismatched_pairs
+    from lemon.method.labelfree import MAX_MISMATCHED, estimate_noise_rate, mismatched_pairs
 
     def best(f):
         times = []

@@ -5,7 +5,7 @@ Usage:
     python benchmarks/bench_scoring.py --sizes 2000
 
 Inputs are the synthetic CLIP-like embeddings of ``lemon.data.synthetic`` (val/test = N/8), which reproduce
-the N2000 reference inputs bit for bit (tests/test_scoring.py scores them against the original outputs), so the times
+the N2000 reference inputs bit for bit (tests/scorers/test_scoring.py scores them against the original outputs), so the times
 compare with the original implementation's, measured on the same kind of 2-core machine (551 s at
 N=2,000; 1,117 s at N=10,000). Each size runs in a fresh subprocess so its peak memory is its own.
 Also times, in the same process, a naive path of the two hot loops (the original's per-sample Python loop
@@ -40,7 +40,7 @@ def naive_ratios(terms, hparams: dict, y: np.ndarray, n_candidates: int = 20) ->
     """Time the original-style loops against ours on the same inputs (same process)."""
     from sklearn.metrics import f1_score
 
-    from lemon.evaluate import best_f1
+    from lemon.method.evaluate import best_f1
 
     h = hparams
 
@@ -80,10 +80,10 @@ def run_size(n: int) -> dict:
     """All stages for one N, timed separately; returns a row of the table."""
     import torch
 
-    from lemon.config import RunConfig
     from lemon.data.embeddings import features_from_arrays
     from lemon.data.synthetic import make_synthetic_embeddings
-    from lemon.evaluate import evaluate_split, select_thresholds
+    from lemon.method.evaluate import evaluate_split, select_thresholds
+    from lemon.run.config import RunConfig
     from lemon.scorers.base import ScoringContext
     from lemon.scorers.lemon import LemonScorer
 

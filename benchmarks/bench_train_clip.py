@@ -6,7 +6,7 @@ Usage:
     python benchmarks/bench_train_clip.py                   # both tables (markdown, as in the README)
 
 Every model is trained with ``demo_clip``'s recipe (``lemon-demo``, 12 epochs, batch 100, lr 2e-3, on the
-noisy train split) and scored by ``lemon.pipeline.run`` (LEMoN selected on val, k=30), once per training
+noisy train split) and scored by ``lemon.run.pipeline.run`` (LEMoN selected on val, k=30), once per training
 seed.
 
 - ``folds``: the demo (captioning, 40% random noise). One model trained on the whole train split scores
@@ -64,8 +64,8 @@ def train(out: Path, **options: Any) -> Path:
 
 def score(out: Path, model: Path, cache: Path, scorer: str = "lemon", **data: Any) -> dict:
     """metrics.json of one run (LEMoN_OPT, or a baseline) with ``model`` on ``data``."""
-    from lemon.config import RunConfig
-    from lemon.pipeline import run
+    from lemon.run.config import RunConfig
+    from lemon.run.pipeline import run
 
     cfg = RunConfig(
         output_dir=str(out),

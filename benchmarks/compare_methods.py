@@ -5,7 +5,7 @@ Usage:
     python benchmarks/compare_methods.py --sources N2000 --output_root runs/compare
     python benchmarks/compare_methods.py --markdown               # tables as markdown (for the README)
 
-Every method is one ``lemon.pipeline.run`` on the same inputs (``--dataset embeddings`` on the shared
+Every method is one ``lemon.run.pipeline.run`` on the same inputs (``--dataset embeddings`` on the shared
 reference ``inputs.npz`` files, ``--dataset demo``), so all share the embeddings, the kNN search (k = the
 reference's own k, 30 on demo), the thresholds chosen on val and the evaluation; the table gives test
 AUROC, AUPRC, F1 at the val-optimal threshold, F1 when flagging the estimated noise rate (the
@@ -98,8 +98,8 @@ def sources(names: list[str], reference_dir: Path) -> list[tuple[str, dict[str, 
 
 def run_method(base: dict[str, Any], overrides: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     """Test metrics of one pipeline run; ``time_s`` is the method's own cost (fit + scoring)."""
-    from lemon.config import RunConfig
-    from lemon.pipeline import run
+    from lemon.run.config import RunConfig
+    from lemon.run.pipeline import run
 
     cfg = RunConfig(output_dir=str(out_dir), overwrite=True, **{**base, **overrides})
     m = run(cfg).metrics
@@ -116,7 +116,7 @@ def datalab_peer(features, k: int) -> dict[str, Any]:
     """cleanlab Datalab's kNN label issues on reference + val and reference + test image embeddings."""
     from cleanlab import Datalab
 
-    from lemon.evaluate import binary_metrics, evaluate_split, select_thresholds
+    from lemon.method.evaluate import binary_metrics, evaluate_split, select_thresholds
 
     ref = features.reference
     scores, flags, seconds = {}, {}, 0.0
@@ -148,8 +148,8 @@ def compare(
     source: str, base: dict[str, Any], root: Path
 ) -> tuple[list[tuple[str, dict]], list[str]]:
     """Rows (method, metrics) for one source, and notes on what was skipped."""
-    from lemon.config import RunConfig
-    from lemon.pipeline import load_features, resolve_k
+    from lemon.run.config import RunConfig
+    from lemon.run.pipeline import load_features, resolve_k
     from lemon.scorers import SCORERS
 
     cfg = RunConfig(output_dir="unused", **base)
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     # imported once up front, so no method's time includes it
     importlib.import_module("cleanlab.rank")
 
-    from lemon import io
+    from lemon.core import io
 
     results: dict[str, Any] = {}
     for source, base, note in sources(args.sources, args.reference_dir):

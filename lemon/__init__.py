@@ -8,7 +8,7 @@ or ranked indices), :func:`get_label_quality_scores` (one score in [0, 1] per pa
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from lemon.core.version import __version__
 
 __all__ = [
     "__version__",
@@ -24,7 +24,7 @@ _API = ("find_label_issues", "get_label_quality_scores", "score_pairs")
 def __getattr__(name: str):
     """The API functions are imported on first use: ``import lemon.<module>`` stays light."""
     if name in _API:
-        from lemon import api
+        from lemon.api import issues as api
 
         return getattr(api, name)
     raise AttributeError(f"module 'lemon' has no attribute '{name}'")

@@ -45,7 +45,7 @@ class Reference:
         return self.outputs["sset"] == split
 
     def run_config(self, **overrides):
-        from lemon.config import RunConfig
+        from lemon.run.config import RunConfig
 
         discrete = self.config["use_discrete_for_text"]
         kwargs = dict(
@@ -63,7 +63,7 @@ class Reference:
 
 def scorer_from_config(cfg):
     """The scorer a run of ``cfg`` builds (its options resolved as the pipeline resolves them)."""
-    from lemon.pipeline import resolve_k, scorer_options
+    from lemon.run.pipeline import resolve_k, scorer_options
     from lemon.scorers import SCORERS
 
     return SCORERS.get(cfg.scorer)(scorer_options(cfg, resolve_k(cfg)))

@@ -27,8 +27,8 @@ if str(REPO) not in sys.path:  # sweep.py lives at the repo root
 PRELOAD = [
     "lemon.sweep.local",
     "run_lemon",
-    "lemon.pipeline",
-    "lemon.aggregate",
+    "lemon.run.pipeline",
+    "lemon.tables.aggregate",
     "sweep",
     "open_clip",
 ]
@@ -192,7 +192,7 @@ def snapshot(root: Path) -> dict[str, object]:
 
 def lemon_residue(root: Path) -> list[str]:
     """Locks, staging folders and temp files of runs anywhere below ``root``."""
-    from lemon.io import is_temp_file
+    from lemon.core.io import is_temp_file
 
     return sorted(
         str(p.relative_to(root))

@@ -21,7 +21,7 @@ PROBE_SCRIPT = '''
 """A job script for tests: --sleep S, --exit_code N, --raise_error; writes seen.json, then done."""
 import argparse, json, multiprocessing, os, time
 from pathlib import Path
-from lemon.io import atomic_write_json, mark_done
+from lemon.core.io import atomic_write_json, mark_done
 
 def main(argv=None):
     p = argparse.ArgumentParser()

@@ -1,5 +1,6 @@
-"""How the code is put together: no import cycles among the project's modules, the run configuration stops
-at the pipeline, and ``--help`` answers without importing torch."""
+"""How the code is put together: packages by layer with every import pointing down, no import cycles among
+the project's modules, the library never imports a top-level script, the run configuration stops at the
+pipeline, and ``--help`` answers without importing torch."""
 
 from __future__ import annotations
 
@@ -16,10 +17,27 @@ CONFIG_READERS = {
     "train_clip_from_scratch",
     "lemon.data.__main__",
     "lemon.embed.__main__",
-    "lemon.parts.__main__",
-    "lemon.config",
-    "lemon.pipeline",
+    "lemon.scale.parts.__main__",
+    "lemon.run.config",
+    "lemon.run.pipeline",
 }
+#: lemon's packages from the bottom up: a module may import its own layer and the layers below it. The
+#: last layer holds the applications of a run (its report, tables of many runs, the Python API, sweeps,
+#: review, downstream training); the entry points (``__main__`` modules) stand above every layer.
+LAYERS = (
+    ("lemon.core",),
+    ("lemon.data",),
+    ("lemon.noise",),
+    ("lemon.train",),
+    ("lemon.embed",),
+    ("lemon.neighbors",),
+    ("lemon.method",),
+    ("lemon.scorers",),
+    ("lemon.scale",),
+    ("lemon.report",),
+    ("lemon.run",),
+    ("lemon.tables", "lemon.api", "lemon.sweep", "lemon.downstream"),
+)
 
 
 def project_modules() -> dict[str, Path]:
@@ -112,11 +130,56 @@ def test_no_import_cycles_among_the_projects_modules():
     assert not found, "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
 
 
+def layer_of(module: str) -> int | None:
+    """Index in LAYERS of the package holding ``module`` (None: a top-level script or the lemon root)."""
+    for i, packages in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in packages):
+            return i
+    return None
+
+
+def test_every_package_of_lemon_has_a_layer():
+    packages = {p.name for p in (REPO / "lemon").iterdir() if (p / "__init__.py").is_file()}
+    layered = {p.split(".")[1] for layer in LAYERS for p in layer}
+    assert packages == layered, f"without a layer: {sorted(packages - layered)}"
+    modules = [p.name for p in (REPO / "lemon").glob("*.py") if p.name != "__init__.py"]
+    assert not modules, f"modules beside the packages of lemon/ (put them in a layer): {modules}"
+
+
+def test_imports_point_down_the_layers():
+    upward = [
+        f"{name} -> {target}"
+        for name, imported in import_graph().items()
+        if name.startswith("lemon.") and not name.endswith("__main__")
+        for target in imported
+        if (here := layer_of(name)) is not None
+        and (there := layer_of(target)) is not None
+        and there > here
+    ]
+    assert not upward, "imports pointing up the layers: " + "; ".join(sorted(upward))
+
+
+def test_the_layer_check_sees_an_upward_import():
+    assert layer_of("lemon.core.io") < layer_of("lemon.run.pipeline") < layer_of("lemon.api.issues")
+    assert layer_of("run_lemon") is None
+
+
+def test_the_library_never_imports_a_top_level_script():
+    found = [
+        f"{name} -> {target}"
+        for name, imported in import_graph().items()
+        if name.startswith("lemon")
+        for target in imported
+        if target in SCRIPTS
+    ]
+    assert not found, "lemon imports top-level scripts: " + "; ".join(sorted(found))
+
+
 def test_run_config_is_read_only_by_the_entry_points_and_the_pipeline():
     readers = {
         name
         for name, imported in import_graph().items()
-        if "RunConfig" in imported.get("lemon.config", ())
+        if "RunConfig" in imported.get("lemon.run.config", ())
     }
     assert readers <= CONFIG_READERS, f"RunConfig imported by {sorted(readers - CONFIG_READERS)}"
 

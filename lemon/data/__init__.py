@@ -12,3 +12,13 @@ from lemon.data import (
     synthetic,
 )
 from lemon.data.registry import DATASETS
+
+
+def default_noise_type(dataset: str, real_dataset: bool) -> str:
+    """The noise a run used when --noise_type was not given (the dataset's first supported one)."""
+    if real_dataset:
+        return "none"
+    if dataset in DATASETS:
+        types = DATASETS.get(dataset).noise_types
+        return types[0] if types else "given"
+    return "default"

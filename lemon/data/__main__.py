@@ -19,9 +19,9 @@ from collections.abc import Sequence
 
 
 def _parser() -> argparse.ArgumentParser:
-    from lemon.config import RunConfig
+    from lemon.core.flags import add_flags
     from lemon.data.base import SOURCE_FLAGS
-    from lemon.flags import add_flags
+    from lemon.run.config import RunConfig
 
     parser = argparse.ArgumentParser(
         prog="python -m lemon.data", description=__doc__.split("\n")[0]
@@ -45,8 +45,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _status(dataset, root) -> str:
+    from lemon.core.errors import LemonError
     from lemon.data.custom import ConfigurableDataset
-    from lemon.errors import LemonError
 
     if dataset.precomputed:
         return "n/a"
@@ -60,11 +60,11 @@ def _status(dataset, root) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from lemon.core.errors import LemonError
+    from lemon.core.paths import data_root
     from lemon.data.base import DataOptions
     from lemon.data.loading import dropped_total, load_splits
     from lemon.data.registry import DATASETS
-    from lemon.errors import LemonError
-    from lemon.paths import data_root
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 
 if TYPE_CHECKING:
-    from lemon.features import Features
+    from lemon.data.features import Features
 
 TASKS = ("classification", "captioning")
 #: how the embedding cache recognises image files: by size + mtime (fast) or by a hash of their bytes
@@ -497,7 +497,7 @@ class Dataset:
     Subclasses set ``name``, ``task``, ``noise_types`` (names of compatible noises; first = default),
     ``default_embedder`` (registry name or None for the global default), ``default_knn_k`` (the k used
     when ``--knn_k`` is not given; None for the original's 5) and implement
-    ``check_exists(root)`` (raise :class:`lemon.errors.DatasetNotFoundError` naming the missing path and the
+    ``check_exists(root)`` (raise :class:`lemon.core.errors.DatasetNotFoundError` naming the missing path and the
     DataSources.md section) and ``load(root, data_seed) -> DatasetSplits`` (clean splits, no noise yet
     except dataset-intrinsic labels). A dataset is built with the run's :class:`DataOptions`; those whose
     files come from the user (tables, folders, embeddings) read their place and columns there.

@@ -18,6 +18,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from lemon.core.errors import LemonError
 from lemon.data.base import (
     EMPTY_TEXT,
     UNREADABLE_IMAGE,
@@ -30,7 +31,6 @@ from lemon.data.files import keep_readable, read_json, read_metadata, require, r
 from lemon.data.registry import DATASETS
 from lemon.data.sources import TarImages
 from lemon.data.splitting import build_splits, named_splits, random_80_10_10
-from lemon.errors import LemonError
 
 log = logging.getLogger(__name__)
 KARPATHY_CAPTION_SEED = 42  # the original preprocessing's np.random.seed(42)

@@ -17,11 +17,11 @@ from typing import ClassVar
 
 import numpy as np
 
+from lemon.core.errors import LemonError
 from lemon.data.base import Dataset, DatasetSplits
 from lemon.data.captioning import _captioning_splits
 from lemon.data.files import not_found, read_metadata, require
 from lemon.data.registry import DATASETS
-from lemon.errors import LemonError
 
 log = logging.getLogger(__name__)
 FINDINGS = (

@@ -20,6 +20,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from lemon.core.errors import LemonError
 from lemon.data.base import (
     NOT_DOWNLOADED,
     UNREADABLE_IMAGE,
@@ -40,7 +41,6 @@ from lemon.data.files import (
 )
 from lemon.data.registry import DATASETS
 from lemon.data.splitting import build_splits, random_80_10_10, stratified_50_25_25
-from lemon.errors import LemonError
 
 log = logging.getLogger(__name__)
 CLASS_NAMES_DIR = Path(__file__).parent / "class_names"

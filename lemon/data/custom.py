@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from lemon.core.errors import DatasetNotFoundError, LemonError
 from lemon.data.base import (
     DUPLICATE,
     EMPTY_TEXT,
@@ -45,7 +46,6 @@ from lemon.data.files import (
 from lemon.data.registry import DATASETS
 from lemon.data.sources import BytesImages
 from lemon.data.splitting import build_splits, identity_splits, named_splits
-from lemon.errors import DatasetNotFoundError, LemonError
 
 log = logging.getLogger(__name__)
 VAL_DIRS = ("val", "validation", "valid", "dev")
@@ -390,7 +390,7 @@ class ParquetTable(_Table):
         try:
             return pd.read_parquet(self.path)
         except ImportError as err:
-            from lemon.errors import MissingDependencyError
+            from lemon.core.errors import MissingDependencyError
 
             raise MissingDependencyError(
                 "Reading parquet needs pyarrow: pip install pyarrow."

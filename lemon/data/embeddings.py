@@ -16,10 +16,10 @@ from typing import ClassVar
 
 import numpy as np
 
+from lemon.core.errors import DatasetNotFoundError, LemonError
 from lemon.data.base import DEFAULT_PROMPT, SPLITS, Dataset
+from lemon.data.features import Features, Provenance, SplitFeatures
 from lemon.data.registry import DATASETS
-from lemon.errors import DatasetNotFoundError, LemonError
-from lemon.features import Features, Provenance, SplitFeatures
 
 
 def features_from_arrays(

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from lemon.errors import DatasetNotFoundError, LemonError
+from lemon.core.errors import DatasetNotFoundError, LemonError
 
 log = logging.getLogger(__name__)
 ROOT_HINT = "(root from --data_dir / $LEMON_DATA_DIR)"

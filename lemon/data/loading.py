@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from lemon.core.paths import data_root
 from lemon.data.base import Dataset, DatasetSplits
-from lemon.paths import data_root
 
 log = logging.getLogger(__name__)
 
@@ -14,7 +14,7 @@ def load_splits(dataset: Dataset) -> DatasetSplits:
     """Resolve the data root, check the files, load train/val/test (no injected noise yet).
 
     The dataset's :class:`~lemon.data.base.DataOptions` say where the data is and its seed. A missing
-    dataset raises :class:`lemon.errors.DatasetNotFoundError` naming the path and DataSources.md section.
+    dataset raises :class:`lemon.core.errors.DatasetNotFoundError` naming the path and DataSources.md section.
     Pairs a loader cannot use (unreadable images, empty texts, ...) are dropped and recorded per split,
     with their reason, in ``dropped``; their counts are logged here.
     """

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from lemon.core.errors import LemonError
 from lemon.data.base import SPLITS, DatasetSplits, Dropped, PairSplit, content_id
-from lemon.errors import LemonError
 
 
 def split_sizes_80_10_10(n: int) -> tuple[int, int, int]:

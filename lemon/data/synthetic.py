@@ -21,8 +21,8 @@ from typing import ClassVar
 import numpy as np
 
 from lemon.data.base import Dataset
+from lemon.data.features import Features, normalize_rows
 from lemon.data.registry import DATASETS
-from lemon.features import Features, normalize_rows
 
 log = logging.getLogger(__name__)
 
@@ -154,9 +154,8 @@ def synthetic_store(
     Embeddings are stored unit-normalised (float32, normalised exactly as the features would normalise the
     in-memory arrays), so they are used from the files without any copy. Peak memory is one block.
     """
-    from lemon.embed.cache import file_lock
-    from lemon.io import DONE, atomic_save_npy, atomic_write_text
-    from lemon.npy import NpyWriter, open_rows
+    from lemon.core.io import DONE, atomic_save_npy, atomic_write_text, file_lock
+    from lemon.core.npy import NpyWriter, open_rows
 
     folder = (
         Path(root) / "synthetic" / f"n{n}-noise{noise_level:g}-seed{data_seed}-v{STORE_VERSION}"
@@ -201,7 +200,7 @@ class SyntheticEmbeddings(Dataset):
 
         o = self.options
         if o.n_synthetic > IN_MEMORY_MAX:
-            from lemon.paths import cache_root
+            from lemon.core.paths import cache_root
 
             arrays = synthetic_store(
                 cache_root(o.cache_dir), o.n_synthetic, o.noise_level, o.data_seed

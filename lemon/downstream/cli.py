@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from lemon.core.errors import one_line_errors
+from lemon.core.flags import HelpfulParser, add_flags
 from lemon.downstream.config import GROUPS, DownstreamConfig
-from lemon.errors import one_line_errors
-from lemon.flags import HelpfulParser, add_flags
 
 
 def build_parser(raise_errors: bool = False) -> HelpfulParser:

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lemon.errors import LemonError
-from lemon.flags import flag
+from lemon.core.errors import LemonError
+from lemon.core.flags import flag
 
 #: the sweep's script name of downstream runs (``python -m lemon.downstream``), recorded in their args.json
 SCRIPT = "lemon.downstream"

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lemon.errors import LemonError
-from lemon.io import DONE
+from lemon.core.errors import LemonError
+from lemon.core.io import DONE
 
 
 @dataclass

@@ -73,9 +73,9 @@ def train_clip_and_retrieve(
     folder: Path,
 ) -> dict[str, Any]:
     """Train a CLIP from scratch (lemon.train) on the kept pairs, then measure test retrieval recall."""
+    from lemon.data.features import normalize_rows
     from lemon.embed import build_embedder
     from lemon.embed.batching import embed_images, embed_texts
-    from lemon.features import normalize_rows
     from lemon.train import TrainConfig
     from lemon.train.loop import run_training
     from lemon.train.models import model_config, save_open_clip

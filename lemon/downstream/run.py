@@ -10,11 +10,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lemon import io, rundir
-from lemon.config import execution_fields
+from lemon.core import io
+from lemon.core.errors import LemonError
 from lemon.downstream.config import SCRIPT, DownstreamConfig
 from lemon.downstream.filters import kept_rows, read_scored_run
-from lemon.errors import LemonError
+from lemon.run import folder as rundir
+from lemon.run.config import execution_fields
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +26,9 @@ def run_downstream(cfg: DownstreamConfig) -> dict[str, Any]:
     Everything is checked before the output folder is touched; the folder is then claimed like a
     run_lemon run's (locked, written into a staging folder, swapped in with ``done`` last).
     """
-    from lemon.device import resolve_device
+    from lemon.core.device import resolve_device
     from lemon.downstream.models import classify, train_clip_and_retrieve
-    from lemon.pipeline import environment, load_run_features
+    from lemon.run.pipeline import environment, load_run_features
 
     start = time.time()
     cfg.validate()

@@ -1,4 +1,4 @@
-"""The downstream table (``lemon.aggregate`` prints it): per dataset, noise and filter, the downstream
+"""The downstream table (``lemon.tables.aggregate`` prints it): per dataset, noise and filter, the downstream
 model's test accuracy (classification) or retrieval recall (captioning), mean ± std over seeds, in %."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ KEYS = ("task", "dataset", "noise_type", "noise_level")
 
 
 def is_downstream(df: pd.DataFrame) -> pd.Series:
-    """Rows of ``df`` (lemon.results records) that are downstream runs."""
+    """Rows of ``df`` (lemon.tables.results records) that are downstream runs."""
     if "script" not in df:
         return pd.Series(False, index=df.index)
     return df["script"].astype(str) == SCRIPT

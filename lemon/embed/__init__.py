@@ -17,11 +17,11 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
+from lemon.core.errors import UnknownNameError
 from lemon.embed import checkpoint, hf_clip, open_clip
 from lemon.embed.base import Embedder
 from lemon.embed.registry import DEFAULT_EMBEDDER, EMBEDDERS
 from lemon.embed.stage import embed_dataset
-from lemon.errors import UnknownNameError
 
 __all__ = [
     "DEFAULT_EMBEDDER",

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lemon.core.errors import one_line_errors
 from lemon.data.base import SOURCE_FLAGS
-from lemon.errors import one_line_errors
 
 #: run_lemon flags that say what is embedded, how and where it is cached
 RUN_FLAGS = (
@@ -46,10 +46,10 @@ RUN_FLAGS = (
 
 def build_parser():
     """run_lemon's data and model flags, the sharding flags and every launcher's options."""
-    from launchers import add_fan_out_flags
-    from lemon.config import GROUPS, RunConfig
+    from lemon.core.flags import HelpfulParser, add_flags
     from lemon.embed.shards import DTYPES
-    from lemon.flags import HelpfulParser, add_flags
+    from lemon.run.config import GROUPS, RunConfig
+    from lemon.sweep.launchers import add_fan_out_flags
 
     p = HelpfulParser(
         prog="python -m lemon.embed",
@@ -72,7 +72,7 @@ def build_parser():
 
 def _config(args):
     """The RunConfig of these flags (only entry points build one), checked as run_lemon checks it."""
-    from lemon.config import RunConfig, check_names
+    from lemon.run.config import RunConfig, check_names
 
     values = {name: getattr(args, name) for name in RUN_FLAGS}
     cfg = RunConfig(**values, output_dir="(not used: embedding only)").validate()
@@ -82,7 +82,7 @@ def _config(args):
 
 def _job_args(args, device: str, precision: str) -> dict[str, Any]:
     """The flags of a shard job: the given data/model flags, with device and precision pinned."""
-    from lemon.config import RunConfig
+    from lemon.run.config import RunConfig
 
     defaults = RunConfig()
     flags = {n: getattr(args, n) for n in RUN_FLAGS if getattr(args, n) != getattr(defaults, n)}
@@ -103,19 +103,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _inputs(args, device: str, precision: str):
     """(splits, embedder, cache, plan folder, prompt) for these flags on ``device``."""
     from lemon.embed.shards import plan_folder
-    from lemon.pipeline import embedding_inputs, load_dataset
+    from lemon.run.pipeline import embedding_inputs, load_dataset
 
     cfg = _config(args).replace(device=device, precision=precision)
     dataset, noise = load_dataset(cfg)
     if dataset.precomputed:
-        from lemon.errors import LemonError
+        from lemon.core.errors import LemonError
 
         raise LemonError(f"Dataset '{cfg.dataset}' brings its own embeddings; nothing to embed.")
     splits, embedder, cache = embedding_inputs(cfg, dataset, noise, device)
     from lemon.embed.folds import FoldModel
 
     if isinstance(embedder, FoldModel):
-        from lemon.errors import LemonError
+        from lemon.core.errors import LemonError
 
         raise LemonError(
             f"--clip_model {cfg.clip_model} holds {len(embedder.embedders)} fold models: run_lemon "
@@ -133,9 +133,9 @@ def _inputs(args, device: str, precision: str):
 
 def _embed_one(args) -> int:
     """A shard job: embed its rows into the plan's pieces, then mark its job folder done."""
+    from lemon.core.errors import LemonError
+    from lemon.core.io import mark_done
     from lemon.embed.shards import embed_shard, job_folder
-    from lemon.errors import LemonError
-    from lemon.io import mark_done
 
     start = time.time()
     splits, embedder, _, folder, prompt = _inputs(args, args.device, args.precision)
@@ -163,11 +163,11 @@ def _embed_one(args) -> int:
 
 def _coordinate(args) -> int:
     """Plan the shards, launch those not done, assemble the cache entries once all are."""
-    from launchers import launch_missing
     from lemon import sweep as sw
-    from lemon.device import resolve_device
+    from lemon.core.device import resolve_device
     from lemon.embed.base import resolve_precision
     from lemon.embed.shards import assemble, job_folder
+    from lemon.sweep.launchers import launch_missing
 
     if (
         args.command_launcher == "slurm"

@@ -16,38 +16,20 @@ entries from shards embedded in parallel (:mod:`lemon.embed.shards`).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from lemon.io import atomic_write_json
-from lemon.npy import NpyWriter
+from lemon.core.io import atomic_write_json, file_lock
+from lemon.core.npy import NpyWriter
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 1
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Exclusive advisory lock on ``path`` (created if needed); a no-op where ``fcntl`` does not exist."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: first writer wins through os.replace instead
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def content_key(
@@ -73,7 +55,7 @@ def checksum(array: np.ndarray, block_rows: int = 65536) -> str:
 
 
 def unit_or_invalid(x: np.ndarray) -> np.ndarray:
-    """float32 rows scaled to unit norm (exactly as :func:`lemon.features.normalize_rows` scales them);
+    """float32 rows scaled to unit norm (exactly as :func:`lemon.data.features.normalize_rows` scales them);
     rows that are not finite or have zero norm (an image that could not be decoded) are left as they are,
     for the caller to drop and count."""
     x = np.asarray(x, dtype=np.float32)

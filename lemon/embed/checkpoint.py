@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lemon.core.errors import ModelNotFoundError
 from lemon.embed.base import Embedder
 from lemon.embed.registry import EMBEDDERS
-from lemon.errors import ModelNotFoundError
 
 log = logging.getLogger(__name__)
 OPEN_CLIP_CONFIG = "open_clip_config.json"
@@ -179,7 +179,7 @@ def _register(entry: NamedCheckpoint) -> None:
         precision: str = "auto",
         cache_root: Path | None = None,
     ) -> Embedder:
-        from lemon.paths import cache_root as default_cache_root
+        from lemon.core.paths import cache_root as default_cache_root
 
         root = Path(cache_root) if cache_root is not None else default_cache_root()
         folder = entry.folder(root)
@@ -206,7 +206,7 @@ def _register(entry: NamedCheckpoint) -> None:
 
 def train_named(entry: NamedCheckpoint, cache_root: Path, device: str) -> Path:
     """Train a named checkpoint into its cache folder (once, under a lock shared by concurrent jobs)."""
-    from lemon.embed.cache import file_lock
+    from lemon.core.io import file_lock
     from lemon.train import TrainConfig, train_clip
 
     folder = entry.folder(cache_root)

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
+from lemon.core.errors import LemonError, ModelNotFoundError
 from lemon.data.base import DatasetSplits
+from lemon.data.features import Features
 from lemon.data.splitting import mix64
 from lemon.embed.base import Embedder
 from lemon.embed.cache import EmbeddingCache
 from lemon.embed.hub import require_weights
 from lemon.embed.stage import embed_dataset
-from lemon.errors import LemonError, ModelNotFoundError
-from lemon.features import Features
 from lemon.train.info import fold_dir, parse_ids, read_train_info
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from lemon.errors import LemonError
+from lemon.core.errors import LemonError
 
 log = logging.getLogger(__name__)
 DECODES = ("cpu", "gpu")

@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lemon.core.errors import ModelNotFoundError
 from lemon.embed.base import Embedder, hash_files, slug
 from lemon.embed.hub import hub_session, missing_model, one_line
 from lemon.embed.open_clip import check_tokenizer
 from lemon.embed.registry import EMBEDDERS
-from lemon.errors import ModelNotFoundError
 
 DEFAULT_HF_CLIP = "openai/clip-vit-base-patch32"
 _IGNORED_MISSING = ("position_ids",)  # buffers some versions do not save

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator
 from urllib.parse import urlparse
 
-from lemon.errors import ModelNotFoundError
+from lemon.core.errors import ModelNotFoundError
 
 PROBE_TIMEOUT_S = 3.0
 _TRUE = {"1", "on", "yes", "true"}

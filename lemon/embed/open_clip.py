@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lemon.core.errors import LemonError, UnknownNameError
 from lemon.embed.base import Embedder, hash_files, slug
 from lemon.embed.hub import hub_session, missing_model, one_line
 from lemon.embed.registry import EMBEDDERS
-from lemon.errors import LemonError, UnknownNameError
 
 BIOMED_CLIP = "microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
 RANDOM_INIT = "random"

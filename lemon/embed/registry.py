@@ -3,7 +3,7 @@ imported), and the one used when neither ``--clip_model`` nor the dataset names 
 
 from __future__ import annotations
 
-from lemon.registry import Registry
+from lemon.core.registry import Registry
 
 EMBEDDERS: Registry = Registry("embedder")
 DEFAULT_EMBEDDER = "huggingface_clip"

@@ -26,13 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
+from lemon.core.errors import LemonError
+from lemon.core.io import DONE
+from lemon.core.npy import NpyWriter, finite_rows, open_rows
 from lemon.data.base import DEFAULT_PROMPT, UNDECODABLE_IMAGE, DatasetSplits, PairSplit
 from lemon.embed.batching import embed_images, embed_texts
 from lemon.embed.cache import EmbeddingCache
 from lemon.embed.stage import image_kind
-from lemon.errors import LemonError
-from lemon.io import DONE
-from lemon.npy import NpyWriter, finite_rows, open_rows
 
 log = logging.getLogger(__name__)
 DTYPES = ("float32", "float16")

@@ -1,4 +1,4 @@
-"""``embed_dataset``: noisy splits -> :class:`~lemon.features.Features`, through the embedding cache.
+"""``embed_dataset``: noisy splits -> :class:`~lemon.data.features.Features`, through the embedding cache.
 
 Images and texts are cached separately, keyed by content, so a second run (or another job of a sweep)
 reads everything and never loads the model, and a change of noise re-embeds only the texts.
@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from lemon.core.errors import LemonError
+from lemon.core.npy import finite_rows
 from lemon.data.base import (
     DEFAULT_PROMPT,
     IMAGE_IDENTITIES,
@@ -26,12 +28,10 @@ from lemon.data.base import (
     Dropped,
     PairSplit,
 )
+from lemon.data.features import Features, Provenance, SplitFeatures
 from lemon.embed.base import Embedder
 from lemon.embed.batching import embed_images, embed_texts
 from lemon.embed.cache import EmbeddingCache
-from lemon.errors import LemonError
-from lemon.features import Features, Provenance, SplitFeatures
-from lemon.npy import finite_rows
 
 log = logging.getLogger(__name__)
 

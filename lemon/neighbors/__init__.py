@@ -3,7 +3,7 @@
 For unit vectors, cosine distance (1 - a.b) and squared euclidean distance (2 - 2 a.b) order neighbours
 identically, so one similarity search serves both metrics; callers turn similarities into distances.
 
-Backends (``--knn_backend``, :data:`lemon.methods.KNN_BACKENDS`), each a :class:`Searcher` built once over
+Backends (``--knn_backend``, :data:`lemon.neighbors.base.KNN_BACKENDS`), each a :class:`Searcher` built once over
 the reference set and queried chunk after chunk:
 
 - ``torch``: exact, float32 matmul + top-k (CPU or CUDA);
@@ -30,9 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lemon.errors import LemonError
-from lemon.methods import KNN_BACKENDS
-from lemon.neighbors.base import Searcher
+from lemon.core.errors import LemonError
+from lemon.neighbors.base import KNN_BACKENDS, Searcher
 
 __all__ = [
     "APPROXIMATE_MIN_REFERENCE",

@@ -6,8 +6,31 @@ from typing import ClassVar
 
 import numpy as np
 
-from lemon.errors import LemonError
-from lemon.methods import check_k
+from lemon.core.errors import LemonError
+
+#: nearest-neighbour search backends (lemon.neighbors): auto, exact (torch, its half-precision candidates
+#: re-ranked in float32, faiss flat) and approximate (IVF scanned by GEMMs, faiss IVF, HNSW)
+KNN_BACKENDS: tuple[str, ...] = (
+    "auto",
+    "torch",
+    "torch_fp16",
+    "torch_bf16",
+    "faiss",
+    "ivf_gemm",
+    "ivf",
+    "hnsw",
+)
+
+
+def check_k(k: int, n_reference: int) -> None:
+    """The one check of k against the reference set: a query may exclude itself, so k < n_reference."""
+    if k < 1:
+        raise LemonError(f"knn_k must be >= 1, got {k}.")
+    if k >= n_reference:
+        raise LemonError(
+            f"knn_k={k} but the reference set has {n_reference} samples (k must be < {n_reference}); "
+            "pass a smaller --knn_k."
+        )
 
 
 class Searcher:

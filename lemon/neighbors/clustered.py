@@ -19,7 +19,7 @@ import math
 import numpy as np
 import torch
 
-from lemon.errors import LemonError
+from lemon.core.errors import LemonError
 from lemon.neighbors.base import Searcher
 from lemon.neighbors.half import _PAD, _PROBE, exact_rerank
 

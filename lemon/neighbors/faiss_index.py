@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from lemon.errors import LemonError, MissingDependencyError
+from lemon.core.errors import LemonError, MissingDependencyError
 from lemon.neighbors.base import Searcher, drop_excluded
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ import dataclasses
 import logging
 from typing import Any
 
+from lemon.core.errors import LemonError
 from lemon.data.base import DatasetSplits
-from lemon.errors import LemonError
 from lemon.noise import caption, label
 from lemon.noise.registry import NOISES
 

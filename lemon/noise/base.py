@@ -9,8 +9,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from lemon.core.errors import LemonError
 from lemon.data.base import TASKS, DatasetSplits, PairSplit
-from lemon.errors import LemonError
 
 
 class Noise:

@@ -15,8 +15,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from lemon.core.errors import LemonError, MissingDependencyError
 from lemon.data.base import DatasetSplits, PairSplit
-from lemon.errors import LemonError, MissingDependencyError
 from lemon.noise.base import Noise, n_noisy
 from lemon.noise.registry import NOISES
 

@@ -11,8 +11,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from lemon.core.errors import DatasetNotFoundError, LemonError
 from lemon.data.base import DatasetSplits, PairSplit
-from lemon.errors import DatasetNotFoundError, LemonError
 from lemon.noise.base import Noise
 from lemon.noise.registry import NOISES
 

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from lemon.registry import Registry
+from lemon.core.registry import Registry
 
 NOISES: Registry = Registry("noise type")

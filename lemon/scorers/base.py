@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from lemon.core.errors import LemonError
 from lemon.data.base import TASKS
-from lemon.errors import LemonError
-from lemon.features import Features, SplitFeatures
-from lemon.methods import (
+from lemon.data.features import Features, SplitFeatures
+from lemon.method.hparams import (
     DEFAULT_BLIP_CAPTIONER,
     DEFAULT_BLIP_ITM,
     DEFAULT_KNN_K,
@@ -304,7 +304,7 @@ class Scorer:
     #: works on out-of-fold features (each row from its own fold model; the reference set stacked)
     fold_models: ClassVar[bool] = False
     #: each sample's score depends only on the sample and the reference set (not on the rest of its
-    #: split), so a large split may be scored block by block (lemon.stream)
+    #: split), so a large split may be scored block by block (lemon.scale.stream)
     streamable: ClassVar[bool] = False
 
     def __init__(self, options: ScorerOptions | None = None) -> None:
@@ -345,7 +345,7 @@ class Scorer:
         """(m,) scores of deliberately mismatched pairs of ``split``: the image of row ``image_rows[p]``
         with the text (and observed label) of row ``text_rows[p]``, scored like real pairs.
 
-        They show what a label error scores like without any label (:mod:`lemon.labelfree`). This
+        They show what a label error scores like without any label (:mod:`lemon.method.labelfree`). This
         default scores them as a split of their own (a fresh neighbour search; a reference pair's own row
         is excluded as its image's); scorers with per-pair neighbour terms reuse them instead.
         """

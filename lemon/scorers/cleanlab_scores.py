@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from lemon.errors import MissingDependencyError
+from lemon.core.errors import MissingDependencyError
 from lemon.scorers.base import ScoringContext
 from lemon.scorers.probs import ClassificationScorer, class_probs, knn_class_probs
 from lemon.scorers.registry import SCORERS

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from lemon.method.zeroshot import zero_shot_probs
 from lemon.scorers.base import ScoringContext
-from lemon.scorers.probs import ClassificationScorer, zero_shot_probs
+from lemon.scorers.probs import ClassificationScorer
 from lemon.scorers.registry import SCORERS
 
 

@@ -25,8 +25,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from lemon.errors import LemonError
-from lemon.features import Features
+from lemon.core.errors import LemonError
+from lemon.data.features import Features
 from lemon.scorers.base import Scorer, ScorerOptions, ScoringContext
 from lemon.scorers.registry import SCORERS
 

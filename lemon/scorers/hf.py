@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from lemon.core.errors import ModelNotFoundError
 from lemon.data.base import digest, file_stamps
 from lemon.embed.base import slug
 from lemon.embed.hub import hub_session, missing_model, one_line
-from lemon.errors import ModelNotFoundError
 
 #: (what is loaded, e.g. 'model' / 'processor', a ``from_pretrained``-like callable)
 Loader = tuple[str, Callable[..., Any]]

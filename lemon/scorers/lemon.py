@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lemon.errors import LemonError
-from lemon.evaluate import best_f1
-from lemon.features import Features, SplitFeatures
-from lemon.methods import ABLATION_RULES, HPARAM_NAMES, LEMON_FIX_HPARAMS
+from lemon.core.errors import LemonError
+from lemon.data.features import Features, SplitFeatures
+from lemon.method.evaluate import best_f1
+from lemon.method.hparams import ABLATION_RULES, HPARAM_NAMES, LEMON_FIX_HPARAMS
+from lemon.method.select import SearchSpace, batched, distinct_best, search
 from lemon.scorers.base import Scorer, ScorerOptions, ScoringContext
 from lemon.scorers.registry import SCORERS
-from lemon.select import SearchSpace, batched, distinct_best, search
 
 if TYPE_CHECKING:
     import torch
@@ -376,7 +376,7 @@ class LemonScorer(Scorer):
     def _select(
         self, terms: NeighbourTerms, y: np.ndarray, fixed: dict[str, float]
     ) -> tuple[dict[str, float], int]:
-        """LEMoN_OPT on val: the original's grid, then the search (lemon.select) in spread units
+        """LEMoN_OPT on val: the original's grid, then the search (lemon.method.select) in spread units
         (:meth:`NeighbourTerms.weight_factors`) from its best points and the original's starting points;
         float32 while searching (twice as fast), float64 for the final choice. Never below the grid."""
         free = [i for i, n in enumerate(HPARAM_NAMES) if n not in fixed]

@@ -19,7 +19,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from lemon.errors import ModelNotFoundError
+from lemon.core.errors import ModelNotFoundError
 from lemon.scorers.hf import (
     answer_token_ids,
     check_vocabulary,

@@ -17,10 +17,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from lemon.core.errors import LemonError
+from lemon.data.features import Features, SplitFeatures
 from lemon.embed.base import resolve_precision
 from lemon.embed.cache import EmbeddingCache
-from lemon.errors import LemonError
-from lemon.features import Features, SplitFeatures
 from lemon.scorers.base import Scorer, ScorerOptions, ScoringContext
 
 log = logging.getLogger(__name__)

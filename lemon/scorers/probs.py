@@ -17,8 +17,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from lemon.errors import LemonError
-from lemon.features import Features, SplitFeatures
+from lemon.core.errors import LemonError
+from lemon.data.features import Features, SplitFeatures
+from lemon.method.zeroshot import zero_shot_probs
 from lemon.scorers.base import Scorer, ScoringContext
 from lemon.scorers.registry import SCORERS
 
@@ -70,16 +71,6 @@ def check_pred_probs(features: Features) -> bool:
                 "softmax)."
             )
     return True
-
-
-def zero_shot_probs(img: np.ndarray, prompts: np.ndarray, temperature: float) -> np.ndarray:
-    """(n, C) softmax over class prompts of the cosine similarity / temperature (float64, stable)."""
-    logits = (
-        np.asarray(img, dtype=np.float64) @ np.asarray(prompts, dtype=np.float64).T
-    ) / temperature
-    logits -= logits.max(axis=1, keepdims=True)
-    e = np.exp(logits)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def class_probs(ctx: ScoringContext, q: SplitFeatures, temperature: float) -> np.ndarray:

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from lemon.registry import Registry
+from lemon.core.registry import Registry
 
 SCORERS: Registry = Registry("scorer")

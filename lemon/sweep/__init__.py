@@ -1,7 +1,7 @@
 """Sweeps: experiment grids, jobs with hashed run folders and on-disk states, local and Slurm execution.
 
 ``experiments.py`` registers the grids, ``launchers.py`` the ways to run them, ``sweep.py`` is the CLI;
-the logic lives here. Finished runs are read back with :func:`lemon.results.load_records`.
+the logic lives here. Finished runs are read back with :func:`lemon.tables.results.load_records`.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from lemon.errors import LemonError
+from lemon.core.errors import LemonError
 
 FlagDict = dict[str, Any]
 

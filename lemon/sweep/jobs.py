@@ -1,6 +1,6 @@
 """Jobs of a sweep: run folders named by a hash of the job's arguments, and their state read from disk.
 
-Layout: ``<output_root>/<experiment>/<md5 of the sorted sweep args>/`` (:func:`lemon.config.run_hash`; only
+Layout: ``<output_root>/<experiment>/<md5 of the sorted sweep args>/`` (:func:`lemon.run.config.run_hash`; only
 the args the experiment sets are hashed, so adding a flag with a default never orphans finished runs).
 The job's own outputs land there (``--output_dir``) plus ``job_id`` (who runs it) and ``job_output.txt``
 (the job process's stdout and stderr, tracebacks included).
@@ -16,21 +16,20 @@ import enum
 import os
 import shlex
 import shutil
-import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lemon.config import run_hash
-from lemon.errors import LemonError
-from lemon.io import DONE, atomic_write_text
-from lemon.registry import Registry
+from lemon.core.errors import LemonError
+from lemon.core.io import DONE, atomic_write_text
+from lemon.core.processes import LOCAL_PREFIX, local_job_alive
+from lemon.core.registry import Registry
+from lemon.run.config import run_hash
 from lemon.sweep.grid import Experiment, RunRef
 
 JOB_ID = "job_id"
 JOB_OUTPUT = "job_output.txt"
-LOCAL_PREFIX = "local:"
 
 
 class State(str, enum.Enum):
@@ -181,45 +180,6 @@ def read_job_id(run_dir: Path) -> dict[str, str]:
     info = {"id": lines[0].strip()}
     info.update(line.split("=", 1) for line in lines[1:] if "=" in line)
     return info
-
-
-def local_job_id(pid: int) -> str:
-    """``local:<host>:<pid>:<start>``; the start time tells a live job from a recycled pid."""
-    return f"{LOCAL_PREFIX}{socket.gethostname()}:{pid}:{_start_time(pid)}"
-
-
-def _proc_stat(pid: int) -> list[str]:
-    """Fields of /proc/<pid>/stat after the command name (state first); [] where there is no /proc."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return []
-
-
-def _start_time(pid: int) -> str:
-    fields = _proc_stat(pid)
-    return fields[19] if len(fields) > 19 else "?"  # field 22 of stat: start time in clock ticks
-
-
-def local_job_alive(job_id: str) -> bool:
-    """Whether a ``local:`` id names a process that still runs on this host (zombies count as ended)."""
-    try:
-        host, pid, start = job_id[len(LOCAL_PREFIX) :].rsplit(":", 2)
-        pid_int = int(pid)
-    except ValueError:
-        return False
-    if host != socket.gethostname():
-        return False
-    try:
-        os.kill(pid_int, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    fields = _proc_stat(pid_int)
-    if not fields:
-        return True  # no /proc (macOS): the pid exists, trust it
-    return fields[0] != "Z" and start in (fields[19], "?")
 
 
 # ---------------------------------------------------------------------------------------------- states

@@ -23,8 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lemon.io import DONE
-from lemon.sweep.jobs import JOB_OUTPUT, Job, local_job_id, write_job_id
+from lemon.core.io import DONE
+from lemon.core.processes import local_job_id
+from lemon.sweep.jobs import JOB_OUTPUT, Job, write_job_id
 
 log = logging.getLogger("lemon.sweep")
 
@@ -113,7 +114,7 @@ def _context(scripts: set[str]) -> multiprocessing.context.BaseContext:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
-    heavy = ["lemon.pipeline"] if "run_lemon" in scripts else []
+    heavy = ["lemon.run.pipeline"] if "run_lemon" in scripts else []
     ctx.set_forkserver_preload(["lemon.sweep.local", *sorted(scripts), *heavy])
     return ctx
 

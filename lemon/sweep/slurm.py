@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lemon.errors import LemonError
-from lemon.io import DONE
+from lemon.core.errors import LemonError
+from lemon.core.io import DONE
 from lemon.sweep.jobs import Job, write_job_id
 from lemon.sweep.local import run_job
 

@@ -11,8 +11,9 @@ import signal
 import time
 from collections.abc import Iterable
 
-from lemon.io import DONE
-from lemon.sweep.jobs import Job, State, is_local, local_job_alive, read_job_id, read_states
+from lemon.core.io import DONE
+from lemon.core.processes import local_job_alive
+from lemon.sweep.jobs import Job, State, is_local, read_job_id, read_states
 from lemon.sweep.slurm import SlurmError, active_job_ids, cancel
 
 

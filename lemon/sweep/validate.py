@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from lemon.errors import LemonError
+from lemon.core.errors import LemonError
 from lemon.sweep.jobs import Job
 
 

@@ -2,7 +2,7 @@
 
 The training flags are declared here; the flags that say where the data is (``--data_dir``, ``--data_path``,
 the table's columns, ``--custom_cifar_prompt``) are run_lemon's own, declared once in
-:mod:`lemon.config` and collected into :class:`~lemon.data.base.DataOptions`.
+:mod:`lemon.run.config` and collected into :class:`~lemon.data.base.DataOptions`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from lemon.core.errors import LemonError
+from lemon.core.flags import flag
 from lemon.data.base import DataOptions
-from lemon.errors import LemonError
-from lemon.flags import flag
 
 #: help groups of train_clip_from_scratch.py, in the order --help shows them
 GROUPS = {

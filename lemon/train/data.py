@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lemon.errors import LemonError
+from lemon.core.errors import LemonError
 from lemon.train.config import TrainConfig
 
 

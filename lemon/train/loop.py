@@ -17,8 +17,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from lemon import io
-from lemon.errors import LemonError
+from lemon.core import io
+from lemon.core.errors import LemonError
 
 log = logging.getLogger(__name__)
 STATE_FILE = "train_state.pt"
@@ -98,7 +98,7 @@ def run_training(
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
-    from lemon.device import resolve_device
+    from lemon.core.device import resolve_device
     from lemon.train.models import build_model, preprocess_config
 
     device = resolve_device(cfg.device)

@@ -13,8 +13,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from lemon import io
-from lemon.errors import UnknownNameError
+from lemon.core import io
+from lemon.core.errors import UnknownNameError
 
 #: model configs of our own (open_clip's format), beside open_clip's built-in architectures
 CUSTOM_MODELS: dict[str, dict[str, Any]] = {

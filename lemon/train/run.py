@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from lemon import io
+from lemon.core import io
 from lemon.data.splitting import assign_folds
 from lemon.train.config import TrainConfig
 from lemon.train.data import load_training_pairs
