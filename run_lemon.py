@@ -38,7 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler.setLevel(console)
     if cfg.debug:
         logging.getLogger().setLevel(logging.DEBUG)
-    from lemon.run.pipeline import format_summary, run  # after parsing: torch loads only for a run
+    from lemon.run.pipeline import run  # after parsing: torch loads only for a run
+    from lemon.run.summary import format_summary
 
     result = run(cfg)
     print(format_summary(result))

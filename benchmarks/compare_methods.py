@@ -149,7 +149,7 @@ def compare(
 ) -> tuple[list[tuple[str, dict]], list[str]]:
     """Rows (method, metrics) for one source, and notes on what was skipped."""
     from lemon.run.config import RunConfig
-    from lemon.run.pipeline import load_features, resolve_k
+    from lemon.run.load import load_features, resolve_k
     from lemon.scorers import SCORERS
 
     cfg = RunConfig(output_dir="unused", **base)

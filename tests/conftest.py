@@ -63,7 +63,8 @@ class Reference:
 
 def scorer_from_config(cfg):
     """The scorer a run of ``cfg`` builds (its options resolved as the pipeline resolves them)."""
-    from lemon.run.pipeline import resolve_k, scorer_options
+    from lemon.run.load import resolve_k
+    from lemon.run.stages import scorer_options
     from lemon.scorers import SCORERS
 
     return SCORERS.get(cfg.scorer)(scorer_options(cfg, resolve_k(cfg)))

@@ -11,7 +11,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = ("run_lemon", "sweep", "experiments", "launchers", "train_clip_from_scratch")
-#: the modules that may read a RunConfig: the entry points, the pipeline and the config module itself
+#: the modules that may read a RunConfig: the entry points and the run package (the config module, the
+#: pipeline and its stages); every layer below takes explicit options
 CONFIG_READERS = {
     "run_lemon",
     "train_clip_from_scratch",
@@ -19,6 +20,9 @@ CONFIG_READERS = {
     "lemon.embed.__main__",
     "lemon.scale.parts.__main__",
     "lemon.run.config",
+    "lemon.run.load",
+    "lemon.run.stages",
+    "lemon.run.outputs",
     "lemon.run.pipeline",
 }
 #: lemon's packages from the bottom up: a module may import its own layer and the layers below it. The

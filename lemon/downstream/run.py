@@ -28,7 +28,8 @@ def run_downstream(cfg: DownstreamConfig) -> dict[str, Any]:
     """
     from lemon.core.device import resolve_device
     from lemon.downstream.models import classify, train_clip_and_retrieve
-    from lemon.run.pipeline import environment, load_run_features
+    from lemon.run.load import load_run_features
+    from lemon.run.outputs import environment
 
     start = time.time()
     cfg.validate()

@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _inputs(args, device: str, precision: str):
     """(splits, embedder, cache, plan folder, prompt) for these flags on ``device``."""
     from lemon.embed.shards import plan_folder
-    from lemon.run.pipeline import embedding_inputs, load_dataset
+    from lemon.run.load import embedding_inputs, load_dataset
 
     cfg = _config(args).replace(device=device, precision=precision)
     dataset, noise = load_dataset(cfg)

@@ -25,7 +25,7 @@ from lemon.data.base import DataOptions, TableOptions
 from lemon.data.loading import load_splits
 from lemon.data.splitting import MIN_SPLIT_ITEMS
 from lemon.run.config import RunConfig
-from lemon.run.pipeline import resolve_k
+from lemon.run.load import resolve_k
 from lemon.train import TrainConfig, load_training_pairs
 
 

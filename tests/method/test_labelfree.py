@@ -24,7 +24,9 @@ from lemon.method.labelfree import (
     pool_estimates,
 )
 from lemon.run.config import RunConfig
-from lemon.run.pipeline import flag_rule, format_summary, run
+from lemon.run.pipeline import run
+from lemon.run.stages import flag_rule
+from lemon.run.summary import format_summary
 from lemon.scorers import SCORERS
 from lemon.scorers.base import ScorerOptions, ScoringContext
 

@@ -321,7 +321,7 @@ def _noise_reaching_embedding(tmp_path, monkeypatch, *noise_flags: str):
 
     import lemon.embed
     from lemon.run.config import config_from_args
-    from lemon.run.pipeline import load_features
+    from lemon.run.load import load_features
 
     if not (tmp_path / "cifar10").is_dir():
         write_fake("cifar10", tmp_path)

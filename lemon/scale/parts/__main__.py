@@ -90,7 +90,7 @@ def _score_one(cfg, part: int) -> int:
     from pathlib import Path
 
     from lemon.core.errors import LemonError
-    from lemon.run.pipeline import score_one_part
+    from lemon.run.stages import score_one_part
 
     plan = score_one_part(cfg, part)
     if Path(cfg.output_dir).resolve() != plan.part_folder(part).resolve():
@@ -110,7 +110,8 @@ def _coordinate(cfg, args) -> int:
     from lemon import sweep as sw
     from lemon.core.device import resolve_device
     from lemon.embed.base import resolve_precision
-    from lemon.run.pipeline import format_summary, run
+    from lemon.run.pipeline import run
+    from lemon.run.summary import format_summary
     from lemon.scale.parts import PartsPending
     from lemon.sweep.launchers import launch_missing
 

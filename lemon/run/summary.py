@@ -1,0 +1,81 @@
+"""The one-screen summary run_lemon prints: per split AUROC, AUPRC and F1 at each threshold, the selected
+hyper-parameters, the estimated noise rate, the flags and where the files are."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lemon.method.hparams import HPARAM_NAMES
+from lemon.run.outputs import RULE_TEXT
+from lemon.scale import stream
+
+if TYPE_CHECKING:
+    from lemon.run.pipeline import RunResult
+
+SUMMARY_KEYS = ("AUROC", "AUPRC", "F1_optimal", "F1_prevalence", "F1_heuristic", "F1_label_free")
+
+
+def format_summary(result: RunResult) -> str:
+    """One screen: per split AUROC, AUPRC and F1 at each threshold, the flags, and where the files are."""
+    m = result.metrics
+    splits = [s for s in ("train", "val", "test") if f"{s}/n" in m]
+
+    def fmt(v):
+        return "   -  " if v is None else f"{v:6.3f}"
+
+    lines = [f"{'split':<6} {'n':>7}  " + " ".join(f"{k:>13}" for k in SUMMARY_KEYS)]
+    for s in splits:
+        lines.append(
+            f"{s:<6} {m[f'{s}/n']:>7}  "
+            + " ".join(f"{fmt(m.get(f'{s}/{k}')):>13}" for k in SUMMARY_KEYS)
+        )
+    if not any(m.get(f"{s}/AUROC") is not None for s in splits):
+        lines.append("(no ground truth: AUROC, AUPRC and F1 need labelled pairs)")
+    lines.append(
+        "F1_<rule>: F1 when flagging score >= the <rule> threshold: optimal = best val F1, "
+        "prevalence = flags the val mislabel rate, heuristic = the original's KDE valley on val, "
+        "label_free = flags the estimated noise rate (no labels used)."
+    )
+    h = result.hparams
+    chosen = ", ".join(f"{n}={h[n]:.4g}" for n in HPARAM_NAMES if n in h)
+    sel = h.get("selected_val")
+    lines.append(
+        f"scorer={h['scorer']} k={h['knn_k']} dist={h['dist_type']} ablation={h['ablation']} "
+        f"selection={h.get('selection', '-')}" + (f" (val F1 {sel:.4f})" if sel is not None else "")
+    )
+    if chosen:
+        lines.append(chosen)
+    lf = h.get("label_free")
+    if lf:
+        sep = lf.get("separation_auroc")
+        lines.append(
+            f"estimated noise rate (no labels used): {lf['rate']:.1%} of the "
+            + ("held-out" if lf.get("pool") == "held_out" else "scored")
+            + f" pairs ({lf['method']}, {lf['n_mismatched']} mismatched pairs"
+            + (f", separation {sep:.2f}" if sep is not None else "")
+            + ")"
+            + ("; see the warnings in log.txt" if lf.get("warnings") else "")
+        )
+    search = stream.knn_summary(h, m)
+    if search:
+        lines.append(search)
+    rule = h.get("flag_rule")
+    if rule:
+        flagged = {s: m.get(f"{s}/n_flagged_{rule}") for s in splits}
+        counts = ", ".join(f"{s} {n} of {m[f'{s}/n']}" for s, n in flagged.items() if n is not None)
+        lines.append(f"flagged ({RULE_TEXT.get(rule, rule)}): {counts}")
+    dropped = {key: n for key, n in m.items() if key.endswith("/dropped") and n}
+    if dropped:
+        lines.append(
+            "not scored: "
+            + ", ".join(f"{key.split('/')[0]} {n}" for key, n in dropped.items())
+            + " (each with its reason in dropped.csv)"
+        )
+    out = result.out_dir
+    report = out / "report.html"
+    lines.append(
+        f"outputs: {out}  (scores.csv: one row per pair; metrics.json; hparams.json"
+        + (f"; report: {report}" if report.is_file() else "; add --report for report.html")
+        + ")"
+    )
+    return "\n".join(lines)
