@@ -276,6 +276,7 @@ def write_report(
             "classes": queue["classes"],
             "has_images": has_images,
             "neighbours_known": bool(neighbours),
+            "url_base": queue["url_base"],
         },
     )
     path = run_dir / "report.html"

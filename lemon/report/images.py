@@ -11,9 +11,11 @@ report's sidecar folder and linked relatively. The browser requests a URL only w
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -41,11 +43,14 @@ class ImageLinks:
         from lemon.core.paths import data_root
 
         root = data_root(args.get("data_dir"))
-        self.roots = [Path(), root, root / str(args.get("dataset", ""))]
+        roots = [Path(), root, root / str(args.get("dataset", ""))]
         for key in ("image_root", "data_path"):
             if args.get(key):
                 path = Path(args[key]).expanduser()
-                self.roots.insert(1, path if key == "image_root" or path.is_dir() else path.parent)
+                roots.insert(1, path if key == "image_root" or path.is_dir() else path.parent)
+        self.roots = [
+            os.path.abspath(r) for r in roots
+        ]  # once: a path per image is joined, not resolved
         self.args, self.sidecar, self.prefix = args, sidecar, prefix
         self.refs = scores["image"].tolist()
         self.splits = scores["split"].astype(str).tolist()
@@ -65,20 +70,20 @@ class ImageLinks:
             return None
         path = self._find(ref)
         if path is not None:
-            if path.suffix.lower() in WEB_IMAGES:
-                return path.resolve().as_uri()
-            return self._write(pos, self._open(path))
+            if os.path.splitext(path)[1].lower() in WEB_IMAGES:
+                return "file://" + quote(path)
+            return self._write(pos, self._open(Path(path)))
         source, i = self._source(self.splits[pos]), int(self.idx[pos])
         if source is None or not 0 <= i < len(source) or str(source.ids[i]) != ref:
             return None
         return self._write(pos, source[i].convert("RGB"))
 
-    def _find(self, ref: str) -> Path | None:
-        """The file ``ref`` names, trying the root that found the previous one first."""
+    def _find(self, ref: str) -> str | None:
+        """The absolute path of the file ``ref`` names, trying the root that found the previous one first."""
         order = [self._last_root, *(i for i in range(len(self.roots)) if i != self._last_root)]
         for i in order:
-            candidate = self.roots[i] / ref
-            if candidate.is_file():
+            candidate = os.path.normpath(os.path.join(self.roots[i], os.path.expanduser(ref)))
+            if os.path.isfile(candidate):
                 self._last_root = i
                 return candidate
         return None

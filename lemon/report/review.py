@@ -12,6 +12,7 @@ pairs show. They are ``<script>`` files because a ``file://`` page may not ``fet
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-#: pairs per data file: one file per page at the default page size
-CHUNK = 25
+#: pairs per data file: a page of 25 cards loads at most one file unfiltered (about 50 KB); 1,000 files
+#: hold 100,000 flagged pairs
+CHUNK = 100
 #: mixed into the run's seed so the audit sample is its own draw
 AUDIT_PURPOSE = 0xA0D17
 #: scores.csv columns of the suggested fix (another stage writes them) and of its strength, by task
@@ -37,9 +39,13 @@ NOT_COMPONENTS = frozenset(
 
 
 def audit_sample(n: int, size: int, seed: int) -> np.ndarray:
-    """Sorted positions of ``min(size, n)`` of ``n`` scored pairs drawn uniformly without replacement."""
-    rng = np.random.default_rng([int(seed), AUDIT_PURPOSE])
-    return np.sort(rng.choice(n, size=min(size, n), replace=False))
+    """Sorted positions of ``min(size, n)`` of ``n`` scored pairs drawn uniformly without replacement.
+
+    The first ``size`` of one seeded permutation: a larger sample of the same run holds the smaller one,
+    so pairs audited before a report is written again with a larger ``--audit_size`` stay audited.
+    """
+    order = np.random.default_rng([int(seed), AUDIT_PURPOSE]).permutation(n)
+    return np.sort(order[: min(size, n)])
 
 
 @dataclass
@@ -202,6 +208,21 @@ def _card(p: int, pairs: Pairs, nbrs: dict[str, np.ndarray], j: int, urls: dict)
     return card
 
 
+def _shorten(urls: dict[int, str | None]) -> tuple[str, dict[int, str | None]]:
+    """The folder URL the image files share, and each URL with it replaced by ``~`` (the data files
+    repeat up to 11 URLs a pair: this keeps them short); sidecar URLs stay as they are."""
+    files = [u for u in urls.values() if u is not None and u.startswith("file://")]
+    if not files:
+        return "", urls
+    base = os.path.commonprefix(files)  # noqa: RUF071 -- URL strings, cut at a '/' below
+    base = base[: base.rfind("/") + 1]
+    cut = len(base)
+    return base, {
+        p: "~" + u[cut:] if u is not None and u.startswith(base) and base else u
+        for p, u in urls.items()
+    }
+
+
 def write_queue(
     folder: Path,
     views: dict[str, np.ndarray],
@@ -229,6 +250,7 @@ def write_queue(
     urls = links.urls(wanted) if links is not None else {}
     shown_pos = np.unique(np.concatenate([*views.values(), np.zeros(0, dtype=np.int64)]))
     found = sum(urls.get(int(p)) is not None for p in shown_pos)
+    base, urls = _shorten(urls)
     classes = sorted({pairs.shown[p] for p in shown_pos}) if pairs.task == "classification" else []
     class_id = {c: i for i, c in enumerate(classes)}
     index = {}
@@ -256,4 +278,5 @@ def write_queue(
         "classes": classes,
         "counts": {v: len(p) for v, p in views.items()},
         "images": (found, len(shown_pos) - found) if links is not None else (0, 0),
+        "url_base": base,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -16,6 +17,18 @@ from PIL import Image
 
 N = 160  # train 160, val 20, test 20
 #: how the tests start Debian's chromium (never a downloaded browser)
+CIFAR10_NAMES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -79,12 +92,29 @@ def review_index(run: Path) -> dict:
     )
 
 
+def page_meta(run: Path) -> dict:
+    """The JSON report.html hands its script (run key, task, classes, ...)."""
+    page = (run / "report.html").read_text()
+    found = re.search(r'<script type="application/json" id="lemon-meta">(.*?)</script>', page)
+    return json.loads(found.group(1))
+
+
 def review_cards(run: Path, view: str) -> list[dict]:
-    """Every card of a view, in order, from its report_files data files."""
+    """Every card of a view, in order, from its report_files data files (image URLs in full)."""
     cards = []
     files = sorted((run / "report_files" / view).glob("*.js"))
     for n, path in enumerate(files):
         cards += _script_json(path.read_text(), rf'LEMON_CHUNK\("{view}",{n},(.*)\);')
+    base = page_meta(run)["url_base"]
+
+    def full(url):
+        return base + url[1:] if url and url.startswith("~") else url
+
+    for card in cards:
+        card["u"] = full(card["u"])
+        for side in ("n", "m"):
+            for item in card.get(side, []):
+                item[1] = full(item[1])
     return cards
 
 
@@ -136,3 +166,74 @@ def tiny_images_dataset():
             return DatasetSplits("tiny_images", "captioning", splits)
 
     return TinyImages
+
+
+def large_run(folder: Path, n_flagged: int, n_clean: int, k: int = 10, seed: int = 0) -> Path:
+    """A run folder of ``n_flagged + n_clean`` classification pairs, the first ``n_flagged`` by score
+    flagged, each naming its own image file (copies of one small PNG under ``folder/data``), with
+    neighbours.npz: what the report reads of a large run, without running one (scores are random)."""
+    rng = np.random.default_rng(seed)
+    n = n_flagged + n_clean
+    folder.mkdir(parents=True)
+    data = folder / "data" / "imgs"
+    data.mkdir(parents=True)
+    split = np.where(
+        np.arange(n) % 10 < 8, "train", np.where(np.arange(n) % 10 == 8, "val", "test")
+    )
+    idx = pd.Series(split).groupby(split).cumcount().to_numpy()
+    score = np.sort(rng.uniform(0.5, 2.0, n))[::-1].copy()
+    threshold = score[n_flagged - 1]
+    observed = rng.integers(0, 10, n)
+    names = np.array(CIFAR10_NAMES)
+    scores = pd.DataFrame(
+        {
+            "split": split,
+            "idx": idx,
+            "row": np.arange(n),
+            "image": [f"imgs/{i}.png" for i in range(n)],
+            "clean_label": observed,
+            "observed_label": observed,
+            "text": np.char.add("A photo of a ", names[observed]),
+            "is_mislabel": 0,
+            "score": score,
+            "d_mm": score / 2,
+            "s_n": score / 4,
+            "s_m": score / 4,
+            "flagged": score >= threshold,
+        }
+    )
+    run = folder / "run"
+    run.mkdir()
+    scores.to_csv(run / "scores.csv", index=False)
+    (run / "args.json").write_text(
+        json.dumps(
+            {
+                "dataset": "synthetic",
+                "data_dir": str(folder / "data"),
+                "seed": seed,
+                "noise_level": 0.0,
+                "resolved": {"prompt": "A photo of a "},
+            }
+        )
+    )
+    hparams = {
+        "scorer": "lemon",
+        "beta": 1.0,
+        "gamma": 1.0,
+        "thresholds": {"optimal": float(threshold)},
+        "flag_rule": "optimal",
+        "flag_rule_text": "the threshold that maximised F1 on the labelled val split",
+    }
+    (run / "hparams.json").write_text(json.dumps(hparams))
+    n_train = int((split == "train").sum())
+    arrays = {"reference_index": np.arange(n_train)}
+    for s in ("train", "val", "test"):
+        rows = int((split == s).sum())
+        for side in ("n", "m"):
+            arrays[f"{s}_idx_{side}"] = rng.integers(0, n_train, (rows, k))
+    np.savez_compressed(run / "neighbours.npz", **arrays)
+    png = io.BytesIO()
+    Image.new("RGB", (24, 24), (200, 30, 30)).save(png, format="PNG")
+    for i in range(n):
+        (data / f"{i}.png").write_bytes(png.getvalue())
+    return run

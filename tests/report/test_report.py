@@ -21,6 +21,7 @@ from review_helpers import (
     colour,
     copy_run,
     image_files,
+    page_meta,
     review_cards,
     review_index,
     set_args,
@@ -99,7 +100,7 @@ def test_page_holds_the_summary_not_the_pairs(run_dir, tmp_path):
     assert "no thumbnails" in text  # an embedding-only run
     scripts = [a.get("src") for t, a in tags.tags if t == "script"]
     assert "report_files/index.js" in scripts  # the pairs are in report_files/, loaded by the page
-    meta = _meta(page)
+    meta = page_meta(run)
     assert meta["task"] == "classification" and meta["chunk"] == CHUNK
     assert meta["run_key"] == report.run_key(run / "scores.csv")
     for key in ("j", "w", "r", "u", "x", "c", "n", "p"):
@@ -130,7 +131,7 @@ def test_flagged_view_lists_every_flagged_pair_most_suspicious_first(run_dir, tm
         assert card["terms"]["d_mm"] == pytest.approx(row["d_mm"], abs=1e-6)
         assert card["terms"]["s_n"] == pytest.approx(5.0 * row["s_n"], abs=1e-5)  # beta 5 (fixed)
     classes = review_index(run)["flagged"]["cls"]
-    names = _meta((run / "report.html").read_text())["classes"]
+    names = page_meta(run)["classes"]
     assert [names[c] for c in classes] == [c["t"] for c in cards]
 
 
@@ -170,6 +171,8 @@ def test_audit_sample_is_uniform():
     sd = math.sqrt(seeds * p * (1 - p))
     assert np.abs(counts - seeds * p).max() < 4.5 * sd
     assert audit_sample(5, 100, 0).tolist() == [0, 1, 2, 3, 4]  # all of them when fewer
+    small, large = audit_sample(1000, 100, 3), audit_sample(1000, 300, 3)
+    assert set(small) <= set(large)  # a larger sample of the run holds the pairs audited before
 
 
 def test_neighbours_and_ground_truth_match_a_brute_force_search(run_dir, tmp_path, no_plots):

@@ -9,9 +9,11 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
+import pytest
 from review_helpers import (
     N,
     image_files,
+    large_run,
     review_index,
     set_args,
     tiny_images_dataset,
@@ -211,6 +213,14 @@ def test_review_clicks_keys_pages_filters_reload_and_download(browser, run_dir, 
     expected = _expected(scores, done, set(audit))
     pd.testing.assert_frame_equal(found.drop(columns="reviewed_at"), expected)
     _check_times(found, start)
+
+    # "forget decisions" (confirmed) empties this run's storage
+    page.once("dialog", lambda dialog: dialog.accept())
+    _after(page, lambda: page.click("#forget"))
+    page.reload()
+    page.wait_for_selector('#cards[data-page="flagged:0"]')
+    assert page.locator('#cards .card[data-decision="wrong"]').count() == 0
+    assert _download(page).empty
     assert errors == []
 
 
@@ -282,3 +292,52 @@ def test_thumbnails_of_in_memory_images_render(browser, run_dir, tmp_path, monke
         " return i && i.complete && i.naturalWidth === 8; }"
     )
     assert errors == []
+
+
+@pytest.mark.slow
+def test_100000_flagged_pairs_load_a_page_at_a_time(browser, tmp_path):
+    """At 100,000 flagged pairs the page stays small, shows its first page, and pages forward while the
+    browser asks only for the data file and the images of the cards it shows (time: benchmarks/)."""
+    run = large_run(tmp_path / "large", 100_000, 5_000)
+    path = report.write_report(run)
+    assert path.stat().st_size < 500_000  # the pairs are in report_files/, not in the page
+    assert len(review_index(run)["flagged"]["pos"]) == 100_000
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    requests: list[tuple[str, str]] = []
+    page.on("request", lambda r: requests.append((r.resource_type, r.url)))
+    page.goto(path.as_uri())
+    page.wait_for_selector('#cards[data-page="flagged:0"]')
+
+    def images() -> set[str]:
+        return {u for kind, u in requests if kind == "image" and "/data/imgs/" in u}
+
+    def data_files() -> list[str]:
+        return [u for _, u in requests if "/report_files/flagged/" in u]
+
+    assert page.locator("#cards .card").count() == 25
+    assert page.locator("#cards img").count() == 25 * 6  # a thumbnail and 5 neighbours a card
+    page.wait_for_function(
+        "() => { const i = document.querySelector('.card img.thumb');"
+        " return i && i.complete && i.naturalWidth === 24; }"
+    )
+    first = images()
+    assert 0 < len(first) <= 25 * 6 and data_files() == [
+        (run / "report_files" / "flagged" / "00000.js").as_uri()
+    ]
+    _after(page, lambda: page.keyboard.press("n"))
+    assert page.get_attribute("#cards", "data-page") == "flagged:1"
+    assert page.locator("#cards .card").count() == 25 and page.locator("#cards img").count() == 150
+    page.locator("#cards .card").nth(24).scroll_into_view_if_needed()
+    page.wait_for_function(
+        "() => { const i = document.querySelectorAll('.card img.thumb')[24];"
+        " return i && i.complete && i.naturalWidth === 24; }"
+    )
+    assert len(data_files()) == 1  # pages 1-4 share the first data file
+    assert len(images()) <= 2 * 25 * 6  # two pages' cards, not 100,000 thumbnails
+    # the last pairs (a score filter): only the data file that holds them is loaded
+    low = review_index(run)["flagged"]["score"][-30]
+    _after(page, lambda: page.locator("#f-max").fill(str(low)) or page.press("#f-max", "Enter"))
+    assert page.locator("#cards .card").count() == 25
+    assert data_files()[-1].endswith("/report_files/flagged/00999.js") and len(data_files()) == 2
+    assert len(images()) <= 3 * 25 * 6

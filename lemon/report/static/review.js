@@ -20,6 +20,9 @@
 
   function $(id) { return document.getElementById(id); }
 
+  function url(u) { return u && u.charAt(0) === "~" ? META.url_base + u.slice(1) : u; } // see review.py
+
+
   function el(tag, attrs, children) {
     var node = document.createElement(tag);
     Object.keys(attrs || {}).forEach(function (k) {
@@ -74,7 +77,7 @@
     var input = inputOf(card);
     decisions[card.p] = {
       d: decision, c: input ? input.value : card.v, o: card.t, t: new Date().toISOString().replace(/\.\d{3}Z$/, "Z"),
-      r: card.r, f: card.f, s: card.s, a: card.a ? 1 : 0
+      r: card.r, f: card.f, s: card.s
     };
   }
 
@@ -96,7 +99,8 @@
     Object.keys(decisions).map(Number).sort(function (a, b) { return a - b; }).forEach(function (p) {
       var r = decisions[p];
       var corrected = r.d === "wrong" && r.c.trim() !== r.o ? r.c.trim() : "";
-      lines.push([r.r, r.f, r.d, corrected, r.a, r.t, r.s].map(csvField).join(","));
+      var audit = members.audit.has(p) ? 1 : 0; // the sample this page shows (review.py: nested samples)
+      lines.push([r.r, r.f, r.d, corrected, audit, r.t, r.s].map(csvField).join(","));
     });
     return lines.join("\n") + "\n";
   }
@@ -108,6 +112,15 @@
     document.body.appendChild(link);
     link.click();
     setTimeout(function () { URL.revokeObjectURL(link.href); link.remove(); }, 1000);
+  }
+
+  function forget() { // browsers keep about 5 MB for all file:// pages: free this run's share
+    var n = Object.keys(decisions).length;
+    if (!window.confirm("Forget the " + n + " decisions of this run kept in this browser? Download them first.")) return;
+    decisions = {};
+    try { window.localStorage.removeItem(STORE_KEY); } catch (err) { /* nothing kept */ }
+    progress();
+    render();
   }
 
   // ------------------------------------------------------------------ data files (<script>, on demand)
@@ -140,7 +153,7 @@
     return entry.promise;
   }
 
-  function forget(keep) { // bound the memory a long session uses: drop data files no page shows now
+  function dropChunks(keep) { // bound the memory a long session uses: drop data files no page shows now
     var keys = Object.keys(chunks);
     if (keys.length <= 200) return;
     keys.forEach(function (k) { if (!keep[k]) delete chunks[k]; });
@@ -199,7 +212,7 @@
     var items = state.list.slice(start, start + state.size);
     var need = {};
     items.forEach(function (i) { need[view + "/" + Math.floor(i / META.chunk)] = true; });
-    forget(need);
+    dropChunks(need);
     $("page-of").textContent = state.list.length
       ? "page " + (state.page + 1) + " of " + pages() + " (pairs " + (start + 1) + "\u2013" +
         (start + items.length) + " of " + state.list.length + ")"
@@ -220,6 +233,7 @@
       box.appendChild(frag);
       box.dataset.page = view + ":" + state.page;
       box.dataset.renders = String(Number(box.dataset.renders || 0) + 1); // tests wait on it
+      if (!box.dataset.firstPageMs) box.dataset.firstPageMs = performance.now().toFixed(1); // benchmarks/
       setFocus(Math.min(state.focus, state.cards.length - 1), state.scroll);
       state.scroll = false;
     }, function (err) {
@@ -249,7 +263,7 @@
       var cls = classes ? (it[0] === observed ? "agrees" : "differs") : "plain";
       var img = null;
       if (META.has_images) {
-        img = it[1] ? el("img", { src: it[1], alt: "", loading: "lazy", decoding: "async" }) : el("span", { className: "mini" });
+        img = it[1] ? el("img", { src: url(it[1]), alt: "", loading: "lazy", decoding: "async" }) : el("span", { className: "mini" });
       }
       strip.appendChild(el("div", { className: META.has_images ? "nbi" : "chip" }, [img, el("span", { className: cls, text: it[0] })]));
     });
@@ -296,7 +310,7 @@
     var image = null;
     if (META.has_images) {
       image = el("div", {}, [card.u
-        ? el("img", { className: "thumb", src: card.u, alt: card.f || "", loading: "lazy", decoding: "async" })
+        ? el("img", { className: "thumb", src: url(card.u), alt: card.f || "", loading: "lazy", decoding: "async" })
         : el("div", { className: "noimg", text: "image not found" })]);
     }
     var truth = null;
@@ -455,6 +469,7 @@
     $("prev").addEventListener("click", function () { goPage(state.page - 1, 0); });
     $("next").addEventListener("click", function () { goPage(state.page + 1, 0); });
     $("download").addEventListener("click", download);
+    $("forget").addEventListener("click", forget);
     document.addEventListener("keydown", onKey);
     window.addEventListener("pagehide", function () { if (saveTimer) saveNow(); });
     state.size = Number($("f-size").value);
