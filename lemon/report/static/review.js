@@ -13,7 +13,7 @@
   var CSV_HEADER = ["row", "image", "decision", "corrected", "audit", "reviewed_at", "split"];
   var chunks = {}; // "view/n" -> the cards of data file n of a view
   var waiting = {}; // "view/n" -> {promise, resolve, reject} while its <script> loads
-  var state = { view: "flagged", list: [], page: 0, size: 25, focus: 0, cards: [], token: 0, scroll: false };
+  var state = { view: "flagged", list: [], page: 0, size: 25, focus: 0, cards: [], token: 0, scroll: false, loading: true };
   var members = {}; // view -> Set of scores.csv positions (for the progress line)
   var decisions = {};
   var saveTimer = null;
@@ -208,6 +208,7 @@
 
   function render() {
     var token = ++state.token;
+    state.loading = true; // keys wait for the new cards: they never act on the page being replaced
     var view = state.view, start = state.page * state.size;
     var items = state.list.slice(start, start + state.size);
     var need = {};
@@ -223,6 +224,7 @@
       return loadChunk(view, Number(k.split("/")[1]));
     })).then(function () {
       if (token !== state.token) return;
+      state.loading = false;
       state.cards = items.map(function (i) {
         return chunks[view + "/" + Math.floor(i / META.chunk)][i % META.chunk];
       });
@@ -265,7 +267,7 @@
       if (META.has_images) {
         img = it[1] ? el("img", { src: url(it[1]), alt: "", loading: "lazy", decoding: "async" }) : el("span", { className: "mini" });
       }
-      strip.appendChild(el("div", { className: META.has_images ? "nbi" : "chip" }, [img, el("span", { className: cls, text: it[0] })]));
+      strip.appendChild(el("div", { className: META.has_images ? "nbi" : "chip" }, [img, el("span", { className: cls, text: it[0], title: it[0] })]));
     });
     var box = el("div", {}, [head, strip]);
     return box;
@@ -418,6 +420,7 @@
       }
       return;
     }
+    if (state.loading) return;
     var card = state.cards[state.focus];
     var key = ev.key;
     if (DECISIONS[key]) {
