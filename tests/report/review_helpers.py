@@ -39,6 +39,19 @@ CHROMIUM_ARGS = [
 ]
 
 
+_FINISHED: dict[str, Path] = {}
+
+
+def finished_run(tmp_path_factory) -> Path:
+    """A finished run written with --report, made once a session (tests copy it before changing it).
+
+    The test modules' ``run_dir`` fixtures return it (a tests/report/conftest.py would shadow the
+    top-level conftest module that other tests import by name)."""
+    if "run" not in _FINISHED:
+        _FINISHED["run"] = synthetic_run(tmp_path_factory.mktemp("report") / "run", "--report")
+    return _FINISHED["run"]
+
+
 def synthetic_run(out: Path, *flags: str) -> Path:
     """A finished run_lemon run of the synthetic classification data (200 pairs, 40% noise)."""
     import run_lemon

@@ -20,6 +20,7 @@ from review_helpers import (
     N,
     colour,
     copy_run,
+    finished_run,
     image_files,
     page_meta,
     review_cards,
@@ -67,6 +68,11 @@ def _flagged_positions(run: Path) -> list[int]:
     scores = pd.read_csv(run / "scores.csv").reset_index(names="pos")
     flagged = pd.read_csv(run / "flagged.csv")
     return flagged.merge(scores[["split", "idx", "pos"]], on=["split", "idx"])["pos"].tolist()
+
+
+@pytest.fixture
+def run_dir(tmp_path_factory) -> Path:
+    return finished_run(tmp_path_factory)
 
 
 @pytest.fixture

@@ -6,12 +6,16 @@ is missing; a failure in CI (CI=true), where .ci/run installs both."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from review_helpers import (
+    CHROMIUM_ARGS,
     N,
+    chromium,
+    finished_run,
     image_files,
     large_run,
     review_index,
@@ -24,6 +28,23 @@ from lemon.data.synthetic import CIFAR10_CLASSES
 from lemon.report import build as report
 
 COLUMNS = ["row", "image", "decision", "corrected", "audit", "reviewed_at", "split"]
+
+
+@pytest.fixture
+def run_dir(tmp_path_factory) -> Path:
+    return finished_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium driven by playwright (the package's own driver; no browser is downloaded)."""
+    path = chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 def _open(browser, path):
