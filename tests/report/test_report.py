@@ -321,7 +321,7 @@ def test_corrupt_neighbours_file_leaves_the_panels_out(
     run = copy_run(run_dir, tmp_path / "run")
     data = (run / "neighbours.npz").read_bytes()
     (run / "neighbours.npz").write_bytes(data[: len(data) // 2] if content is None else content)
-    with caplog.at_level("WARNING", logger="lemon.report.build"):
+    with caplog.at_level("WARNING", logger="lemon.report.inputs"):
         assert report.main([str(run)]) == 0  # no traceback, exit 0
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "\n" not in warnings[0]
