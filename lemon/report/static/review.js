@@ -303,7 +303,8 @@
   function cardNode(card, j) {
     var classes = META.task === "classification";
     var who = el("div", { className: "who" }, [
-      el("div", { className: "rank", text: card.k ? "#" + card.k : "audit" }),
+      card.k ? el("div", { className: "rank", text: "#" + card.k, title: "rank among the flagged pairs" })
+        : el("div", { className: "sub", text: "not flagged" }),
       el("div", { text: "row " + (card.r === null ? "-" : card.r) }),
       card.f ? el("div", { className: "file", title: "image as given", text: card.f }) : null,
       el("div", { className: "sub", text: card.s + " #" + card.i }),
