@@ -335,7 +335,9 @@ class RunConfig:
         None, "Free-form experiment name (args.json).", "output", original=True
     )
     overwrite: bool = flag(False, "Replace a finished run in --output_dir.", "output")
-    report: bool = flag(False, "Also write report.html (the top suspected errors).", "output")
+    report: bool = flag(
+        False, "Also write report.html: review every flagged pair in a browser.", "output"
+    )
     save_neighbours: str = flag(
         "auto",
         "Write neighbours.npz (2k neighbour ids per row): auto = for runs of at most 200,000 rows.",

@@ -147,6 +147,7 @@ def _finished(tmp: Path, assets: Path, report: bool = False) -> None:
     shutil.copytree(assets / "finished", tmp / "out")
     if not report:
         (tmp / "out" / "report.html").unlink()
+        shutil.rmtree(tmp / "out" / "report_files")
         (tmp / "out" / "flagged.csv").unlink()
 
 
@@ -467,7 +468,7 @@ CASES = [
     C("table_of_1_row",            "table_of_1",         IMG.replace("{data}", "{tmp}/data"), 2, r"1 distinct images are too few for train/val/test splits \(80/10/10 needs at least 6\)"),
     C("table_of_5_rows",           "table_of_5",         IMG.replace("{data}", "{tmp}/data"), 2, r"5 distinct images are too few .*needs at least 6"),
     C("data_check_table_of_5",     "table_of_5",         "lemon.data.__main__ check csv --data_path {tmp}/data/pairs.csv", 1, r"5 distinct images are too few .*needs at least 6"),
-    C("report_misspelled_flag",    "finished",           "lemon.report.__main__ {tmp}/out --topp 3", 2, r"Did you mean --top\?"),
+    C("report_misspelled_flag",    "finished",           "lemon.report.__main__ {tmp}/out --audit_sise 3", 2, r"Did you mean --audit_size\?"),
 ]
 # fmt: on
 
