@@ -27,8 +27,8 @@ from lemon.data.features import Features, SplitFeatures
 from lemon.method.evaluate import select_thresholds
 from lemon.method.hparams import DIST_TYPES, HPARAM_NAMES, check_hparam_names
 from lemon.method.labelfree import label_free_rule
-from lemon.scorers.base import ScorerOptions, ScoringContext, to_quality
-from lemon.scorers.lemon import LemonScorer
+from lemon.scorers.base import ScoringContext, to_quality
+from lemon.scorers.lemon import LemonOptions, LemonScorer
 
 #: ``return_indices_ranked_by`` value -> (column, whether the most severe pair has the highest value)
 RANKINGS: dict[str, tuple[str, bool]] = {
@@ -274,7 +274,7 @@ def _score(
         val = data.subset(known[0])
         val.is_mislabel, val.reference_row, val.split = known[1], known[0], "val"
         splits["val"] = val
-    options = ScorerOptions(
+    options = LemonOptions(
         k=k,
         dist_type=dist_type,
         use_discrete_for_text=use_discrete_for_text,

@@ -18,7 +18,7 @@ from lemon.data import DATASETS
 from lemon.data.features import Features
 from lemon.method.hparams import DEFAULT_KNN_K, LEMON_FIX_K
 from lemon.neighbors.base import check_k
-from lemon.run.config import RunConfig, field_names
+from lemon.run.config import RunConfig, flag_names
 
 if TYPE_CHECKING:
     from lemon.data.base import Dataset, DatasetSplits
@@ -127,7 +127,7 @@ def load_run_features(run_dir: str | Path, device: str) -> tuple[Features, dict[
     """The features a finished run scored, rebuilt from its args.json (embeddings from the cache), and
     those args: what a downstream step (:mod:`lemon.downstream`) trains on."""
     args = json.loads((Path(run_dir) / "args.json").read_text(encoding="utf-8"))
-    names = set(field_names())
-    cfg = RunConfig(**{k: v for k, v in args.items() if k in names})
+    names = set(flag_names())
+    cfg = RunConfig.from_flags({k: v for k, v in args.items() if k in names})
     k = args.get("resolved", {}).get("knn_k") or resolve_k(cfg)
     return load_features(cfg, k, device), args

@@ -9,7 +9,7 @@ from conftest import scorer_from_config
 from lemon.data.embeddings import features_from_arrays
 from lemon.method.hparams import ABLATION_RULES
 from lemon.scorers.base import ScorerOptions, ScoringContext
-from lemon.scorers.lemon import LemonScorer
+from lemon.scorers.lemon import LemonOptions, LemonScorer
 
 COMPONENTS = (("d_mm", "d_1"), ("s_n", "d_n"), ("s_m", "d_m"), ("score", "pred_score"))
 
@@ -108,7 +108,7 @@ def test_hand_computed_single_query():
 def test_ablations_force_their_hyperparameters(ablation, small_npz):
     with np.load(small_npz) as z:
         ctx = ScoringContext(features_from_arrays({k: z[k] for k in z.files}))
-    scorer = LemonScorer(ScorerOptions(k=5, ablation=ablation))
+    scorer = LemonScorer(LemonOptions(k=5, ablation=ablation))
     chosen = scorer.fit(ctx)
     forced, use_d_mm = ABLATION_RULES[ablation]
     for name, value in forced.items():
@@ -128,7 +128,7 @@ def test_normalize_d1_is_softmax_over_class_prompts(small_npz):
     with np.load(small_npz) as z:
         arrays = {k: z[k] for k in z.files}
     ctx = ScoringContext(features_from_arrays(arrays))
-    d = LemonScorer(ScorerOptions(k=5, normalize_d1=True)).score(
+    d = LemonScorer(LemonOptions(k=5, normalize_d1=True)).score(
         ctx, "val", dict(beta=0, gamma=0, tau_1_n=0, tau_2_n=0, tau_1_m=0, tau_2_m=0)
     )["d_mm"]
     img = arrays["val_img"] / np.linalg.norm(arrays["val_img"], axis=1, keepdims=True)
