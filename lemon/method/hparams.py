@@ -47,4 +47,3 @@ def check_hparam_names(names: object) -> None:
     unknown = sorted(set(names) - set(HPARAM_NAMES))  # type: ignore[call-overload]
     if unknown:
         raise LemonError(f"Unknown hparams {unknown}; allowed: {', '.join(HPARAM_NAMES)}.")
-
