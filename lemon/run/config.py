@@ -21,7 +21,7 @@ from typing import Any
 from lemon.core.errors import LemonError
 from lemon.core.flags import HelpfulParser, add_flag, add_flags, flag, flag_fields
 from lemon.data.base import IMAGE_IDENTITIES, DataOptions
-from lemon.embed.base import PRECISIONS
+from lemon.embed.base import IMAGE_DECODES, PRECISIONS
 from lemon.method.hparams import (
     ABLATIONS,
     DIST_TYPES,
@@ -175,7 +175,7 @@ class RunConfig:
         "Where images are decoded: cpu (PIL in DataLoader workers) or gpu (nvJPEG and the model's "
         "resize/crop on the GPU; pixels differ from PIL's by rounding).",
         "model",
-        ("cpu", "gpu"),
+        IMAGE_DECODES,
     )
     # method
     scorer: str = flag("lemon", "Scorer: lemon or a baseline.", "method", _scorer_names)
@@ -357,7 +357,7 @@ class RunConfig:
             ("knn_backend", KNN_BACKENDS),
             ("precision", PRECISIONS),
             ("image_identity", IMAGE_IDENTITIES),
-            ("image_decode", ("cpu", "gpu")),
+            ("image_decode", IMAGE_DECODES),
         ):
             value = getattr(self, name)
             if value not in allowed:
