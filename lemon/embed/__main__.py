@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lemon.core.errors import one_line_errors
+from lemon.core.cli import command
 from lemon.data.base import SOURCE_FLAGS
 
 #: run_lemon flags that say what is embedded, how and where it is cached
@@ -90,10 +90,8 @@ def _job_args(args, device: str, precision: str) -> dict[str, Any]:
     return flags
 
 
-@one_line_errors
+@command(lemon=logging.INFO)
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("lemon").setLevel(logging.INFO)
     args = build_parser().parse_args(argv)
     if args.shard_index is not None:
         return _embed_one(args)

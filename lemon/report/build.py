@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lemon.core.errors import LemonError, one_line_errors
+from lemon.core.cli import command
+from lemon.core.errors import LemonError
 from lemon.core.flags import HelpfulParser
 from lemon.core.io import atomic_write_csv, atomic_write_text, read_json
 from lemon.report.page import page, plots_png, suspect_row
@@ -308,7 +309,7 @@ def write_report(
     return path
 
 
-@one_line_errors
+@command()
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: write the report of one run folder and print its path."""
     p = HelpfulParser(prog="python -m lemon.report", description=__doc__.split("\n\n")[0])
@@ -318,7 +319,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--neighbours", type=int, default=5, help="Neighbours shown per side (default 5)."
     )
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     path = write_report(args.run_dir, args.top, args.neighbours)
     print(f"report: {path}\nflagged samples: {path.parent / 'flagged.csv'}")
     return 0

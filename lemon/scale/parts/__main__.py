@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from lemon.core.errors import one_line_errors
+from lemon.core.cli import command
 
 
 def build_parser():
@@ -62,12 +62,10 @@ def _job_args(cfg, device: str, precision: str) -> dict[str, Any]:
     return flags
 
 
-@one_line_errors
+@command(lemon=logging.INFO)
 def main(argv: Sequence[str] | None = None) -> int:
     from lemon.core.errors import LemonError
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("lemon").setLevel(logging.INFO)
     args = build_parser().parse_args(argv)
     cfg = _config(args)
     if cfg.score_parts < 2:
