@@ -251,18 +251,17 @@ def find_label_issues(
     ...     image_embeddings, text_embeddings, captions, return_indices_ranked_by="lemon_score"
     ... )
     """
-    options = dict(locals())
-    ranked_by = options.pop("return_indices_ranked_by")
-    if ranked_by is not None and ranked_by not in RANKINGS:
+    options = {n: v for n, v in locals().items() if n != "return_indices_ranked_by"}
+    if return_indices_ranked_by is not None and return_indices_ranked_by not in RANKINGS:
         raise LemonError(
             f"return_indices_ranked_by must be None or one of {', '.join(RANKINGS)}, got "
-            f"{ranked_by!r}."
+            f"{return_indices_ranked_by!r}."
         )
     df = _score(**options)
     mask = df["is_label_issue"].to_numpy(dtype=bool)
-    if ranked_by is None:
+    if return_indices_ranked_by is None:
         return mask
-    column, descending = RANKINGS[ranked_by]
+    column, descending = RANKINGS[return_indices_ranked_by]
     rows = np.flatnonzero(mask)
     values = df[column].to_numpy()[rows]
     return rows[np.argsort(-values if descending else values, kind="stable")]

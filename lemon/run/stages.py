@@ -63,7 +63,6 @@ def knn_options(cfg: RunConfig, device: str) -> KnnOptions:
         device=device,
         nlist=cfg.knn_nlist,
         nprobe=cfg.knn_nprobe,
-        recall_sample=cfg.knn_recall_sample,
         seed=cfg.seed,
     )
 
