@@ -6,6 +6,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sys
+import types
+from pathlib import Path
 
 import pytest
 
@@ -226,3 +229,37 @@ def test_every_baselines_all_job_passes_its_checks(tmp_path):
     for job in build_jobs(EXPERIMENTS.get("baselines_all")(), tmp_path, EXPERIMENTS)[::7]:
         cfg = config_from_args(job.argv(), raise_errors=True)
         assert cfg.scorer == job.args["scorer"]
+
+
+def test_the_scorer_added_in_the_docs_is_one_module(monkeypatch):
+    """docs/baselines.md's example module, run as written against a fresh registry: its option becomes
+    a flag of that scorer alone, its Options checks the value, and it scores as the formula says
+    (recomputed here with a per-row loop over a brute-force neighbour search)."""
+    import numpy as np
+
+    import lemon.scorers.registry
+    from lemon.data.embeddings import features_from_arrays
+    from lemon.data.synthetic import make_synthetic_embeddings
+    from lemon.scorers.base import ScoringContext
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "baselines.md").read_text("utf-8")
+    source = page.split("## Adding a scorer")[1].split("```python\n")[1].split("```")[0]
+    fresh = Registry("scorer")
+    monkeypatch.setattr(lemon.scorers.registry, "SCORERS", fresh)
+    module = types.ModuleType("nn_text_gap")
+    monkeypatch.setitem(sys.modules, "nn_text_gap", module)
+    exec(compile(source, "docs/baselines.md", "exec"), module.__dict__)
+    flags = collect(fresh)
+    assert list(flags) == ["gap_reduce"] and flags["gap_reduce"].scorers == ("nn_text_gap",)
+    cls = fresh.get("nn_text_gap")
+    with pytest.raises(LemonError, match=r"^Unknown gap_reduce 'min'\. Available: mean, max\.$"):
+        cls.Options(gap_reduce="min")
+    features = features_from_arrays(make_synthetic_embeddings(200))
+    ctx = ScoringContext(features)
+    out = cls(cls.Options(k=3, gap_reduce="max")).score(ctx, "test", {})["score"]
+    q, ref = features.splits["test"], features.reference
+    expected = []
+    for i in range(len(q)):
+        nearest = np.argsort(-(ref.img @ q.img[i]), kind="stable")[:3]
+        expected.append(max(1.0 - float(q.txt[i] @ ref.txt[j]) for j in nearest))
+    np.testing.assert_allclose(out, expected, atol=1e-5)
