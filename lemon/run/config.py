@@ -2,7 +2,9 @@
 
 Flag names follow the original LEMoN ``run_lemon.py`` so old commands still work; our own additions
 (``--embeddings``, ``--data_dir``, ``--scorer``, fixed hyper-parameters, ...) sit beside them. The parser is
-generated from the fields (:mod:`lemon.core.flags`), so ``--help``, validation and defaults never drift. Only the
+generated from the fields (:mod:`lemon.core.flags`), so ``--help``, validation and defaults never drift. A
+scorer's own flags (``--blip_model``, ``--vdc_questions``, ...) are declared by the scorer, in its ``Options``
+(:mod:`lemon.scorers.flags`); RunConfig holds those given in ``scorer_flags``. Only the
 entry points and :func:`lemon.run.pipeline.run` read a RunConfig; everything below them takes explicit options.
 Building the parser imports no torch: ``--help`` answers at once.
 """
