@@ -17,7 +17,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from lemon.core.errors import one_line_errors
+from lemon.core.cli import command
 from lemon.run.config import build_parser, check_names, config_from_args
 
 __all__ = ["build_parser", "check", "main"]
@@ -28,10 +28,9 @@ def check(argv: Sequence[str]) -> None:
     check_names(config_from_args(argv, raise_errors=True))
 
 
-@one_line_errors
+@command()
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse flags, run the pipeline, print the summary; returns the process exit code."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cfg = config_from_args(argv)
     console = logging.DEBUG if cfg.debug else logging.WARNING  # the full log is in log.txt
     for handler in logging.getLogger().handlers:

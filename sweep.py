@@ -25,7 +25,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from lemon.core.errors import one_line_errors
+from lemon.core.cli import command
 
 COMMANDS = ("launch", "status", "delete_incomplete", "delete_all", "tables")
 
@@ -112,7 +112,7 @@ def _ignored(args: argparse.Namespace, parser: argparse.ArgumentParser, launcher
     ]
 
 
-@one_line_errors
+@command()
 def main(argv: Sequence[str] | None = None) -> int:
     from experiments import EXPERIMENTS
 
@@ -124,7 +124,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lemon import sweep as sw
     from lemon.sweep.launchers import LAUNCHERS
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # job progress, printed plainly for the CLI's duration
     sweep_log = logging.getLogger("lemon.sweep")
     handler = logging.StreamHandler(sys.stdout)

@@ -26,7 +26,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lemon.core.errors import one_line_errors
+from lemon.core.cli import command
 
 
 def build_parser(raise_errors: bool = False):
@@ -86,12 +86,11 @@ def use_command(args: dict, out: str) -> str:
     return shlex.join(["python", "-m", "run_lemon", *flags])
 
 
-@one_line_errors
+@command(logging.INFO)
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse flags, train, print where the checkpoint is; returns the process exit code."""
     from lemon.train import TrainConfig, train_clip
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = vars(build_parser().parse_args(argv))
     resume = not args.pop("no_resume")
     cfg = TrainConfig.from_flags(args, resume=resume)

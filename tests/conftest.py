@@ -58,7 +58,7 @@ class Reference:
             legacy_discrete_weighting=discrete,
         )
         kwargs.update(overrides)
-        return RunConfig(**kwargs)
+        return RunConfig.from_flags(kwargs)
 
 
 def scorer_from_config(cfg):

@@ -27,15 +27,13 @@ def flag(
     help: str,
     group: str,
     choices: Choices = None,
-    original: bool = False,
     metavar: str | None = None,
     identity: bool | None = None,
 ) -> Any:
     """A dataclass field that is also a command-line flag.
 
-    ``original``: the original LEMoN had it. ``identity``: whether it changes *what* a run computes (runs
-    differing in it are different results); default: True unless the group is 'output' or 'compute'
-    (where and how a run executes).
+    ``identity``: whether it changes *what* a run computes (runs differing in it are different results);
+    default: True unless the group is 'output' or 'compute' (where and how a run executes).
     """
     if identity is None:
         identity = group not in ("output", "compute")
@@ -43,7 +41,6 @@ def flag(
         "help": help,
         "group": group,
         "choices": choices,
-        "original": original,
         "metavar": metavar,
         "identity": identity,
     }
@@ -64,37 +61,47 @@ def _value_type(cls: type, f: dataclasses.Field) -> type:
     return hint if hint in (int, float, bool) else str
 
 
+def choice_names(f: dataclasses.Field) -> Sequence[str] | None:
+    """The values a :func:`flag` field allows (its choices, a registry's names evaluated now), or None."""
+    choices = f.metadata["choices"]
+    return choices() if callable(choices) else choices
+
+
+def add_flag(section: Any, cls: type, f: dataclasses.Field) -> None:
+    """Add ``--<f.name>`` to ``section`` (a parser or an argument group): a switch for a boolean, else
+    typed from the annotation, its choices listed and its default shown in the help."""
+    meta, kind = f.metadata, _value_type(cls, f)
+    if kind is bool:
+        section.add_argument(f"--{f.name}", action="store_true", help=meta["help"])
+        return
+    text = meta["help"]
+    names = choice_names(f)
+    if names is not None:
+        text += f" Choices: {', '.join(names)}."
+    default = f.default if f.default is not dataclasses.MISSING else None
+    if default not in (None, ""):
+        text += f" (default: {default})"
+    section.add_argument(
+        f"--{f.name}", type=kind, default=default, help=text, metavar=meta["metavar"]
+    )
+
+
 def add_flags(
     parser: argparse.ArgumentParser,
     cls: type,
     groups: dict[str, str],
     only: Sequence[str] | None = None,
-) -> None:
+) -> dict[str, Any]:
     """Add ``--<name>`` for every :func:`flag` field of ``cls`` (or those in ``only``), grouped.
 
-    ``groups`` maps a field's group key to the title shown in ``--help`` (and fixes the groups' order).
-    Booleans are switches; other defaults are shown as ``(default: ...)``; choices are listed.
+    ``groups`` maps a field's group key to the title shown in ``--help`` (and fixes the groups' order);
+    returns the argument group of each key, so that more flags can join them.
     """
     sections = {key: parser.add_argument_group(title) for key, title in groups.items()}
     for f in flag_fields(cls):
-        if only is not None and f.name not in only:
-            continue
-        meta, kind = f.metadata, _value_type(cls, f)
-        section = sections[meta["group"]]
-        if kind is bool:
-            section.add_argument(f"--{f.name}", action="store_true", help=meta["help"])
-            continue
-        text = meta["help"]
-        choices = meta["choices"]
-        if choices is not None:
-            names = choices() if callable(choices) else choices
-            text += f" Choices: {', '.join(names)}."
-        default = f.default if f.default is not dataclasses.MISSING else None
-        if default not in (None, ""):
-            text += f" (default: {default})"
-        section.add_argument(
-            f"--{f.name}", type=kind, default=default, help=text, metavar=meta["metavar"]
-        )
+        if only is None or f.name in only:
+            add_flag(sections[f.metadata["group"]], cls, f)
+    return sections
 
 
 class HelpfulParser(argparse.ArgumentParser):

@@ -13,9 +13,10 @@ error naming the missing path (exit status 1). The layout each dataset expects i
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
+
+from lemon.core.cli import command
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,6 +60,7 @@ def _status(dataset, root) -> str:
     return "found"
 
 
+@command()
 def main(argv: Sequence[str] | None = None) -> int:
     from lemon.core.errors import LemonError
     from lemon.core.paths import data_root
@@ -66,7 +68,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lemon.data.loading import dropped_total, load_splits
     from lemon.data.registry import DATASETS
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
     root = data_root(args.data_dir)
     if args.command == "list":

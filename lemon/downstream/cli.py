@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from lemon.core.errors import one_line_errors
+from lemon.core.cli import command
 from lemon.core.flags import HelpfulParser, add_flags
 from lemon.downstream.config import GROUPS, DownstreamConfig
 
@@ -34,10 +34,9 @@ def check(argv: Sequence[str]) -> None:
     DownstreamConfig.from_flags(vars(build_parser(raise_errors=True).parse_args(argv))).validate()
 
 
-@one_line_errors
+@command(logging.INFO)
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse flags, run, print the metrics; returns the process exit code."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from lemon.downstream.run import run_downstream
 
     cfg = DownstreamConfig.from_flags(vars(build_parser().parse_args(argv)))

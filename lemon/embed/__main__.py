@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lemon.core.errors import one_line_errors
+from lemon.core.cli import command
 from lemon.data.base import SOURCE_FLAGS
 
 #: run_lemon flags that say what is embedded, how and where it is cached
@@ -90,10 +90,8 @@ def _job_args(args, device: str, precision: str) -> dict[str, Any]:
     return flags
 
 
-@one_line_errors
+@command(lemon=logging.INFO)
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("lemon").setLevel(logging.INFO)
     args = build_parser().parse_args(argv)
     if args.shard_index is not None:
         return _embed_one(args)
@@ -101,9 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _inputs(args, device: str, precision: str):
-    """(splits, embedder, cache, plan folder, prompt) for these flags on ``device``."""
+    """(splits, embedder, cache, plan folder, embedding options) for these flags on ``device``."""
     from lemon.embed.shards import plan_folder
-    from lemon.run.load import embedding_inputs, load_dataset
+    from lemon.run.load import embed_options, embedding_inputs, load_dataset
 
     cfg = _config(args).replace(device=device, precision=precision)
     dataset, noise = load_dataset(cfg)
@@ -121,14 +119,9 @@ def _inputs(args, device: str, precision: str):
             f"--clip_model {cfg.clip_model} holds {len(embedder.embedders)} fold models: run_lemon "
             "embeds out of fold itself; shard with a single model."
         )
-    prompt = dataset.options.prompt
-    return (
-        splits,
-        embedder,
-        cache,
-        plan_folder(cache, embedder, splits, args.shards, args.dtype, prompt, args.image_decode),
-        prompt,
-    )
+    options = embed_options(cfg, dataset.options.prompt)
+    folder = plan_folder(cache, embedder, splits, args.shards, args.dtype, options)
+    return splits, embedder, cache, folder, options
 
 
 def _embed_one(args) -> int:
@@ -138,24 +131,14 @@ def _embed_one(args) -> int:
     from lemon.embed.shards import embed_shard, job_folder
 
     start = time.time()
-    splits, embedder, _, folder, prompt = _inputs(args, args.device, args.precision)
+    splits, embedder, _, folder, options = _inputs(args, args.device, args.precision)
     mine = job_folder(folder, args.shard_index)
     if args.output_dir is None or Path(args.output_dir).resolve() != mine.resolve():
         raise LemonError(
             f"Shard {args.shard_index} was planned in {args.output_dir}, but these flags and data "
             f"plan it in {mine} (the data or flags changed); run python -m lemon.embed again."
         )
-    rows = embed_shard(
-        splits,
-        embedder,
-        folder,
-        args.shard_index,
-        args.shards,
-        prompt,
-        args.batch_size,
-        args.num_workers,
-        args.image_decode,
-    )
+    rows = embed_shard(splits, embedder, folder, args.shard_index, args.shards, options)
     print(f"shard {args.shard_index} of {args.shards}: embedded {rows}")
     mark_done(mine, time.time() - start)
     return 0
@@ -176,7 +159,7 @@ def _coordinate(args) -> int:
     else:
         device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
-    splits, embedder, cache, folder, prompt = _inputs(args, device, precision)
+    splits, embedder, cache, folder, options = _inputs(args, device, precision)
     sizes = ", ".join(f"{s} {len(p):,}" for s, p in splits.splits.items())
     print(
         f"{splits.name} ({sizes}) with {embedder.name} ({precision} on {device}) in {args.shards} shards: {folder}"
@@ -195,9 +178,7 @@ def _coordinate(args) -> int:
     state = launch_missing(jobs, vars(args), folder, "shard")
     if state != "done":
         return 1 if state == "failed" else 0
-    n = assemble(
-        splits, embedder, cache, folder, args.shards, args.dtype, prompt, args.image_decode
-    )
+    n = assemble(splits, embedder, cache, folder, args.shards, args.dtype, options)
     print(
         f"All {args.shards} shards done; {n} cache entries assembled under {cache.root}. "
         "python -m run_lemon with the same data and model flags reads them."

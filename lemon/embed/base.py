@@ -13,15 +13,50 @@ import logging
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from lemon.core.errors import LemonError
+from lemon.data.base import DEFAULT_PROMPT, IMAGE_IDENTITIES
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+#: where images are decoded: PIL in DataLoader workers, or nvJPEG and the model's resize/crop on the GPU
+IMAGE_DECODES = ("cpu", "gpu")
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    """How a dataset's pairs are embedded (what travels with every embedding pass: whole, out of fold, in
+    shards); the model itself, its device and precision are the embedder's.
+
+    prompt : prefix of class names (classification texts are ``prompt + class name``)
+    batch_size, num_workers : images (and texts) per batch; DataLoader workers decoding images
+    image_identity : how the cache recognises image files, 'stat' (size and modification time) or
+        'content' (a hash of their bytes; see :class:`~lemon.data.base.ImageSource`)
+    image_decode : where images are decoded, 'cpu' or 'gpu' (:mod:`lemon.embed.gpu_decode`)
+    """
+
+    prompt: str = DEFAULT_PROMPT
+    batch_size: int = 128
+    num_workers: int = 2
+    image_identity: str = "stat"
+    image_decode: str = "cpu"
+
+    def __post_init__(self) -> None:
+        for name, allowed in (
+            ("image_identity", IMAGE_IDENTITIES),
+            ("image_decode", IMAGE_DECODES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise LemonError(
+                    f"Unknown {name} '{getattr(self, name)}'. Available: {', '.join(allowed)}."
+                )
+        if self.batch_size < 1 or self.num_workers < 0:
+            raise LemonError("batch_size must be >= 1 and num_workers >= 0.")
 
 
 def resolve_precision(precision: str, device: str) -> str:

@@ -23,7 +23,7 @@ from lemon.core.errors import LemonError, ModelNotFoundError
 from lemon.data.base import DatasetSplits
 from lemon.data.features import Features
 from lemon.data.splitting import mix64
-from lemon.embed.base import Embedder
+from lemon.embed.base import Embedder, EmbedOptions
 from lemon.embed.cache import EmbeddingCache
 from lemon.embed.hub import require_weights
 from lemon.embed.stage import embed_dataset
@@ -117,19 +117,13 @@ def embed_with(
     model: Embedder | FoldModel,
     splits: DatasetSplits,
     cache: EmbeddingCache,
-    prompt: str,
-    batch_size: int,
-    num_workers: int,
-    image_identity: str = "stat",
-    image_decode: str = "cpu",
+    options: EmbedOptions,
 ) -> Features:
-    """Embed ``splits`` with one model (warning about pairs it trained on) or out of fold;
-    ``image_identity``: how the cache recognises image files ('stat' or 'content'); ``image_decode``:
-    where images are decoded ('cpu' or 'gpu')."""
-    how = (prompt, batch_size, num_workers, image_identity, image_decode)
+    """Embed ``splits`` with one model (warning about pairs it trained on) or out of fold, as
+    ``options`` say (:class:`~lemon.embed.base.EmbedOptions`)."""
     if isinstance(model, FoldModel):
-        return embed_out_of_fold(model, splits, cache, *how)
-    features = embed_dataset(splits, model, cache, *how)
+        return embed_out_of_fold(model, splits, cache, options)
+    features = embed_dataset(splits, model, cache, options)
     info = read_train_info(model.folder)
     if info is not None and info.get("train_identities"):
         trained = parse_ids(info["train_identities"])
@@ -163,23 +157,11 @@ def seen_by_model(
 
 
 def embed_out_of_fold(
-    model: FoldModel,
-    splits: DatasetSplits,
-    cache: EmbeddingCache,
-    prompt: str,
-    batch_size: int,
-    num_workers: int,
-    image_identity: str = "stat",
-    image_decode: str = "cpu",
+    model: FoldModel, splits: DatasetSplits, cache: EmbeddingCache, options: EmbedOptions
 ) -> Features:
     """Every split embedded by each fold model; each row keeps the embedding of the model that never saw
     its image, and the train split as every model embeds it forms the (stacked) reference set."""
-    views = [
-        embed_dataset(
-            splits, e, cache, prompt, batch_size, num_workers, image_identity, image_decode
-        )
-        for e in model.embedders
-    ]
+    views = [embed_dataset(splits, e, cache, options) for e in model.embedders]
     base = views[0]
     # the train split as each model embeds it (model 0's a copy: base's own rows are mixed below)
     fold_train = [copy.copy(views[0].splits["train"])] + [v.splits["train"] for v in views[1:]]

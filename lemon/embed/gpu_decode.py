@@ -22,7 +22,6 @@ import numpy as np
 from lemon.core.errors import LemonError
 
 log = logging.getLogger(__name__)
-DECODES = ("cpu", "gpu")
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,8 @@ import numpy as np
 from lemon.core.errors import LemonError
 from lemon.core.io import DONE
 from lemon.core.npy import NpyWriter, finite_rows, open_rows
-from lemon.data.base import DEFAULT_PROMPT, UNDECODABLE_IMAGE, DatasetSplits, PairSplit
+from lemon.data.base import UNDECODABLE_IMAGE, DatasetSplits, PairSplit
+from lemon.embed.base import EmbedOptions
 from lemon.embed.batching import embed_images, embed_texts
 from lemon.embed.cache import EmbeddingCache
 from lemon.embed.stage import image_kind
@@ -58,10 +59,12 @@ def plan_folder(
     splits: DatasetSplits,
     n_shards: int,
     dtype: str = "float32",
-    prompt: str = DEFAULT_PROMPT,
-    decode: str = "cpu",
+    options: EmbedOptions | None = None,
 ) -> Path:
-    """The folder of this sharding of ``splits`` (see the module docstring for what its id digests)."""
+    """The folder of this sharding of ``splits`` (see the module docstring for what its id digests); of
+    ``options`` the class prompt and where images are decoded make the entries."""
+    options = options or EmbedOptions()
+    prompt, decode = options.prompt, options.image_decode
     if cache.root is None:
         raise LemonError("Sharded embedding needs a cache folder (--cache_dir); it is disabled.")
     if n_shards < 1:
@@ -95,16 +98,16 @@ def embed_shard(
     folder: Path,
     i: int,
     n_shards: int,
-    prompt: str = DEFAULT_PROMPT,
-    batch_size: int = 128,
-    num_workers: int = 2,
-    decode: str = "cpu",
+    options: EmbedOptions | None = None,
 ) -> dict[str, int]:
-    """Embed shard ``i``: its rows of every split (and, for shard 0, the class prompts) into pieces.
+    """Embed shard ``i``: its rows of every split (and, for shard 0, the class prompts) into pieces, as
+    ``options`` say (the cache's image identity aside: pieces are keyed by the plan).
 
     Images that cannot be decoded come back as NaN rows (kept: the assembled image entry stays aligned
     with its ids); their texts are left out, as the run leaves them out. Returns rows embedded per split.
     """
+    o = options or EmbedOptions()
+    prompt, batch_size, num_workers, decode = o.prompt, o.batch_size, o.num_workers, o.image_decode
     done = {}
     for name, split in splits.splits.items():
         start, stop = shard_rows(len(split), n_shards, i)
@@ -138,11 +141,12 @@ def assemble(
     folder: Path,
     n_shards: int,
     dtype: str = "float32",
-    prompt: str = DEFAULT_PROMPT,
-    decode: str = "cpu",
+    options: EmbedOptions | None = None,
 ) -> int:
     """Write the cache entries of a fully embedded plan from its pieces (those already present are left
     alone); returns how many entries were written. Streams the pieces: memory is one piece."""
+    options = options or EmbedOptions()
+    prompt, decode = options.prompt, options.image_decode
     missing = sorted(set(range(n_shards)) - set(shards_done(folder, n_shards)))
     if missing:
         raise LemonError(

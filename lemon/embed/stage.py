@@ -20,16 +20,9 @@ import numpy as np
 
 from lemon.core.errors import LemonError
 from lemon.core.npy import finite_rows
-from lemon.data.base import (
-    DEFAULT_PROMPT,
-    IMAGE_IDENTITIES,
-    UNDECODABLE_IMAGE,
-    DatasetSplits,
-    Dropped,
-    PairSplit,
-)
+from lemon.data.base import UNDECODABLE_IMAGE, DatasetSplits, Dropped, PairSplit
 from lemon.data.features import Features, Provenance, SplitFeatures
-from lemon.embed.base import Embedder
+from lemon.embed.base import Embedder, EmbedOptions
 from lemon.embed.batching import embed_images, embed_texts
 from lemon.embed.cache import EmbeddingCache
 
@@ -51,30 +44,20 @@ def embed_dataset(
     splits: DatasetSplits,
     embedder: Embedder,
     cache: EmbeddingCache,
-    prompt: str = DEFAULT_PROMPT,
-    batch_size: int = 128,
-    num_workers: int = 2,
-    image_identity: str = "stat",
-    image_decode: str = "cpu",
+    options: EmbedOptions | None = None,
 ) -> Features:
     """Embed every split's images and observed texts (and, for classification, every class prompt).
 
-    ``prompt`` prefixes class names; ``batch_size`` and ``num_workers`` size the image loading;
-    ``image_identity`` says how the cache recognises image files: 'stat' (size and modification time) or
-    'content' (a hash of their bytes; see :class:`~lemon.data.base.ImageSource`);
-    ``image_decode`` says where images are decoded ('cpu' or 'gpu', see ``embed_images``). Returns
-    unit-normalised Features whose provenance records the embedder, the cache hits and misses, and every
-    pair not scored (dropped by the loader, or here when its image cannot be decoded).
+    ``options`` (:class:`~lemon.embed.base.EmbedOptions`): the class prompt, the batch size and loader
+    workers, how the cache recognises image files and where images are decoded. Returns unit-normalised
+    Features whose provenance records the embedder, the cache hits and misses, and every pair not scored
+    (dropped by the loader, or here when its image cannot be decoded).
     """
+    options = options or EmbedOptions()
+    prompt = options.prompt
     out: dict[str, SplitFeatures] = {}
     dropped: dict[str, Dropped] = {}
-    if image_identity not in IMAGE_IDENTITIES:
-        raise LemonError(
-            f"Unknown image_identity '{image_identity}'. Available: {', '.join(IMAGE_IDENTITIES)}."
-        )
-    embed = _Embed(
-        embedder, cache, splits.name, batch_size, num_workers, image_identity, image_decode
-    )
+    embed = _Embed(embedder, cache, splits.name, options)
     for name, split in splits.splits.items():
         if split.images is None:
             raise LemonError(f"split '{name}' of dataset '{splits.name}' has no images to embed.")
@@ -165,18 +148,12 @@ class _Embed:
     """Cache lookups for one dataset and embedder (the dataset name joins the key: ids are per dataset)."""
 
     def __init__(
-        self,
-        embedder,
-        cache: EmbeddingCache,
-        dataset: str,
-        batch_size: int,
-        num_workers: int,
-        image_identity: str = "stat",
-        decode: str = "cpu",
-    ):
+        self, embedder: Embedder, cache: EmbeddingCache, dataset: str, options: EmbedOptions
+    ) -> None:
         self.embedder, self.cache, self.dataset = embedder, cache, dataset
-        self.batch_size, self.num_workers, self.decode = batch_size, num_workers, decode
-        self.content = image_identity == "content"
+        self.batch_size, self.num_workers = options.batch_size, options.num_workers
+        self.decode = options.image_decode
+        self.content = options.image_identity == "content"
 
     def images(self, ids: Sequence[str], source: Any, split: str) -> np.ndarray:
         return self.cache.get_or_compute(

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
-THRESHOLDS = ("optimal", "prevalence", "heuristic", "label_free")
 
 
 def best_f1(scores: np.ndarray | torch.Tensor, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -47,22 +47,3 @@ def check_hparam_names(names: object) -> None:
     unknown = sorted(set(names) - set(HPARAM_NAMES))  # type: ignore[call-overload]
     if unknown:
         raise LemonError(f"Unknown hparams {unknown}; allowed: {', '.join(HPARAM_NAMES)}.")
-
-
-# ---------------------------------------------------------------------- model-based baselines
-#: the original's checkpoints (its LLaVA is LLaVA-NeXT, here through its transformers port)
-DEFAULT_BLIP_ITM = "Salesforce/blip-itm-base-coco"
-DEFAULT_BLIP_CAPTIONER = "Salesforce/blip-image-captioning-base"
-DEFAULT_LLAVA = "llava-hf/llava-v1.6-vicuna-13b-hf"
-DEFAULT_VDC_LLM = "meta-llama/Llama-3.1-8B-Instruct"
-DEFAULT_VDC_VQA = "Salesforce/instructblip-vicuna-7b"
-#: blip_itm: p(match) of the ITM head, or the cosine of the contrastive (ITC) heads
-BLIP_MODES: tuple[str, ...] = ("itm", "itc")
-#: blip_capfilt: the original's filter (ITM on the given text), or the captioner-gap extension
-CAPFILT_MODES: tuple[str, ...] = ("filter", "caption_gap")
-#: llava: 1 - p(yes) / (p(yes) + p(no)) at the answer token, or the original's rule on the greedy token
-LLAVA_ANSWERS: tuple[str, ...] = ("yes_no", "original")
-#: vdc: the judge reads p(yes) vs p(no) from one forward pass, or generates (the original)
-VDC_JUDGES: tuple[str, ...] = ("logits", "generate")
-#: aum / datamap: the classifier head trained on the image embeddings (linear, SGD with momentum)
-DYNAMICS_EPOCHS, DYNAMICS_LR, DYNAMICS_BATCH_SIZE = 20, 0.5, 256

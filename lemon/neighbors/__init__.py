@@ -65,8 +65,7 @@ class KnnOptions:
     device : 'cpu', 'cuda', 'cuda:1', ...
     nlist, nprobe : IVF lists and lists scanned per query (None: 4 sqrt(n_ref) and nlist / 8)
     hnsw_ef : HNSW candidates kept while searching (None: 4 (k + 1))
-    recall_sample : queries on which an approximate search is compared with exact search (0: never)
-    seed : seed of the index training and of the recall sample
+    seed : seed of the index training
     """
 
     backend: str = "auto"
@@ -74,7 +73,6 @@ class KnnOptions:
     nlist: int | None = None
     nprobe: int | None = None
     hnsw_ef: int | None = None
-    recall_sample: int = 1000
     seed: int = 0
 
 

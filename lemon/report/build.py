@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lemon.core.errors import LemonError, one_line_errors
+from lemon.core.cli import command
+from lemon.core.errors import LemonError
 from lemon.core.flags import HelpfulParser
 from lemon.core.io import TEMP_SUFFIX, atomic_write_csv, atomic_write_text
 from lemon.report import page as html
@@ -185,7 +186,7 @@ LEGEND = (
 )
 
 
-@one_line_errors
+@command()
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: write the report of one run folder and print its path."""
     p = HelpfulParser(prog="python -m lemon.report", description=__doc__.split("\n\n")[0])
@@ -200,7 +201,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--neighbours", type=int, default=5, help="Neighbours shown per side (default 5)."
     )
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     path = write_report(args.run_dir, args.neighbours, args.audit_size)
     print(
         f"report: {path} (open it in a browser; keep {SIDECAR}/ beside it)\n"

@@ -2,43 +2,34 @@
 
 Flag names follow the original LEMoN ``run_lemon.py`` so old commands still work; our own additions
 (``--embeddings``, ``--data_dir``, ``--scorer``, fixed hyper-parameters, ...) sit beside them. The parser is
-generated from the fields (:mod:`lemon.core.flags`), so ``--help``, validation and defaults never drift. Only the
+generated from the fields (:mod:`lemon.core.flags`), so ``--help``, validation and defaults never drift. A
+scorer's own flags (``--blip_model``, ``--vdc_questions``, ...) are declared by the scorer, in its ``Options``
+(:mod:`lemon.scorers.flags`); RunConfig holds those given in ``scorer_flags``. Only the
 entry points and :func:`lemon.run.pipeline.run` read a RunConfig; everything below them takes explicit options.
 Building the parser imports no torch: ``--help`` answers at once.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import functools
 import hashlib
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from lemon.core.errors import LemonError
-from lemon.core.flags import HelpfulParser, add_flags, flag
+from lemon.core.flags import HelpfulParser, add_flag, add_flags, flag, flag_fields
 from lemon.data.base import IMAGE_IDENTITIES, DataOptions
-from lemon.embed.base import PRECISIONS
+from lemon.embed.base import IMAGE_DECODES, PRECISIONS
 from lemon.method.hparams import (
     ABLATIONS,
-    BLIP_MODES,
-    CAPFILT_MODES,
-    DEFAULT_BLIP_CAPTIONER,
-    DEFAULT_BLIP_ITM,
-    DEFAULT_LLAVA,
-    DEFAULT_VDC_LLM,
-    DEFAULT_VDC_VQA,
     DIST_TYPES,
-    DYNAMICS_BATCH_SIZE,
-    DYNAMICS_EPOCHS,
-    DYNAMICS_LR,
     HPARAM_NAMES,
     LEMON_FIX_HPARAMS,
     LEMON_FIX_K,
-    LLAVA_ANSWERS,
-    VDC_JUDGES,
 )
 from lemon.neighbors.base import KNN_BACKENDS
 
@@ -47,7 +38,6 @@ GROUPS = {
     "data": "data (what is scored)",
     "model": "model (the embedding stage)",
     "method": "method (LEMoN or a baseline, and its settings)",
-    "baselines": "model- and training-based baselines (blip_itm, blip_capfilt, llava, vdc, aum, datamap)",
     "selection": "selection (hyper-parameters and thresholds chosen on the labelled val split)",
     "evaluation": "evaluation",
     "output": "output",
@@ -98,7 +88,6 @@ class RunConfig:
         "Dataset to score ('embeddings' reads --embeddings; csv/parquet/folder read --data_path).",
         "data",
         _dataset_names,
-        original=True,
     )
     data_dir: str | None = flag(
         None,
@@ -141,29 +130,23 @@ class RunConfig:
         "Noise injected into the observed labels/captions (default: the dataset's first).",
         "data",
         _noise_names,
-        original=True,
     )
     noise_level: float | None = flag(
         None,
         "Fraction of noisy pairs, in [0, 1) (default 0.4; 0 with --real_dataset).",
         "data",
-        original=True,
     )
     real_dataset: bool = flag(
         False,
         "Score the data as it is: no injected noise, no ground truth, no selection (LEMoN_FIX "
         "settings: k=30 and the fixed hyper-parameters, unless given).",
         "data",
-        original=True,
     )
-    data_seed: int = flag(
-        0, "Seed of splits, noise and the reference-set subset.", "data", original=True
-    )
+    data_seed: int = flag(0, "Seed of splits, noise and the reference-set subset.", "data")
     custom_cifar_prompt: str | None = flag(
         None,
         "Prompt prefix of class names (default 'A photo of a ').",
         "data",
-        original=True,
         identity=False,  # the paper pools both prompts of its grids
     )
     # model
@@ -173,7 +156,6 @@ class RunConfig:
         "a folder of train_clip_from_scratch.py --folds K embeds each pair out of fold.",
         "model",
         _embedder_names,
-        original=True,
     )
     cache_dir: str | None = flag(
         None,
@@ -195,7 +177,7 @@ class RunConfig:
         "Where images are decoded: cpu (PIL in DataLoader workers) or gpu (nvJPEG and the model's "
         "resize/crop on the GPU; pixels differ from PIL's by rounding).",
         "model",
-        ("cpu", "gpu"),
+        IMAGE_DECODES,
     )
     # method
     scorer: str = flag("lemon", "Scorer: lemon or a baseline.", "method", _scorer_names)
@@ -209,34 +191,27 @@ class RunConfig:
         "Neighbours k (default 5 as the original; the dataset's own where it sets one; 30 with "
         "--lemon_fix or --real_dataset).",
         "method",
-        original=True,
     )
     dist_type: str = flag(
         "cosine",
         "Distance: cosine (1 - a.b) or squared euclidean.",
         "method",
         DIST_TYPES,
-        original=True,
     )
-    ablation: str = flag(
-        "none", "Drop or freeze terms of the score.", "method", ABLATIONS, original=True
-    )
+    ablation: str = flag("none", "Drop or freeze terms of the score.", "method", ABLATIONS)
     normalize_d1: bool = flag(
         False,
         "Replace d_mm by the softmax over the class prompts at the observed label (classification).",
         "method",
-        original=True,
     )
-    use_discrete_for_text: bool = flag(
-        False, "Text distance = 1[observed texts differ].", "method", original=True
-    )
+    use_discrete_for_text: bool = flag(False, "Text distance = 1[observed texts differ].", "method")
     legacy_discrete_weighting: bool = flag(
         False,
         "Reproduce the original's un-negated s_n weight with --use_discrete_for_text and cosine.",
         "method",
     )
     compr_dataset_size_limit: int = flag(
-        50000, "Cap on the reference (train) set, by a seeded subset.", "method", original=True
+        50000, "Cap on the reference (train) set, by a seeded subset.", "method"
     )
     temperature: float = flag(
         1.0,
@@ -250,69 +225,18 @@ class RunConfig:
     tau_2_n: float | None = _hparam("tau_2_n")
     tau_1_m: float | None = _hparam("tau_1_m")
     tau_2_m: float | None = _hparam("tau_2_m")
-    # model- and training-based baselines
-    blip_model: str = flag(
-        DEFAULT_BLIP_ITM,
-        "BLIP image-text matching checkpoint of blip_itm and blip_capfilt (Hub id or folder).",
-        "baselines",
-    )
-    blip_mode: str = flag(
-        "itm", "blip_itm: ITM head probability, or ITC cosine.", "baselines", BLIP_MODES
-    )
-    capfilt_mode: str = flag(
-        "filter",
-        "blip_capfilt: the original's filter (ITM on the given text), or caption_gap (runs "
-        "--blip_captioner and compares its caption's match with the given text's).",
-        "baselines",
-        CAPFILT_MODES,
-    )
-    blip_captioner: str = flag(
-        DEFAULT_BLIP_CAPTIONER, "BLIP captioner of --capfilt_mode caption_gap.", "baselines"
-    )
-    llava_model: str = flag(
-        DEFAULT_LLAVA, "LLaVA checkpoint of llava (any image-text-to-text LLaVA).", "baselines"
-    )
-    llava_answer: str = flag(
-        "yes_no",
-        "llava: 1 - p(yes)/(p(yes)+p(no)), or the original's rule on the greedy answer.",
-        "baselines",
-        LLAVA_ANSWERS,
-    )
-    vdc_llm: str = flag(
-        DEFAULT_VDC_LLM, "vdc: the LLM writing the questions and judging.", "baselines"
-    )
-    vdc_vqa: str = flag(DEFAULT_VDC_VQA, "vdc: the visual question answering model.", "baselines")
-    vdc_questions: int = flag(6, "vdc: specific questions per text.", "baselines")
-    vdc_judge: str = flag(
-        "logits", "vdc: judge by p(yes) vs p(no), or generate (original).", "baselines", VDC_JUDGES
-    )
-    vdc_question_tokens: int = flag(
-        512, "vdc: most tokens the LLM writes per question list.", "baselines"
-    )
-    vdc_answer_tokens: int = flag(
-        128, "vdc: most tokens of the VQA model's image descriptions.", "baselines"
-    )
-    dynamics_epochs: int = flag(
-        DYNAMICS_EPOCHS, "aum/datamap: epochs of the classifier head.", "baselines"
-    )
-    dynamics_lr: float = flag(DYNAMICS_LR, "aum/datamap: SGD learning rate.", "baselines")
-    dynamics_batch_size: int = flag(
-        DYNAMICS_BATCH_SIZE, "aum/datamap: SGD batch size.", "baselines"
-    )
     # selection
     skip_hparam_optim: bool = flag(
         False,
         "No selection: hyper-parameters not given take LEMoN_FIX values.",
         "selection",
-        original=True,
     )
     subset_val_set: int | None = flag(
         None,
         "Select on only this many (seeded) val pairs; -1 = all of them.",
         "selection",
-        original=True,
     )
-    seed: int = flag(0, "Seed of the hyper-parameter search and torch.", "selection", original=True)
+    seed: int = flag(0, "Seed of the hyper-parameter search and torch.", "selection")
     search_budget: float = flag(
         1.0, "Multiply the hyper-parameter search's budget (points, starts, polish).", "selection"
     )
@@ -321,7 +245,6 @@ class RunConfig:
         False,
         "Do not score the train split (val/test only).",
         "evaluation",
-        original=True,
         identity=False,
     )
     # output
@@ -329,11 +252,8 @@ class RunConfig:
         "",
         "Folder receiving args.json, scores.csv, metrics.json, ... (required).",
         "output",
-        original=True,
     )
-    exp_name: str | None = flag(
-        None, "Free-form experiment name (args.json).", "output", original=True
-    )
+    exp_name: str | None = flag(None, "Free-form experiment name (args.json).", "output")
     overwrite: bool = flag(False, "Replace a finished run in --output_dir.", "output")
     report: bool = flag(
         False, "Also write report.html: review every flagged pair in a browser.", "output"
@@ -351,7 +271,7 @@ class RunConfig:
         "output",
         ("auto", "always", "never"),
     )
-    debug: bool = flag(False, "Verbose log; implies --skip_train.", "output", original=True)
+    debug: bool = flag(False, "Verbose log; implies --skip_train.", "output")
     # compute
     device: str = flag(
         "auto", "'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', ...", "compute"
@@ -362,12 +282,7 @@ class RunConfig:
         "compute",
         PRECISIONS,
     )
-    batch_size: int = flag(128, "Embedding batch size.", "compute", original=True)
-    model_batch_size: int | None = flag(
-        None,
-        "Batch size of the model-based baselines (default: blip 32, llava 8, vdc 16).",
-        "compute",
-    )
+    batch_size: int = flag(128, "Embedding batch size.", "compute")
     num_workers: int = flag(2, "DataLoader workers decoding images.", "compute")
     knn_backend: str = flag(
         "auto",
@@ -407,6 +322,9 @@ class RunConfig:
         "parts not done, and python -m lemon.scale.parts scores them as parallel jobs (Slurm, local workers).",
         "compute",
     )
+    #: the scorers' own flags (``--blip_model``, ``--vdc_questions``, ...: each scorer's ``Options``,
+    #: :mod:`lemon.scorers.flags`) set to other than their defaults, by flag name
+    scorer_flags: Mapping[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ resolution and validation
     @property
@@ -443,11 +361,7 @@ class RunConfig:
             ("knn_backend", KNN_BACKENDS),
             ("precision", PRECISIONS),
             ("image_identity", IMAGE_IDENTITIES),
-            ("blip_mode", BLIP_MODES),
-            ("capfilt_mode", CAPFILT_MODES),
-            ("llava_answer", LLAVA_ANSWERS),
-            ("vdc_judge", VDC_JUDGES),
-            ("image_decode", ("cpu", "gpu")),
+            ("image_decode", IMAGE_DECODES),
         ):
             value = getattr(self, name)
             if value not in allowed:
@@ -487,25 +401,20 @@ class RunConfig:
             raise LemonError("batch_size must be >= 1 and num_workers >= 0.")
         if self.temperature <= 0:
             raise LemonError(f"temperature must be > 0, got {self.temperature}.")
-        for name in (
-            "vdc_question_tokens",
-            "vdc_answer_tokens",
-            "dynamics_epochs",
-            "dynamics_batch_size",
-        ):
-            if getattr(self, name) < 1:
-                raise LemonError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        if self.vdc_questions < 0:
-            raise LemonError(f"vdc_questions must be >= 0, got {self.vdc_questions}.")
-        if self.model_batch_size is not None and self.model_batch_size < 1:
-            raise LemonError(f"model_batch_size must be >= 1, got {self.model_batch_size}.")
-        if self.dynamics_lr <= 0 or self.search_budget <= 0:
-            raise LemonError(
-                f"dynamics_lr and search_budget must be > 0, got {self.dynamics_lr} and "
-                f"{self.search_budget}."
-            )
+        if self.search_budget <= 0:
+            raise LemonError(f"search_budget must be > 0, got {self.search_budget}.")
         self._validate_scale()
+        self._validate_scorer_flags()
         return self
+
+    def _validate_scorer_flags(self) -> None:
+        """The scorers' own flags: known, read by --scorer (a flag of another scorer is refused rather
+        than ignored), and accepted by its Options (ranges, choices)."""
+        from lemon.scorers import SCORERS
+        from lemon.scorers.flags import check_given
+
+        if self.scorer in SCORERS:  # an unknown scorer is named by check_names
+            check_given(self.scorer, self.scorer_flags)
 
     def _validate_scale(self) -> None:
         """The kNN search and streaming flags."""
@@ -536,24 +445,54 @@ class RunConfig:
                 )
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every run_lemon flag and its value, flat (args.json): the scorers' own flags included."""
+        from lemon.scorers.flags import defaults
+
+        values = dataclasses.asdict(self)
+        given = values.pop("scorer_flags")
+        return {**values, **defaults(), **given}
+
+    @classmethod
+    def from_flags(cls, values: Mapping[str, Any]) -> RunConfig:
+        """The RunConfig of run_lemon flag values by name (the scorers' own flags among them); an unknown
+        name is a one-line error."""
+        from lemon.scorers.flags import all_flags, given
+
+        own = {f.name for f in dataclasses.fields(cls)} - {"scorer_flags"}
+        unknown = sorted(set(values) - own - set(all_flags()))
+        if unknown:
+            raise LemonError(
+                f"Unknown run_lemon flag(s) {', '.join(unknown)}; see python -m run_lemon --help."
+            )
+        return cls(**{n: v for n, v in values.items() if n in own}, scorer_flags=given(values))
 
     def data_options(self) -> DataOptions:
         """What the dataset reads of this run."""
         return DataOptions.from_flags({**self.to_dict(), "noise_level": self.resolved_noise_level})
 
     def replace(self, **changes: Any) -> RunConfig:
+        """A copy with ``changes`` (run_lemon flag names, the scorers' own flags among them)."""
+        from lemon.scorers.flags import all_flags, given
+
+        own = {n: changes.pop(n) for n in list(changes) if n in all_flags()}
+        if own:
+            changes["scorer_flags"] = given({**self.scorer_flags, **own})
         return dataclasses.replace(self, **changes)
 
 
-def field_names() -> list[str]:
-    """Every RunConfig field (= run_lemon flag) name, in declaration order."""
-    return [f.name for f in dataclasses.fields(RunConfig)]
+def flag_names() -> list[str]:
+    """Every run_lemon flag name: RunConfig's fields, then the scorers' own flags."""
+    from lemon.scorers.flags import all_flags
+
+    return [f.name for f in flag_fields(RunConfig)] + list(all_flags())
 
 
 def execution_fields() -> frozenset[str]:
-    """RunConfig fields that say where or how a run executes, not what it computes."""
-    return frozenset(f.name for f in dataclasses.fields(RunConfig) if not f.metadata["identity"])
+    """run_lemon flags that say where or how a run executes, not what it computes."""
+    from lemon.scorers.flags import all_flags
+
+    fields = [*flag_fields(RunConfig), *(sf.field for sf in all_flags().values())]
+    return frozenset(f.name for f in fields if not f.metadata["identity"])
 
 
 def run_hash(args: dict[str, Any]) -> str:
@@ -574,15 +513,39 @@ def build_parser(raise_errors: bool = False) -> HelpfulParser:
         "best val F1; prevalence: flags the val mislabel rate) or without labels (label_free, "
         "heuristic). See README.md.",
     )
-    add_flags(parser, RunConfig, GROUPS)
+    add_run_flags(parser)
     return parser
+
+
+def add_run_flags(
+    parser: argparse.ArgumentParser,
+    groups: Mapping[str, str] = GROUPS,
+    only: Sequence[str] | None = None,
+) -> None:
+    """run_lemon's flags (or those in ``only``) on ``parser``, in ``groups``: RunConfig's fields, and
+    after the method group the scorers' own options, one group per set of scorers reading them."""
+    from lemon.scorers.flags import all_flags
+
+    own = [sf for sf in all_flags().values() if only is None or sf.name in only]
+    clash = sorted({sf.name for sf in own} & {f.name for f in flag_fields(RunConfig)})
+    if clash:
+        raise TypeError(
+            f"Scorer option(s) {', '.join(clash)} clash with run_lemon flags of RunConfig."
+        )
+    keys = list(groups)
+    at = keys.index("method") + 1 if "method" in keys else len(keys)
+    titles = {sf.group: sf.group for sf in own}
+    ordered = {**{k: groups[k] for k in keys[:at]}, **titles, **{k: groups[k] for k in keys[at:]}}
+    sections = add_flags(parser, RunConfig, ordered, only)
+    for sf in own:
+        add_flag(sections[sf.group], sf.owner, sf.field)
 
 
 def config_from_args(argv: Sequence[str] | None = None, raise_errors: bool = False) -> RunConfig:
     """Parse ``argv`` into a validated RunConfig (``raise_errors``: a bad flag raises LemonError instead
     of exiting); registry names are checked by :func:`check_names`."""
     ns = build_parser(raise_errors).parse_args(argv)
-    cfg = RunConfig(**vars(ns))
+    cfg = RunConfig.from_flags(vars(ns))
     if cfg.debug and not cfg.skip_train:
         cfg = cfg.replace(skip_train=True)
     return cfg.validate()

@@ -18,11 +18,11 @@ from lemon.data import DATASETS
 from lemon.data.features import Features
 from lemon.method.hparams import DEFAULT_KNN_K, LEMON_FIX_K
 from lemon.neighbors.base import check_k
-from lemon.run.config import RunConfig, field_names
+from lemon.run.config import RunConfig, flag_names
 
 if TYPE_CHECKING:
     from lemon.data.base import Dataset, DatasetSplits
-    from lemon.embed.base import Embedder
+    from lemon.embed.base import Embedder, EmbedOptions
     from lemon.embed.cache import EmbeddingCache
     from lemon.embed.folds import FoldModel
 
@@ -85,6 +85,19 @@ def embedding_inputs(
     return splits, model, cache
 
 
+def embed_options(cfg: RunConfig, prompt: str) -> EmbedOptions:
+    """How the run embeds its pairs (``prompt``: the dataset's class prompt)."""
+    from lemon.embed.base import EmbedOptions
+
+    return EmbedOptions(
+        prompt=prompt,
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+        image_identity=cfg.image_identity,
+        image_decode=cfg.image_decode,
+    )
+
+
 def load_features(cfg: RunConfig, k: int, device: str) -> Features:
     """Dataset -> (noise) -> embeddings, then the seeded reference cap and the val subset."""
     dataset, noise_name = load_dataset(cfg)
@@ -99,16 +112,7 @@ def load_features(cfg: RunConfig, k: int, device: str) -> Features:
         from lemon.embed.folds import embed_with
 
         splits, model, cache = embedding_inputs(cfg, dataset, noise_name, device)
-        features = embed_with(
-            model,
-            splits,
-            cache,
-            prompt=dataset.options.prompt,
-            batch_size=cfg.batch_size,
-            num_workers=cfg.num_workers,
-            image_identity=cfg.image_identity,
-            image_decode=cfg.image_decode,
-        )
+        features = embed_with(model, splits, cache, embed_options(cfg, dataset.options.prompt))
     if cfg.real_dataset:
         for split in features.splits.values():
             split.clean = split.is_mislabel = None
@@ -127,7 +131,7 @@ def load_run_features(run_dir: str | Path, device: str) -> tuple[Features, dict[
     """The features a finished run scored, rebuilt from its args.json (embeddings from the cache), and
     those args: what a downstream step (:mod:`lemon.downstream`) trains on."""
     args = json.loads((Path(run_dir) / "args.json").read_text(encoding="utf-8"))
-    names = set(field_names())
-    cfg = RunConfig(**{k: v for k, v in args.items() if k in names})
+    names = set(flag_names())
+    cfg = RunConfig.from_flags({k: v for k, v in args.items() if k in names})
     k = args.get("resolved", {}).get("knn_k") or resolve_k(cfg)
     return load_features(cfg, k, device), args

@@ -21,50 +21,33 @@ from lemon.run.config import RunConfig, execution_fields
 from lemon.scale import parts, stream
 from lemon.scorers import SCORERS
 from lemon.scorers.base import Scorer, ScorerOptions, ScoringContext
+from lemon.scorers.flags import options_of
 
 log = logging.getLogger("lemon")
 #: split -> the scorer's per-row outputs (``score`` and its terms; 2-D arrays are neighbour ids/sims)
 Outputs = dict[str, dict[str, np.ndarray]]
 
-#: run flags handed unchanged to the model- and training-based baselines
-MODEL_SCORER_FLAGS = (
-    "blip_model",
-    "blip_mode",
-    "capfilt_mode",
-    "blip_captioner",
-    "llava_model",
-    "llava_answer",
-    "vdc_llm",
-    "vdc_vqa",
-    "vdc_questions",
-    "vdc_judge",
-    "vdc_question_tokens",
-    "vdc_answer_tokens",
-    "model_batch_size",
-    "dynamics_epochs",
-    "dynamics_lr",
-    "dynamics_batch_size",
-)
-
 
 def scorer_options(cfg: RunConfig, k: int) -> ScorerOptions:
-    """What the scorer reads of the run."""
-    return ScorerOptions(
+    """What the scorer reads of the run: the options every scorer may read, LEMoN's, and its own flags,
+    typed by its ``Options`` (:mod:`lemon.scorers.flags`)."""
+    return options_of(
+        cfg.scorer,
+        cfg.scorer_flags,
         k=k,
         dist_type=cfg.dist_type,
+        temperature=cfg.temperature,
+        seed=cfg.seed,
+        num_workers=cfg.num_workers,
+        precision=cfg.precision,
+        cache_dir=str(cache_root(cfg.cache_dir)),
         ablation=cfg.ablation,
         normalize_d1=cfg.normalize_d1,
         use_discrete_for_text=cfg.use_discrete_for_text,
         legacy_discrete_weighting=cfg.legacy_discrete_weighting,
         fixed=cfg.fixed_hparams,
         select=not (cfg.skip_hparam_optim or cfg.real_dataset),
-        temperature=cfg.temperature,
-        seed=cfg.seed,
         search_budget=cfg.search_budget,
-        **{name: getattr(cfg, name) for name in MODEL_SCORER_FLAGS},
-        num_workers=cfg.num_workers,
-        precision=cfg.precision,
-        cache_dir=str(cache_root(cfg.cache_dir)),
     )
 
 
@@ -80,7 +63,6 @@ def knn_options(cfg: RunConfig, device: str) -> KnnOptions:
         device=device,
         nlist=cfg.knn_nlist,
         nprobe=cfg.knn_nprobe,
-        recall_sample=cfg.knn_recall_sample,
         seed=cfg.seed,
     )
 

@@ -10,86 +10,80 @@ neighbour searches, so scorers that need the same kNN never recompute it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from lemon.core.errors import LemonError
+from lemon.core.flags import choice_names, flag, flag_fields
 from lemon.data.base import TASKS
 from lemon.data.features import Features, SplitFeatures
-from lemon.method.hparams import (
-    DEFAULT_BLIP_CAPTIONER,
-    DEFAULT_BLIP_ITM,
-    DEFAULT_KNN_K,
-    DEFAULT_LLAVA,
-    DEFAULT_VDC_LLM,
-    DEFAULT_VDC_VQA,
-    DYNAMICS_BATCH_SIZE,
-    DYNAMICS_EPOCHS,
-    DYNAMICS_LR,
-)
+from lemon.method.hparams import DEFAULT_KNN_K
 
 if TYPE_CHECKING:
     from lemon.neighbors import KnnOptions, Searcher
 
 log = logging.getLogger(__name__)
 SPACES = ("img", "txt")
+#: the help group of every scorer's own flags (run_lemon groups them by the scorers that read them)
+SCORER_GROUP = "scorer"
+
+
+def option(
+    default: Any,
+    help: str,
+    choices: Sequence[str] | None = None,
+    identity: bool = True,
+) -> Any:
+    """A field of a scorer's ``Options`` that is also a run_lemon flag, ``--<field name>``.
+
+    ``identity``: whether it changes what the scorer computes (False for e.g. a batch size).
+    """
+    return flag(default, help, SCORER_GROUP, choices, identity=identity)
 
 
 @dataclass(frozen=True)
 class ScorerOptions:
-    """What a scorer needs to know of a run (never the whole run configuration).
+    """What every scorer may read of a run (never the whole run configuration).
+
+    A scorer with settings of its own declares them in a subclass, its ``Options`` (fields made with
+    :func:`option` become run_lemon flags); values are checked when the options are built.
 
     k : neighbours per query; dist_type : 'cosine' or 'euclidean' (squared)
-    ablation, normalize_d1, use_discrete_for_text, legacy_discrete_weighting : LEMoN variants
-    fixed : hyper-parameters given by the user (not selected)
-    select : whether hyper-parameters may be selected on the val labels (False: LEMoN_FIX for the rest)
     temperature : softmax temperature of zero-shot class probabilities
     seed : seed of any search or stochastic fit
-    search_budget : multiplies the hyper-parameter search's budget (LEMoN_OPT)
-    blip_model, blip_mode, capfilt_mode, blip_captioner, llava_model, llava_answer, vdc_llm, vdc_vqa,
-    vdc_questions, vdc_judge, vdc_question_tokens, vdc_answer_tokens : the model-based baselines'
-    checkpoints (Hub ids or save_pretrained folders) and settings
-    model_batch_size : their batch size (None: each scorer's own); num_workers : image decoding workers
-    precision : 'auto' (fp16 on CUDA, fp32 on CPU), 'fp32', 'fp16' or 'bf16'
-    cache_dir : the cache root their outputs are stored under (None: not cached)
-    dynamics_epochs, dynamics_lr, dynamics_batch_size : training of aum / datamap's classifier head
+    num_workers : image decoding workers; precision : 'auto' (fp16 on CUDA, fp32 on CPU), 'fp32', 'fp16'
+        or 'bf16'; cache_dir : the cache root a model's outputs are stored under (None: not cached)
     """
 
     k: int = DEFAULT_KNN_K
     dist_type: str = "cosine"
-    ablation: str = "none"
-    normalize_d1: bool = False
-    use_discrete_for_text: bool = False
-    legacy_discrete_weighting: bool = False
-    fixed: Mapping[str, float] = field(default_factory=dict)
-    select: bool = True
     temperature: float = 1.0
     seed: int = 0
-    search_budget: float = 1.0
-    blip_model: str = DEFAULT_BLIP_ITM
-    blip_mode: str = "itm"
-    capfilt_mode: str = "filter"
-    blip_captioner: str = DEFAULT_BLIP_CAPTIONER
-    llava_model: str = DEFAULT_LLAVA
-    llava_answer: str = "yes_no"
-    vdc_llm: str = DEFAULT_VDC_LLM
-    vdc_vqa: str = DEFAULT_VDC_VQA
-    vdc_questions: int = 6
-    vdc_judge: str = "logits"
-    vdc_question_tokens: int = 512
-    vdc_answer_tokens: int = 128
-    model_batch_size: int | None = None
     num_workers: int = 0
     precision: str = "auto"
     cache_dir: str | None = None
-    dynamics_epochs: int = DYNAMICS_EPOCHS
-    dynamics_lr: float = DYNAMICS_LR
-    dynamics_batch_size: int = DYNAMICS_BATCH_SIZE
+
+    def __post_init__(self) -> None:
+        for f in flag_fields(type(self)):
+            allowed, value = choice_names(f), getattr(self, f.name)
+            if allowed is not None and value not in allowed:
+                raise LemonError(f"Unknown {f.name} '{value}'. Available: {', '.join(allowed)}.")
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse values out of range, one line each (subclasses extend it)."""
+
+    def at_least(self, name: str, minimum: float, strict: bool = False) -> None:
+        """Refuse ``self.<name>`` below ``minimum`` (or equal to it, when ``strict``); None passes."""
+        value = getattr(self, name)
+        if value is not None and (value <= minimum if strict else value < minimum):
+            raise LemonError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value}.")
 
 
 class ScoringContext:
@@ -294,10 +288,14 @@ class Scorer:
     """Base class of registered scorers.
 
     ``name`` (set by the registry) and ``tasks`` (supported tasks) are class attributes. Subclasses
-    implement ``score`` and, when they have hyper-parameters, ``fit``.
+    implement ``score`` and, when they have hyper-parameters, ``fit``. A scorer with settings of its own
+    sets ``Options`` to a :class:`ScorerOptions` subclass declaring them: its fields made with
+    :func:`option` become run_lemon flags (``lemon.scorers.flags``), so adding one is one edit here.
     """
 
     name: ClassVar[str]
+    #: the options this scorer reads (the shared ones, plus its own flags in a subclass)
+    Options: ClassVar[type[ScorerOptions]] = ScorerOptions
     tasks: ClassVar[tuple[str, ...]] = TASKS
     #: runs a model on the images themselves (embeddings alone are not enough)
     needs_images: ClassVar[bool] = False
@@ -308,7 +306,15 @@ class Scorer:
     streamable: ClassVar[bool] = False
 
     def __init__(self, options: ScorerOptions | None = None) -> None:
-        self.options = options or ScorerOptions()
+        if options is None:
+            options = self.Options()
+        elif not isinstance(options, self.Options):
+            # shared options (or another scorer's): the fields this scorer's Options has, the rest of
+            # its own at their defaults
+            names = {f.name for f in dataclasses.fields(self.Options)}
+            kept = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
+            options = self.Options(**{n: v for n, v in kept.items() if n in names})
+        self.options = options
 
     def check(self, features: Features) -> None:
         """Refuse data this scorer cannot handle, with a clear message."""

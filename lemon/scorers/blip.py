@@ -18,21 +18,61 @@ Texts are tokenised with truncation at the tokenizer's own maximum, as the origi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from lemon.scorers.base import ScorerOptions
+from lemon.scorers.base import ScorerOptions, option
 from lemon.scorers.hf import (
     check_vocabulary,
     inference,
     load_checked,
     model_identity,
 )
-from lemon.scorers.pairs import PairModelScorer
+from lemon.scorers.pairs import PairModelOptions, PairModelScorer
 from lemon.scorers.registry import SCORERS
 
 CAPTION_MAX_NEW_TOKENS = 30
+#: the original's checkpoints
+DEFAULT_BLIP_ITM = "Salesforce/blip-itm-base-coco"
+DEFAULT_BLIP_CAPTIONER = "Salesforce/blip-image-captioning-base"
+#: blip_itm: p(match) of the ITM head, or the cosine of the contrastive (ITC) heads
+BLIP_MODES: tuple[str, ...] = ("itm", "itc")
+#: blip_capfilt: the original's filter (ITM on the given text), or the captioner-gap extension
+CAPFILT_MODES: tuple[str, ...] = ("filter", "caption_gap")
+
+
+@dataclass(frozen=True)
+class BlipOptions(PairModelOptions):
+    """The BLIP checkpoint both BLIP scorers read."""
+
+    blip_model: str = option(
+        DEFAULT_BLIP_ITM,
+        "BLIP image-text matching checkpoint of blip_itm and blip_capfilt (Hub id or folder).",
+    )
+
+
+@dataclass(frozen=True)
+class BlipItmOptions(BlipOptions):
+    """blip_itm's options."""
+
+    blip_mode: str = option("itm", "blip_itm: ITM head probability, or ITC cosine.", BLIP_MODES)
+
+
+@dataclass(frozen=True)
+class BlipCapFiltOptions(BlipOptions):
+    """blip_capfilt's options."""
+
+    capfilt_mode: str = option(
+        "filter",
+        "blip_capfilt: the original's filter (ITM on the given text), or caption_gap (runs "
+        "--blip_captioner and compares its caption's match with the given text's).",
+        CAPFILT_MODES,
+    )
+    blip_captioner: str = option(
+        DEFAULT_BLIP_CAPTIONER, "BLIP captioner of --capfilt_mode caption_gap."
+    )
 
 
 class _Blip:
@@ -71,6 +111,8 @@ class _Blip:
 class BlipItmScorer(PairModelScorer):
     """1 - BLIP's image-text matching probability (or 1 - ITC cosine with --blip_mode itc)."""
 
+    Options = BlipItmOptions
+    options: BlipItmOptions
     default_batch_size: ClassVar[int] = 32
 
     def __init__(self, options: ScorerOptions | None = None) -> None:
@@ -94,6 +136,8 @@ class BlipItmScorer(PairModelScorer):
 class BlipCapFiltScorer(PairModelScorer):
     """CapFilt's filter on the given text (the original), or the captioner gap (--capfilt_mode caption_gap)."""
 
+    Options = BlipCapFiltOptions
+    options: BlipCapFiltOptions
     default_batch_size: ClassVar[int] = 32
 
     def __init__(self, options: ScorerOptions | None = None) -> None:

@@ -26,8 +26,6 @@ from lemon.scorers.base import ScoringContext
 from lemon.scorers.probs import ClassificationScorer, class_probs, knn_class_probs
 from lemon.scorers.registry import SCORERS
 
-METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
-
 
 def cleanlab_quality(method: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """cleanlab.rank's ``get_<method>_for_each_label`` (labels, pred_probs) -> quality, lower = worse."""

@@ -19,13 +19,32 @@ noisy labels (which erases both signals). Deterministic per ``--seed``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from lemon.scorers.base import ScorerOptions, ScoringContext
+from lemon.scorers.base import ScorerOptions, ScoringContext, option
 from lemon.scorers.probs import ClassificationScorer, n_classes
 from lemon.scorers.registry import SCORERS
+
+#: the classifier head trained on the image embeddings (linear, SGD with momentum)
+DYNAMICS_EPOCHS, DYNAMICS_LR, DYNAMICS_BATCH_SIZE = 20, 0.5, 256
+
+
+@dataclass(frozen=True)
+class DynamicsOptions(ScorerOptions):
+    """How aum and datamap train their classifier head."""
+
+    dynamics_epochs: int = option(DYNAMICS_EPOCHS, "aum/datamap: epochs of the classifier head.")
+    dynamics_lr: float = option(DYNAMICS_LR, "aum/datamap: SGD learning rate.")
+    dynamics_batch_size: int = option(DYNAMICS_BATCH_SIZE, "aum/datamap: SGD batch size.")
+
+    def validate(self) -> None:
+        super().validate()
+        self.at_least("dynamics_epochs", 1)
+        self.at_least("dynamics_batch_size", 1)
+        self.at_least("dynamics_lr", 0, strict=True)
 
 
 def training_dynamics(
@@ -83,6 +102,8 @@ def training_dynamics(
 class _DynamicsScorer(ClassificationScorer):
     """Trains the head once over every split, then reads each split's rows."""
 
+    Options = DynamicsOptions
+    options: DynamicsOptions
     prob_source = "none"
 
     def __init__(self, options: ScorerOptions | None = None) -> None:

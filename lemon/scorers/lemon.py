@@ -13,8 +13,8 @@ import contextlib
 import logging
 import time
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,7 +22,13 @@ import numpy as np
 from lemon.core.errors import LemonError
 from lemon.data.features import Features, SplitFeatures
 from lemon.method.evaluate import best_f1
-from lemon.method.hparams import ABLATION_RULES, HPARAM_NAMES, LEMON_FIX_HPARAMS
+from lemon.method.hparams import (
+    ABLATION_RULES,
+    ABLATIONS,
+    HPARAM_NAMES,
+    LEMON_FIX_HPARAMS,
+    check_hparam_names,
+)
 from lemon.method.select import SearchSpace, batched, distinct_best, search
 from lemon.scorers.base import Scorer, ScorerOptions, ScoringContext
 from lemon.scorers.registry import SCORERS
@@ -249,10 +255,40 @@ def _factors(spread: torch.Tensor, reference: float) -> torch.Tensor:
     return torch.where(spread > 1e-12, reference / spread.clamp_min(1e-12), 0.0)
 
 
+@dataclass(frozen=True)
+class LemonOptions(ScorerOptions):
+    """LEMoN's settings beyond the shared ones (run_lemon's method and selection flags).
+
+    ablation, normalize_d1, use_discrete_for_text, legacy_discrete_weighting : LEMoN variants
+    fixed : hyper-parameters given by the user (not selected)
+    select : whether hyper-parameters may be selected on the val labels (False: LEMoN_FIX for the rest)
+    search_budget : multiplies the hyper-parameter search's budget (LEMoN_OPT)
+    """
+
+    ablation: str = "none"
+    normalize_d1: bool = False
+    use_discrete_for_text: bool = False
+    legacy_discrete_weighting: bool = False
+    fixed: Mapping[str, float] = field(default_factory=dict)
+    select: bool = True
+    search_budget: float = 1.0
+
+    def validate(self) -> None:
+        super().validate()
+        if self.ablation not in ABLATIONS:
+            raise LemonError(
+                f"Unknown ablation '{self.ablation}'. Available: {', '.join(ABLATIONS)}."
+            )
+        check_hparam_names(self.fixed)
+        self.at_least("search_budget", 0, strict=True)
+
+
 @SCORERS.register("lemon")
 class LemonScorer(Scorer):
     """LEMoN with hyper-parameters selected on val (LEMoN_OPT), fixed (CLI / LEMoN_FIX), or ablated."""
 
+    Options = LemonOptions
+    options: LemonOptions
     fold_models = True
     streamable = True
 

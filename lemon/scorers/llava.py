@@ -15,11 +15,13 @@ rule on the greedy answer token: its probability p, score = p when it says no, e
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
 from lemon.core.errors import ModelNotFoundError
+from lemon.scorers.base import option
 from lemon.scorers.hf import (
     answer_token_ids,
     check_vocabulary,
@@ -27,8 +29,13 @@ from lemon.scorers.hf import (
     load_checked,
     model_identity,
 )
-from lemon.scorers.pairs import PairModelScorer
+from lemon.scorers.pairs import PairModelOptions, PairModelScorer
 from lemon.scorers.registry import SCORERS
+
+#: the original's LLaVA-NeXT, through its transformers port
+DEFAULT_LLAVA = "llava-hf/llava-v1.6-vicuna-13b-hf"
+#: 1 - p(yes) / (p(yes) + p(no)) at the answer token, or the original's rule on the greedy token
+LLAVA_ANSWERS: tuple[str, ...] = ("yes_no", "original")
 
 VICUNA_SYSTEM = (
     "A chat between a curious human and an artificial intelligence assistant. "
@@ -58,9 +65,26 @@ def load_image_text_model(source: str, scorer: str, flag: str, device: str, prec
     return model.to(device).eval(), processor
 
 
+@dataclass(frozen=True)
+class LlavaOptions(PairModelOptions):
+    """llava's options."""
+
+    llava_model: str = option(
+        DEFAULT_LLAVA, "LLaVA checkpoint of llava (any image-text-to-text LLaVA)."
+    )
+    llava_answer: str = option(
+        "yes_no",
+        "llava: 1 - p(yes)/(p(yes)+p(no)), or the original's rule on the greedy answer.",
+        LLAVA_ANSWERS,
+    )
+
+
 @SCORERS.register("llava")
 class LlavaScorer(PairModelScorer):
     """1 - p(yes) of a LLaVA model asked whether the caption is correct."""
+
+    Options = LlavaOptions
+    options: LlavaOptions
 
     columns: tuple[str, ...] = ("score", "p_yes", "p_no")
     default_batch_size: ClassVar[int] = 8

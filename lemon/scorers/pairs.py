@@ -21,7 +21,7 @@ from lemon.core.errors import LemonError
 from lemon.data.features import Features, SplitFeatures
 from lemon.embed.base import resolve_precision
 from lemon.embed.cache import EmbeddingCache
-from lemon.scorers.base import Scorer, ScorerOptions, ScoringContext
+from lemon.scorers.base import Scorer, ScorerOptions, ScoringContext, option
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,21 @@ def image_batches(source: Any, batch_size: int, num_workers: int) -> Iterator[tu
         start += len(images)
 
 
+@dataclass(frozen=True)
+class PairModelOptions(ScorerOptions):
+    """What every model-based scorer reads beyond the shared options."""
+
+    model_batch_size: int | None = option(
+        None,
+        "Batch size of the model-based baselines (default: blip 32, llava 8, vdc 16).",
+        identity=False,
+    )
+
+    def validate(self) -> None:
+        super().validate()
+        self.at_least("model_batch_size", 1)
+
+
 #: mismatched pairs a model-based scorer scores for the label-free rule (each costs a model call)
 MAX_MISMATCHED = 512
 
@@ -81,6 +96,8 @@ class PairModelScorer(Scorer):
     ``score_batch(images, texts) -> (b, len(columns))`` or, when batching differs, ``compute``.
     """
 
+    Options: ClassVar[type[ScorerOptions]] = PairModelOptions
+    options: PairModelOptions
     needs_images: ClassVar[bool] = True
     columns: tuple[str, ...] = ("score",)
     default_batch_size: ClassVar[int] = 16

@@ -19,11 +19,12 @@ is looked for); descriptions after ``--vdc_answer_tokens``.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from lemon.scorers.base import ScoringContext
+from lemon.scorers.base import ScoringContext, option
 from lemon.scorers.hf import (
     answer_token_ids,
     check_vocabulary,
@@ -33,8 +34,14 @@ from lemon.scorers.hf import (
     new_tokens,
 )
 from lemon.scorers.llava import load_image_text_model
-from lemon.scorers.pairs import PairModelScorer, image_batches
+from lemon.scorers.pairs import PairModelOptions, PairModelScorer, image_batches
 from lemon.scorers.registry import SCORERS
+
+#: the LLM writing the questions and judging, and the visual question answering model
+DEFAULT_VDC_LLM = "meta-llama/Llama-3.1-8B-Instruct"
+DEFAULT_VDC_VQA = "Salesforce/instructblip-vicuna-7b"
+#: the judge reads p(yes) vs p(no) from one forward pass, or generates (the original)
+VDC_JUDGES: tuple[str, ...] = ("logits", "generate")
 
 COMMON_QUESTIONS = (
     "Describe the image in detail.",
@@ -75,7 +82,6 @@ FALLBACK_QUESTION = 'Does this image match the description "{text}"?'
 SPECIFIC_ANSWER_TOKENS = 16
 MAX_QUESTION_CHARS = 400  # an LLM line can run on; InstructBLIP's Q-Former reads 512 positions
 _MARKER = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)]|q\d*[:.)])\s*", re.I)
-_NUMBERS = dict(enumerate("zero one two three four five six seven eight nine ten".split()))
 
 
 def parse_questions(reply: str, n: int) -> list[str]:
@@ -161,9 +167,32 @@ class _ChatLM:
         return out
 
 
+@dataclass(frozen=True)
+class VdcOptions(PairModelOptions):
+    """vdc's options."""
+
+    vdc_llm: str = option(DEFAULT_VDC_LLM, "vdc: the LLM writing the questions and judging.")
+    vdc_vqa: str = option(DEFAULT_VDC_VQA, "vdc: the visual question answering model.")
+    vdc_questions: int = option(6, "vdc: specific questions per text.")
+    vdc_judge: str = option(
+        "logits", "vdc: judge by p(yes) vs p(no), or generate (original).", VDC_JUDGES
+    )
+    vdc_question_tokens: int = option(512, "vdc: most tokens the LLM writes per question list.")
+    vdc_answer_tokens: int = option(128, "vdc: most tokens of the VQA model's image descriptions.")
+
+    def validate(self) -> None:
+        super().validate()
+        self.at_least("vdc_questions", 0)
+        self.at_least("vdc_question_tokens", 1)
+        self.at_least("vdc_answer_tokens", 1)
+
+
 @SCORERS.register("vdc")
 class VdcScorer(PairModelScorer):
     """The fraction of a pair's visual questions whose answers are inconsistent with its text."""
+
+    Options = VdcOptions
+    options: VdcOptions
 
     columns: tuple[str, ...] = ("score", "n_questions", "n_consistent")
     default_batch_size: ClassVar[int] = 16

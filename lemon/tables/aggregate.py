@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lemon.core.errors import LemonError, one_line_errors
+from lemon.core.cli import command
+from lemon.core.errors import LemonError
 from lemon.core.flags import HelpfulParser
 from lemon.core.io import atomic_write_csv, atomic_write_text
 from lemon.core.registry import Registry
@@ -401,7 +402,7 @@ def _select_experiments(
     return df, report.only(set(names), len(df)), notes
 
 
-@one_line_errors
+@command()
 def main(argv: Sequence[str] | None = None, experiments: Registry | None = None) -> int:
     """CLI: load, print the load report and every table, write CSV + LaTeX; returns the exit code.
 

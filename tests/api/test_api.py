@@ -169,8 +169,6 @@ def test_other_argument_errors(data):
         lemon.find_label_issues(img, txt, lab, known_issue_idx=[100], known_is_issue=[True], k=5)
     with pytest.raises(LemonError, match="must be given together"):
         lemon.find_label_issues(img, txt, lab, known_issue_idx=[1, 2], k=5)
-    with pytest.raises(LemonError, match="Unknown option"):
-        lemon.find_label_issues(img, txt, lab, knn_k=5)
     with pytest.raises(LemonError, match="give image_embeddings or images=, not both"):
         lemon.find_label_issues(img, txt, lab, images=["a.png"] * 100)
     with pytest.raises(LemonError, match="threshold must be a number or one of auto"):
@@ -246,3 +244,48 @@ def test_raw_input_errors(raw, tmp_path):
         LemonError, match="images, texts and labels must have the same length, got 40, 39 and 39"
     ):
         lemon.find_label_issues(images=raw["paths"], texts=raw["captions"][:-1], **opts)
+
+
+def test_an_unknown_argument_fails_in_one_line_naming_the_valid_ones(data):
+    img, txt, lab = inputs(data, 100)
+    with pytest.raises(TypeError) as info:
+        lemon.find_label_issues(img, txt, lab, knn_k=5)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(
+        "find_label_issues() got an unknown argument 'knn_k'. Did you mean k? Valid: image_embeddings, "
+        "text_embeddings, labels, return_indices_ranked_by, images,"
+    )
+    with pytest.raises(TypeError, match=r"^score_pairs\(\): too many positional arguments\."):
+        lemon.score_pairs(img, txt, lab, 5)
+
+
+def test_quality_scores_refuse_a_threshold_instead_of_ignoring_it(data):
+    with pytest.raises(TypeError) as info:
+        lemon.get_label_quality_scores(*inputs(data, 100), threshold=0.5)
+    assert str(info.value) == (
+        "get_label_quality_scores() takes no threshold: label quality scores are not thresholded (one "
+        "score per pair); to flag pairs use find_label_issues(..., threshold=...)."
+    )
+
+
+@pytest.mark.parametrize("name", ["find_label_issues", "get_label_quality_scores", "score_pairs"])
+def test_every_option_is_in_the_signature_and_documented(name):
+    """help() and IDEs see every option: keyword-only after the three inputs, each in the docstring."""
+    import inspect
+
+    func = getattr(lemon, name)
+    params = inspect.signature(func).parameters
+    assert list(params)[:3] == ["image_embeddings", "text_embeddings", "labels"]
+    assert all(p.kind is p.KEYWORD_ONLY for p in list(params.values())[3:])
+    assert not any(p.kind is p.VAR_KEYWORD for p in params.values())
+    doc = inspect.getdoc(func)
+    documented = doc.split("Parameters\n----------\n")[1].split("Returns\n-------")[0]
+    names = {
+        n.strip()
+        for line in documented.splitlines()
+        if line and not line.startswith(" ")
+        for n in line.split(" : ")[0].split(",")
+    }
+    assert names == set(params)
+    assert ("threshold" in params) == (name != "get_label_quality_scores")

@@ -16,7 +16,7 @@ from tiny_clip import tiny_clip_checkpoint
 from lemon.core.errors import LemonError
 from lemon.data.base import DEFAULT_PROMPT, ArrayImages, DatasetSplits, Dropped, PairSplit
 from lemon.embed import build_embedder, embed_dataset
-from lemon.embed.base import Embedder
+from lemon.embed.base import Embedder, EmbedOptions
 from lemon.embed.cache import EmbeddingCache, content_key
 
 
@@ -87,15 +87,13 @@ def _cfg(ckpt: str, cache, **kw) -> dict:
 def embed(splits: DatasetSplits, cfg: dict):
     """``embed_dataset`` as the pipeline calls it."""
     embedder = build_embedder(cfg["ckpt"], device="cpu", cache_root=cfg["cache"])
-    return embed_dataset(
-        splits,
-        embedder,
-        EmbeddingCache(cfg["cache"]),
+    options = EmbedOptions(
         prompt=cfg.get("prompt", DEFAULT_PROMPT),
         batch_size=cfg["batch_size"],
         num_workers=cfg["num_workers"],
         image_identity=cfg.get("image_identity", "stat"),
     )
+    return embed_dataset(splits, embedder, EmbeddingCache(cfg["cache"]), options)
 
 
 def dropped(features) -> dict[str, int]:
@@ -477,3 +475,39 @@ def test_image_identity_content_reembeds_a_replaced_file(ckpt, tmp_path):
         LemonError, match=r"Unknown image_identity 'bytes'\. Available: stat, content"
     ):
         embed(splits, {**cfg, "image_identity": "bytes"})
+
+
+def test_embed_options_travel_as_one_checked_value():
+    """The run's embedding flags become one EmbedOptions (the dataset's prompt with them); bad values
+    fail in one line when it is built, before anything is embedded."""
+    from lemon.core.errors import LemonError
+    from lemon.run.config import config_from_args
+    from lemon.run.load import embed_options
+
+    cfg = config_from_args(
+        [
+            "--output_dir",
+            "x",
+            "--batch_size",
+            "16",
+            "--num_workers",
+            "0",
+            "--image_identity",
+            "content",
+        ]
+    )
+    assert embed_options(cfg, "A picture of ") == EmbedOptions(
+        prompt="A picture of ",
+        batch_size=16,
+        num_workers=0,
+        image_identity="content",
+        image_decode="cpu",
+    )
+    with pytest.raises(
+        LemonError, match=r"^Unknown image_identity 'bytes'\. Available: stat, content\.$"
+    ):
+        EmbedOptions(image_identity="bytes")
+    with pytest.raises(LemonError, match=r"^Unknown image_decode 'tpu'\. Available: cpu, gpu\.$"):
+        EmbedOptions(image_decode="tpu")
+    with pytest.raises(LemonError, match="batch_size must be >= 1"):
+        EmbedOptions(batch_size=0)

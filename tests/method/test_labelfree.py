@@ -29,6 +29,7 @@ from lemon.run.stages import flag_rule
 from lemon.run.summary import format_summary
 from lemon.scorers import SCORERS
 from lemon.scorers.base import ScorerOptions, ScoringContext
+from lemon.scorers.lemon import LemonOptions
 
 
 def two_modes(n: int, rate: float, seed: int = 0, shift: float = 4.0):
@@ -199,7 +200,7 @@ def test_lemon_reuses_neighbour_lists_exactly(options):
 
     features = synthetic_features()
     ctx = ScoringContext(features)
-    scorer = SCORERS.get("lemon")(ScorerOptions(k=10, select=False, **options))
+    scorer = SCORERS.get("lemon")(LemonOptions(k=10, select=False, **options))
     hparams = scorer.fit(ctx)
     i, j = mismatched_pairs(features.splits["test"].texts, np.random.default_rng(0))
     reused = scorer.score_mismatched(ctx, "test", i, j, hparams)

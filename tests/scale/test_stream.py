@@ -28,7 +28,8 @@ from lemon.data.synthetic import make_synthetic_embeddings, synthetic_store
 from lemon.method.hparams import LEMON_FIX_HPARAMS
 from lemon.scale.stream import optional_outputs, score_splits, write_scores
 from lemon.scorers import SCORERS
-from lemon.scorers.base import ScorerOptions, ScoringContext
+from lemon.scorers.base import ScoringContext
+from lemon.scorers.lemon import LemonOptions
 
 SPLITS = ("train", "val", "test")
 
@@ -41,7 +42,7 @@ def arrays():
 @pytest.mark.parametrize("name", ["lemon", "clip_sim", "deep_knn", "clip_logits"])
 def test_blocks_score_exactly_as_whole_splits(arrays, name):
     """A streamable scorer's per-block results, concatenated, are the whole split's."""
-    options = ScorerOptions(k=10, fixed=LEMON_FIX_HPARAMS, select=False)
+    options = LemonOptions(k=10, fixed=LEMON_FIX_HPARAMS, select=False)
     scorer = SCORERS.get(name)(options)
     assert scorer.streamable
     features = features_from_arrays(arrays)
@@ -71,7 +72,7 @@ def test_val_neighbours_searched_while_fitting_are_reused_by_its_blocks(arrays):
 
 
 def test_neighbour_arrays_are_dropped_unless_kept(arrays):
-    scorer = SCORERS.get("lemon")(ScorerOptions(k=5, fixed=LEMON_FIX_HPARAMS, select=False))
+    scorer = SCORERS.get("lemon")(LemonOptions(k=5, fixed=LEMON_FIX_HPARAMS, select=False))
     ctx = ScoringContext(features_from_arrays(arrays), knn_backend="torch")
     out = score_splits(scorer, ctx, ("test",), LEMON_FIX_HPARAMS, 50, keep_neighbours=False)
     assert set(out["test"]) == {"score", "d_mm", "s_n", "s_m"}

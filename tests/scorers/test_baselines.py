@@ -18,6 +18,7 @@ from lemon.run.config import RunConfig
 from lemon.run.pipeline import run
 from lemon.scorers import SCORERS
 from lemon.scorers.base import ScorerOptions, ScoringContext
+from lemon.scorers.lemon import LemonOptions
 
 SPLIT_NAMES = ("train", "val", "test")
 CLASSIFICATION_ONLY = [n for n in SCORERS.names() if "captioning" not in SCORERS.get(n).tasks]
@@ -68,7 +69,7 @@ def tiny_features(
 def context(features: Features, knn_k: int = 3, **options) -> ScoringContext:
     """A scoring context carrying (for these tests) the scorer options to build scorers with."""
     ctx = ScoringContext(features)
-    ctx.options = ScorerOptions(k=knn_k, **options)
+    ctx.options = LemonOptions(k=knn_k, **options)  # each scorer keeps the fields it reads
     return ctx
 
 

@@ -8,6 +8,7 @@ refusals and the one-line offline errors are checked too.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -76,20 +77,22 @@ def models(tmp_path_factory):
 def config(data, tmp_path, scorer: str, task: str = "captioning", **flags) -> RunConfig:
     table = "captions.csv" if task == "captioning" else "labels.csv"
     columns = {"label_column": ""} if task == "captioning" else {"text_column": ""}
-    return RunConfig(
-        output_dir=str(tmp_path / "run"),
-        dataset="csv",
-        data_path=str(data["root"] / table),
-        noise_type="random" if task == "captioning" else "symmetric",
-        noise_level=0.4,
-        clip_model=data["clip"],
-        cache_dir=str(tmp_path / "cache"),
-        num_workers=0,
-        knn_k=3,
-        scorer=scorer,
-        overwrite=True,
-        **columns,
-        **flags,
+    return RunConfig.from_flags(
+        dict(
+            output_dir=str(tmp_path / "run"),
+            dataset="csv",
+            data_path=str(data["root"] / table),
+            noise_type="random" if task == "captioning" else "symmetric",
+            noise_level=0.4,
+            clip_model=data["clip"],
+            cache_dir=str(tmp_path / "cache"),
+            num_workers=0,
+            knn_k=3,
+            scorer=scorer,
+            overwrite=True,
+            **columns,
+            **flags,
+        )
     )
 
 
@@ -282,6 +285,8 @@ def test_missing_weights_offline_fail_in_one_line_naming_the_flag(
         "vdc_llm": models["llm"],
         "vdc_vqa": models["instructblip"],
     }
+    reads = {f.name for f in dataclasses.fields(SCORERS.get(scorer).Options)}
+    present = {name: path for name, path in present.items() if name in reads}
     cfg = config(data, tmp_path, scorer, **{**present, **flags})
     with pytest.raises(ModelNotFoundError) as info:
         run(cfg)

@@ -9,7 +9,7 @@ from conftest import scorer_from_config
 from lemon.data.embeddings import features_from_arrays
 from lemon.method.hparams import ABLATION_RULES
 from lemon.scorers.base import ScorerOptions, ScoringContext
-from lemon.scorers.lemon import LemonScorer
+from lemon.scorers.lemon import LemonOptions, LemonScorer
 
 COMPONENTS = (("d_mm", "d_1"), ("s_n", "d_n"), ("s_m", "d_m"), ("score", "pred_score"))
 
@@ -104,31 +104,53 @@ def test_hand_computed_single_query():
     np.testing.assert_allclose(out["score"], [d_mm + 2 * s_n + 3 * s_m])
 
 
-@pytest.mark.parametrize("ablation", sorted(ABLATION_RULES))
-def test_ablations_force_their_hyperparameters(ablation, small_npz):
+_TAUS_0 = {"tau_1_n": 0.0, "tau_2_n": 0.0, "tau_1_m": 0.0, "tau_2_m": 0.0}
+#: ablation -> (what it forces, whether d_mm stays in the score), written from SPEC.md section 5 (the
+#: original's --ablation): tau_* forced to 0; beta/gamma weight to 0; d1: d_mm dropped, beta = 1;
+#: only_beta / only_gamma: (1, 0) / (0, 1) with every tau 0; multimodal_baseline: beta = gamma = 0
+ABLATIONS = {
+    "none": ({}, True),
+    "tau_1": ({"tau_1_n": 0.0, "tau_1_m": 0.0}, True),
+    "tau_2": ({"tau_2_n": 0.0, "tau_2_m": 0.0}, True),
+    "tau_1_2": (_TAUS_0, True),
+    "beta": ({"beta": 0.0}, True),
+    "gamma": ({"gamma": 0.0}, True),
+    "d1": ({"beta": 1.0}, False),
+    "only_beta": ({"beta": 1.0, "gamma": 0.0, **_TAUS_0}, True),
+    "only_gamma": ({"beta": 0.0, "gamma": 1.0, **_TAUS_0}, True),
+    "multimodal_baseline": ({"beta": 0.0, "gamma": 0.0, **_TAUS_0}, True),
+}
+
+
+def test_every_ablation_is_covered():
+    assert set(ABLATIONS) == set(ABLATION_RULES)
+
+
+@pytest.mark.parametrize("ablation", sorted(ABLATIONS))
+def test_ablations_score_as_lemon_with_their_terms_forced(ablation, small_npz):
+    """An ablated scorer, given any hyper-parameters, scores exactly as plain LEMoN at those
+    hyper-parameters with the ablation's values forced (and without d_mm for d1); the plain score is
+    checked against the original's outputs and by hand above."""
     with np.load(small_npz) as z:
         ctx = ScoringContext(features_from_arrays({k: z[k] for k in z.files}))
-    scorer = LemonScorer(ScorerOptions(k=5, ablation=ablation))
+    given = dict(beta=7.0, gamma=3.0, tau_1_n=0.5, tau_2_n=2.0, tau_1_m=0.25, tau_2_m=1.5)
+    forced, keeps_d_mm = ABLATIONS[ablation]
+    scorer = LemonScorer(LemonOptions(k=5, ablation=ablation, fixed=given, select=False))
     chosen = scorer.fit(ctx)
-    forced, use_d_mm = ABLATION_RULES[ablation]
-    for name, value in forced.items():
-        assert chosen[name] == value
+    assert {n: chosen[n] for n in given} == {**given, **forced}
     out = scorer.score(ctx, "test", chosen)
-    expected = (
-        (out["d_mm"] if use_d_mm else 0)
-        + chosen["beta"] * out["s_n"]
-        + chosen["gamma"] * out["s_m"]
-    )
-    np.testing.assert_allclose(out["score"], expected)
+    plain = LemonScorer(LemonOptions(k=5)).score(ctx, "test", {**given, **forced})
+    expected = plain["score"] - (0 if keeps_d_mm else plain["d_mm"])
+    np.testing.assert_allclose(out["score"], expected, rtol=1e-12, atol=1e-12)
     if ablation == "multimodal_baseline":
-        np.testing.assert_allclose(out["score"], out["d_mm"])
+        np.testing.assert_allclose(out["score"], out["d_mm"])  # the CLIP-similarity baseline
 
 
 def test_normalize_d1_is_softmax_over_class_prompts(small_npz):
     with np.load(small_npz) as z:
         arrays = {k: z[k] for k in z.files}
     ctx = ScoringContext(features_from_arrays(arrays))
-    d = LemonScorer(ScorerOptions(k=5, normalize_d1=True)).score(
+    d = LemonScorer(LemonOptions(k=5, normalize_d1=True)).score(
         ctx, "val", dict(beta=0, gamma=0, tau_1_n=0, tau_2_n=0, tau_1_m=0, tau_2_m=0)
     )["d_mm"]
     img = arrays["val_img"] / np.linalg.norm(arrays["val_img"], axis=1, keepdims=True)

@@ -64,7 +64,7 @@ def test_notebooks_are_clean_and_portable(name):
         for line in c.source.splitlines()
         if line.startswith(("import ", "from "))
     }
-    assert imports == {"import matplotlib.pyplot as plt", "from lemon import aggregate"}
+    assert imports == {"import matplotlib.pyplot as plt", "from lemon.tables import aggregate"}
 
 
 def test_agg_results_notebook(small_sweep, monkeypatch):

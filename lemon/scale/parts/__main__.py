@@ -20,20 +20,20 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from lemon.core.errors import one_line_errors
+from lemon.core.cli import command
 
 
 def build_parser():
     """run_lemon's flags, the part index of a job and every launcher's options."""
-    from lemon.core.flags import HelpfulParser, add_flags
-    from lemon.run.config import GROUPS, RunConfig
+    from lemon.core.flags import HelpfulParser
+    from lemon.run.config import add_run_flags
     from lemon.sweep.launchers import add_fan_out_flags
 
     p = HelpfulParser(
         prog="python -m lemon.scale.parts",
         description="Score a run in parts (--score_parts), one job per part, then finish the run.",
     )
-    add_flags(p, RunConfig, GROUPS)
+    add_run_flags(p)
     p.add_argument("--part_index", type=int, default=None, help="(set for the jobs) this part.")
     add_fan_out_flags(p)
     return p
@@ -41,24 +41,20 @@ def build_parser():
 
 def _config(args):
     """The RunConfig of these flags, checked as run_lemon checks it."""
-    from lemon.run.config import RunConfig, check_names, field_names
+    from lemon.run.config import RunConfig, check_names, flag_names
 
-    cfg = RunConfig(**{name: getattr(args, name) for name in field_names()}).validate()
+    cfg = RunConfig.from_flags({name: getattr(args, name) for name in flag_names()}).validate()
     check_names(cfg)
     return cfg
 
 
 def _job_args(cfg, device: str, precision: str) -> dict[str, Any]:
     """The flags of a part job: the run's flags (not its outputs), device and precision pinned."""
-    from lemon.run.config import RunConfig, field_names
+    from lemon.run.config import RunConfig
 
-    defaults = RunConfig()
+    defaults = RunConfig().to_dict()
     own = ("output_dir", "overwrite", "report", "exp_name")
-    flags = {
-        n: getattr(cfg, n)
-        for n in field_names()
-        if n not in own and getattr(cfg, n) != getattr(defaults, n)
-    }
+    flags = {n: v for n, v in cfg.to_dict().items() if n not in own and v != defaults[n]}
     # the jobs read the plan this command wrote, wherever their environment points the cache
     from lemon.core.paths import cache_root
 
@@ -66,12 +62,10 @@ def _job_args(cfg, device: str, precision: str) -> dict[str, Any]:
     return flags
 
 
-@one_line_errors
+@command(lemon=logging.INFO)
 def main(argv: Sequence[str] | None = None) -> int:
     from lemon.core.errors import LemonError
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("lemon").setLevel(logging.INFO)
     args = build_parser().parse_args(argv)
     cfg = _config(args)
     if cfg.score_parts < 2:
