@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lemon.method.labelfree import wide_interval_line
+
 SPLITS = ("train", "val", "test")
 TERM_COLOURS = {"d_mm": "#4c72b0", "s_n": "#dd8452", "s_m": "#55a868"}
 CSS = """
@@ -347,11 +349,21 @@ def page(
     label_free = hparams.get("label_free") or {}
     if label_free.get("rate") is not None:
         pool = "held-out" if label_free.get("pool") == "held_out" else "scored"
+        low, high = label_free.get("low"), label_free.get("high")
+        interval = (
+            f" (interval {100 * low:.1f}%&ndash;{100 * high:.1f}%)"
+            if low is not None and high is not None
+            else ""
+        )
         flag_line += (
-            f" Estimated noise rate, without labels: <b>{100 * label_free['rate']:.1f}%</b> of the "
-            f"{pool} pairs (from {label_free.get('n_mismatched', 0)} deliberately mismatched pairs)."
+            f" Estimated noise rate, without labels: <b>{100 * label_free['rate']:.1f}%</b>"
+            f"{interval} of the {pool} pairs ({_e(label_free.get('method', ''))}; "
+            f"{label_free.get('n_mismatched', 0)} deliberately mismatched pairs scored)."
         )
     notes = [f"Label-free rule: {w}" for w in label_free.get("warnings", [])]
+    wide = wide_interval_line(label_free) if label_free.get("rate") is not None else None
+    if wide and not any("uncertain" in w for w in label_free.get("warnings", [])):
+        notes.insert(0, f"Label-free rule: {wide}")
     if not has_image_column:
         notes.append("This run has no image references (embedding-only data): no thumbnails.")
     elif thumbs[1]:
