@@ -27,11 +27,12 @@ Picking: the confident joint when the classifier's argmax agrees with more than 
 cleanlab counts the classifier's own mistakes as label errors), else the mismatched tail. Measured on the
 15 real-noise files and the benchmark's random-swap cases (benchmarks/bench_label_free.py, docs/label-free.md).
 
-The interval (``low``, ``high``) spans what the estimators' assumptions leave open, plus two bootstrap
-standard errors of the chosen one: from the lowest tail ratio (errors that look random: at least these)
-to the confident joint re-computed with the temperature refitted on the pairs cleanlab keeps (sharper
-probabilities: more errors), or, without usable class probabilities, to the tail ratio at the 5 % quantile
-of the mismatched scores (errors at least as suspicious as the weakest random swaps). When real and
+The interval (``low``, ``high``) spans what the estimators' assumptions leave open, each end widened by
+two of its own bootstrap standard errors: from the lowest tail ratio (errors that look random: at least
+these) to the confident joint re-computed with the temperature that explains the labels cleanlab keeps
+(refitted on them until it repeats: sharper probabilities, more errors), or, without usable class
+probabilities, to the tail ratio at the 5 % quantile of the mismatched scores (errors at least as
+suspicious as the weakest random swaps). When real and
 mismatched pairs separate weakly (label-free AUROC below :data:`MIN_SEPARATION`) clean pairs reach the
 mismatched tail and errors hide among clean pairs: the estimate may be off either way and the interval
 starts at 0. An interval wider than :data:`WIDE_INTERVAL` comes with a line pointing to the review route.
@@ -88,6 +89,8 @@ MAX_MISMATCHED = 200_000
 #: millions is not searched a second time, only this sample's neighbours are. 20,000 rows give up to
 #: 40,000 mismatched pairs per split; a 1e6-pair run (three splits) searches 60,000 rows more, not 150,000
 MAX_ROWS = 20_000
+#: refits of the recalibrated temperature at most (it repeats after 2-4 on the real-noise files)
+RECALIBRATION_ROUNDS = 5
 #: class-probability cells (rows x classes) of the run's sample for the confident joint, at most
 MAX_PROB_CELLS = 10_000_000
 MAX_PROB_ROWS = 60_000
@@ -276,36 +279,54 @@ def mixture_rate(scores: np.ndarray, seed: int) -> float:
     return float(two.weights_[int(np.argmax(two.means_.ravel()))])
 
 
-def bootstrap_se(
-    method: str,
+def bootstrap_ses(
     scores: np.ndarray,
     mismatched: np.ndarray | None,
     n_classes: int | None,
     probs: ClassProbs | None,
     rng: np.random.Generator,
-) -> float | None:
-    """Standard error of the ``method``'s estimate from seeded resamples (real and mismatched scores
-    resampled alike, or the rows of the class probabilities), on at most :data:`BOOTSTRAP_MAX` rows scaled
-    back by sqrt(m / n), so it costs the same on a million pairs. None for the mixture."""
-    if method == "mismatched_tail" and mismatched is not None:
+) -> dict[str, float]:
+    """Bootstrap standard error of every estimate, by name (as :attr:`NoiseEstimate.estimates`): real and
+    mismatched scores resampled alike for the tail ratios, the rows of the class probabilities for the
+    confident joints; on at most :data:`BOOTSTRAP_MAX` rows scaled back by sqrt(m / n), so it costs the
+    same on a million pairs. Each end of the interval gets its own standard error."""
+    out: dict[str, float] = {}
+    if mismatched is not None:
         s, s0 = np.asarray(scores), np.asarray(mismatched)
         m, m0 = min(len(s), BOOTSTRAP_MAX), min(len(s0), 2 * BOOTSTRAP_MAX)
-        rates = [
-            mismatched_tail_rate(
-                s[rng.integers(0, len(s), m)], s0[rng.integers(0, len(s0), m0)], n_classes
-            )[0]
-            for _ in range(BOOTSTRAP_ROUNDS)
-        ]
-        return float(np.std(rates) * np.sqrt(m / len(s)))
-    if method == "cleanlab_joint" and probs is not None:
+        where = np.append(QUANTILES, LOW_QUANTILE)
+        rounds = np.array(
+            [
+                tail_ratios(
+                    np.sort(s[rng.integers(0, len(s), m)]),
+                    np.sort(s0[rng.integers(0, len(s0), m0)]),
+                    where,
+                    n_classes,
+                )
+                for _ in range(BOOTSTRAP_ROUNDS)
+            ]
+        )
+        tail = rounds[:, : len(QUANTILES)]
+        per_round = {
+            "mismatched_tail": np.median(tail, axis=1),
+            "tail_min": tail.min(axis=1),
+            "tail_max": tail.max(axis=1),
+            "tail_low_quantile": rounds[:, -1],
+        }
+        out.update({k: float(np.std(v) * np.sqrt(m / len(s))) for k, v in per_round.items()})
+    if probs is not None:
         n = len(probs.labels)
         m = min(n, BOOTSTRAP_MAX)
-        rates = []
+        joint, recalibrated = [], []
         for _ in range(CLEANLAB_ROUNDS):
             rows = rng.integers(0, n, m)
-            rates.append(cleanlab_rate(probs.labels[rows], probs.probs[rows])[0])
-        return float(np.std(rates) * np.sqrt(m / n))
-    return None
+            joint.append(cleanlab_rate(probs.labels[rows], probs.probs[rows])[0])
+            if probs.recalibrated is not None:
+                recalibrated.append(cleanlab_rate(probs.labels[rows], probs.recalibrated[rows])[0])
+        out["cleanlab_joint"] = float(np.std(joint) * np.sqrt(m / n))
+        if recalibrated:
+            out["cleanlab_recalibrated"] = float(np.std(recalibrated) * np.sqrt(m / n))
+    return out
 
 
 def estimate_noise_rate(
@@ -355,10 +376,14 @@ def estimate_noise_rate(
     probs = None
     agreement: float | None = None
     if class_probs is not None and labels is not None and len(labels):
-        probs = ClassProbs(np.asarray(labels, np.int64), np.asarray(class_probs, np.float64))
+        probs = ClassProbs(
+            np.asarray(labels, np.int64),
+            np.asarray(class_probs, np.float64),
+            None if recalibrated_probs is None else np.asarray(recalibrated_probs, np.float64),
+        )
         estimates["cleanlab_joint"], agreement = cleanlab_rate(probs.labels, probs.probs)
-        if recalibrated_probs is not None:
-            estimates["cleanlab_recalibrated"] = cleanlab_rate(probs.labels, recalibrated_probs)[0]
+        if probs.recalibrated is not None:
+            estimates["cleanlab_recalibrated"] = cleanlab_rate(probs.labels, probs.recalibrated)[0]
     if probs is not None and (agreement > MIN_AGREEMENT or s0 is None):
         method = "cleanlab_joint"
         if agreement <= MIN_AGREEMENT:
@@ -395,8 +420,9 @@ def estimate_noise_rate(
     low = high = se = None
     if interval:
         rng = np.random.default_rng([seed, SEED_PURPOSE, 7])
-        se = bootstrap_se(method, s, s0, n_classes, probs, rng)
-        low, high = _interval(method, estimates, se, weak)
+        ses = {} if method == "mixture" else bootstrap_ses(s, s0, n_classes, probs, rng)
+        se = ses.get(method)
+        low, high = _interval(method, estimates, ses, weak)
         if high - low > WIDE_INTERVAL:
             notes.append(
                 f"the noise rate is uncertain: {rate:.1%} (interval {low:.1%}-{high:.1%}): "
@@ -422,10 +448,10 @@ def estimate_noise_rate(
 
 
 def _interval(
-    method: str, estimates: Mapping[str, float], se: float | None, weak: bool
+    method: str, estimates: Mapping[str, float], ses: Mapping[str, float], weak: bool
 ) -> tuple[float, float]:
     """(low, high): the span of the estimates the chosen method leaves open (the module says which),
-    widened by :data:`Z` standard errors of the chosen one; [0, 1] for the mixture."""
+    each widened by :data:`Z` of its own bootstrap standard errors; [0, 1] for the mixture."""
     if method == "mixture":
         return 0.0, 1.0
     names = ["mismatched_tail", "tail_min", "tail_max"]
@@ -434,10 +460,10 @@ def _interval(
         if method == "cleanlab_joint"
         else ["tail_low_quantile"]
     )
-    values = [estimates[n] for n in names if n in estimates]
-    width = Z * (se or 0.0)
-    low = 0.0 if weak else max(0.0, min(values) - width)
-    return float(low), float(min(1.0, max(values) + width))
+    names = [n for n in names if n in estimates]
+    low = min(estimates[n] - Z * ses.get(n, 0.0) for n in names)
+    high = max(estimates[n] + Z * ses.get(n, 0.0) for n in names)
+    return (0.0 if weak else float(max(0.0, low))), float(min(1.0, high))
 
 
 def _why_wide(method: str, estimates: Mapping[str, float]) -> str:
@@ -697,22 +723,32 @@ def class_probabilities(
 def _recalibrated_temperature(
     img: np.ndarray, prompts: np.ndarray, labels: np.ndarray, probs: np.ndarray, seed: int
 ) -> float | None:
-    """The temperature refitted on the pairs cleanlab's ``find_label_issues`` keeps (the fitted one
-    explains the wrong labels too, which flattens it); None when cleanlab keeps too few pairs."""
+    """The temperature that explains the labels cleanlab keeps at that temperature: refitted on the pairs
+    ``find_label_issues`` keeps (the first fit explains the wrong labels too, which flattens it), until
+    it repeats (at most :data:`RECALIBRATION_ROUNDS` refits); None when cleanlab keeps too few pairs."""
     from cleanlab.filter import find_label_issues
 
-    from lemon.method.zeroshot import fit_temperature
+    from lemon.method.zeroshot import fit_temperature, zero_shot_probs
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            issues = find_label_issues(labels, probs, n_jobs=1)
-    except (ValueError, IndexError):  # cleanlab needs every class in the sample
-        return None
-    keep = ~np.asarray(issues, dtype=bool)
-    if keep.sum() < 2:
-        return None
-    return fit_temperature(img[keep], prompts, labels[keep], max_rows=int(keep.sum()), seed=seed)
+    temperature = None
+    for _ in range(RECALIBRATION_ROUNDS):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                issues = find_label_issues(labels, probs, n_jobs=1)
+        except (ValueError, IndexError):  # cleanlab needs every class in the sample
+            return temperature
+        keep = ~np.asarray(issues, dtype=bool)
+        if keep.sum() < 2:
+            return temperature
+        refit = fit_temperature(
+            img[keep], prompts, labels[keep], max_rows=int(keep.sum()), seed=seed
+        )
+        if refit == temperature:
+            break
+        temperature = refit
+        probs = zero_shot_probs(img, prompts, temperature)
+    return temperature
 
 
 def label_free_rule(
