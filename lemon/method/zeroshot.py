@@ -79,15 +79,15 @@ def zero_shot_columns(
     n = len(observed)
     label, prob = np.empty(n, np.int64), np.empty(n, np.float64)
     p = np.asarray(prompts, dtype=np.float32).T
-    for start in range(0, n, block):
+    for start in range(0, n, block):  # float32 with the max subtracted: exact to ~1e-7, half the time
         stop = min(n, start + block)
-        logits = (np.asarray(img[start:stop], dtype=np.float32) @ p).astype(np.float64)
-        logits /= temperature
-        top = logits.max(axis=1, keepdims=True)
-        log_norm = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
-        label[start:stop] = logits.argmax(axis=1)
-        at = logits[np.arange(stop - start), observed[start:stop]]
-        prob[start:stop] = np.exp(at - log_norm)
+        e = np.asarray(img[start:stop], dtype=np.float32) @ p
+        e *= np.float32(1.0 / temperature)
+        e -= e.max(axis=1, keepdims=True)
+        np.exp(e, out=e)
+        label[start:stop] = e.argmax(axis=1)
+        at = e[np.arange(stop - start), observed[start:stop]]
+        prob[start:stop] = at / e.sum(axis=1, dtype=np.float64)
     return label, prob
 
 
