@@ -368,8 +368,12 @@ def test_report_and_flagged_csv_use_the_same_rule(unlabelled):
     assert (
         f"<b>{len(flagged)}</b> of {len(scores)} pairs are flagged by the label-free rule" in page
     )
-    rate = json.loads((out / "metrics.json").read_text())["estimated_noise_rate"]
-    assert f"<b>{100 * rate:.1f}%</b>" in page
+    m = json.loads((out / "metrics.json").read_text())
+    low, high = m["estimated_noise_rate_low"], m["estimated_noise_rate_high"]
+    assert f"<b>{100 * m['estimated_noise_rate']:.1f}%</b>" in page
+    assert f"(interval {100 * low:.1f}%&ndash;{100 * high:.1f}%)" in page
+    if high - low > WIDE_INTERVAL:  # the review route is named once
+        assert page.count("docs/review.md") == 1
 
 
 def test_without_any_mismatch_the_rule_falls_back_to_cleanlab():
