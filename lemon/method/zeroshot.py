@@ -79,7 +79,9 @@ def zero_shot_columns(
     n = len(observed)
     label, prob = np.empty(n, np.int64), np.empty(n, np.float64)
     p = np.asarray(prompts, dtype=np.float32).T
-    for start in range(0, n, block):  # float32 with the max subtracted: exact to ~1e-7, half the time
+    for start in range(
+        0, n, block
+    ):  # float32 with the max subtracted: exact to ~1e-7, half the time
         stop = min(n, start + block)
         e = np.asarray(img[start:stop], dtype=np.float32) @ p
         e *= np.float32(1.0 / temperature)
