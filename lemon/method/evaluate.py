@@ -7,8 +7,9 @@ Thresholds (a sample is flagged when ``score >= threshold``):
 - ``heuristic``: label-free, the median of the local minima of a Gaussian KDE of the val scores on 1,000
   grid points (one minimum -> it; none -> median of >= 2 local maxima, else the mean), as the original;
 - ``label_free``: needs no labels at all: it flags the estimated fraction of mislabelled pairs, estimated
-  from the scores of deliberately mismatched pairs (:mod:`lemon.method.labelfree`, fitted on every scored split).
-  Its per-split count is also written as ``{split}/flagged_label_free``.
+  from class probabilities (cleanlab's confident joint on zero-shot probabilities) or from the scores of
+  deliberately mismatched pairs (:mod:`lemon.method.labelfree`, fitted on every scored split, with an
+  interval). Its per-split count is also written as ``{split}/flagged_label_free``.
 """
 
 from __future__ import annotations

@@ -1,28 +1,45 @@
-"""Flags without labels: estimate the fraction of mislabelled pairs from the scores, and flag that many.
+"""Flags without labels: estimate the fraction of mislabelled pairs, give it an interval, flag that many.
 
-The rule compares the real scores with the scores of deliberately *mismatched* pairs: each image with the
-text of another pair of its split whose text differs (2 per pair, seeded), scored by the same scorer with
-the same hyper-parameters and reference set. A mismatched pair is a label error by construction, so its
-score shows what an error scores like, with no label at all. The real scores are a mixture
-``(1 - rate) * clean + rate * mislabelled``; where clean pairs no longer reach, the real survival function
-is ``rate`` times the mismatched one, so
+Two estimators, each valid under its own assumption, and a rule that picks between them without labels:
 
-    rate = median over q in {0.50, 0.55, ..., 0.90} of S_real(t_q) / S_mismatched(t_q),
+- **mismatched tail** (every run): each image is paired with the text of another pair of its split whose
+  text differs (2 per pair, seeded), and these deliberately *mismatched* pairs are scored by the same scorer
+  with the same hyper-parameters and reference set. A mismatched pair is an error by construction. The real
+  scores are a mixture ``(1 - rate) * clean + rate * mislabelled``; where clean pairs no longer reach, the
+  real survival function is ``rate`` times the mislabelled one, so if errors score like mismatched pairs
 
-t_q the q-quantile of the mismatched scores (the median resists a dip of a single tail point). For
-classification with C classes a mismatch takes another class, which is by chance the image's true class
-when its given label is wrong (about rate / (C - 1) of the time); that inflates the ratio r, and
-``rate = r / (1 + r / (C - 1))`` undoes it. The top round(rate * n) scores are flagged.
+      r(q) = S_real(t_q) / S_mismatched(t_q),   rate = median of r(q) over q in {0.50, ..., 0.90},
 
-Score mixtures alone (two Gaussians or betas on the score) invent 24-45 % errors on clean data, because
-clean scores are skewed or multi-modal; the mismatched pairs make no assumption on their shape. What the
-rule cannot see: errors that score like clean pairs (a caption swapped for a near-synonym) are not in the
-mismatched tail, so the rate counts the *detectable* errors and under-estimates hard noise. When clean and
-mismatched pairs separate weakly (label-free AUROC below :data:`MIN_SEPARATION`) clean pairs reach the tail
-and the rate is an upper bound; a warning says so.
+  t_q the q-quantile of the mismatched scores. For C classes a mismatch takes the image's true class about
+  rate / (C - 1) of the time; ``rate = r / (1 + r / (C - 1))`` undoes it. Real errors are rarely random:
+  people confuse a cat with a dog, and a confusable error scores much closer to a clean pair than a random
+  swap does. Those errors are missing from the mismatched tail, so this estimate counts the errors that look
+  random and is *low* on real noise (2-7x on ../shared/data/real-noise/); r(q) then keeps rising towards
+  lower quantiles instead of staying flat.
+- **confident joint** (classification with class probabilities): cleanlab's calibrated confident joint on
+  zero-shot class probabilities (a softmax over the class prompts of the image embeddings, with the
+  temperature that best explains the observed labels, :func:`lemon.method.zeroshot.fit_temperature`; a
+  user's ``pred_probs`` only when there are no class prompts). It counts a pair as mislabelled when its
+  probabilities back another class above that class's typical confidence, confusable or not.
 
-Without mismatched scores the rate falls back to cleanlab's calibrated confident joint (class
-probabilities and labels), else to a two-Gaussian mixture kept only when BIC prefers it to one Gaussian.
+Picking: the confident joint when the classifier's argmax agrees with more than half of the observed labels
+(:data:`MIN_AGREEMENT`: below it a weak classifier and mostly wrong labels cannot be told apart, and
+cleanlab counts the classifier's own mistakes as label errors), else the mismatched tail. Measured on the
+15 real-noise files and the benchmark's random-swap cases (benchmarks/bench_label_free.py, docs/label-free.md).
+
+The interval (``low``, ``high``) spans what the estimators' assumptions leave open, each end widened by
+two of its own bootstrap standard errors: from the lowest tail ratio (errors that look random: at least
+these) to the confident joint re-computed with the temperature that explains the labels cleanlab keeps
+(refitted on them until it repeats: sharper probabilities, more errors), or, without usable class
+probabilities, to the tail ratio at the 5 % quantile of the mismatched scores (errors at least as
+suspicious as the weakest random swaps). When real and
+mismatched pairs separate weakly (label-free AUROC below :data:`MIN_SEPARATION`) clean pairs reach the
+mismatched tail and errors hide among clean pairs: the estimate may be off either way and the interval
+starts at 0. An interval wider than :data:`WIDE_INTERVAL` comes with a line pointing to the review route.
+The top round(rate * n) scores are flagged.
+
+Without mismatched pairs or class probabilities the rate falls back to a two-Gaussian mixture on the scores,
+kept only when BIC prefers it to one Gaussian (its interval is [0, 1]: a guess).
 """
 
 from __future__ import annotations
@@ -39,21 +56,31 @@ from lemon.core.errors import LemonError
 from lemon.method.evaluate import prevalence_threshold
 
 if TYPE_CHECKING:
-    from lemon.data.features import Features
+    from lemon.data.features import Features, SplitFeatures
     from lemon.scorers.base import Scorer, ScoringContext
 
 log = logging.getLogger(__name__)
 
 #: where the tail ratio is read (quantiles of the mismatched scores)
 QUANTILES = np.round(np.arange(0.50, 0.9001, 0.05), 2)
-#: label-free AUROC (clean vs mismatched) below which the rate is an upper bound
+#: the tail ratio read here is the interval's upper end without class probabilities
+LOW_QUANTILE = 0.05
+#: label-free AUROC (clean vs mismatched) below which clean pairs reach the mismatched tail
 MIN_SEPARATION = 0.85
+#: class probabilities whose argmax agrees with at most this share of the observed labels are not used
+MIN_AGREEMENT = 0.5
+#: an interval wider than this (twice the +-0.05 the benchmark targets) is called wide
+WIDE_INTERVAL = 0.10
+#: standard errors added on each side of the interval
+Z = 2.0
 #: fewer mismatched scores than this make the tail ratios noisy
 MIN_MISMATCHED = 200
 #: the reference split's estimate this far below the held-out one (and twice the gap's standard error,
 #: from BOOTSTRAP_ROUNDS seeded resamples of at most BOOTSTRAP_MAX scores): the embedder knows its pairs
 MAX_SPLIT_GAP = 0.05
 BOOTSTRAP_ROUNDS = 50
+#: bootstrap rounds of the confident joint (each a cleanlab fit)
+CLEANLAB_ROUNDS = 20
 BOOTSTRAP_MAX = 20_000
 #: mismatched pairs per real pair, and at most this many per run (relative SE ~1 % at q = 0.9)
 REPEATS = 2
@@ -62,12 +89,20 @@ MAX_MISMATCHED = 200_000
 #: millions is not searched a second time, only this sample's neighbours are. 20,000 rows give up to
 #: 40,000 mismatched pairs per split; a 1e6-pair run (three splits) searches 60,000 rows more, not 150,000
 MAX_ROWS = 20_000
+#: refits of the recalibrated temperature at most (it repeats after 2-4 on the real-noise files)
+RECALIBRATION_ROUNDS = 5
+#: class-probability cells (rows x classes) of the run's sample for the confident joint, at most
+MAX_PROB_CELLS = 10_000_000
+MAX_PROB_ROWS = 60_000
 #: the mixture fallback fits on a seeded subsample of at most this many scores
 MIXTURE_MAX_FIT = 200_000
-#: softmax temperature of the zero-shot class probabilities of the cleanlab fallback
-ZERO_SHOT_TEMPERATURE = 0.07
 #: mixed into every seed of this module, so its draws differ from other consumers' of the same seed
 SEED_PURPOSE = 12
+#: the review route, named by every wide-interval line
+REVIEW_HINT = (
+    "review a random audit sample of pairs in report.html and rerun with --reviewed decisions.csv "
+    "(see docs/review.md) to measure the rate with a binomial interval"
+)
 
 
 @dataclass(frozen=True)
@@ -76,10 +111,15 @@ class NoiseEstimate:
 
     rate : estimated fraction of mislabelled pairs, in [0, 1]
     threshold : flags ``score >= threshold``: round(rate * n) of the scores it was fitted on
-    method : 'mismatched_tail', 'cleanlab_joint' or 'mixture'
-    separation_auroc : label-free AUROC of clean vs mismatched pairs (mismatched_tail only), else None
-    n_mismatched : mismatched scores used (0 for the fallbacks)
+    method : 'cleanlab_joint', 'mismatched_tail' or 'mixture'
+    separation_auroc : label-free AUROC of clean vs mismatched pairs (with mismatched pairs), else None
+    n_mismatched : mismatched scores used
     warnings : why the estimate may be off, one sentence each
+    low, high : the interval (see the module); None when not asked for
+    estimates : every estimate computed, by name ('mismatched_tail', 'tail_min', 'tail_max',
+        'tail_low_quantile', 'cleanlab_joint', 'cleanlab_recalibrated', 'mixture')
+    agreement : share of observed labels the class probabilities' argmax agrees with (None without)
+    standard_error : bootstrap standard error of ``rate`` (None when not asked for, or for the mixture)
     """
 
     rate: float
@@ -88,6 +128,25 @@ class NoiseEstimate:
     separation_auroc: float | None = None
     n_mismatched: int = 0
     warnings: tuple[str, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    estimates: Mapping[str, float] = field(default_factory=dict)
+    agreement: float | None = None
+    standard_error: float | None = None
+
+
+@dataclass(frozen=True)
+class ClassProbs:
+    """Class probabilities of a set of pairs, for the confident joint.
+
+    labels : (n,) observed class ids
+    probs : (n, C) class probabilities
+    recalibrated : (n, C) the same with the temperature refitted on the pairs cleanlab keeps, or None
+    """
+
+    labels: np.ndarray
+    probs: np.ndarray
+    recalibrated: np.ndarray | None = None
 
 
 def _finite(x: Any, name: str) -> np.ndarray:
@@ -157,19 +216,30 @@ def mismatched_pairs(
     return i[keep], j[keep]
 
 
+def tail_ratios(
+    scores: np.ndarray,
+    mismatched: np.ndarray,
+    quantiles: np.ndarray,
+    n_classes: int | None = None,
+) -> np.ndarray:
+    """r(q) = S_real(t_q) / S_mismatched(t_q) at the q-quantiles t_q of the mismatched scores, corrected for
+    mismatches that hit the true class (C classes). ``scores`` and ``mismatched`` must be sorted."""
+    t = np.quantile(mismatched, quantiles)
+    survival = 1.0 - np.searchsorted(scores, t, side="left") / len(scores)
+    survival0 = 1.0 - np.searchsorted(mismatched, t, side="left") / len(mismatched)
+    r = survival / np.maximum(survival0, 1.0 / len(mismatched))
+    if n_classes is not None and n_classes > 1:
+        r = r / (1.0 + r / (n_classes - 1))
+    return np.clip(r, 0.0, 1.0)
+
+
 def mismatched_tail_rate(
     scores: np.ndarray, mismatched: np.ndarray, n_classes: int | None = None
 ) -> tuple[float, float | None]:
     """(rate, separation_auroc): the median tail ratio of real to mismatched scores, and the label-free
     AUROC of clean vs mismatched pairs, ``(P(mismatched > real) - rate / 2) / (1 - rate)``."""
     s, s0 = np.sort(scores), np.sort(mismatched)
-    t = np.quantile(s0, QUANTILES)
-    survival = 1.0 - np.searchsorted(s, t, side="left") / len(s)
-    survival0 = 1.0 - np.searchsorted(s0, t, side="left") / len(s0)
-    r = float(np.median(survival / np.maximum(survival0, 1.0 / len(s0))))
-    if n_classes is not None and n_classes > 1:
-        r = r / (1.0 + r / (n_classes - 1))
-    rate = float(np.clip(r, 0.0, 1.0))
+    rate = float(np.median(tail_ratios(s, s0, QUANTILES, n_classes)))
     below = np.searchsorted(s, s0, side="left")
     ties = np.searchsorted(s, s0, side="right") - below
     p_above = float((below + 0.5 * ties).mean() / len(s))
@@ -209,6 +279,56 @@ def mixture_rate(scores: np.ndarray, seed: int) -> float:
     return float(two.weights_[int(np.argmax(two.means_.ravel()))])
 
 
+def bootstrap_ses(
+    scores: np.ndarray,
+    mismatched: np.ndarray | None,
+    n_classes: int | None,
+    probs: ClassProbs | None,
+    rng: np.random.Generator,
+) -> dict[str, float]:
+    """Bootstrap standard error of every estimate, by name (as :attr:`NoiseEstimate.estimates`): real and
+    mismatched scores resampled alike for the tail ratios, the rows of the class probabilities for the
+    confident joints; on at most :data:`BOOTSTRAP_MAX` rows scaled back by sqrt(m / n), so it costs the
+    same on a million pairs. Each end of the interval gets its own standard error."""
+    out: dict[str, float] = {}
+    if mismatched is not None:
+        s, s0 = np.asarray(scores), np.asarray(mismatched)
+        m, m0 = min(len(s), BOOTSTRAP_MAX), min(len(s0), 2 * BOOTSTRAP_MAX)
+        where = np.append(QUANTILES, LOW_QUANTILE)
+        rounds = np.array(
+            [
+                tail_ratios(
+                    np.sort(s[rng.integers(0, len(s), m)]),
+                    np.sort(s0[rng.integers(0, len(s0), m0)]),
+                    where,
+                    n_classes,
+                )
+                for _ in range(BOOTSTRAP_ROUNDS)
+            ]
+        )
+        tail = rounds[:, : len(QUANTILES)]
+        per_round = {
+            "mismatched_tail": np.median(tail, axis=1),
+            "tail_min": tail.min(axis=1),
+            "tail_max": tail.max(axis=1),
+            "tail_low_quantile": rounds[:, -1],
+        }
+        out.update({k: float(np.std(v) * np.sqrt(m / len(s))) for k, v in per_round.items()})
+    if probs is not None:
+        n = len(probs.labels)
+        m = min(n, BOOTSTRAP_MAX)
+        joint, recalibrated = [], []
+        for _ in range(CLEANLAB_ROUNDS):
+            rows = rng.integers(0, n, m)
+            joint.append(cleanlab_rate(probs.labels[rows], probs.probs[rows])[0])
+            if probs.recalibrated is not None:
+                recalibrated.append(cleanlab_rate(probs.labels[rows], probs.recalibrated[rows])[0])
+        out["cleanlab_joint"] = float(np.std(joint) * np.sqrt(m / n))
+        if recalibrated:
+            out["cleanlab_recalibrated"] = float(np.std(recalibrated) * np.sqrt(m / n))
+    return out
+
+
 def estimate_noise_rate(
     scores: np.ndarray,
     *,
@@ -216,69 +336,171 @@ def estimate_noise_rate(
     n_classes: int | None = None,
     class_probs: np.ndarray | None = None,
     labels: np.ndarray | None = None,
+    recalibrated_probs: np.ndarray | None = None,
     seed: int = 0,
+    interval: bool = True,
 ) -> NoiseEstimate:
-    """Estimate the fraction of mislabelled pairs among ``scores`` and the threshold flagging that many.
+    """Estimate the fraction of mislabelled pairs among ``scores``, its interval, and the threshold
+    flagging that many (the module says how).
 
     Parameters
     ----------
     scores : (n,) scores of the pairs, higher = more likely mislabelled
     mismatched_scores : (m,) scores of mismatched pairs (:func:`mismatched_pairs`) by the same scorer and
-        setting; when given (and non-empty) the tail-ratio rule is used
+        setting
     n_classes : C for classification (mismatches then take another class); None for captions
-    class_probs, labels : (n, C) class probabilities and (n,) given class ids of the same pairs; the
-        cleanlab fallback, used only without mismatched scores
-    seed : seed of the mixture fallback (the other methods are exact)
+    class_probs, labels : (k, C) class probabilities and (k,) observed class ids of (a sample of) the same
+        pairs, for the confident joint
+    recalibrated_probs : (k, C) the same probabilities with the temperature refitted on the pairs cleanlab
+        keeps: the interval's upper end when the confident joint is used
+    seed : seed of the bootstrap and of the mixture fallback
+    interval : compute ``low``, ``high`` and ``standard_error`` (bootstrap rounds)
     """
     s = _finite(scores, "scores")
     notes: list[str] = []
+    estimates: dict[str, float] = {}
     separation: float | None = None
     m = 0 if mismatched_scores is None else int(np.size(mismatched_scores))
-    if m:
-        s0 = _finite(mismatched_scores, "mismatched_scores")
-        rate, separation = mismatched_tail_rate(s, s0, n_classes)
-        method = "mismatched_tail"
-        if m < MIN_MISMATCHED:
-            notes.append(f"only {m} mismatched pairs: the estimate is noisy.")
-        if separation is None or separation < MIN_SEPARATION:
-            auroc = "undefined" if separation is None else f"{separation:.2f}"
-            notes.append(
-                f"the scores separate real from mismatched pairs weakly (label-free AUROC {auroc} < "
-                f"{MIN_SEPARATION}): clean pairs reach the mismatched pairs' scores, so "
-                f"{rate:.1%} is an upper bound of the noise rate."
-            )
-    elif class_probs is not None and labels is not None:
-        rate, agreement = cleanlab_rate(labels, class_probs)
+    s0 = _finite(mismatched_scores, "mismatched_scores") if m else None
+    if s0 is not None:
+        rate_t, separation = mismatched_tail_rate(s, s0, n_classes)
+        ratios = tail_ratios(np.sort(s), np.sort(s0), QUANTILES, n_classes)
+        estimates.update(
+            mismatched_tail=rate_t,
+            tail_min=float(ratios.min()),
+            tail_max=float(ratios.max()),
+            tail_low_quantile=float(
+                tail_ratios(np.sort(s), np.sort(s0), np.array([LOW_QUANTILE]), n_classes)[0]
+            ),
+        )
+    probs = None
+    agreement: float | None = None
+    if class_probs is not None and labels is not None and len(labels):
+        probs = ClassProbs(
+            np.asarray(labels, np.int64),
+            np.asarray(class_probs, np.float64),
+            None if recalibrated_probs is None else np.asarray(recalibrated_probs, np.float64),
+        )
+        estimates["cleanlab_joint"], agreement = cleanlab_rate(probs.labels, probs.probs)
+        if probs.recalibrated is not None:
+            estimates["cleanlab_recalibrated"] = cleanlab_rate(probs.labels, probs.recalibrated)[0]
+    if probs is not None and (agreement > MIN_AGREEMENT or s0 is None):
         method = "cleanlab_joint"
-        if agreement < 0.6:
+        if agreement <= MIN_AGREEMENT:
             notes.append(
                 f"the class probabilities agree with only {agreement:.0%} of the labels: cleanlab "
-                "over-estimates the noise rate with a weak classifier."
+                "counts a weak classifier's mistakes as label errors, so the rate may be too high."
+            )
+    elif s0 is not None:
+        method = "mismatched_tail"
+        if probs is not None:
+            notes.append(
+                f"the class probabilities agree with only {agreement:.0%} of the labels (a weak "
+                "classifier, or mostly wrong labels: they cannot be told apart), so the rate comes from "
+                "the mismatched pairs."
             )
     else:
-        rate = mixture_rate(s, seed)
         method = "mixture"
+        estimates["mixture"] = mixture_rate(s, seed)
         notes.append(
-            "no mismatched pairs could be scored: two-Gaussian fallback, which over-estimates the "
-            "rate when the clean scores are skewed or multi-modal."
+            "no mismatched pairs and no class probabilities: a two-Gaussian mixture on the scores, "
+            "which over-estimates the rate when the clean scores are skewed or multi-modal."
         )
+    rate = estimates[method]
+    if m and m < MIN_MISMATCHED:
+        notes.append(f"only {m} mismatched pairs: the tail estimate is noisy.")
+    weak = s0 is not None and (separation is None or separation < MIN_SEPARATION)
+    if weak:
+        auroc = "undefined" if separation is None else f"{separation:.2f}"
+        notes.append(
+            f"the scores separate real from mismatched pairs weakly (label-free AUROC {auroc} < "
+            f"{MIN_SEPARATION}): clean pairs reach the scores of errors and errors hide among clean "
+            "pairs, so the estimate may be too high or too low; the interval starts at 0."
+        )
+    low = high = se = None
+    if interval:
+        rng = np.random.default_rng([seed, SEED_PURPOSE, 7])
+        ses = {} if method == "mixture" else bootstrap_ses(s, s0, n_classes, probs, rng)
+        se = ses.get(method)
+        low, high = _interval(method, estimates, ses, weak)
+        if high - low > WIDE_INTERVAL:
+            notes.append(
+                f"the noise rate is uncertain: {rate:.1%} (interval {low:.1%}-{high:.1%}): "
+                + _why_wide(method, estimates)
+                + "; "
+                + REVIEW_HINT
+                + "."
+            )
     threshold = prevalence_threshold(s, rate)
-    return NoiseEstimate(rate, threshold, method, separation, m, tuple(notes))
+    return NoiseEstimate(
+        rate,
+        threshold,
+        method,
+        separation,
+        m,
+        tuple(notes),
+        low,
+        high,
+        estimates,
+        agreement,
+        se,
+    )
+
+
+def _interval(
+    method: str, estimates: Mapping[str, float], ses: Mapping[str, float], weak: bool
+) -> tuple[float, float]:
+    """(low, high): the span of the estimates the chosen method leaves open (the module says which),
+    each widened by :data:`Z` of its own bootstrap standard errors; [0, 1] for the mixture."""
+    if method == "mixture":
+        return 0.0, 1.0
+    names = ["mismatched_tail", "tail_min", "tail_max"]
+    names += (
+        ["cleanlab_joint", "cleanlab_recalibrated"]
+        if method == "cleanlab_joint"
+        else ["tail_low_quantile"]
+    )
+    names = [n for n in names if n in estimates]
+    low = min(estimates[n] - Z * ses.get(n, 0.0) for n in names)
+    high = max(estimates[n] + Z * ses.get(n, 0.0) for n in names)
+    return (0.0 if weak else float(max(0.0, low))), float(min(1.0, high))
+
+
+def _why_wide(method: str, estimates: Mapping[str, float]) -> str:
+    """Half a sentence: what the interval's ends stand for."""
+    if method == "mixture":
+        return "a guess from the score distribution alone"
+    tail = f"{estimates['mismatched_tail']:.1%}" if "mismatched_tail" in estimates else None
+    if method == "cleanlab_joint":
+        recalibrated = estimates.get("cleanlab_recalibrated")
+        return (
+            f"the class probabilities count {estimates['cleanlab_joint']:.1%}"
+            + (f" ({recalibrated:.1%} recalibrated)" if recalibrated is not None else "")
+            + (f", the mismatched pairs {tail} of errors that look random" if tail else "")
+        )
+    return (
+        f"the mismatched pairs count the errors that look random ({tail}); confusable errors (a "
+        "similar image's text) score lower and are counted only in part"
+    )
 
 
 @dataclass
 class LabelFreeRule:
-    """The label-free rule of a run: one rate and threshold for every split, and how they were chosen.
+    """The label-free rule of a run: one rate, interval and threshold for every split, and how.
 
-    rate, threshold, method, separation_auroc : of the pool the rule was fitted on
+    rate, low, high, threshold, method, separation_auroc : of the pool the rule was fitted on
     pool : 'all' (every scored pair) or 'held_out' (every split but the reference, when the reference
         split's own estimate is clearly below theirs: the embedder knows those pairs; see
         :func:`pool_estimates`)
     split_rates : each split's own estimate
     split_gap, split_gap_se : held-out minus reference estimate, and its bootstrap standard error
-        (None without a reference and held-out splits, or without mismatched pairs)
+        (None without a reference and held-out splits)
     n_mismatched : mismatched pairs scored in all
     warnings : why the rate may be off, one sentence each
+    estimates, agreement, standard_error : the pool's estimates by name, the class probabilities'
+        agreement with the labels, the rate's bootstrap standard error
+    zero_shot_temperature : the softmax temperature of the run's zero-shot class probabilities (None
+        without class prompts)
     """
 
     rate: float
@@ -291,10 +513,18 @@ class LabelFreeRule:
     warnings: list[str] = field(default_factory=list)
     split_gap: float | None = None
     split_gap_se: float | None = None
+    low: float | None = None
+    high: float | None = None
+    estimates: dict[str, float] = field(default_factory=dict)
+    agreement: float | None = None
+    standard_error: float | None = None
+    zero_shot_temperature: float | None = None
 
     def metrics(self) -> dict[str, float]:
-        """``estimated_noise_rate`` and ``{split}/estimated_noise_rate`` for metrics.json."""
+        """``estimated_noise_rate`` with ``_low`` / ``_high``, and ``{split}/estimated_noise_rate``."""
         out = {"estimated_noise_rate": self.rate}
+        if self.low is not None and self.high is not None:
+            out.update(estimated_noise_rate_low=self.low, estimated_noise_rate_high=self.high)
         out.update({f"{s}/estimated_noise_rate": r for s, r in self.split_rates.items()})
         return out
 
@@ -302,16 +532,26 @@ class LabelFreeRule:
         """Everything about the rule, for hparams.json."""
         return {
             "rate": self.rate,
+            "low": self.low,
+            "high": self.high,
             "threshold": self.threshold,
             "method": self.method,
             "pool": self.pool,
             "separation_auroc": self.separation_auroc,
+            "agreement": self.agreement,
+            "standard_error": self.standard_error,
+            "estimates": dict(self.estimates),
             "split_rates": dict(self.split_rates),
             "split_gap": self.split_gap,
             "split_gap_se": self.split_gap_se,
             "n_mismatched": self.n_mismatched,
+            "zero_shot_temperature": self.zero_shot_temperature,
             "warnings": list(self.warnings),
         }
+
+
+def _as_probs(p: ClassProbs | tuple[np.ndarray, ...]) -> ClassProbs:
+    return p if isinstance(p, ClassProbs) else ClassProbs(*p)
 
 
 def pool_estimates(
@@ -319,53 +559,60 @@ def pool_estimates(
     mismatched: Mapping[str, np.ndarray | None],
     *,
     n_classes: int | None = None,
-    probs: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    probs: Mapping[str, ClassProbs | tuple[np.ndarray, ...]] | None = None,
     seed: int = 0,
     reference: str = "train",
 ) -> LabelFreeRule:
     """Fit the rule on every split's scores pooled, and on each split alone; when the ``reference``
     split's estimate is below the held-out splits' one (pooled) by more than :data:`MAX_SPLIT_GAP` and
     more than twice the gap's standard error, use the held-out estimate: a CLIP that memorised its
-    training pairs scores their errors like clean pairs. Smaller gaps, and a reference estimate above
-    the held-out one, are sampling noise (on 100-pair splits it reaches 0.25), which the pooled
-    estimate averages out.
+    training pairs scores their errors like clean pairs (and its zero-shot probabilities back their given
+    labels). Smaller gaps, and a reference estimate above the held-out one, are sampling noise (on
+    100-pair splits it reaches 0.25), which the pooled estimate averages out.
 
-    ``mismatched``: each split's mismatched scores (None or empty: none); ``probs``: each split's
-    (labels, class probabilities) for the cleanlab fallback.
+    ``mismatched``: each split's mismatched scores (None or empty: none); ``probs``: each split's class
+    probabilities (:class:`ClassProbs`, or a (labels, probs[, recalibrated]) tuple) of a sample of its
+    rows drawn at one rate for every split.
     """
     names = list(scores)
+    found = {s: _as_probs(p) for s, p in (probs or {}).items()}
 
-    def fit(parts: Sequence[str]) -> NoiseEstimate:
+    def fit(parts: Sequence[str], interval: bool) -> NoiseEstimate:
         nulls = [np.asarray(mismatched[p]) for p in parts if mismatched.get(p) is not None]
         null = np.concatenate(nulls) if nulls else None
-        lab = cp = None
-        if probs is not None and all(p in probs for p in parts):
-            lab = np.concatenate([probs[p][0] for p in parts])
-            cp = np.concatenate([probs[p][1] for p in parts])
+        kw: dict[str, Any] = {}
+        if found and all(p in found for p in parts):
+            kw["labels"] = np.concatenate([found[p].labels for p in parts])
+            kw["class_probs"] = np.concatenate([found[p].probs for p in parts])
+            if all(found[p].recalibrated is not None for p in parts):
+                kw["recalibrated_probs"] = np.concatenate([found[p].recalibrated for p in parts])
         s = np.concatenate([np.asarray(scores[p], dtype=np.float64) for p in parts])
         return estimate_noise_rate(
-            s, mismatched_scores=null, n_classes=n_classes, class_probs=cp, labels=lab, seed=seed
+            s, mismatched_scores=null, n_classes=n_classes, seed=seed, interval=interval, **kw
         )
 
-    pooled = fit(names)
-    per_split = {s: fit([s]) for s in names} if len(names) > 1 else {names[0]: pooled}
-    chosen, pool, notes = pooled, "all", []
+    pooled = fit(names, interval=True)
     held = [s for s in names if s != reference]
+    compare = reference in names and bool(held)
+    per_split = (
+        {s: fit([s], interval=compare and s == reference) for s in names}
+        if len(names) > 1
+        else {names[0]: pooled}
+    )
+    chosen, pool, notes = pooled, "all", []
     gap = gap_se = None
-    if reference in names and held:
-        held_out = fit(held)
-        gap = held_out.rate - per_split[reference].rate
-        if held_out.method == per_split[reference].method == "mismatched_tail":
-            rng = np.random.default_rng([seed, SEED_PURPOSE, len(names)])
-            gap_se = float(
-                np.hypot(
-                    _bootstrap_se([reference], scores, mismatched, n_classes, rng),
-                    _bootstrap_se(held, scores, mismatched, n_classes, rng),
-                )
-            )
+    if compare:
+        held_out = fit(held, interval=True)
+        ref = per_split[reference]
+        gap = held_out.rate - ref.rate
+        if held_out.method == ref.method and None not in (
+            ref.standard_error,
+            held_out.standard_error,
+        ):
+            gap_se = float(np.hypot(ref.standard_error, held_out.standard_error))
         if gap > max(MAX_SPLIT_GAP, 2 * (gap_se or 0.0)):
             notes.append(
-                f"the {reference} split's estimated noise rate ({per_split[reference].rate:.1%}) is "
+                f"the {reference} split's estimated noise rate ({ref.rate:.1%}) is "
                 f"{gap:.1%} below the held-out splits' ({held_out.rate:.1%}): the embedder may have "
                 f"been trained on the {reference} pairs (it then scores their errors like clean "
                 "pairs); the held-out estimate is used."
@@ -382,29 +629,12 @@ def pool_estimates(
         warnings=[*chosen.warnings, *notes],
         split_gap=gap,
         split_gap_se=gap_se,
+        low=chosen.low,
+        high=chosen.high,
+        estimates=dict(chosen.estimates),
+        agreement=chosen.agreement,
+        standard_error=chosen.standard_error,
     )
-
-
-def _bootstrap_se(
-    parts: Sequence[str],
-    scores: Mapping[str, np.ndarray],
-    mismatched: Mapping[str, np.ndarray | None],
-    n_classes: int | None,
-    rng: np.random.Generator,
-) -> float:
-    """Standard error of the tail-ratio estimate of the pooled ``parts``, from seeded resamples (real
-    and mismatched scores resampled alike); on at most :data:`BOOTSTRAP_MAX` scores, scaled back by
-    sqrt(m / n), so it costs the same on a million pairs."""
-    s = np.concatenate([np.asarray(scores[p], dtype=np.float64) for p in parts])
-    s0 = np.concatenate([np.asarray(mismatched[p]) for p in parts if mismatched.get(p) is not None])
-    m, m0 = min(len(s), BOOTSTRAP_MAX), min(len(s0), 2 * BOOTSTRAP_MAX)
-    rates = [  # rounds of a vectorised fit
-        mismatched_tail_rate(
-            s[rng.integers(0, len(s), m)], s0[rng.integers(0, len(s0), m0)], n_classes
-        )[0]
-        for _ in range(BOOTSTRAP_ROUNDS)
-    ]
-    return float(np.std(rates) * np.sqrt(m / len(s)))
 
 
 def n_classes_of(features: Features) -> int | None:
@@ -420,19 +650,105 @@ def n_classes_of(features: Features) -> int | None:
     )
 
 
-def _fallback_probs(ctx: ScoringContext, split: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(labels, class probabilities) of a classification split: the user's, else zero-shot ones."""
-    from lemon.method.zeroshot import zero_shot_probs
+def _class_ids(q: SplitFeatures, n_classes: int) -> np.ndarray | None:
+    """The split's observed labels as class ids in [0, C), or None when they are not."""
+    observed = np.asarray(q.observed)
+    if observed.dtype.kind not in "iu" or (len(observed) and observed.max() >= n_classes):
+        return None
+    if len(observed) and observed.min() < 0:
+        return None
+    return observed.astype(np.int64)
 
-    features, q = ctx.features, ctx.split(split)
+
+def class_probabilities(
+    features: Features, splits: Sequence[str], seed: int = 0
+) -> tuple[dict[str, ClassProbs], float | None]:
+    """({split: ClassProbs of a seeded sample of its rows}, zero-shot temperature) of a classification
+    run; ({}, None) for captions or without class probabilities.
+
+    Zero-shot probabilities when the run has class prompts (temperature: :func:`fit_temperature` on the
+    pooled sample's observed labels; recalibrated: refitted on the pairs cleanlab's ``find_label_issues``
+    keeps), else the user's ``pred_probs`` (not recalibrated). Every split is sampled at one rate, at most
+    :data:`MAX_PROB_ROWS` rows and :data:`MAX_PROB_CELLS` probabilities in all, so the pooled confident
+    joint weighs the splits as the run does and costs the same on a million pairs.
+    """
+    from lemon.method.zeroshot import fit_temperature, zero_shot_probs
+
     if features.task != "classification":
-        return None
-    if q.pred_probs is not None:
-        return np.asarray(q.observed, dtype=np.int64), np.asarray(q.pred_probs, dtype=np.float64)
-    if features.label_prompt_txt is None:
-        return None
-    probs = zero_shot_probs(q.img, features.label_prompt_txt, ZERO_SHOT_TEMPERATURE)
-    return np.asarray(q.observed, dtype=np.int64), probs
+        return {}, None
+    prompts = features.label_prompt_txt
+    n_classes = len(prompts) if prompts is not None else n_classes_of(features)
+    splits = [s for s in splits if s in features.splits]
+    if not splits or not n_classes:
+        return {}, None
+    use_prompts = prompts is not None
+    if not use_prompts and any(features.splits[s].pred_probs is None for s in splits):
+        return {}, None
+    total = sum(len(features.splits[s]) for s in splits)
+    budget = min(MAX_PROB_ROWS, max(1, MAX_PROB_CELLS // n_classes))
+    fraction = min(1.0, budget / max(total, 1))
+    rows, labels = {}, {}
+    for number, s in enumerate(splits):
+        q = features.splits[s]
+        ids = _class_ids(q, n_classes)
+        if ids is None:
+            return {}, None
+        rng = np.random.default_rng([seed, SEED_PURPOSE, 100 + number])
+        k = max(1, int(round(fraction * len(q)))) if len(q) else 0
+        rows[s] = np.sort(rng.choice(len(q), k, replace=False)) if k < len(q) else np.arange(len(q))
+        labels[s] = ids[rows[s]]
+    if not use_prompts:
+        return {
+            s: ClassProbs(labels[s], np.asarray(features.splits[s].pred_probs[rows[s]], np.float64))
+            for s in splits
+        }, None
+    img = {s: np.asarray(features.splits[s].img[rows[s]], np.float32) for s in splits}
+    all_img = np.concatenate([img[s] for s in splits])
+    all_labels = np.concatenate([labels[s] for s in splits])
+    temperature = fit_temperature(all_img, prompts, all_labels, max_rows=len(all_labels), seed=seed)
+    probs = {s: zero_shot_probs(img[s], prompts, temperature) for s in splits}
+    recalibrated_t = _recalibrated_temperature(
+        all_img, prompts, all_labels, np.concatenate([probs[s] for s in splits]), seed
+    )
+    return {
+        s: ClassProbs(
+            labels[s],
+            probs[s],
+            None if recalibrated_t is None else zero_shot_probs(img[s], prompts, recalibrated_t),
+        )
+        for s in splits
+    }, temperature
+
+
+def _recalibrated_temperature(
+    img: np.ndarray, prompts: np.ndarray, labels: np.ndarray, probs: np.ndarray, seed: int
+) -> float | None:
+    """The temperature that explains the labels cleanlab keeps at that temperature: refitted on the pairs
+    ``find_label_issues`` keeps (the first fit explains the wrong labels too, which flattens it), until
+    it repeats (at most :data:`RECALIBRATION_ROUNDS` refits); None when cleanlab keeps too few pairs."""
+    from cleanlab.filter import find_label_issues
+
+    from lemon.method.zeroshot import fit_temperature, zero_shot_probs
+
+    temperature = None
+    for _ in range(RECALIBRATION_ROUNDS):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                issues = find_label_issues(labels, probs, n_jobs=1)
+        except (ValueError, IndexError):  # cleanlab needs every class in the sample
+            return temperature
+        keep = ~np.asarray(issues, dtype=bool)
+        if keep.sum() < 2:
+            return temperature
+        refit = fit_temperature(
+            img[keep], prompts, labels[keep], max_rows=int(keep.sum()), seed=seed
+        )
+        if refit == temperature:
+            break
+        temperature = refit
+        probs = zero_shot_probs(img, prompts, temperature)
+    return temperature
 
 
 def label_free_rule(
@@ -446,7 +762,8 @@ def label_free_rule(
 ) -> LabelFreeRule:
     """The label-free rule of a scored run: mismatched pairs drawn within each split of ``scores`` (texts
     differ; :data:`REPEATS` per pair, at most ``max_mismatched`` in all, seeded), scored by ``scorer``
-    with ``hparams``, then :func:`pool_estimates`."""
+    with ``hparams``; class probabilities of a sample of rows (:func:`class_probabilities`); then
+    :func:`pool_estimates`."""
     total = sum(len(s) for s in scores.values())
     mismatched: dict[str, np.ndarray | None] = {}
     for number, split in enumerate(scores):
@@ -459,20 +776,40 @@ def label_free_rule(
             q = sub.split(split)
         i, j = mismatched_pairs(q.texts, rng, max_pairs=cap, groups=q.fold)
         mismatched[split] = scorer.score_mismatched(sub, split, i, j, hparams) if len(i) else None
-    probs = None
-    if not any(v is not None and len(v) for v in mismatched.values()):
-        found = {s: _fallback_probs(ctx, s) for s in scores}
-        probs = {s: p for s, p in found.items() if p is not None}
+    probs, temperature = class_probabilities(ctx.features, list(scores), seed)
     rule = pool_estimates(
         scores, mismatched, n_classes=n_classes_of(ctx.features), probs=probs, seed=seed
     )
+    rule.zero_shot_temperature = temperature
     log.info(
-        "label-free rule: estimated noise rate %.4f (%s, pool %s, %d mismatched pairs, "
-        "separation %s)",
+        "label-free rule: estimated noise rate %.4f [%.4f, %.4f] (%s, pool %s, %d mismatched pairs, "
+        "separation %s, agreement %s)",
         rule.rate,
+        rule.low,
+        rule.high,
         rule.method,
         rule.pool,
         rule.n_mismatched,
         "-" if rule.separation_auroc is None else f"{rule.separation_auroc:.3f}",
+        "-" if rule.agreement is None else f"{rule.agreement:.3f}",
     )
     return rule
+
+
+def rate_text(info: Mapping[str, Any]) -> str:
+    """'21.2% (interval 9.0%-26.4%)' from a rule's :meth:`LabelFreeRule.info` (hparams.json)."""
+    low, high = info.get("low"), info.get("high")
+    text = f"{info['rate']:.1%}"
+    return text if low is None or high is None else f"{text} (interval {low:.1%}-{high:.1%})"
+
+
+def wide_interval_line(info: Mapping[str, Any]) -> str | None:
+    """The one line a summary or report shows when the rule's interval is wider than
+    :data:`WIDE_INTERVAL`: it says so and points to the review route; None otherwise."""
+    low, high = info.get("low"), info.get("high")
+    if low is None or high is None or high - low <= WIDE_INTERVAL:
+        return None
+    return (
+        f"the estimated noise rate is uncertain (interval {low:.1%}-{high:.1%}, wider than "
+        f"{WIDE_INTERVAL:.0%}): {REVIEW_HINT}."
+    )

@@ -7,7 +7,12 @@ classifier.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from lemon.data.features import Features
 
 
 def zero_shot_probs(img: np.ndarray, prompts: np.ndarray, temperature: float) -> np.ndarray:
@@ -54,3 +59,49 @@ def fit_temperature(
         if ll > best_ll:
             best, best_ll = float(t), ll
     return best
+
+
+#: rows per block of :func:`zero_shot_columns` (a block's (rows, C) logits stay small at C = 1,000)
+COLUMN_BLOCK = 16_384
+
+
+def zero_shot_columns(
+    img: np.ndarray,
+    prompts: np.ndarray,
+    observed: np.ndarray,
+    temperature: float,
+    block: int = COLUMN_BLOCK,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) argmax class ids and (n,) zero-shot probabilities of the ``observed`` class ids, computed
+    block by block (memory O(block x C); ``img`` may be a memory map): scores.csv's ``zero_shot_label``
+    and ``zero_shot_prob``."""
+    observed = np.asarray(observed, dtype=np.int64)
+    n = len(observed)
+    label, prob = np.empty(n, np.int64), np.empty(n, np.float64)
+    p = np.asarray(prompts, dtype=np.float32).T
+    for start in range(
+        0, n, block
+    ):  # float32 with the max subtracted: exact to ~1e-7, half the time
+        stop = min(n, start + block)
+        e = np.asarray(img[start:stop], dtype=np.float32) @ p
+        e *= np.float32(1.0 / temperature)
+        e -= e.max(axis=1, keepdims=True)
+        np.exp(e, out=e)
+        label[start:stop] = e.argmax(axis=1)
+        at = e[np.arange(stop - start), observed[start:stop]]
+        prob[start:stop] = at / e.sum(axis=1, dtype=np.float64)
+    return label, prob
+
+
+def zero_shot_outputs(features: Features, split: str, temperature: float) -> dict[str, np.ndarray]:
+    """scores.csv's zero-shot columns of one split of a classification run with class prompts:
+    ``zero_shot_label`` (the argmax class id, as ``observed_label``) and ``zero_shot_prob`` (the zero-shot
+    probability of the observed label); {} without class prompts or class-id labels."""
+    q, prompts = features.splits[split], features.label_prompt_txt
+    observed = np.asarray(q.observed)
+    if prompts is None or features.task != "classification" or observed.dtype.kind not in "iu":
+        return {}
+    if len(observed) and (observed.min() < 0 or observed.max() >= len(prompts)):
+        return {}
+    label, prob = zero_shot_columns(q.img, prompts, observed, temperature)
+    return {"zero_shot_label": label, "zero_shot_prob": prob}

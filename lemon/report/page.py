@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lemon.method.labelfree import rate_text
+
 SPLITS = ("train", "val", "test")
 METRIC_COLUMNS = (
     ("n", "n"),
@@ -158,7 +160,7 @@ def summary(
         "threshold": None if thr is None else num(thr),
         "n_flagged": n_flagged,
         "n_scores": n_scores,
-        "rate": None if rate is None else f"{100 * rate:.1f}%",
+        "rate": None if rate is None else rate_text(label_free),
         "rate_pool": "held-out" if label_free.get("pool") == "held_out" else "scored",
         "n_mismatched": label_free.get("n_mismatched", 0),
         "warnings": list(label_free.get("warnings", [])),

@@ -16,6 +16,7 @@ from lemon.core.paths import cache_root
 from lemon.data.features import Features
 from lemon.method.evaluate import best_f1, evaluate_split, select_thresholds
 from lemon.method.labelfree import LabelFreeRule, label_free_rule
+from lemon.method.zeroshot import zero_shot_outputs
 from lemon.neighbors import KnnOptions
 from lemon.run.config import RunConfig, execution_fields
 from lemon.scale import parts, stream
@@ -206,6 +207,9 @@ class Flags:
 def flag(scorer: Scorer, ctx: ScoringContext, scored: Scored, seed: int) -> Flags:
     """Estimate the noise rate without labels, choose the thresholds on val, and pick the flag rule."""
     rule = label_free_rule(scorer, ctx, scored.scores(), scored.hparams, seed=seed)
+    if rule.zero_shot_temperature is not None:  # scores.csv's zero_shot_label / zero_shot_prob
+        for split, out in scored.outputs.items():
+            out.update(zero_shot_outputs(ctx.features, split, rule.zero_shot_temperature))
     for note in rule.warnings:
         log.warning("label-free rule: %s", note)
     val = ctx.features.splits["val"]

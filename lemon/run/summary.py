@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lemon.method.hparams import HPARAM_NAMES
+from lemon.method.labelfree import rate_text, wide_interval_line
 from lemon.run.outputs import RULE_TEXT
 from lemon.scale import stream
 
@@ -49,13 +50,16 @@ def format_summary(result: RunResult) -> str:
     if lf:
         sep = lf.get("separation_auroc")
         lines.append(
-            f"estimated noise rate (no labels used): {lf['rate']:.1%} of the "
+            f"estimated noise rate (no labels used): {rate_text(lf)} of the "
             + ("held-out" if lf.get("pool") == "held_out" else "scored")
             + f" pairs ({lf['method']}, {lf['n_mismatched']} mismatched pairs"
             + (f", separation {sep:.2f}" if sep is not None else "")
             + ")"
             + ("; see the warnings in log.txt" if lf.get("warnings") else "")
         )
+        wide = wide_interval_line(lf)
+        if wide:
+            lines.append(wide)
     search = stream.knn_summary(h, m)
     if search:
         lines.append(search)

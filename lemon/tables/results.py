@@ -45,7 +45,11 @@ TABLE_METRICS = (
 OBJECTIVE = "val/F1_optimal"  # what lemon.tables.aggregate selects k and distance by
 REQUIRED_METRICS = ("val/n", "test/n")  # written by every run_lemon run, with or without labels
 DOWNSTREAM_REQUIRED = ("train/n", "train/n_kept", "test/n")  # written by every lemon.downstream run
-RUN_METRICS = ("estimated_noise_rate",)  # metrics of the whole run, not of one split
+RUN_METRICS = (  # metrics of the whole run, not of one split
+    "estimated_noise_rate",
+    "estimated_noise_rate_low",
+    "estimated_noise_rate_high",
+)
 
 
 @dataclass

@@ -18,7 +18,9 @@ from lemon.data.synthetic import make_synthetic_embeddings
 from lemon.method.evaluate import select_thresholds
 from lemon.method.labelfree import (
     MAX_SPLIT_GAP,
+    MIN_AGREEMENT,
     MIN_SEPARATION,
+    WIDE_INTERVAL,
     estimate_noise_rate,
     mismatched_pairs,
     pool_estimates,
@@ -83,11 +85,66 @@ def test_class_correction_undoes_mismatches_that_hit_the_true_class():
     assert abs(corrected.rate - rate) < 0.02 and plain.rate > rate + 0.1
 
 
-def test_weak_separation_warns_that_the_rate_is_an_upper_bound():
-    scores, _, null = two_modes(5000, 0.3, shift=1.0)  # clean pairs reach deep into the tail
+def test_weak_separation_says_the_rate_may_be_off_either_way():
+    """Clean pairs reach deep into the mismatched tail: the estimate is too high here, but errors that
+    hide among clean pairs could make it too low elsewhere; the warning says both, never 'upper bound',
+    and the interval starts at 0 and covers the truth."""
+    scores, _, null = two_modes(5000, 0.3, shift=1.0)
     est = estimate_noise_rate(scores, mismatched_scores=null)
-    assert est.separation_auroc < MIN_SEPARATION
-    assert est.rate > 0.3 and any("upper bound" in w for w in est.warnings)
+    assert est.separation_auroc < MIN_SEPARATION and est.rate > 0.3
+    assert any("too high or too low" in w for w in est.warnings)
+    assert not any("upper bound" in w for w in est.warnings)
+    assert est.low == 0.0 and est.high >= 0.3
+
+
+def confusable(n: int, rate: float, hidden: float, seed: int = 0):
+    """Scores of pairs of which a fraction ``rate`` is mislabelled, ``hidden`` of those confusable (they
+    score like clean pairs, N(0, 1); the rest like mismatched pairs, N(4, 1)), mismatched scores, and
+    class probabilities (C = 5; 0.75 on the true class) with the observed labels."""
+    rng = np.random.default_rng(seed)
+    wrong = rng.random(n) < rate
+    looks_clean = ~wrong | (rng.random(n) < hidden)
+    scores = np.where(looks_clean, rng.normal(0, 1, n), rng.normal(4, 1, n))
+    c = 5
+    true = rng.integers(0, c, n)
+    given = np.where(wrong, (true + rng.integers(1, c, n)) % c, true)
+    probs = np.full((n, c), 0.25 / (c - 1))
+    probs[np.arange(n), true] = 0.75
+    return scores, rng.normal(4, 1, 2 * n), given, probs, wrong.mean()
+
+
+def test_confusable_errors_are_counted_by_the_class_probabilities():
+    """Half of the errors score like clean pairs: the mismatched tail counts only the other half, the
+    confident joint counts them all; it is picked (its classifier agrees with most labels) and the
+    interval spans both."""
+    scores, null, given, probs, truth = confusable(20_000, 0.3, hidden=0.5)
+    est = estimate_noise_rate(scores, mismatched_scores=null, class_probs=probs, labels=given)
+    assert est.estimates["mismatched_tail"] < truth - 0.1  # half the errors look clean
+    assert est.method == "cleanlab_joint" and est.agreement > MIN_AGREEMENT
+    assert abs(est.rate - truth) < 0.03
+    assert est.low <= est.estimates["tail_min"] and est.low <= truth <= est.high
+    assert any("uncertain" in w and "docs/review.md" in w for w in est.warnings)
+
+
+def test_a_weak_classifier_leaves_the_rate_to_the_mismatched_pairs():
+    """Probabilities whose argmax agrees with few labels cannot tell a wrong label from a weak
+    classifier: the tail estimate is used, and the warning says why."""
+    scores, null, given, _, truth = confusable(20_000, 0.3, hidden=0.0)
+    weak = np.random.default_rng(5).dirichlet(np.ones(5), len(given))
+    est = estimate_noise_rate(scores, mismatched_scores=null, class_probs=weak, labels=given)
+    assert est.agreement <= MIN_AGREEMENT and est.method == "mismatched_tail"
+    assert abs(est.rate - truth) < 0.03 and est.low <= truth <= est.high
+    assert any("agree with only" in w for w in est.warnings)
+
+
+def test_random_errors_get_a_narrow_interval_and_a_guess_gets_all_of_it():
+    scores, y, null = two_modes(20_000, 0.3)
+    est = estimate_noise_rate(scores, mismatched_scores=null)
+    assert est.low <= y.mean() <= est.high and est.high - est.low < WIDE_INTERVAL
+    assert est.standard_error < 0.01 and not est.warnings
+    guess = estimate_noise_rate(scores)  # no mismatched pairs, no class probabilities
+    assert guess.method == "mixture" and (guess.low, guess.high) == (0.0, 1.0)
+    assert any("review" in w for w in guess.warnings)
 
 
 def test_cleanlab_fallback_without_mismatched_scores():
@@ -139,7 +196,8 @@ def test_pooling_prefers_held_out_pairs_when_the_reference_disagrees():
     test, _, test_null = two_modes(1000, 0.4, seed=7)
     nulls = {"train": train_null, "val": val_null, "test": test_null}
     rule = pool_estimates({"train": train, "val": val, "test": test}, nulls)
-    assert rule.pool == "all" and not rule.warnings and abs(rule.rate - 0.4) < 0.03
+    assert rule.pool == "all" and abs(rule.rate - 0.4) < 0.03 and rule.low <= 0.4 <= rule.high
+    assert not any("held-out" in w for w in rule.warnings)
     assert set(rule.split_rates) == {"train", "val", "test"}
     # a memorised reference: its errors score like clean pairs, so it looks almost clean
     memorised, _, _ = two_modes(4000, 0.05, seed=8)
@@ -161,7 +219,9 @@ def test_pooling_prefers_held_out_pairs_when_the_reference_disagrees():
     }
     rule = pool_estimates({s: v[0] for s, v in small.items()}, {s: v[2] for s, v in small.items()})
     assert MAX_SPLIT_GAP < rule.split_gap < 2 * rule.split_gap_se
-    assert rule.pool == "all" and not rule.warnings
+    assert rule.pool == "all" and not any("held-out" in w for w in rule.warnings)
+    assert rule.low <= 0.4 <= rule.high  # 350 pairs: a wide interval, and it says so
+    assert any("uncertain" in w for w in rule.warnings)
 
 
 # ------------------------------------------------------------------------------ mismatched pairs scored
@@ -246,7 +306,10 @@ def test_labelled_run_flags_at_the_val_optimal_threshold(tmp_path):
             m[f"{split}/flagged_label_free"] == (part.score >= h["thresholds"]["label_free"]).sum()
         )
         assert 0 <= m[f"{split}/F1_label_free"] <= 1 and f"{split}/TP_label_free" in m
-    assert h["flag_rule"] == "optimal" and h["label_free"]["method"] == "mismatched_tail"
+    assert h["flag_rule"] == "optimal"
+    assert h["label_free"]["method"] in ("cleanlab_joint", "mismatched_tail")
+    low, high = m["estimated_noise_rate_low"], m["estimated_noise_rate_high"]
+    assert low <= m["estimated_noise_rate"] <= high and low <= truth <= high
     assert scores.flagged.dtype == bool
     np.testing.assert_array_equal(scores.flagged, scores.score >= h["thresholds"]["optimal"])
     summary = format_summary(result)
@@ -306,8 +369,12 @@ def test_report_and_flagged_csv_use_the_same_rule(unlabelled):
     assert (
         f"<b>{len(flagged)}</b> of {len(scores)} pairs are flagged by the label-free rule" in page
     )
-    rate = json.loads((out / "metrics.json").read_text())["estimated_noise_rate"]
-    assert f"<b>{100 * rate:.1f}%</b>" in page
+    m = json.loads((out / "metrics.json").read_text())
+    low, high = m["estimated_noise_rate_low"], m["estimated_noise_rate_high"]
+    assert f"<b>{100 * m['estimated_noise_rate']:.1f}%</b>" in page
+    assert f"(interval {100 * low:.1f}%&ndash;{100 * high:.1f}%)" in page
+    if high - low > WIDE_INTERVAL:  # the review route is named once
+        assert page.count("docs/review.md") == 1
 
 
 def test_without_any_mismatch_the_rule_falls_back_to_cleanlab():
@@ -334,13 +401,15 @@ def test_without_any_mismatch_the_rule_falls_back_to_cleanlab():
     assert rule.method == "cleanlab_joint" and rule.n_mismatched == 0
     from cleanlab.count import estimate_joint
 
-    from lemon.method.labelfree import ZERO_SHOT_TEMPERATURE
-    from lemon.method.zeroshot import zero_shot_probs
+    from lemon.method.zeroshot import fit_temperature, zero_shot_probs
 
-    probs = zero_shot_probs(one.img, features.label_prompt_txt, ZERO_SHOT_TEMPERATURE)
+    labels = np.full(len(q), 3)
+    temperature = fit_temperature(one.img, features.label_prompt_txt, labels, max_rows=len(q))
+    assert rule.zero_shot_temperature == temperature
+    probs = zero_shot_probs(one.img, features.label_prompt_txt, temperature)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        joint = estimate_joint(np.full(len(q), 3), probs)
+        joint = estimate_joint(labels, probs)
     assert rule.rate == pytest.approx(1 - np.trace(joint))
 
 

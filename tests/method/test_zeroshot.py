@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lemon.method.zeroshot import TEMPERATURES, fit_temperature, zero_shot_probs
+from lemon.method.zeroshot import (
+    TEMPERATURES,
+    fit_temperature,
+    zero_shot_columns,
+    zero_shot_probs,
+)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -41,3 +46,18 @@ def test_noisy_labels_make_the_fitted_softmax_flatter_not_sharper():
     flip = rng.random(len(labels)) < 0.3
     noisy[flip] = rng.integers(0, 5, flip.sum())
     assert fit_temperature(img, prompts, noisy) > fit_temperature(img, prompts, labels)
+
+
+def test_scores_csv_columns_are_the_argmax_and_the_observed_class_probability_block_by_block():
+    """zero_shot_columns, computed 333 rows at a time in float32, against a hand-written softmax."""
+    rng = np.random.default_rng(3)
+    img = rng.standard_normal((2000, 16))
+    img /= np.linalg.norm(img, axis=1, keepdims=True)
+    prompts = rng.standard_normal((7, 16))
+    prompts /= np.linalg.norm(prompts, axis=1, keepdims=True)
+    observed = rng.integers(0, 7, 2000)
+    label, prob = zero_shot_columns(img, prompts, observed, 0.05, block=333)
+    logits = img @ prompts.T / 0.05
+    softmax = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_array_equal(label, softmax.argmax(axis=1))
+    np.testing.assert_allclose(prob, softmax[np.arange(2000), observed], rtol=1e-5, atol=1e-9)
