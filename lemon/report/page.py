@@ -17,8 +17,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lemon.method.labelfree import rate_text
-
 SPLITS = ("train", "val", "test")
 METRIC_COLUMNS = (
     ("n", "n"),
@@ -160,7 +158,9 @@ def summary(
         "threshold": None if thr is None else num(thr),
         "n_flagged": n_flagged,
         "n_scores": n_scores,
-        "rate": None if rate is None else rate_text(label_free),
+        "rate": None if rate is None else f"{100 * rate:.1f}%",
+        "low": None if label_free.get("low") is None else f"{100 * label_free['low']:.1f}%",
+        "high": None if label_free.get("high") is None else f"{100 * label_free['high']:.1f}%",
         "rate_pool": "held-out" if label_free.get("pool") == "held_out" else "scored",
         "n_mismatched": label_free.get("n_mismatched", 0),
         "warnings": list(label_free.get("warnings", [])),
