@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--restart_running", action="store_true", help="Cancel running jobs and launch them again."
     )
     p.add_argument("-v", "--verbose", action="store_true", help="List every job with its state.")
+    p.add_argument(
+        "--wait_for_lock",
+        action="store_true",
+        help="When another launcher holds the sweep, wait for it instead of stopping.",
+    )
     seen: set[str] = set()
     for name in LAUNCHERS.names():
         options = [o for o in LAUNCHERS.get(name).options if o.name not in seen]
@@ -135,6 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sweep_log.propagate = False
     parser = build_parser()
     args = parser.parse_args(argv)
+    from lemon.sweep.launchers import check_options
+
+    check_options(vars(args))
     try:
         experiment = EXPERIMENTS.get(args.experiment)()
         launcher = LAUNCHERS.get(args.command_launcher)
@@ -147,7 +155,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for job in jobs if args.verbose else []:
             print(job)
         print(sw.format_counts(jobs))
-        return _command(args, parser, experiment.name, jobs, launcher)
+        if not writes:
+            return _command(args, parser, experiment.name, jobs, launcher)
+        with sw.sweep_lock(args.output_root, experiment.name, wait=args.wait_for_lock):
+            sw.refresh_states(jobs)  # what another launcher finished while this one waited
+            return _command(args, parser, experiment.name, jobs, launcher)
     except OSError as err:  # e.g. a run folder that cannot be created or removed
         print(
             f"error: {err.strerror or err}: {err.filename or args.output_root}; check --output_root "

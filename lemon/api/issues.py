@@ -21,7 +21,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lemon.api.inputs import check_embeddings, check_known, check_labels, embed_inputs
+from lemon.api.inputs import (
+    check_embeddings,
+    check_known,
+    check_labels,
+    class_labels,
+    embed_inputs,
+)
 from lemon.core.errors import LemonError
 from lemon.data.features import Features, SplitFeatures
 from lemon.method.evaluate import select_thresholds
@@ -59,6 +65,7 @@ def score_pairs(
     threshold: str | float = "auto",
     knn_backend: str = "torch",
     seed: int = 0,
+    task: str = "auto",
 ) -> pd.DataFrame:
     """Score every image–text pair with LEMoN; one DataFrame row per pair, in input order.
 
@@ -77,6 +84,10 @@ def score_pairs(
         any of beta, gamma, tau_1_n, tau_2_n, tau_1_m, tau_2_m)
     threshold : 'auto' (best F1 on the verified pairs, else 'label_free'), 'label_free', 'optimal',
         'prevalence', 'heuristic' (the original's KDE valley), or a number; flags ``lemon_score >= it``
+    task : 'auto', 'classification' or 'captioning': what string ``labels`` given without ``texts`` are.
+        'auto' reads them as class names when they repeat (fewer distinct values than half the pairs,
+        as run_lemon reads a label column: prompts 'A photo of a <name>'), with a warning naming the
+        count, else as captions
 
     Returns
     -------
@@ -243,8 +254,10 @@ def _score(
     threshold,
     knn_backend,
     seed,
+    task,
     flags: bool = True,
 ) -> pd.DataFrame:
+    labels, texts, class_names = class_labels(labels, texts, text_embeddings, task)
     img, txt, labels, task = _inputs(
         image_embeddings,
         text_embeddings,
@@ -268,7 +281,8 @@ def _score(
     fixed = {name: float(value) for name, value in (hparams or {}).items()}
     check_hparam_names(fixed)
     known = check_known(known_issue_idx, known_is_issue, n)
-    data = SplitFeatures("train", img, txt, labels.astype(str), labels)
+    shown_texts = labels.astype(str) if class_names is None else np.asarray(texts, dtype=object)
+    data = SplitFeatures("train", img, txt, shown_texts, labels)
     splits = {"train": data}
     if known is not None:
         val = data.subset(known[0])
@@ -282,7 +296,7 @@ def _score(
         select=known is not None,
         seed=seed,
     )
-    ctx = ScoringContext(Features(task, splits), knn_backend=knn_backend)
+    ctx = ScoringContext(Features(task, splits, class_names=class_names), knn_backend=knn_backend)
     scorer = LemonScorer(options)
     chosen = scorer.fit(ctx)
     out = scorer.score(ctx, "train", chosen)
@@ -294,7 +308,9 @@ def _score(
             "d_mm": out["d_mm"],
             "s_n": out["s_n"],
             "s_m": out["s_m"],
-            "given_label": labels,
+            "given_label": labels
+            if class_names is None
+            else np.asarray(class_names, dtype=object)[labels.astype(np.int64)],
         }
     )
     df.attrs.update(

@@ -46,14 +46,22 @@ class StorageError(LemonError, OSError):
 
 def one_line_errors(main: Callable[..., int]) -> Callable[..., int]:
     """A command's ``main``: a :class:`LemonError` ends it with its one-line message on stderr and exit
-    code 2, never a traceback."""
+    code 2, never a traceback; Ctrl-C, SIGTERM and SIGHUP end it with one line too (exit code 128 + the
+    signal, as a shell reports it; :mod:`lemon.core.startup`)."""
 
     @functools.wraps(main)
     def command(*args, **kwargs) -> int:
+        from lemon.core.startup import interrupt_message, interrupts_as_errors
+
         try:
-            return main(*args, **kwargs)
+            with interrupts_as_errors():
+                return main(*args, **kwargs)
         except LemonError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt as err:
+            message, code = interrupt_message(err)
+            print(f"error: {message}", file=sys.stderr)
+            return code
 
     return command

@@ -22,7 +22,7 @@ def load_splits(dataset: Dataset) -> DatasetSplits:
     dataset.check_exists(root)
     splits = dataset.load(root, dataset.options.data_seed)
     sizes = {s: len(p) for s, p in splits.splits.items()}
-    log.info("dataset %s (%s) from %s: %s", dataset.name, splits.task, root, sizes)
+    log.info("dataset %s (%s) from %s: %s", dataset.name, splits.task, dataset.source(root), sizes)
     dropped = {s: c for s, c in splits.dropped_counts().items() if c}
     if dropped:
         log.warning("dataset %s: pairs dropped (not scored) per split: %s", dataset.name, dropped)

@@ -244,6 +244,7 @@ def write_report(
     top_n: int = 50,
     n_neighbours: int = 5,
     location: str | Path | None = None,
+    dest: str | Path | None = None,
 ) -> Path:
     """Write ``report.html`` (and ``flagged.csv``) into a run folder; returns the path of report.html.
 
@@ -255,8 +256,11 @@ def write_report(
     n_neighbours : neighbours shown per side (image look-alikes and text look-alikes)
     location : the folder the page names as the run's (default ``out_dir``; the pipeline writes into a
         staging folder that becomes ``--output_dir`` when the run finishes)
+    dest : the folder that receives report.html and flagged.csv (default ``out_dir``; another one for a
+        run folder that cannot be written)
     """
     run_dir = Path(out_dir)
+    target = Path(dest) if dest is not None else run_dir
     if top_n < 1 or n_neighbours < 0:
         raise LemonError(
             f"top_n must be >= 1 and n_neighbours >= 0, got {top_n} and {n_neighbours}."
@@ -264,7 +268,9 @@ def write_report(
     args, hparams, metrics, scores = _read_run(run_dir)
     thr_name, threshold = flag_threshold(hparams)
     flagged = flagged_frame(scores, threshold)
-    atomic_write_csv(run_dir / "flagged.csv", flagged)
+    if dest is not None:
+        target.mkdir(parents=True, exist_ok=True)
+    atomic_write_csv(target / "flagged.csv", flagged)
 
     position = scores.groupby("split", sort=False).cumcount().to_numpy()
     neighbours = _neighbours(run_dir, scores, args)
@@ -296,7 +302,7 @@ def write_report(
         thumbs=(thumbs.found, thumbs.missing) if thumbs else (0, 0),
         has_image_column=thumbs is not None,
     )
-    path = run_dir / "report.html"
+    path = target / "report.html"
     atomic_write_text(path, document)
     log.info(
         "report: %s (%d pairs shown, %d flagged at the %s threshold)",
@@ -317,8 +323,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--neighbours", type=int, default=5, help="Neighbours shown per side (default 5)."
     )
+    p.add_argument(
+        "--output",
+        default=None,
+        help="Folder for report.html and flagged.csv (default: the run folder; use it when the run "
+        "folder is read-only).",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    path = write_report(args.run_dir, args.top, args.neighbours)
+    try:
+        path = write_report(args.run_dir, args.top, args.neighbours, dest=args.output)
+    except OSError as err:  # a read-only file system, or another user's folder
+        import errno
+
+        if err.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        why = "read-only file system" if err.errno == errno.EROFS else "permission denied"
+        raise LemonError(
+            f"Cannot write the report into {args.output or args.run_dir} ({why}); pass --output DIR "
+            "to write report.html and flagged.csv elsewhere."
+        ) from err
     print(f"report: {path}\nflagged samples: {path.parent / 'flagged.csv'}")
     return 0

@@ -224,8 +224,12 @@ class Flags:
 def flag(scorer: Scorer, ctx: ScoringContext, scored: Scored, seed: int) -> Flags:
     """Estimate the noise rate without labels, choose the thresholds on val, and pick the flag rule."""
     rule = label_free_rule(scorer, ctx, scored.scores(), scored.hparams, seed=seed)
+    # a model known to have trained on the reference pairs was named at embedding: the switch to the
+    # held-out estimate it causes is expected, not a second warning
+    known = any(ctx.features.provenance.seen_by_model.values())
     for note in rule.warnings:
-        log.warning("label-free rule: %s", note)
+        expected = known and rule.pool == "held_out" and "held-out estimate is used" in note
+        (log.info if expected else log.warning)("label-free rule: %s", note)
     val = ctx.features.splits["val"]
     thresholds = select_thresholds(scored.outputs["val"]["score"], val.is_mislabel, rule.threshold)
     return Flags(rule, thresholds, flag_rule(thresholds))
