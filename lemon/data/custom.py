@@ -47,7 +47,7 @@ from lemon.data.base import (
     PairSplit,
     TableOptions,
 )
-from lemon.data.files import list_folder, warn_not_read
+from lemon.data.files import fixes, list_folder, warn_not_read
 from lemon.data.images import (
     MISSING,
     READABLE,
@@ -221,7 +221,7 @@ def read_class_names(path: str) -> list[str]:
 
 
 def class_ids(
-    labels: np.ndarray, names_file: str | None, what: str, prompt: str
+    labels: np.ndarray, names_file: str | None, what: str, prompt: str, n_rows: int | None = None
 ) -> tuple[list[str], np.ndarray]:
     """Class names and the class id of every label (strings, spellings already merged).
 
@@ -229,18 +229,19 @@ def class_ids(
     themselves, in numeric order, become the names (with a warning: the text model then reads digits).
     Other labels (words, folder names): sorted, as torchvision's ImageFolder orders classes; with
     ``names_file`` the i-th sorted label takes the name on line i. Numbers and names mixed in one column
-    are an error unless ``names_file`` turns the numbers into names.
+    are an error unless ``names_file`` turns the numbers into names. ``n_rows``: how many of ``labels``
+    are the table's rows (the rest: its clean column), for the counts of messages.
     """
     uniq, inverse = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
     inverse = inverse.reshape(-1)
     number = np.asarray([is_number(u) for u in uniq], dtype=bool)
     if number.any() and not number.all():
-        counts = np.bincount(inverse, minlength=len(uniq))
-        n_num = int(counts[number].sum())
+        rows = inverse[: n_rows or len(inverse)]
+        n_num = int(np.isin(rows, np.flatnonzero(number)).sum())
         if not names_file:
             raise LemonError(
                 f"{what}: the labels mix numbers and names ({n_num} rows numbered, e.g. "
-                f"'{uniq[number][0]}'; {len(labels) - n_num} named, e.g. '{uniq[~number][0]}'), so "
+                f"'{uniq[number][0]}'; {len(rows) - n_num} named, e.g. '{uniq[~number][0]}'), so "
                 "'3' and the name it stands for would be two classes; pass --class_names FILE (line i "
                 "names label i) to turn the numbers into names, or write one kind in the column."
             )
@@ -371,12 +372,14 @@ def conflicting(
     return drop
 
 
-def canonical_order(identity: np.ndarray, *texts: np.ndarray) -> np.ndarray:
-    """A row order fixed by the pairs' content (image id, then texts): a table and the same table
-    reordered give every later stage the same arrays, so neighbours tied in similarity (identical class
-    prompts, copies of one image) are broken alike and the same pairs get the same flags."""
-    keys = [np.asarray(t, dtype=str) for t in reversed(texts)]
-    return np.lexsort((*keys, np.asarray(identity, dtype=np.uint64)))
+def canonical_order(images: np.ndarray, *texts: np.ndarray) -> np.ndarray:
+    """A row order fixed by what each pair is (its image as given: a path, or the digest of its bytes;
+    then its texts), not by where it sits in the table: a table and the same table reordered give every
+    later stage the same arrays, so neighbours tied in similarity (identical class prompts, copies of
+    one image) are broken alike and the same pairs get the same flags. (Not by the image's content id:
+    a file replaced in place keeps its place, so cache entries keyed by file stamps stay aligned.)"""
+    keys = [np.asarray(t, dtype=str) for t in (*reversed(texts), images)]
+    return np.lexsort(keys)
 
 
 class _Table(ConfigurableDataset, abstract=True):
@@ -466,7 +469,6 @@ class _Table(ConfigurableDataset, abstract=True):
         code[live], ident[live] = reasons, identity
         for value, reason in REASON_NAMES.items():
             drops.mark(code == value, reason)
-        warn_not_read(self.name, code, given)
         drops.mark(_duplicates(ident, observed, clean) & drops.kept, DUPLICATE)
         if task == "classification":
             kept = np.flatnonzero(drops.kept)
@@ -481,9 +483,10 @@ class _Table(ConfigurableDataset, abstract=True):
             raise LemonError(
                 f"{quote_path(self.path)}: no row can be scored ({len(df)} rows: {drops.summary()}); "
                 f"each row needs a readable image in '{cols['image']}' and a non-empty "
-                f"'{observed_col}'."
+                f"'{observed_col}'{fixes(drops.reasons)}."
             )
-        rows = rows[canonical_order(ident[rows], observed[rows], clean[rows])]
+        warn_not_read(self.name, code, given)
+        rows = rows[canonical_order(given[rows], observed[rows], clean[rows])]
         images = images.subset(np.searchsorted(live, rows))
         class_names = None
         observed, clean = observed[rows], clean[rows]
@@ -493,6 +496,7 @@ class _Table(ConfigurableDataset, abstract=True):
                 self.table.class_names,
                 shown,
                 self.options.prompt,
+                n_rows=len(rows),
             )
             observed, clean = ids[: len(rows)], ids[len(rows) :]
         elif self.table.class_names:
@@ -660,9 +664,6 @@ class ImageFolderDataset(ConfigurableDataset):
         )
         for value, reason in REASON_NAMES.items():
             drops.mark(codes == value, reason)
-        where = np.asarray([str(folder / f) for f in given], dtype=object)  # as read
-        warn_not_read(self.name, codes, where)
-        _warn_listed(self.name, status, where)
         shown = f"{quote_path(folder)} (folder names)"
         labels = listing["labels"].copy()
         kept = drops.kept
@@ -679,9 +680,12 @@ class ImageFolderDataset(ConfigurableDataset):
         if not len(rows):
             raise LemonError(
                 f"Dataset 'folder': no image under {quote_path(folder)} can be read "
-                f"({drops.summary()})."
+                f"({drops.summary()}){fixes(drops.reasons)}."
             )
-        rows = rows[canonical_order(identity[rows], labels[rows])]
+        where = np.asarray([str(folder / f) for f in given], dtype=object)  # as read
+        warn_not_read(self.name, codes, where)
+        _warn_listed(self.name, status, where)
+        rows = rows[canonical_order(given[rows], labels[rows])]
         class_names, ids = class_ids(
             labels[rows], self.table.class_names, shown, self.options.prompt
         )

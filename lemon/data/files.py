@@ -177,6 +177,12 @@ _FIXES = {
 }
 
 
+def fixes(reasons: Sequence[str]) -> str:
+    """'; <what to do>' for the reasons that have a fix (for a message ending in them), else ''."""
+    found = [_FIXES[r] for r in reasons if r in _FIXES]
+    return "; " + "; ".join(found) if found else ""
+
+
 def warn_not_read(
     name: str, codes: np.ndarray, given: Sequence[Any], total: int | None = None
 ) -> None:

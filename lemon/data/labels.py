@@ -102,8 +102,10 @@ def merge_variants(labels: np.ndarray, mode: str, what: str) -> np.ndarray:
         if mode == "keep":
             return np.asarray(labels, dtype=object)
         return np.asarray([str(u).strip() for u in uniq], dtype=object)[inverse.reshape(-1)]
-    # per group: the spelling with the most rows (np.unique sorted: the first of equal counts wins)
-    order = np.lexsort((np.arange(len(uniq)), -counts, group))
+    # per group: the spelling with the most rows; of equal counts the plain one ('cat', '1'), then the
+    # first in sorted order
+    plain = np.asarray([u == k for u, k in zip(uniq, keys)], dtype=bool)
+    order = np.lexsort((np.arange(len(uniq)), ~plain, -counts, group))
     first = np.ones(len(order), dtype=bool)
     first[1:] = group[order][1:] != group[order][:-1]
     canonical = np.empty(len(ukeys), dtype=object)
