@@ -179,6 +179,7 @@ def _command(args, parser, name, jobs, launcher) -> int:
             print(f"  incomplete: {job.run_dir}{job.job_label}  (log: {job.log_path})")
         return 0
     if args.command in ("delete_incomplete", "delete_all"):
+
         def doomed_jobs():
             return [
                 j

@@ -54,6 +54,7 @@ from reliability_helpers import (
 from lemon.core.io import mark_done
 from lemon.core.lock import RunLock
 from lemon.run import folder as rundir
+from lemon.sweep.jobs import JOB_OUTPUT
 
 RUN = "run_lemon --dataset synthetic --n_synthetic 400 --skip_hparam_optim"
 IMG = (
@@ -147,7 +148,10 @@ def _real_file_assets(root: Path, rng: np.random.Generator) -> None:
     done = run_cli(
         "run_lemon",
         _argv(
-            IMG.replace("{data}/pairs.csv", str(grey / "pairs.csv")), root, root / "grey_run", root
+            IMG.replace("{data}/pairs.csv", str(grey / "pairs.csv")),
+            root / "more",  # a cache of their own: the cache cases damage the image run's entries
+            root / "grey_run",
+            root,
         ),
         root / "logs",
     )
@@ -166,7 +170,7 @@ def _real_file_assets(root: Path, rng: np.random.Generator) -> None:
     _label_table(root, root, LABELS3, name="labels")
     done = run_cli(
         "run_lemon",
-        _argv(LBL.replace("{tmp}", str(root)), root, root / "labels_run", root),
+        _argv(LBL.replace("{tmp}", str(root)), root / "more", root / "labels_run", root),
         root / "logs",
     )
     assert done.rc == 0, done.err
@@ -885,6 +889,7 @@ class Case:
     stderr: str  # regex of the one stderr line ("" = nothing on stderr)
     check: str = ""
     how: str = ""
+    slow: bool = False  # a sibling of a case already in the default suite: runs in CI
 
 
 C = Case
@@ -939,49 +944,49 @@ CASES = [
     C("01_png_16_bit",             "png16",              IMG.replace("{data}", "{tmp}/data"), 0, "", "same_as_grey"),
     C("02_numbers_and_names",      "labels_mixed",       LBL, 2, r"labels\.csv' \('label'\): the labels mix numbers and names \(30 rows numbered, e\.g\. '0'; 30 named, e\.g\. '\w+'\).*pass --class_names FILE"),
     C("02_spellings_merged",       "labels_spelled",     LBL, 0, r"merged 2 label spelling\(s\) that differ only in case, spacing or leading zeros into 1 classes \(\d+ rows relabelled, e\.g\. 'CAT' -> 'cat'.*pass --label_variants keep", "texts_3"),
-    C("02_spellings_kept",         "labels_spelled",     f"{LBL} --label_variants keep", 0, r"2 label spelling\(s\) differ only in case.*kept as separate classes \(--label_variants keep\)", "texts_5"),
-    C("02_leading_zeros",          "labels_zeros",       f"{LBL} --class_names {{tmp}}/names.txt", 0, r"merged 1 label spelling\(s\) .* e\.g\. '01' -> '1'", "texts_zeros"),
-    C("02_true_false_labels",      "labels_bool",        LBL, 0, r"the labels are True/False, so the text model reads prompts such as 'A photo of a True'; pass --class_names", "texts_bool"),
+    C("02_spellings_kept",         "labels_spelled",     f"{LBL} --label_variants keep", 0, r"2 label spelling\(s\) differ only in case.*kept as separate classes \(--label_variants keep\)", "texts_5", slow=True),
+    C("02_leading_zeros",          "labels_zeros",       f"{LBL} --class_names {{tmp}}/names.txt", 0, r"merged 1 label spelling\(s\) .* e\.g\. '01' -> '1'", "texts_zeros", slow=True),
+    C("02_true_false_labels",      "labels_bool",        LBL, 0, r"the labels are True/False, so the text model reads prompts such as 'A photo of a True'; pass --class_names", "texts_bool", slow=True),
     C("03_one_class_table",        "labels_one_class",   LBL, 2, r"every pair has the same label 'cat' \(1 class\).*needs at least two classes"),
     C("03_one_class_folder",       "tree_one_class",     TREE, 2, r"tree' \(folder names\): every pair has the same label 'cat' \(1 class\)"),
     C("03_one_caption",            "captions_one",       IMG.replace("{data}", "{tmp}/data"), 2, r"every pair has the same caption 'a photo'"),
     C("04_class_names_header",     "names_header",       f"{LBL} --class_names {{tmp}}/names.txt", 2, r"--class_names '\S+names\.txt': line 1 'class_name' reads as a header or comment.*remove it"),
     C("04_class_names_numbered",   "names_numbered",     f"{LBL} --class_names {{tmp}}/names.txt", 2, r"its lines carry numbers \('0,cat'\); write the names alone"),
-    C("04_class_names_extra",      "names_extra",        f"{LBL} --class_names {{tmp}}/names.txt", 0, r"has 5 names but the labels go up to 2; lines 4-5 name no label", "texts_3"),
+    C("04_class_names_extra",      "names_extra",        f"{LBL} --class_names {{tmp}}/names.txt", 0, r"has 5 names but the labels go up to 2; lines 4-5 name no label", "texts_3", slow=True),
     C("05_parquet_list_labels",    "parquet_list",       PAR, 0, "", "texts_3"),
     C("05_parquet_two_labels_in_a_row", "parquet_multi", PAR, 2, r"column 'label': row 7 holds 2 values \['cat', 'dog'\]; a pair has one label or caption"),
-    C("05_parquet_bytes_labels",   "parquet_bytes",      PAR, 0, "", "texts_3"),
-    C("05_parquet_float_labels",   "parquet_floats",     f"{PAR} --class_names {{tmp}}/names.txt", 0, "", "texts_3"),
+    C("05_parquet_bytes_labels",   "parquet_bytes",      PAR, 0, "", "texts_3", slow=True),
+    C("05_parquet_float_labels",   "parquet_floats",     f"{PAR} --class_names {{tmp}}/names.txt", 0, "", "texts_3", slow=True),
     C("06_same_image_two_labels",  "same_image_two_labels", LBL, 0, r"1 image\(s\) appear with two or more different labels \(2 rows; e\.g\. 'pics/0\.bmp' as 'cat' and 'dog'\): every pair is scored .*--conflicting_labels first", "conflict_kept"),
-    C("06_same_image_dropped",     "same_image_two_labels", f"{LBL} --conflicting_labels drop", 0, r"1 image\(s\) appear with two or more different labels .*listed in dropped\.csv \(--conflicting_labels drop\)", "conflict_dropped"),
-    C("06_same_bytes_two_folders", "tree_copy_in_two_classes", TREE, 0, r"1 image\(s\) appear with two or more different labels \(2 rows; e\.g\. 'cat/0\.bmp' as 'cat' and 'dog'\)", "tree_copy"),
+    C("06_same_image_dropped",     "same_image_two_labels", f"{LBL} --conflicting_labels drop", 0, r"1 image\(s\) appear with two or more different labels .*listed in dropped\.csv \(--conflicting_labels drop\)", "conflict_dropped", slow=True),
+    C("06_same_bytes_two_folders", "tree_copy_in_two_classes", TREE, 0, r"1 image\(s\) appear with two or more different labels \(2 rows; e\.g\. 'cat/0\.bmp' as 'cat' and 'dog'\)", "tree_copy", slow=True),
     C("07_jfif_and_other_files",   "tree_jfif_notes_heic", TREE, 0, r"not reading 2 of 65 files: 1 not an image file \(first: '\S+/cat/notes\.txt'\), 1 unsupported image format \(first: '\S+IMG_0001\.HEIC'\); pip install pillow-heif", "tree_jfif"),
     C("08_api_class_names",        "labels_words",       "reliability_programs api_class_names {tmp}/data/labels.csv {ckpt} {cache} {tmp}/api.csv", 0, r"UserWarning: labels: 3 distinct strings over 60 pairs are read as class names \(prompts 'A photo of a bird'.*task='captioning'", "api_same"),
     C("09_ctrl_c_while_embedding", "finished",           BIG, 130, r"interrupted by Ctrl-C \(SIGINT\); what had not finished was not written", how="signal=INT"),
-    C("09_sigterm_while_embedding", "finished",          BIG, 143, r"interrupted by SIGTERM;", how="signal=TERM"),
-    C("09_sighup_while_embedding", "finished",           BIG, 129, r"interrupted by SIGHUP \(the terminal closed\);", how="signal=HUP"),
-    C("09_ctrl_c_while_scoring",   "finished",           f"{RUN.replace('400', '6000')} --overwrite", 130, r"interrupted by Ctrl-C", how="signal=INT"),
+    C("09_sigterm_while_embedding", "finished",          BIG, 143, r"interrupted by SIGTERM;", how="signal=TERM", slow=True),
+    C("09_sighup_while_embedding", "finished",           BIG, 129, r"interrupted by SIGHUP \(the terminal closed\);", how="signal=HUP", slow=True),
+    C("09_ctrl_c_while_scoring",   "finished",           f"{RUN.replace('400', '6000')} --overwrite", 130, r"interrupted by Ctrl-C", how="signal=INT", slow=True),
     C("10_bind_mount_output",      "finished",           f"{RUN} --output_dir {{tmp}}/bound --overwrite --knn_k 7", 0, "", how="bind"),
     C("10_bind_mount_failed_run",  "finished",           f"{RUN} --output_dir {{tmp}}/bound --overwrite --knn_k 1000", 2, r"knn_k=1000", how="bind"),
     C("11_torchvision_fails_to_import", "finished",      f"reliability_programs mismatched_torch 2.13.0+cpu 0.28.0 broken {RUN[10:]} --overwrite --output_dir {{tmp}}/out", 2, r"torch and torchvision do not match: importing torchvision 0\.28\.0 with torch 2\.13\.0\+cpu fails \(RuntimeError: operator torchvision::nms does not exist\).*pip install torch==2\.13\.0 torchvision==0\.28\.0 --index-url https://download\.pytorch\.org/whl/cpu$"),
     C("11_torchvision_other_release", "finished",        f"reliability_programs mismatched_torch 2.14.1 0.28.0 ok {RUN[10:]} --overwrite --output_dir {{tmp}}/out", 2, r"torchvision 0\.28\.0 is not the release for torch 2\.14\.1 \(0\.29\.1 is\); .*pip install torch==2\.14\.1 torchvision==0\.29\.1$"),
     C("12_http_urls",              "urls_http",          IMG.replace("{data}", "{tmp}/data"), 2, r"column 'image' holds URLs \(first: 'http://example\.com/c000\.png'\); lemon reads local image files only: download them first"),
-    C("12_some_cloud_urls",        "urls_some",          IMG.replace("{data}", "{tmp}/data"), 0, r"not scoring 3 of 60 images: 3 URL \(not downloaded\) \(first: 's3://bucket/a\.png'; download them", "urls_listed"),
-    C("12_file_urls",              "urls_file",          IMG.replace("{data}", "{tmp}/data"), 0, "", "nothing_dropped"),
+    C("12_some_cloud_urls",        "urls_some",          IMG.replace("{data}", "{tmp}/data"), 0, r"not scoring 3 of 60 images: 3 URL \(not downloaded\) \(first: 's3://bucket/a\.png'; download them", "urls_listed", slow=True),
+    C("12_file_urls",              "urls_file",          IMG.replace("{data}", "{tmp}/data"), 0, "", "nothing_dropped", slow=True),
     C("13_path_with_trailing_space", "path_trailing_space", IMG.replace("{data}", "{tmp}/data"), 0, r"1 missing image \(first: 'pics/3\.bmp '\)", "space_listed"),
-    C("13_truncated_jpeg",         "truncated_jpeg",     IMG.replace("{data}", "{tmp}/data"), 0, r"1 (unreadable|undecodable) image.*'\S*5\.jpg'", "said_as_listed"),
+    C("13_truncated_jpeg",         "truncated_jpeg",     IMG.replace("{data}", "{tmp}/data"), 0, r"1 (unreadable|undecodable) image.*'\S*5\.jpg'", "said_as_listed", slow=True),
     C("14_24_sweep_held_by_another_launcher", "sweep_locked", "sweep launch --experiment smoke_synthetic --output_root {tmp}/sweep --skip_confirmation", 2, r"sweep smoke_synthetic in \S+ is in use by another launcher: pid \d+ on \S+, started \S+; wait for it to finish or pass --wait_for_lock"),
     C("15_n_workers_0",            "none",               "sweep launch --experiment smoke_synthetic --output_root {tmp}/sweep --command_launcher local_parallel --n_workers 0", 2, r"--n_workers must be >= 1, got 0\."),
     C("15_max_slurm_jobs_0",       "none",               "sweep launch --experiment smoke_synthetic --output_root {tmp}/sweep --command_launcher slurm --max_slurm_jobs 0", 2, r"--max_slurm_jobs must be >= 1, got 0\."),
     C("16_17_no_labels_summary",   "labels_words",       LBL, 0, "", "no_label_summary"),
     C("18_225_megapixels",         "huge_image",         IMG.replace("{data}", "{tmp}/data"), 0, r"1 image too large \(first: 'big/huge\.png'; --max_image_pixels N raises the limit\)", "huge_listed"),
-    C("18_225_megapixels_check",   "huge_image",         "lemon.data.__main__ check csv --data_path {tmp}/data/pairs.csv", 0, r"1 image too large"),
+    C("18_225_megapixels_check",   "huge_image",         "lemon.data.__main__ check csv --data_path {tmp}/data/pairs.csv", 0, r"1 image too large", slow=True),
     C("18_limit_below_every_image", "none",              f"{IMG} --max_image_pixels 50", 2, r"no row can be scored \(60 rows: 60 image too large\).*; --max_image_pixels N raises the limit\.$"),
     C("19_captions_none_nan_null", "captions_missing_words", IMG.replace("{data}", "{tmp}/data") + " --real_dataset --knn_k 5", 0, "", "as_written"),
     C("20_ipynb_checkpoints",      "tree_checkpoints",   TREE, 0, r"not reading 2 of 62 files: 2 hidden file \(first: '\S+/\.ipynb_checkpoints/0-checkpoint\.bmp'\)", "tree_hidden"),
     C("21_reordered_table",        "shuffled_labels",    LBL, 0, "", "same_as_labels"),
     C("22_report_read_only_folder", "finished",          "lemon.report.__main__ {tmp}/out", 2, r"Cannot write the report into \S+/out \(read-only file system\); pass --output DIR", how="tmpfs-ro"),
-    C("22_report_elsewhere",       "finished",           "lemon.report.__main__ {tmp}/out --output {tmp}/rep", 0, "", "report_elsewhere"),
+    C("22_report_elsewhere",       "finished",           "lemon.report.__main__ {tmp}/out --output {tmp}/rep", 0, "", "report_elsewhere", slow=True),
     C("23_real_dataset_with_clean_column", "none",       f"{IMG} --real_dataset --clean_column caption", 2, r"--real_dataset scores without ground truth, but --clean_column 'caption' gives it: drop --real_dataset"),
     C("25_true_noise_rate_printed", "none",              RUN, 0, "", "true_rate"),
 ]
@@ -1053,7 +1058,11 @@ def _in_bind_mount(case: Case, work: Path, assets: Path):
     return in_bind_mount(work / "out", work / "bound", case.command.split()[0], argv)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(c, marks=[pytest.mark.slow] if c.slow else []) for c in CASES],
+    ids=[c.id for c in CASES],
+)
 def test_matrix(case: Case, tmp_path, assets, request):
     finalizers: list = []
     request.addfinalizer(lambda: [release() for release in finalizers])
@@ -1322,3 +1331,99 @@ def test_a_run_into_the_current_folder_keeps_it(tmp_path, monkeypatch):
     _stage_a_run(out)
     assert os.getcwd() == str(out) and _read(Path("args.json"))["v"] == "new"
     assert sorted(os.listdir(".")) == ["args.json", "done"] and lemon_residue(tmp_path) == []
+
+
+# ------------------------------------------------------------------------ two launchers, one sweep
+def _two_launchers(tmp_path: Path, wait: bool) -> tuple[list[subprocess.CompletedProcess], Path]:
+    """Two real ``sweep.py launch`` processes started together on one sweep of four fast jobs."""
+    from sweep_helpers import experiment_source, write_module
+
+    fast = dict(dataset="synthetic", n_synthetic=400, skip_train=True, skip_hparam_optim=True)
+    grid = [dict(fast, knn_k=k) for k in (3, 5, 7, 9)]
+    module = write_module(tmp_path, "exp_two", experiment_source("two_launchers", grid))
+    root = tmp_path / "sweep"
+    code = f"import sys, sweep, {module}; sys.exit(sweep.main(sys.argv[1:]))"
+    argv = ["launch", "--experiment", "two_launchers", "--output_root", str(root)]
+    argv += ["--skip_confirmation", *(["--wait_for_lock"] if wait else [])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO_ROOT)])}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, *argv],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    done = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        done.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    return done, root / "two_launchers"
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow  # two fresh interpreters importing torch: 20 s and more on a loaded machine
+@pytest.mark.parametrize("wait", [False, True], ids=["second_stops", "second_waits"])
+def test_two_launchers_on_one_sweep(tmp_path, wait):
+    """Cases 14 and 24: a second launcher stops in one line naming the one that holds the sweep (or, with
+    --wait_for_lock, waits and then launches nothing); every job runs once, no job is called FAILED, and
+    every job_output.txt is its own job's."""
+    (first, second), folder = _two_launchers(tmp_path, wait)
+    outcomes = sorted([first, second], key=lambda p: p.returncode)
+    for proc in (first, second):
+        assert "Traceback" not in proc.stdout + proc.stderr and "FAILED" not in proc.stdout
+    if wait:
+        assert first.returncode == second.returncode == 0, (first.stderr, second.stderr)
+        outs = sorted([first.stdout, second.stdout], key=lambda o: "Launched 4" in o)
+        assert "Launched 4 job(s): 4 done" in outs[1]
+        assert "waiting: sweep two_launchers" in outs[0] and (
+            "Nothing left to launch" in outs[0] or "About to launch 0 job(s)" in outs[0]
+        )
+    else:
+        winner, loser = outcomes
+        if loser.returncode == 0:  # the first had finished before the second started: both fine
+            assert "About to launch 0 job(s)" in loser.stdout
+        else:
+            lines = [line for line in loser.stderr.splitlines() if line.strip()]
+            assert loser.returncode == 2 and len(lines) == 1, loser.stderr
+            assert re.search(
+                r"sweep two_launchers in \S+ is in use by another launcher: pid \d+ on \S+, started "
+                r"\S+; wait for it to finish or pass --wait_for_lock",
+                lines[0],
+            )
+        assert winner.returncode == 0 and "Launched 4 job(s): 4 done" in winner.stdout
+    runs = sorted(p for p in folder.iterdir() if p.is_dir())
+    assert len(runs) == 4 and all((run / "done").is_file() for run in runs)
+    for run in runs:  # each job's output file is its own run's, whole
+        output = (run / JOB_OUTPUT).read_text()
+        assert "in use by" not in output
+        assert _read(run / "args.json")["output_dir"] == str(run)
+        assert "outputs: " + str(run) in output
+    assert lemon_residue(tmp_path) == []
+
+
+# ----------------------------------------------------------------------- an interrupt while committing
+def test_ctrl_c_while_committing_finishes_the_swap_first(tmp_path):
+    """Ctrl-C (or SIGTERM) while the output folder is swapped takes effect once the swap is done: the
+    folder holds the new run whole, never half of each."""
+    out = tmp_path / "out"
+    _stage_a_run(out, content="old")
+
+    def interrupting_exchange(a, b, real=rundir._exchange):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives in the middle of the commit
+        real(a, b)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(rundir, "_exchange", interrupting_exchange)
+        with pytest.raises(KeyboardInterrupt):
+            _stage_a_run(out)
+    assert (
+        sorted(os.listdir(out)) == ["args.json", "done"] and _read(out / "args.json")["v"] == "new"
+    )
+    assert lemon_residue(tmp_path) == []
