@@ -150,7 +150,6 @@ class RunConfig:
         "Largest image (width x height) decoded; larger ones are dropped and listed in dropped.csv "
         f"(default {DEFAULT_MAX_PIXELS:,}, PIL's own limit).",
         "data",
-        identity=False,
     )
     embeddings: str | None = flag(
         None,
