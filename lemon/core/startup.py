@@ -1,10 +1,7 @@
-"""What every command does at start and at an interrupt: check that torch and torchvision match (before
-any work), turn Ctrl-C, SIGTERM and SIGHUP into one line instead of a traceback, and keep a commit from
-being cut in half by one.
-
-:func:`lemon.core.errors.one_line_errors` (the wrapper of every entry point's ``main``) runs the command
-under :func:`interrupts_as_errors`; ``run_lemon`` calls :func:`check_torch` before it imports the
-pipeline.
+"""What a command does at start and around its commit: check that torch and torchvision match (before
+any work: ``run_lemon`` calls :func:`check_torch` before it imports the pipeline), and keep a commit from
+being cut in half by Ctrl-C, SIGTERM or SIGHUP (:func:`deferred_interrupts`). Ending a command on those
+signals in one line is :func:`lemon.core.errors.one_line_errors`'s part.
 """
 
 from __future__ import annotations
@@ -15,62 +12,9 @@ import signal
 import threading
 from collections.abc import Iterator
 
-from lemon.core.errors import LemonError
+from lemon.core.errors import INTERRUPTS, Interrupted, LemonError
 
-#: the signals a command ends on with one line (exit status 128 + the signal number, as a shell shows)
-INTERRUPTS = {
-    signal.SIGINT: "Ctrl-C (SIGINT)",
-    signal.SIGTERM: "SIGTERM",
-    **({signal.SIGHUP: "SIGHUP (the terminal closed)"} if hasattr(signal, "SIGHUP") else {}),
-}
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
-
-
-class Interrupted(KeyboardInterrupt):
-    """The command was stopped by a signal (a KeyboardInterrupt, so code that cleans up on Ctrl-C cleans
-    up on SIGTERM and SIGHUP alike)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(INTERRUPTS.get(signum, f"signal {signum}"))
-        self.signum = signum
-
-
-def _raise(signum: int, frame) -> None:
-    raise Interrupted(signum)
-
-
-@contextlib.contextmanager
-def interrupts_as_errors() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise :class:`Interrupted` like Ctrl-C does (so ``finally`` blocks remove a
-    run's staging folder and release its lock), for the duration; the previous handlers come back after.
-    Only the main thread may set handlers: elsewhere this does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    saved = {}
-    for signum in INTERRUPTS:
-        if signum == signal.SIGINT:
-            continue  # Python raises KeyboardInterrupt already
-        with contextlib.suppress(ValueError, OSError):
-            saved[signum] = signal.signal(signum, _raise)
-    try:
-        yield
-    finally:
-        for signum, handler in saved.items():
-            with contextlib.suppress(ValueError, OSError, TypeError):
-                signal.signal(signum, handler)
-
-
-def interrupt_message(err: KeyboardInterrupt) -> tuple[str, int]:
-    """(the one line, the exit status) of a command stopped by ``err``."""
-    signum = getattr(err, "signum", signal.SIGINT)
-    what = INTERRUPTS.get(signum, f"signal {signum}")
-    return (
-        f"interrupted by {what}; what had not finished was not written (a run swaps its results "
-        "into its output folder only when it has finished; finished runs and cached embeddings are "
-        "kept): run the same command again to go on.",
-        128 + int(signum),
-    )
 
 
 @contextlib.contextmanager

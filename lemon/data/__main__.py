@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as err:
-        from lemon.core.startup import interrupt_message
+        from lemon.core.errors import interrupt_message
 
         message, code = interrupt_message(err)
         print(f"error: {message}", file=sys.stderr)

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
+from lemon.data.images import content_id, open_rgb
+
 if TYPE_CHECKING:
     from lemon.data.features import Features
 
@@ -59,13 +61,6 @@ def digest(*parts: bytes | str) -> str:
         h.update(len(data).to_bytes(8, "little"))
         h.update(data)
     return h.hexdigest()
-
-
-def content_id(data: bytes | memoryview) -> int:
-    """The identity of an image: a 64-bit blake2b digest of its encoded bytes (its pixels for in-memory
-    arrays). Two copies of one file share it wherever they live, so splits and fold assignments keyed by it
-    agree between a table and a folder that hold the same images."""
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
 
 
 def file_content_ids(paths: Sequence[str | os.PathLike]) -> np.ndarray:
@@ -127,8 +122,6 @@ class FileImages:
         return len(self.relpaths)
 
     def __getitem__(self, i: int):
-        from lemon.data.images import open_rgb
-
         return open_rgb(Path(self.root) / self.relpaths[i])
 
     def fingerprint(self, content: bool = False) -> str:

@@ -30,16 +30,12 @@ from lemon.data.base import (
     DUPLICATE,
     EMPTY_TEXT,
     HIDDEN_FILE,
-    MISSING_IMAGE,
     NO_CLASS_FOLDER,
     NO_CLEAN,
     NO_IMAGE,
     NO_LABEL,
     NOT_AN_IMAGE,
-    TOO_LARGE_IMAGE,
-    UNREADABLE_IMAGE,
     UNSUPPORTED_IMAGE,
-    URL_IMAGE,
     Dataset,
     DatasetSplits,
     Dropped,
@@ -47,13 +43,9 @@ from lemon.data.base import (
     PairSplit,
     TableOptions,
 )
-from lemon.data.files import fixes, list_folder, warn_not_read
+from lemon.data.files import REASON_NAMES, fixes, list_folder, warn_not_read
 from lemon.data.images import (
-    MISSING,
     READABLE,
-    TOO_LARGE,
-    UNREADABLE,
-    UNSUPPORTED,
     URL,
     file_url_path,
     inspect_bytes,
@@ -67,14 +59,6 @@ from lemon.data.splitting import build_splits, identity_splits, named_splits
 
 log = logging.getLogger(__name__)
 VAL_DIRS = ("val", "validation", "valid", "dev")
-#: reason code of an image (lemon.data.images) -> the reason dropped.csv gives
-REASON_NAMES = {
-    MISSING: MISSING_IMAGE,
-    UNREADABLE: UNREADABLE_IMAGE,
-    TOO_LARGE: TOO_LARGE_IMAGE,
-    UNSUPPORTED: UNSUPPORTED_IMAGE,
-    URL: URL_IMAGE,
-}
 
 
 class ConfigurableDataset(Dataset, abstract=True):

@@ -24,6 +24,14 @@ import numpy as np
 
 from lemon.core.errors import DatasetNotFoundError, LemonError
 from lemon.core.paths import quote_path
+from lemon.data.base import (
+    MISSING_IMAGE,
+    TOO_LARGE_IMAGE,
+    UNREADABLE_IMAGE,
+    UNSUPPORTED_IMAGE,
+    URL_IMAGE,
+)
+from lemon.data.images import MISSING, TOO_LARGE, UNREADABLE, UNSUPPORTED, URL
 
 log = logging.getLogger(__name__)
 ROOT_HINT = "(root from --data_dir / $LEMON_DATA_DIR)"
@@ -169,6 +177,14 @@ def warn_unreadable(name: str, keep: np.ndarray, paths: Sequence[Any]) -> None:
         )
 
 
+#: reason code of an image (lemon.data.images) -> the reason dropped.csv gives
+REASON_NAMES = {
+    MISSING: MISSING_IMAGE,
+    UNREADABLE: UNREADABLE_IMAGE,
+    TOO_LARGE: TOO_LARGE_IMAGE,
+    UNSUPPORTED: UNSUPPORTED_IMAGE,
+    URL: URL_IMAGE,
+}
 #: what a user can do about each kind of image that is not read (the warning's last words)
 _FIXES = {
     "image too large": "--max_image_pixels N raises the limit",
@@ -189,8 +205,6 @@ def warn_not_read(
     """One warning line: how many images are not read and why, with the first of each kind (quoted, so a
     trailing space shows) and what to do; the reasons are those dropped.csv lists
     (``lemon.data.custom.REASON_NAMES``)."""
-    from lemon.data.custom import REASON_NAMES
-
     codes = np.asarray(codes)
     parts = []
     for value, reason in REASON_NAMES.items():

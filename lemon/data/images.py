@@ -11,6 +11,7 @@ give their first frame.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
@@ -36,6 +37,31 @@ READABLE, MISSING, UNREADABLE, TOO_LARGE, UNSUPPORTED, URL = range(6)
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _HIGH_DEPTH = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 _ALPHA = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+def content_id(data: bytes | memoryview) -> int:
+    """The identity of an image: a 64-bit blake2b digest of its encoded bytes (its pixels for in-memory
+    arrays). Two copies of one file share it wherever they live, so splits and fold assignments keyed by it
+    agree between a table and a folder that hold the same images."""
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
+def decode_errors() -> tuple[type[BaseException], ...]:
+    """What decoding a damaged image file raises (PIL: OSError for truncated/unidentified data, others)."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    return (
+        OSError,
+        ValueError,
+        SyntaxError,
+        EOFError,
+        struct.error,
+        zlib.error,
+        Image.DecompressionBombError,
+    )
 
 
 def register_plugins() -> None:
@@ -148,8 +174,6 @@ def inspect_bytes(data: bytes, suffix: str = "", max_pixels: int | None = None) 
 
 def inspect_file(path: str, max_pixels: int | None = None) -> tuple[int, int]:
     """(reason code, content id) of one file, from one read of its bytes (content id 0 unless readable)."""
-    from lemon.data.base import content_id
-
     try:
         with open(path, "rb") as f:
             data = f.read()

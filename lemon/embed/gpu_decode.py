@@ -129,8 +129,7 @@ def decode(blobs: list, ok: list[bool], device: str) -> tuple[list, list[bool]]:
     import torch
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    from lemon.data.images import open_rgb
-    from lemon.embed.batching import decode_errors
+    from lemon.data.images import decode_errors, open_rgb
 
     images: list = [None] * len(blobs)
     ok = list(ok)
