@@ -218,10 +218,14 @@ def test_the_first_command_prints_no_alarm_and_the_true_rate(tmp_path):
     """Case 25 of issue 25: the README's first command prints at most the one note that it trains
     demo_clip (first use), no warning that its own model memorised its train split, and the true noise
     rate (40%) beside the estimate."""
-    from reliability_helpers import run_cli
+    from reliability_helpers import finish, run_cli, start_cli
 
     argv = ["--dataset", "demo", "--cache_dir", str(tmp_path / "cache")]
-    first = run_cli("run_lemon", [*argv, "--output_dir", str(tmp_path / "a")], tmp_path / "l1")
+    first = finish(  # trains demo_clip: minutes on a loaded 2-core machine
+        start_cli("run_lemon", [*argv, "--output_dir", str(tmp_path / "a")], tmp_path / "l1"),
+        tmp_path / "l1",
+        timeout=1800,
+    )
     assert first.rc == 0, first.err
     lines = [line for line in first.err.splitlines() if line.strip()]
     assert len(lines) == 1 and "first use of 'demo_clip': training it from scratch" in lines[0]
