@@ -37,6 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler.setLevel(console)
     if cfg.debug:
         logging.getLogger().setLevel(logging.DEBUG)
+    from lemon.core.startup import check_torch
+
+    check_torch()  # a torchvision built for another torch fails here, in one line, before any work
     from lemon.run.pipeline import run  # after parsing: torch loads only for a run
     from lemon.run.summary import format_summary
 

@@ -21,6 +21,7 @@ launched.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -62,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--restart_running", action="store_true", help="Cancel running jobs and launch them again."
     )
     p.add_argument("-v", "--verbose", action="store_true", help="List every job with its state.")
+    p.add_argument(
+        "--wait_for_lock",
+        action="store_true",
+        help="When another launcher holds the sweep, wait for it instead of stopping.",
+    )
     seen: set[str] = set()
     for name in LAUNCHERS.names():
         options = [o for o in LAUNCHERS.get(name).options if o.name not in seen]
@@ -134,6 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sweep_log.propagate = False
     parser = build_parser()
     args = parser.parse_args(argv)
+    from lemon.sweep.launchers import check_options
+
+    check_options(vars(args))
     try:
         experiment = EXPERIMENTS.get(args.experiment)()
         launcher = LAUNCHERS.get(args.command_launcher)
@@ -169,22 +178,27 @@ def _command(args, parser, name, jobs, launcher) -> int:
             print(f"  incomplete: {job.run_dir}{job.job_label}  (log: {job.log_path})")
         return 0
     if args.command in ("delete_incomplete", "delete_all"):
-        doomed = [
-            j
-            for j in jobs
-            if j.state == State.INCOMPLETE
-            or (args.command == "delete_all" and j.state in (State.DONE, State.RUNNING))
-        ]
+
+        def doomed_jobs():
+            return [
+                j
+                for j in jobs
+                if j.state == State.INCOMPLETE
+                or (args.command == "delete_all" and j.state in (State.DONE, State.RUNNING))
+            ]
+
+        doomed = doomed_jobs()
         print(f"About to delete {len(doomed)} run folder(s) of {name}.")
         if not doomed:
             return 0
         if not args.skip_confirmation and not confirm("Delete them?"):
             _aborted("deleted", "delete")
             return 1
-        cancelled = sw.cancel_running(doomed)
-        print(
-            f"Cancelled {len(cancelled)} running job(s); deleted {sw.delete(doomed)} run folder(s)."
-        )
+        with _locked(args, name, jobs):
+            doomed = [j for j in doomed_jobs() if j in doomed]  # as confirmed, states read again
+            cancelled = sw.cancel_running(doomed)
+            deleted = sw.delete(doomed)
+        print(f"Cancelled {len(cancelled)} running job(s); deleted {deleted} run folder(s).")
         return 0
 
     todo = sw.to_launch(jobs, args.restart_running)
@@ -213,13 +227,29 @@ def _command(args, parser, name, jobs, launcher) -> int:
     if not args.skip_confirmation and not confirm(f"Launch {len(todo)} job(s)?"):
         _aborted("launched", "launch")
         return 1
-    sw.cancel_running([j for j in todo if j.state == State.RUNNING])
-    sw.clear_dirs(todo)
-    launcher(todo, **vars(args))
+    with _locked(args, name, jobs):
+        # what another launcher finished (or started) before this one held the sweep is not launched
+        todo = [j for j in sw.to_launch(jobs, args.restart_running) if not sw.blocked(j)]
+        if not todo:
+            print("Nothing left to launch: another launcher ran these jobs.")
+            return 0
+        sw.cancel_running([j for j in todo if j.state == State.RUNNING])
+        sw.clear_dirs(todo)
+        launcher(todo, **vars(args))
     sw.refresh_states(todo)
     failed = [j for j in todo if j.state == State.INCOMPLETE]
     print(f"Launched {len(todo)} job(s): " + sw.format_counts(todo).split(": ", 1)[1])
     return 1 if failed else 0
+
+
+@contextlib.contextmanager
+def _locked(args, name: str, jobs):
+    """Hold the sweep's lock (one launcher or deletion at a time), then read the jobs' states again."""
+    from lemon import sweep as sw
+
+    with sw.sweep_lock(args.output_root, name, wait=args.wait_for_lock):
+        sw.refresh_states(jobs)
+        yield
 
 
 if __name__ == "__main__":

@@ -173,6 +173,39 @@ def in_tmpfs(
     return Outcome(done.returncode, done.stdout, done.stderr)
 
 
+def bind_mount_available() -> bool:
+    """Whether this user may bind-mount a folder in a private mount namespace (``unshare -r -m``)."""
+    if shutil.which("unshare") is None or not sys.platform.startswith("linux"):
+        return False
+    probe = subprocess.run(
+        ["unshare", "-r", "-m", "sh", "-c", "mount --bind /tmp /mnt || exit 1"],
+        capture_output=True,
+        check=False,
+    )
+    return probe.returncode == 0
+
+
+def in_bind_mount(source: Path, target: Path, module: str, argv: list[str]) -> Outcome:
+    """Bind-mount the folder ``source`` onto ``target`` (a folder of the same file system) in a private
+    namespace and run ``python -m module argv`` there: what a run sees when --output_dir is a bind
+    mount (a container volume, a ``mount --bind``); the files land in ``source``."""
+    command = shlex.join([sys.executable, "-m", module, *map(str, argv)])
+    script = (
+        f"mount --bind {shlex.quote(str(source))} {shlex.quote(str(target))} || exit 99\n{command}"
+    )
+    done = subprocess.run(
+        ["unshare", "-r", "-m", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode != 99, f"bind mount failed: {done.stderr}"
+    return Outcome(done.returncode, done.stdout, done.stderr)
+
+
 # ----------------------------------------------------------------------------------------- snapshots
 def snapshot(root: Path) -> dict[str, object]:
     """Every entry below ``root``: file bytes, symlink targets, folders (mtimes ignored)."""

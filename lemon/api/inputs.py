@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from lemon.core.errors import LemonError
+from lemon.core.paths import quote_path
 from lemon.data.base import FileImages, digest
 
 
@@ -29,7 +30,9 @@ class PilImages:
         return len(self.images)
 
     def __getitem__(self, i: int):
-        return self.images[i].convert("RGB")
+        from lemon.data.images import to_rgb
+
+        return to_rgb(self.images[i])
 
     def fingerprint(self) -> str:
         return digest(*(f"{im.mode}{im.size}".encode() + im.tobytes() for im in self.images))
@@ -48,12 +51,22 @@ def image_source(images: Sequence[Any]) -> FileImages | PilImages:
             f"images must be file paths or PIL images (one kind), got {', '.join(kinds)}; pass "
             "image_embeddings for arrays."
         )
-    paths = [str(Path(x).expanduser().resolve()) for x in items]
+    from lemon.data.images import file_url_path, is_url
+
+    local = [file_url_path(str(x)) if is_url(x) else x for x in items]  # file:// URLs are paths
+    remote = [i for i, x in enumerate(local) if x is None]
+    if remote:
+        raise LemonError(
+            f"{len(remote)} of {len(items)} images are URLs (first: images[{remote[0]}] = "
+            f"{quote_path(items[remote[0]])}); lemon reads local files only: download them first "
+            "and pass the local paths."
+        )
+    paths = [str(Path(x).expanduser().resolve()) for x in local]
     missing = [i for i, p in enumerate(paths) if not os.path.isfile(p)]
     if missing:
         raise LemonError(
             f"{len(missing)} of {len(paths)} images not found (first: images[{missing[0]}] = "
-            f"{items[missing[0]]}); fix the paths or drop those pairs."
+            f"{quote_path(items[missing[0]])}); fix the paths or drop those pairs."
         )
     return FileImages(Path(), paths)
 
@@ -189,3 +202,37 @@ def check_known(
         f"known_is_issue must hold booleans (or 0/1), got {type(example).__name__} values such as "
         f"{example!r}; convert them first (for strings: np.asarray(values) == 'True')."
     )
+
+
+TASKS = ("auto", "classification", "captioning")
+
+
+def class_labels(
+    labels: Any, texts: Any, text_embeddings: Any, task: str
+) -> tuple[Any, Any, list[str] | None]:
+    """(labels, texts, class names): string ``labels`` without ``texts`` or text embeddings that are
+    class names (``task``, or repeats under 'auto') become class ids and prompts 'A photo of a <name>',
+    as run_lemon reads a label column; anything else passes through (class names None)."""
+    import warnings
+
+    from lemon.data.base import DEFAULT_PROMPT
+
+    if task not in TASKS:
+        raise LemonError(f"task must be one of {', '.join(TASKS)}, got {task!r}.")
+    if labels is None or texts is not None or text_embeddings is not None or task == "captioning":
+        return labels, texts, None
+    arr = np.asarray(labels, dtype=object)
+    if arr.ndim != 1 or not len(arr) or not all(isinstance(x, str) for x in arr):
+        return labels, texts, None
+    names, ids = np.unique(arr.astype(str), return_inverse=True)
+    if task == "auto":
+        if len(names) >= len(arr) / 2:
+            return labels, texts, None
+        warnings.warn(
+            f"labels: {len(names)} distinct strings over {len(arr)} pairs are read as class names "
+            f"(prompts '{DEFAULT_PROMPT}{names[0]}', as run_lemon reads a label column); pass "
+            "task='captioning' to score them as captions, or task='classification' to silence this.",
+            stacklevel=4,
+        )
+    prompts = [DEFAULT_PROMPT + str(n) for n in names[ids.reshape(-1)]]
+    return ids.reshape(-1).astype(np.int64), prompts, [str(n) for n in names]

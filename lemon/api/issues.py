@@ -24,7 +24,13 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
-from lemon.api.inputs import check_embeddings, check_known, check_labels, embed_inputs
+from lemon.api.inputs import (
+    check_embeddings,
+    check_known,
+    check_labels,
+    class_labels,
+    embed_inputs,
+)
 from lemon.core.errors import LemonError
 from lemon.data.features import Features, SplitFeatures
 from lemon.method.evaluate import select_thresholds
@@ -103,6 +109,7 @@ def score_pairs(
     threshold: str | float = "auto",
     knn_backend: str = "torch",
     seed: int = 0,
+    task: str = "auto",
 ) -> pd.DataFrame:
     """Score every image–text pair with LEMoN; one DataFrame row per pair, in input order.
 
@@ -158,6 +165,10 @@ def score_pairs(
       ``--knn_backend``.
     seed : int, default 0
       Seed of the hyper-parameter search and of the label-free rule.
+    task : {"auto", "classification", "captioning"}, default "auto"
+      What string ``labels`` given without ``texts`` are: ``'auto'`` reads them as class names when they
+      repeat (fewer distinct values than half the pairs, as run_lemon reads a label column: prompts
+      ``'A photo of a <name>'``), with a warning naming the count, else as captions.
 
     Returns
     -------
@@ -199,6 +210,7 @@ def find_label_issues(
     threshold: str | float = "auto",
     knn_backend: str = "torch",
     seed: int = 0,
+    task: str = "auto",
 ) -> np.ndarray:
     """Find the mislabelled image–text pairs.
 
@@ -237,6 +249,8 @@ def find_label_issues(
       Neighbour search, as run_lemon's ``--knn_backend``.
     seed : int, default 0
       Seed of the hyper-parameter search and of the label-free rule.
+    task : {"auto", "classification", "captioning"}, default "auto"
+      What string ``labels`` given without ``texts`` are, as in :func:`score_pairs`.
 
     Returns
     -------
@@ -293,6 +307,7 @@ def get_label_quality_scores(
     hparams: Mapping[str, float] | None = None,
     knn_backend: str = "torch",
     seed: int = 0,
+    task: str = "auto",
 ) -> np.ndarray:
     """Label quality score of each image–text pair, lower = more likely mislabelled (cleanlab's direction).
 
@@ -325,6 +340,8 @@ def get_label_quality_scores(
       Neighbour search, as run_lemon's ``--knn_backend``.
     seed : int, default 0
       Seed of the hyper-parameter search.
+    task : {"auto", "classification", "captioning"}, default "auto"
+      What string ``labels`` given without ``texts`` are, as in :func:`score_pairs`.
 
     Returns
     -------
@@ -432,8 +449,10 @@ def _score(
     threshold: str | float,
     knn_backend: str,
     seed: int,
+    task: str,
     flags: bool = True,
 ) -> pd.DataFrame:
+    labels, texts, class_names = class_labels(labels, texts, text_embeddings, task)
     img, txt, labels, task = _inputs(
         image_embeddings,
         text_embeddings,
@@ -457,7 +476,8 @@ def _score(
     fixed = {name: float(value) for name, value in (hparams or {}).items()}
     check_hparam_names(fixed)
     known = check_known(known_issue_idx, known_is_issue, n)
-    data = SplitFeatures("train", img, txt, labels.astype(str), labels)
+    shown_texts = labels.astype(str) if class_names is None else np.asarray(texts, dtype=object)
+    data = SplitFeatures("train", img, txt, shown_texts, labels)
     splits = {"train": data}
     if known is not None:
         val = data.subset(known[0])
@@ -471,7 +491,7 @@ def _score(
         select=known is not None,
         seed=seed,
     )
-    ctx = ScoringContext(Features(task, splits), knn_backend=knn_backend)
+    ctx = ScoringContext(Features(task, splits, class_names=class_names), knn_backend=knn_backend)
     scorer = LemonScorer(options)
     chosen = scorer.fit(ctx)
     out = scorer.score(ctx, "train", chosen)
@@ -483,7 +503,9 @@ def _score(
             "d_mm": out["d_mm"],
             "s_n": out["s_n"],
             "s_m": out["s_m"],
-            "given_label": labels,
+            "given_label": labels
+            if class_names is None
+            else np.asarray(class_names, dtype=object)[labels.astype(np.int64)],
         }
     )
     df.attrs.update(

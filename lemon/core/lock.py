@@ -75,9 +75,10 @@ class RunLock:
         out: Path,
         what: str | None = None,
         fix: str = "choose another --output_dir",
+        holder: str = "another run",
     ) -> None:
         self.path, self.out = path, out
-        self.what, self.fix = what or f"--output_dir {out}", fix
+        self.what, self.fix, self.holder = what or f"--output_dir {out}", fix, holder
         self.fd: int | None = None
         self.recovered: dict[str, Any] = {}
         self.started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -141,7 +142,7 @@ class RunLock:
         stage = f"; it writes to {holder['stage']} until it finishes" if holder.get("stage") else ""
         stale = f" (if it no longer runs, delete {self.path})" if exclusive else ""
         return RunLockedError(
-            f"{self.what} is in use by another run: {describe_holder(holder)}{stage}; "
+            f"{self.what} is in use by {self.holder}: {describe_holder(holder)}{stage}; "
             f"wait for it to finish or {self.fix}{stale}."
         )
 

@@ -26,3 +26,13 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     if os.environ.get("LEMON_CACHE_DIR"):
         return Path(os.environ["LEMON_CACHE_DIR"]).expanduser()
     return _user_cache() / "cache"
+
+
+def quote_path(path: object) -> str:
+    """A path (or any file name a user gave) in single quotes for a one-line message, so that a leading or
+    trailing space or a backslash is visible; control characters (a newline, a tab) are escaped, never
+    printed, so the message stays one line."""
+    text = os.fspath(path) if isinstance(path, os.PathLike) else str(path)
+    if any(not ch.isprintable() for ch in text):
+        text = text.encode("unicode_escape").decode("ascii")
+    return "'" + text.replace("'", "\\'") + "'"

@@ -102,6 +102,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LemonError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as err:
+        from lemon.core.errors import interrupt_message
+
+        message, code = interrupt_message(err)
+        print(f"error: {message}", file=sys.stderr)
+        return code
     sizes = " ".join(f"{s}={len(p)}" for s, p in splits.splits.items())
     dropped = dropped_total(splits)
     counts = {s: c for s, c in splits.dropped_counts().items() if c}

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
+from lemon.data.images import content_id, open_rgb
+
 if TYPE_CHECKING:
     from lemon.data.features import Features
 
@@ -59,13 +61,6 @@ def digest(*parts: bytes | str) -> str:
         h.update(len(data).to_bytes(8, "little"))
         h.update(data)
     return h.hexdigest()
-
-
-def content_id(data: bytes | memoryview) -> int:
-    """The identity of an image: a 64-bit blake2b digest of its encoded bytes (its pixels for in-memory
-    arrays). Two copies of one file share it wherever they live, so splits and fold assignments keyed by it
-    agree between a table and a folder that hold the same images."""
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
 
 
 def file_content_ids(paths: Sequence[str | os.PathLike]) -> np.ndarray:
@@ -127,10 +122,7 @@ class FileImages:
         return len(self.relpaths)
 
     def __getitem__(self, i: int):
-        from PIL import Image
-
-        with Image.open(Path(self.root) / self.relpaths[i]) as img:
-            return img.convert("RGB")
+        return open_rgb(Path(self.root) / self.relpaths[i])
 
     def fingerprint(self, content: bool = False) -> str:
         paths = [os.path.join(self.root, p) for p in self.relpaths]
@@ -220,8 +212,16 @@ class Dropped:
 
 
 #: the reasons the loaders and the embedding stage use
-UNREADABLE_IMAGE = "unreadable image"
-UNDECODABLE_IMAGE = "undecodable image"
+UNREADABLE_IMAGE = "unreadable image"  # the file exists but is no image PIL can read (or damaged)
+UNDECODABLE_IMAGE = "undecodable image"  # its header is fine, its pixels are not (a truncated JPEG)
+MISSING_IMAGE = "missing image"  # no file at the path given
+TOO_LARGE_IMAGE = "image too large"  # more pixels than --max_image_pixels
+UNSUPPORTED_IMAGE = "unsupported image format"  # HEIC/AVIF without their PIL plugin
+NOT_AN_IMAGE = "not an image file"  # a file in an image folder that is no image (notes.txt)
+NO_CLASS_FOLDER = "not in a class folder"  # an image directly under an ImageFolder root
+HIDDEN_FILE = "hidden file"  # under a hidden folder (.ipynb_checkpoints, .git) or named .*
+URL_IMAGE = "URL (not downloaded)"  # an http://, s3://, gs:// ... image reference
+CONFLICTING_LABEL = "conflicting label"  # --conflicting_labels first/drop
 EMPTY_TEXT = "empty text"
 NOT_DOWNLOADED = "not downloaded"
 NO_IMAGE = "no image"  # the row names no image (an empty cell)
@@ -426,6 +426,9 @@ SOURCE_FLAGS = (
     "clean_column",
     "class_names",
     "custom_cifar_prompt",
+    "label_variants",
+    "conflicting_labels",
+    "max_image_pixels",
 )
 
 
@@ -440,6 +443,9 @@ class TableOptions:
     label_column: str = "label"
     clean_column: str | None = None
     class_names: str | None = None  # a text file, one class name a line (line i names label i)
+    label_variants: str = "merge"  # labels differing in case/spacing/leading zeros: merge or keep
+    conflicting_labels: str = "keep"  # one image with different labels: keep, first or drop
+    max_image_pixels: int | None = None  # None: lemon.data.images.DEFAULT_MAX_PIXELS
 
 
 @dataclass(frozen=True)
@@ -478,6 +484,9 @@ class DataOptions:
             label_column=get("label_column", TableOptions.label_column),
             clean_column=get("clean_column"),
             class_names=get("class_names"),
+            label_variants=get("label_variants") or TableOptions.label_variants,
+            conflicting_labels=get("conflicting_labels") or TableOptions.conflicting_labels,
+            max_image_pixels=get("max_image_pixels"),
         )
         return cls(
             data_dir=get("data_dir"),
@@ -532,6 +541,11 @@ class Dataset:
 
     def load(self, root: Path, data_seed: int) -> DatasetSplits:
         raise NotImplementedError
+
+    def source(self, root: Path) -> str:
+        """Where the data is read from, for the log: the data root by default; a user's file, or
+        'generated' for data made in memory, where the dataset says so."""
+        return str(root)
 
     def load_features(self) -> Features:
         """The embedded splits, for precomputed sources only (``precomputed = True``)."""

@@ -157,6 +157,9 @@ class Demo(Dataset):
         30  # the paper's preset k; at the original's k=5 LEMoN only ties d_mm here
     )
 
+    def source(self, root: Path) -> str:
+        return f"images generated in memory ({VERSION}; nothing read from disk)"
+
     def check_exists(self, root: Path) -> None:
         """Nothing to check: the data is generated."""
 

@@ -23,6 +23,15 @@ from typing import Any, TypeVar
 import numpy as np
 
 from lemon.core.errors import DatasetNotFoundError, LemonError
+from lemon.core.paths import quote_path
+from lemon.data.base import (
+    MISSING_IMAGE,
+    TOO_LARGE_IMAGE,
+    UNREADABLE_IMAGE,
+    UNSUPPORTED_IMAGE,
+    URL_IMAGE,
+)
+from lemon.data.images import MISSING, TOO_LARGE, UNREADABLE, UNSUPPORTED, URL
 
 log = logging.getLogger(__name__)
 ROOT_HINT = "(root from --data_dir / $LEMON_DATA_DIR)"
@@ -164,8 +173,101 @@ def warn_unreadable(name: str, keep: np.ndarray, paths: Sequence[Any]) -> None:
             name,
             len(bad),
             len(keep),
-            paths[bad[0]],
+            quote_path(paths[bad[0]]),
         )
+
+
+#: reason code of an image (lemon.data.images) -> the reason dropped.csv gives
+REASON_NAMES = {
+    MISSING: MISSING_IMAGE,
+    UNREADABLE: UNREADABLE_IMAGE,
+    TOO_LARGE: TOO_LARGE_IMAGE,
+    UNSUPPORTED: UNSUPPORTED_IMAGE,
+    URL: URL_IMAGE,
+}
+#: what a user can do about each kind of image that is not read (the warning's last words)
+_FIXES = {
+    "image too large": "--max_image_pixels N raises the limit",
+    "unsupported image format": "pip install pillow-heif (HEIC) and run again",
+    "URL (not downloaded)": "download them and write local paths",
+}
+
+
+def fixes(reasons: Sequence[str]) -> str:
+    """'; <what to do>' for the reasons that have a fix (for a message ending in them), else ''."""
+    found = [_FIXES[r] for r in reasons if r in _FIXES]
+    return "; " + "; ".join(found) if found else ""
+
+
+def warn_not_read(
+    name: str, codes: np.ndarray, given: Sequence[Any], total: int | None = None
+) -> None:
+    """One warning line: how many images are not read and why, with the first of each kind (quoted, so a
+    trailing space shows) and what to do; the reasons are those dropped.csv lists
+    (``lemon.data.custom.REASON_NAMES``)."""
+    codes = np.asarray(codes)
+    parts = []
+    for value, reason in REASON_NAMES.items():
+        rows = np.flatnonzero(codes == value)
+        if len(rows):
+            fix = f"; {_FIXES[reason]}" if reason in _FIXES else ""
+            parts.append(f"{len(rows)} {reason} (first: {quote_path(given[rows[0]])}{fix})")
+    if parts:
+        n = len(codes) if total is None else total
+        log.warning(
+            "%s: not scoring %d of %d images: %s; each is listed with its reason in dropped.csv.",
+            name,
+            int(np.isin(codes, list(REASON_NAMES)).sum()),
+            n,
+            ", ".join(parts),
+        )
+
+
+def list_folder(folder: Path, trees: dict[str, str]) -> dict[str, np.ndarray]:
+    """Every file of an ImageFolder tree, in sorted order: ``files`` (relative posix paths), ``labels``
+    (the class folder's name, '' for files outside one), ``splits`` (the tree's split) and ``status``:
+    '' for an image to read, else why it is not (hidden, not an image, unsupported, no class folder).
+
+    Hidden entries (a name starting with '.', such as .ipynb_checkpoints or .DS_Store, and
+    ``__MACOSX``) are never read, nor made classes; they are listed so that every file is accounted for.
+    """
+    from lemon.data.base import HIDDEN_FILE, NO_CLASS_FOLDER, NOT_AN_IMAGE, UNSUPPORTED_IMAGE
+    from lemon.data.images import PLUGIN_FORMATS, image_suffixes
+
+    suffixes = image_suffixes()
+    files, labels, splits, status = [], [], [], []
+    for split, sub in trees.items():
+        base = (folder / sub).resolve() if sub != "." else folder
+        for root, dirs, names in os.walk(base, followlinks=True):
+            dirs.sort()
+            rel_root = Path(root).relative_to(base)
+            for name in sorted(names):
+                rel = rel_root / name
+                parts = rel.parts
+                hidden = any(p.startswith(".") or p == "__MACOSX" for p in parts)
+                suffix = Path(name).suffix.lower()
+                if hidden:
+                    if suffix not in suffixes:
+                        continue  # a notebook checkpoint, .DS_Store, a git object: no image
+                    why = HIDDEN_FILE
+                elif suffix in PLUGIN_FORMATS and suffix not in suffixes:
+                    why = UNSUPPORTED_IMAGE
+                elif suffix not in suffixes:
+                    why = NOT_AN_IMAGE
+                elif len(parts) == 1:
+                    why = NO_CLASS_FOLDER
+                else:
+                    why = ""
+                files.append((Path(sub) / rel).as_posix() if sub != "." else rel.as_posix())
+                labels.append(parts[0] if len(parts) > 1 else "")
+                splits.append(split)
+                status.append(why)
+    return {
+        "files": np.asarray(files, dtype=object),
+        "labels": np.asarray(labels, dtype=object),
+        "splits": np.asarray(splits, dtype=object),
+        "status": np.asarray(status, dtype=object),
+    }
 
 
 def readable_bytes_mask(blobs: Iterable[bytes]) -> np.ndarray:

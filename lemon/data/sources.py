@@ -3,7 +3,6 @@ image bytes held in memory. Both are picklable (DataLoader workers) and expose s
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,10 +42,9 @@ class TarImages:
             return f.read(int(self.sizes[i]))
 
     def __getitem__(self, i: int):
-        from PIL import Image
+        from lemon.data.images import open_rgb
 
-        with Image.open(io.BytesIO(self.read_bytes(i))) as img:
-            return img.convert("RGB")
+        return open_rgb(self.read_bytes(i))
 
     def fingerprint(self, content: bool = False) -> str:
         shards = [os.path.join(self.root, shard) for shard in self.shards]
@@ -88,10 +86,9 @@ class BytesImages:
         return len(self.blobs)
 
     def __getitem__(self, i: int):
-        from PIL import Image
+        from lemon.data.images import open_rgb
 
-        with Image.open(io.BytesIO(self.blobs[i])) as img:
-            return img.convert("RGB")
+        return open_rgb(self.blobs[i])
 
     def fingerprint(self, content: bool = False) -> str:
         return digest(*self.blobs)

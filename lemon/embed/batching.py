@@ -17,25 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from lemon.data.images import decode_errors
+
+__all__ = ["PreprocessedImages", "decode_errors", "embed_images", "embed_texts", "image_loader"]
 log = logging.getLogger(__name__)
-
-
-def decode_errors() -> tuple[type[BaseException], ...]:
-    """What decoding a damaged image file raises (PIL: OSError for truncated/unidentified data, others)."""
-    import struct
-    import zlib
-
-    from PIL import Image
-
-    return (
-        OSError,
-        ValueError,
-        SyntaxError,
-        EOFError,
-        struct.error,
-        zlib.error,
-        Image.DecompressionBombError,
-    )
 
 
 class PreprocessedImages:

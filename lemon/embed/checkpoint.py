@@ -216,7 +216,12 @@ def train_named(entry: NamedCheckpoint, cache_root: Path, device: str) -> Path:
             log.warning("'%s': %s; training it again", entry.name, problem)
             shutil.rmtree(folder)
         if checkpoint_layout(folder) is None:
-            log.warning("training '%s' from scratch once (cached in %s)", entry.name, folder)
+            log.warning(
+                "first use of '%s': training it from scratch, once (a minute or so on a laptop CPU; "
+                "cached in %s)",
+                entry.name,
+                folder,
+            )
             train_clip(TrainConfig.from_flags(entry.train, output_dir=str(folder), device=device))
     return folder
 

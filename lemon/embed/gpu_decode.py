@@ -108,20 +108,42 @@ def _collate(items):
     return [blob for blob, _ in items], [ok for _, ok in items]
 
 
+def _turned(blob) -> bool:
+    """Whether a JPEG's EXIF says to turn it for viewing (nvJPEG ignores that; PIL applies it)."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(blob.numpy().tobytes())) as img:
+            return img.getexif().get(0x0112, 1) in range(2, 9)
+    except Exception:  # a damaged header: the decoders say so
+        return False
+
+
 def decode(blobs: list, ok: list[bool], device: str) -> tuple[list, list[bool]]:
     """RGB uint8 (3, H, W) tensors on ``device``; JPEGs in one batched call, others (and JPEGs the batch
-    call rejects) one by one on the CPU. A blob that cannot be decoded gives an empty image and ok=False."""
+    call rejects, or whose EXIF turns them) one by one on the CPU, as the PIL path decodes them. A blob
+    that cannot be decoded gives an empty image and ok=False."""
     import torch
-    from torchvision.io import ImageReadMode, decode_image, decode_jpeg
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    from lemon.data.images import decode_errors, open_rgb
 
     images: list = [None] * len(blobs)
     ok = list(ok)
     jpeg = [
-        i for i, b in enumerate(blobs) if ok[i] and len(b) > 2 and b[0] == 0xFF and b[1] == 0xD8
+        i
+        for i, b in enumerate(blobs)
+        if ok[i] and len(b) > 2 and b[0] == 0xFF and b[1] == 0xD8 and not _turned(b)
     ]
     if jpeg:
         try:
-            out = decode_jpeg([blobs[i] for i in jpeg], mode=ImageReadMode.RGB, device=device)
+            out = decode_jpeg(
+                [blobs[i] for i in jpeg],
+                mode=ImageReadMode.RGB,
+                device=device,
+            )
             for i, img in zip(jpeg, out):
                 images[i] = img
         except RuntimeError:
@@ -129,9 +151,10 @@ def decode(blobs: list, ok: list[bool], device: str) -> tuple[list, list[bool]]:
     for i, blob in enumerate(blobs):
         if images[i] is not None or not ok[i]:
             continue
-        try:
-            images[i] = decode_image(blob, mode=ImageReadMode.RGB).to(device)
-        except RuntimeError:
+        try:  # other formats (16-bit PNG, transparency, ...) as the PIL path decodes them
+            rgb = np.asarray(open_rgb(blob.numpy().tobytes()))
+            images[i] = torch.from_numpy(rgb.copy()).permute(2, 0, 1).to(device)
+        except decode_errors():
             ok[i] = False
     empty = torch.zeros((3, 1, 1), dtype=torch.uint8, device=device)
     return [img if img is not None else empty for img in images], ok

@@ -20,7 +20,13 @@ import numpy as np
 
 from lemon.core.errors import LemonError
 from lemon.core.npy import finite_rows
-from lemon.data.base import UNDECODABLE_IMAGE, DatasetSplits, Dropped, PairSplit
+from lemon.core.paths import quote_path
+from lemon.data.base import (
+    UNDECODABLE_IMAGE,
+    DatasetSplits,
+    Dropped,
+    PairSplit,
+)
 from lemon.data.features import Features, Provenance, SplitFeatures
 from lemon.embed.base import Embedder, EmbedOptions
 from lemon.embed.batching import embed_images, embed_texts
@@ -128,11 +134,12 @@ def drop_undecodable(
             f"{ids[0]}); check the files (see DataSources.md#{dataset})."
         )
     log.warning(
-        "%s %s: skipping %d image(s) that cannot be decoded (first: %s)",
+        "%s %s: not scoring %d undecodable image(s) (first: %s): the header reads but the pixels do "
+        "not (a truncated or damaged file); each is listed with its reason in dropped.csv.",
         dataset,
         split.split,
         len(bad),
-        ids[bad[0]],
+        quote_path(ids[bad[0]]),
     )
     kept = split.drop(ok, UNDECODABLE_IMAGE)
     return kept, img[keep], [ids[i] for i in keep], keep

@@ -93,6 +93,7 @@ def write_report(
     n_neighbours: int = 5,
     audit_size: int = 100,
     location: str | Path | None = None,
+    dest: str | Path | None = None,
 ) -> Path:
     """Write ``report.html``, its ``report_files/`` and ``flagged.csv`` into a run folder; returns the
     path of report.html.
@@ -106,8 +107,11 @@ def write_report(
         (all of them when fewer)
     location : the folder the page names as the run's (default ``out_dir``; the pipeline writes into a
         staging folder that becomes ``--output_dir`` when the run finishes)
+    dest : the folder that receives report.html and flagged.csv (default ``out_dir``; another one for a
+        run folder that cannot be written)
     """
     run_dir = Path(out_dir)
+    target = Path(dest) if dest is not None else run_dir
     if n_neighbours < 0 or audit_size < 0:
         raise LemonError(
             f"--neighbours and --audit_size must be >= 0, got {n_neighbours} and {audit_size}."
@@ -115,7 +119,9 @@ def write_report(
     args, hparams, metrics, scores = read_run(run_dir)
     thr_name, threshold = flag_threshold(hparams)
     flagged = flagged_frame(scores, threshold)
-    atomic_write_csv(run_dir / "flagged.csv", flagged)
+    if dest is not None:
+        target.mkdir(parents=True, exist_ok=True)
+    atomic_write_csv(target / "flagged.csv", flagged)
 
     n = len(scores)
     if audit_size > n:
@@ -134,12 +140,12 @@ def write_report(
     pairs = build_pairs(scores, names, hparams, ranks > 0, ranks, in_audit)
     neighbours = neighbour_rows(run_dir, scores, args)
     has_images = "image" in scores
-    built = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".{SIDECAR}.", suffix=TEMP_SUFFIX))
+    built = Path(tempfile.mkdtemp(dir=target, prefix=f".{SIDECAR}.", suffix=TEMP_SUFFIX))
     try:
         links = ImageLinks(args, scores, built, SIDECAR) if has_images else None
         queue = write_queue(built, views, pairs, neighbours, scores, n_neighbours, links)
         os.chmod(built, 0o755)
-        _replace_folder(built, run_dir / SIDECAR)
+        _replace_folder(built, target / SIDECAR)
     except BaseException:
         shutil.rmtree(built, ignore_errors=True)
         raise
@@ -172,7 +178,7 @@ def write_report(
             "url_base": queue["url_base"],
         },
     )
-    path = run_dir / "report.html"
+    path = target / "report.html"
     atomic_write_text(path, document)
     log.info(
         "report: %s (%d flagged pairs at the %s threshold and an audit sample of %d to review)",
@@ -205,8 +211,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--neighbours", type=int, default=5, help="Neighbours shown per side (default 5)."
     )
+    p.add_argument(
+        "--output",
+        default=None,
+        help="Folder for report.html and flagged.csv (default: the run folder; use it when the run "
+        "folder is read-only).",
+    )
     args = p.parse_args(argv)
-    path = write_report(args.run_dir, args.neighbours, args.audit_size)
+    try:
+        path = write_report(args.run_dir, args.neighbours, args.audit_size, dest=args.output)
+    except OSError as err:  # a read-only file system, or another user's folder
+        import errno
+
+        if err.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        why = "read-only file system" if err.errno == errno.EROFS else "permission denied"
+        raise LemonError(
+            f"Cannot write the report into {args.output or args.run_dir} ({why}); pass --output DIR "
+            "to write report.html and flagged.csv elsewhere."
+        ) from err
     print(
         f"report: {path} (open it in a browser; keep {SIDECAR}/ beside it)\n"
         f"flagged samples: {path.parent / 'flagged.csv'}"

@@ -23,6 +23,8 @@ from typing import Any
 from lemon.core.errors import LemonError
 from lemon.core.flags import HelpfulParser, add_flag, add_flags, flag, flag_fields
 from lemon.data.base import IMAGE_IDENTITIES, DataOptions
+from lemon.data.images import DEFAULT_MAX_PIXELS
+from lemon.data.labels import CONFLICTING_LABELS, LABEL_VARIANTS
 from lemon.embed.base import IMAGE_DECODES, PRECISIONS
 from lemon.method.hparams import (
     ABLATIONS,
@@ -115,6 +117,27 @@ class RunConfig:
         None,
         "Text file of class names, one a line: line i names integer label i (or the i-th sorted "
         "label / folder name), so prompts read words, not numbers.",
+        "data",
+    )
+    label_variants: str = flag(
+        "merge",
+        "Labels that differ only in case, spacing or leading zeros (cat / CAT / 'cat ', 3 / 03): merge "
+        "= one class (the most frequent spelling), keep = separate classes; either way a warning counts "
+        "them.",
+        "data",
+        LABEL_VARIANTS,
+    )
+    conflicting_labels: str = flag(
+        "keep",
+        "One image given two or more different class labels: keep = score every pair (warned), first "
+        "= keep its first row, drop = drop them all (listed in dropped.csv).",
+        "data",
+        CONFLICTING_LABELS,
+    )
+    max_image_pixels: int | None = flag(
+        None,
+        "Largest image (width x height) decoded; larger ones are dropped and listed in dropped.csv "
+        f"(default {DEFAULT_MAX_PIXELS:,}, PIL's own limit).",
         "data",
     )
     embeddings: str | None = flag(
@@ -353,6 +376,15 @@ class RunConfig:
             raise LemonError(f"noise_level must be in [0, 1), got {level}.")
         if self.real_dataset and level != 0:
             raise LemonError(f"--real_dataset requires --noise_level 0, got {level}.")
+        if self.real_dataset and self.clean_column:
+            raise LemonError(
+                f"--real_dataset scores without ground truth, but --clean_column "
+                f"'{self.clean_column}' gives it: drop --real_dataset to evaluate against that column "
+                "(the table's own noise; the label-free estimate and flags are reported too), or drop "
+                "--clean_column."
+            )
+        if self.max_image_pixels is not None and self.max_image_pixels < 1:
+            raise LemonError(f"max_image_pixels must be >= 1, got {self.max_image_pixels}.")
         if self.knn_k is not None and self.knn_k < 1:
             raise LemonError(f"knn_k must be >= 1, got {self.knn_k}.")
         for name, allowed in (
@@ -362,6 +394,8 @@ class RunConfig:
             ("precision", PRECISIONS),
             ("image_identity", IMAGE_IDENTITIES),
             ("image_decode", IMAGE_DECODES),
+            ("label_variants", LABEL_VARIANTS),
+            ("conflicting_labels", CONFLICTING_LABELS),
         ):
             value = getattr(self, name)
             if value not in allowed:

@@ -155,6 +155,27 @@ def _write_problem(path: Path) -> str | None:
     return "permission denied"
 
 
+def _mount_points() -> set[str]:
+    """Every mount point of this process's mount namespace (Linux: /proc/self/mountinfo, whose 5th field
+    escapes spaces and other bytes as octal)."""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return set()
+    points = set()
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 4:
+            points.add(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[4]))
+    return points
+
+
+def is_mount_point(path: Path) -> bool:
+    """Whether ``path`` is a mount point, bind mounts of a folder of the same file system included
+    (``os.path.ismount`` compares devices, so it misses those; renaming one fails with EBUSY)."""
+    return os.path.ismount(path) or os.path.realpath(path) in _mount_points()
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where a run into ``out`` keeps its lock and its staging folder: beside ``out`` or inside it.
@@ -197,7 +218,7 @@ def choose_layout(out: Path, shown: Path) -> Layout:
     parent_writable = not _write_problem(out.parent)
     # a swap would leave this process (and the shell that started it) in the deleted old folder
     inside_cwd = Path(os.path.realpath(os.getcwd())).is_relative_to(out)
-    if parent_writable and not os.path.ismount(out) and not inside_cwd:
+    if parent_writable and not is_mount_point(out) and not inside_cwd:
         return Layout(out, inside=False)
     problem = _write_problem(out)
     if problem:
@@ -281,7 +302,14 @@ class Stage:
     committed: bool = False
 
     def commit(self) -> None:
-        """Replace the output folder by the staging folder (its outputs complete, ``done`` last)."""
+        """Replace the output folder by the staging folder (its outputs complete, ``done`` last); Ctrl-C
+        or SIGTERM meanwhile takes effect once it is done (:func:`lemon.core.startup.deferred_interrupts`)."""
+        from lemon.core.startup import deferred_interrupts
+
+        with deferred_interrupts():
+            self._commit()
+
+    def _commit(self) -> None:
         out, stage = self.layout.out, self.path
         self.committing = True
         keep = LAUNCHER_FILES if self.state != "finished" else ()
@@ -289,6 +317,9 @@ class Stage:
             _move_in(stage, out, keep)
         elif not os.path.lexists(out):
             os.rename(stage, out)
+        elif is_mount_point(out):  # became one after the layout was chosen: copy the files in
+            _copy_in(stage, out, keep)
+            shutil.rmtree(stage, ignore_errors=True)
         else:
             for name in keep:  # a hard link keeps job_output.txt the file its job writes to
                 source = out / name
@@ -302,10 +333,14 @@ class Stage:
             try:
                 _exchange(stage, out)
                 old = stage
-            except OSError:
-                old = out.parent / self.layout.stage_name("old")
-                os.rename(out, old)
-                os.rename(stage, out)
+            except OSError as err:
+                if err.errno in (errno.EBUSY, errno.EXDEV):  # a mount point we could not see
+                    _copy_in(stage, out, keep)
+                    old = stage
+                else:
+                    old = out.parent / self.layout.stage_name("old")
+                    os.rename(out, old)
+                    os.rename(stage, out)
             shutil.rmtree(old, ignore_errors=True)
         _fsync_dir(out.parent)
         self.committed = True
@@ -320,6 +355,21 @@ def _move_in(stage: Path, out: Path, keep: tuple[str, ...]) -> None:
     for name in sorted(os.listdir(stage), key=lambda n: n == io.DONE):  # done last
         os.replace(stage / name, out / name)
     os.rmdir(stage)
+
+
+def _copy_in(stage: Path, out: Path, keep: tuple[str, ...]) -> None:
+    """A mount point found only at commit (the staging folder is on the other side of it): empty ``out``
+    (``done`` first) but for ``keep`` and copy the outputs in, ``done`` last."""
+    (out / io.DONE).unlink(missing_ok=True)
+    for name in os.listdir(out):
+        if name not in keep and name != INSIDE_LOCK:
+            _remove(out / name)
+    for name in sorted(os.listdir(stage), key=lambda n: n == io.DONE):
+        source = stage / name
+        if source.is_dir():
+            shutil.copytree(source, out / name)
+        else:
+            shutil.copy2(source, out / name)
 
 
 def _make_parents(path: Path) -> list[Path]:

@@ -24,20 +24,26 @@ def format_summary(result: RunResult) -> str:
     def fmt(v):
         return "   -  " if v is None else f"{v:6.3f}"
 
-    lines = [f"{'split':<6} {'n':>7}  " + " ".join(f"{k:>13}" for k in SUMMARY_KEYS)]
-    for s in splits:
-        lines.append(
-            f"{s:<6} {m[f'{s}/n']:>7}  "
-            + " ".join(f"{fmt(m.get(f'{s}/{k}')):>13}" for k in SUMMARY_KEYS)
-        )
-    if not any(m.get(f"{s}/AUROC") is not None for s in splits):
-        lines.append("(no ground truth: AUROC, AUPRC and F1 need labelled pairs)")
-    lines.append(
-        "F1_<rule>: F1 when flagging score >= the <rule> threshold: optimal = best val F1, "
-        "prevalence = flags the val mislabel rate, heuristic = the original's KDE valley on val, "
-        "label_free = flags the estimated noise rate (no labels used)."
-    )
     h = result.hparams
+    if any(m.get(f"{s}/AUROC") is not None for s in splits):
+        lines = [f"{'split':<6} {'n':>7}  " + " ".join(f"{k:>13}" for k in SUMMARY_KEYS)]
+        for s in splits:
+            lines.append(
+                f"{s:<6} {m[f'{s}/n']:>7}  "
+                + " ".join(f"{fmt(m.get(f'{s}/{k}')):>13}" for k in SUMMARY_KEYS)
+            )
+        lines.append(
+            "F1_<rule>: F1 when flagging score >= the <rule> threshold: optimal = best val F1, "
+            "prevalence = flags the val mislabel rate, heuristic = the original's KDE valley on val, "
+            "label_free = flags the estimated noise rate (no labels used)."
+        )
+    else:  # no ground truth: what the run has is counts, the estimated rate and the flags
+        rule = h.get("flag_rule") or "label_free"
+        lines = [f"{'split':<6} {'n':>7} {'flagged':>8}"]
+        for s in splits:
+            flagged = m.get(f"{s}/n_flagged_{rule}")
+            lines.append(f"{s:<6} {m[f'{s}/n']:>7} {'-' if flagged is None else flagged:>8}")
+        lines.append("(no ground truth, so no AUROC or F1: the flags come from the scores alone)")
     chosen = ", ".join(f"{n}={h[n]:.4g}" for n in HPARAM_NAMES if n in h)
     sel = h.get("selected_val")
     lines.append(
@@ -55,6 +61,7 @@ def format_summary(result: RunResult) -> str:
             + f" pairs ({lf['method']}, {lf['n_mismatched']} mismatched pairs"
             + (f", separation {sep:.2f}" if sep is not None else "")
             + ")"
+            + _true_rate(m, splits, lf.get("pool"))
             + ("; see the warnings in log.txt" if lf.get("warnings") else "")
         )
         wide = wide_interval_line(lf)
@@ -83,3 +90,15 @@ def format_summary(result: RunResult) -> str:
         + ")"
     )
     return "\n".join(lines)
+
+
+def _true_rate(m: dict, splits: list[str], pool: str | None) -> str:
+    """'; true rate 40.0%': the share of mislabelled pairs among those the estimate covers, where the run
+    knows it (injected noise, a clean column); '' otherwise."""
+    covered = [s for s in splits if pool != "held_out" or s != "train"]
+    known = [s for s in covered if m.get(f"{s}/prevalence") is not None and m.get(f"{s}/n")]
+    if not known or len(known) != len(covered):
+        return ""
+    n = sum(m[f"{s}/n"] for s in known)
+    true = sum(m[f"{s}/prevalence"] * m[f"{s}/n"] for s in known) / n
+    return f"; true rate {true:.1%}"

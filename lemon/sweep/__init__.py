@@ -18,6 +18,7 @@ from lemon.sweep.jobs import (
     delete,
     format_counts,
     read_states,
+    sweep_lock,
     to_launch,
 )
 from lemon.sweep.local import JobFailedError, Outcome, run_in_process, run_job, run_local
@@ -44,5 +45,6 @@ __all__ = [
     "run_in_process",
     "run_job",
     "run_local",
+    "sweep_lock",
     "to_launch",
 ]

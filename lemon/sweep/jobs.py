@@ -12,11 +12,13 @@ NOT_LAUNCHED (no folder).
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import shlex
 import shutil
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -278,3 +280,47 @@ def delete(jobs: Iterable[Job]) -> int:
             n += 1
         job.state, job.job_id = State.NOT_LAUNCHED, None
     return n
+
+
+SWEEP_LOCK = ".sweep.lemon.lock"
+
+
+@contextlib.contextmanager
+def sweep_lock(
+    root: str | os.PathLike,
+    experiment: str,
+    wait: bool = False,
+    note: Callable[[str], None] = print,
+) -> Iterator[None]:
+    """Hold the sweep's lock (``<root>/<experiment>/.sweep.lemon.lock``) while launching or deleting its
+    runs: a second launcher fails at once, in one line naming the holder (pid, host, since when), or with
+    ``wait`` waits for it (``note`` says so once). Two launchers thus never clear or run the same jobs,
+    call each other's jobs failed, or write over each other's job_output.txt."""
+    from lemon.core.errors import RunLockedError
+    from lemon.core.lock import RunLock
+
+    folder = Path(root).expanduser().absolute() / experiment
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(
+        folder / SWEEP_LOCK,
+        folder,
+        what=f"sweep {experiment} in {Path(root).expanduser()}",
+        fix="pass --wait_for_lock to launch once it is done (its finished runs are not launched again)",
+        holder="another launcher",
+    )
+    told = False
+    while True:
+        try:
+            lock.acquire()
+            break
+        except RunLockedError as err:
+            if not wait:
+                raise
+            if not told:
+                note(f"waiting: {err}".split("; wait for it")[0] + " ...")
+                told = True
+            time.sleep(1.0)
+    try:
+        yield
+    finally:
+        lock.release()

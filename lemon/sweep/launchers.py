@@ -33,6 +33,7 @@ class Option:
     default: Any
     help: str
     type: Callable[[str], Any] | None = None  # None: a switch
+    minimum: float | None = None  # the smallest value allowed (None: any)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,17 @@ def launcher(name: str, options: tuple[Option, ...] = (), dry_run: bool = False)
         return LAUNCHERS.register(name)(Launcher(fn, options, dry_run))
 
     return decorator
+
+
+def check_options(values: dict[str, Any]) -> None:
+    """A launcher option below its minimum (``--n_workers 0``) is a one-line error, never a silent
+    fallback."""
+    for name in LAUNCHERS.names():
+        for o in LAUNCHERS.get(name).options:
+            value = values.get(o.name)
+            if o.minimum is not None and value is not None and value < o.minimum:
+                least = int(o.minimum) if o.type is int else o.minimum
+                raise LemonError(f"--{o.name} must be >= {least}, got {value}.")
 
 
 def option_names() -> set[str]:
@@ -105,7 +117,11 @@ def _visible_gpus() -> list[str]:
     "local_parallel",
     options=(
         Option(
-            "n_workers", None, "Jobs at a time (default: one per GPU, else one per CPU core).", int
+            "n_workers",
+            None,
+            "Jobs at a time (default: one per GPU, else one per CPU core).",
+            int,
+            minimum=1,
         ),
     ),
 )
@@ -126,12 +142,12 @@ def debug(jobs: list[Job], **opts: Any) -> None:
 @launcher(
     "slurm",
     options=(
-        Option("max_slurm_jobs", 400, "Array tasks running at once.", int),
+        Option("max_slurm_jobs", 400, "Array tasks running at once.", int, minimum=1),
         Option("slurm_partition", None, "Partition (default: the cluster's).", str),
-        Option("gpus", 0, "GPUs per job.", int),
-        Option("cpus", 1, "CPUs per job.", int),
-        Option("mem_gb", None, "Memory per job in GB.", float),
-        Option("timeout_min", 240, "Time limit per job in minutes.", int),
+        Option("gpus", 0, "GPUs per job.", int, minimum=0),
+        Option("cpus", 1, "CPUs per job.", int, minimum=1),
+        Option("mem_gb", None, "Memory per job in GB.", float, minimum=0.001),
+        Option("timeout_min", 240, "Time limit per job in minutes.", int, minimum=1),
         Option("wait", False, "Block until the job array has finished."),
     ),
 )

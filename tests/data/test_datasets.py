@@ -754,9 +754,7 @@ def test_end_to_end_run_skips_and_counts_undecodable_images(tmp_path, tiny_clip)
     }
     assert (metrics["train/dropped"], metrics["train/n"]) == (3, 33)
     assert (metrics["train/dropped_unreadable_image"], metrics["val/dropped"]) == (1, 0)
-    assert (
-        "skipping 2 image(s) that cannot be decoded" in (tmp_path / "run" / "log.txt").read_text()
-    )
+    assert "not scoring 2 undecodable image(s)" in (tmp_path / "run" / "log.txt").read_text()
 
 
 @pytest.mark.slow

@@ -180,3 +180,55 @@ def test_a_damaged_demo_clip_is_trained_again(tmp_path, monkeypatch, caplog):
     )
     assert ckpt_module.weights_problem(folder) is None
     assert embedder.encode_texts(["a red circle"]).shape[0] == 1
+
+
+def test_a_model_trained_on_the_train_split_by_design_is_not_an_alarm(caplog):
+    """demo_clip is trained on the demo's train split (the paper's from-scratch setting): the run says so
+    in its log, not as a warning; any other model that saw the pairs it scores is a warning."""
+    import logging
+    from types import SimpleNamespace
+
+    from lemon.embed.folds import seen_by_model
+
+    ids = np.arange(1, 11, dtype=np.uint64)
+
+    class Splits(dict):
+        name = "demo"
+
+    data = Splits({"train": SimpleNamespace(identities=lambda: ids)})
+    trained = np.sort(ids)
+
+    class Part(SimpleNamespace):
+        def __len__(self):
+            return len(self.ids)
+
+    features = SimpleNamespace(splits={"train": Part(ids=np.arange(10))})
+    with caplog.at_level(logging.INFO):
+        assert seen_by_model(data, features, trained, "demo_clip") == {"train": 10}
+    assert [r.levelno for r in caplog.records] == [logging.INFO]
+    assert "by design" in caplog.records[0].getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        seen_by_model(data, features, trained, "my_clip")
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+
+
+@pytest.mark.slow
+def test_the_first_command_prints_no_alarm_and_the_true_rate(tmp_path):
+    """Case 25 of issue 25: the README's first command prints at most the one note that it trains
+    demo_clip (first use), no warning that its own model memorised its train split, and the true noise
+    rate (40%) beside the estimate."""
+    from reliability_helpers import finish, run_cli, start_cli
+
+    argv = ["--dataset", "demo", "--cache_dir", str(tmp_path / "cache")]
+    first = finish(  # trains demo_clip: minutes on a loaded 2-core machine
+        start_cli("run_lemon", [*argv, "--output_dir", str(tmp_path / "a")], tmp_path / "l1"),
+        tmp_path / "l1",
+        timeout=1800,
+    )
+    assert first.rc == 0, first.err
+    lines = [line for line in first.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "first use of 'demo_clip': training it from scratch" in lines[0]
+    assert re.search(r"estimated noise rate .*: 4\d\.\d% .*; true rate 40\.0%", first.out)
+    second = run_cli("run_lemon", [*argv, "--output_dir", str(tmp_path / "b")], tmp_path / "l2")
+    assert second.rc == 0 and second.err.strip() == "", second.err

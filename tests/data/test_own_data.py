@@ -94,7 +94,7 @@ def test_every_row_is_scored_or_listed_in_dropped_csv(tmp_path, tiny_clip):
     assert code == 0
     scores = pd.read_csv(out / "scores.csv", keep_default_na=False)
     dropped = pd.read_csv(out / "dropped.csv", keep_default_na=False)
-    expected = {3: "empty text", 7: "empty text", 11: "no image", 15: "unreadable image"}
+    expected = {3: "empty text", 7: "empty text", 11: "no image", 15: "missing image"}
     expected[44] = "duplicate"
     assert dict(zip(dropped["row"], dropped["reason"])) == expected
     assert set(dropped["split"]) == {"before splitting"}
@@ -110,7 +110,7 @@ def test_every_row_is_scored_or_listed_in_dropped_csv(tmp_path, tiny_clip):
     assert args["data"]["dropped"]["before splitting"] == {
         "empty text": 2,
         "no image": 1,
-        "unreadable image": 1,
+        "missing image": 1,
         "duplicate": 1,
     }
 
@@ -186,8 +186,8 @@ def test_folder_with_a_relative_data_path_reads_its_images(tmp_path, monkeypatch
         splits = load("folder", path="my_images")
     assert sum(len(p) for p in splits.splits.values()) == 12
     # the warning names the one bad file by the path it was read at (no prefix added twice)
-    bad = [r.getMessage() for r in caplog.records if "skipping" in r.getMessage()]
-    assert len(bad) == 1 and bad[0].endswith("(first: my_images/dog/zz_broken.jpg)")
+    bad = [r.getMessage() for r in caplog.records if "not scoring" in r.getMessage()]
+    assert len(bad) == 1 and "(first: 'my_images/dog/zz_broken.jpg')" in bad[0]
     assert splits.dropped.count("unreadable image") == 1
     # the trainer reads the same loader
     split, texts = load_training_pairs(

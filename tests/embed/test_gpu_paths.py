@@ -104,3 +104,27 @@ def test_on_cuda_nvjpeg_and_half_precision_search(images, tmp_path):
     )
     exact_sim, _ = knn(x, x, 10, exclude=np.arange(5000))
     np.testing.assert_allclose(sim, exact_sim, atol=1e-5)
+
+
+def test_gpu_path_decodes_other_formats_as_the_pil_path(tmp_path):
+    """A 16-bit greyscale PNG and a transparent PNG come out of the --image_decode gpu decoder with the
+    pixels the PIL path gives (scaled, composited on white), not clipped or with their hidden colour."""
+    from lemon.data.images import open_rgb
+
+    rng = np.random.default_rng(3)
+    grey = rng.integers(0, 256, (9, 7), dtype=np.uint8)
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "g16.png")
+    rgba = rng.integers(0, 256, (9, 7, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "t.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: turn 90 degrees clockwise to view
+    Image.fromarray(rgba[..., :3]).save(tmp_path / "r.jpg", quality=95, exif=exif)
+    source = FileImages(tmp_path, ["g16.png", "t.png", "r.jpg"])
+    blobs = [torch.frombuffer(bytearray(encoded(source, i)), dtype=torch.uint8) for i in range(3)]
+    out, ok = decode(blobs, [True] * 3, "cpu")
+    assert ok == [True] * 3
+    assert out[2].shape == (3, 7, 9)  # turned: 9 x 7 stored, 7 x 9 shown
+    np.testing.assert_array_equal(out[0].permute(1, 2, 0).numpy(), np.repeat(grey[..., None], 3, 2))
+    np.testing.assert_array_equal(
+        out[1].permute(1, 2, 0).numpy(), np.asarray(open_rgb(tmp_path / "t.png"))
+    )

@@ -39,7 +39,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from reliability_helpers import (
+    bind_mount_available,
     finish,
+    in_bind_mount,
     in_tmpfs,
     lemon_residue,
     run_cli,
@@ -52,6 +54,7 @@ from reliability_helpers import (
 from lemon.core.io import mark_done
 from lemon.core.lock import RunLock
 from lemon.run import folder as rundir
+from lemon.sweep.jobs import JOB_OUTPUT
 
 RUN = "run_lemon --dataset synthetic --n_synthetic 400 --skip_hparam_optim"
 IMG = (
@@ -59,6 +62,23 @@ IMG = (
     "--cache_dir {cache} --num_workers 0 --skip_hparam_optim"
 )
 NPZ = "run_lemon --dataset embeddings --embeddings {tmp}/x.npz --lemon_fix"
+#: a user's classification table (image, label) of the assets' pictures, scored without ground truth
+LBL = (
+    "run_lemon --dataset csv --data_path {tmp}/data/labels.csv --clip_model {ckpt} --cache_dir "
+    "{cache} --num_workers 0 --real_dataset --knn_k 5"
+)
+PAR = LBL.replace("--dataset csv", "--dataset parquet").replace("labels.csv", "labels.parquet")
+TREE = (
+    "run_lemon --dataset folder --data_path {tmp}/tree --clip_model {ckpt} --cache_dir {cache} "
+    "--num_workers 0 --real_dataset --knn_k 5"
+)
+#: a table of 400 pictures embedded 8 at a time: a run that is still embedding a second after it started
+BIG = (
+    "run_lemon --dataset csv --data_path {assets}/big/pairs.csv --noise_type random --clip_model "
+    "{ckpt} --cache_dir {cache} --num_workers 0 --batch_size 8 --skip_hparam_optim --overwrite"
+)
+#: 60 labels of three classes, as words (every class prompt repeats 20 times: ties in the text search)
+LABELS3 = [("cat", "dog", "bird")[i % 3] for i in range(60)]
 
 
 # ------------------------------------------------------------------------------------------- assets
@@ -104,7 +124,56 @@ def assets(tmp_path_factory) -> Path:
     tiny_clip_checkpoint(root / "ckpt", "open_clip")
     done = run_cli("run_lemon", _argv(IMG, root, root / "img_run", root), logs)
     assert done.rc == 0, done.err
+    _real_file_assets(root, rng)
     return root
+
+
+def _real_file_assets(root: Path, rng: np.random.Generator) -> None:
+    """The reference runs the real-file cases compare with: the 60 pictures as 8-bit greyscale PNGs
+    (their 16-bit twins must score the same), and a 3-class label table (a reordered copy must flag the
+    same pairs)."""
+    from PIL import Image
+
+    grey = root / "grey"
+    (grey / "pics").mkdir(parents=True)
+    captions = pd.read_csv(root / "data" / "pairs.csv")["caption"]
+    for i in range(60):
+        values = rng.integers(0, 256, (12, 12), dtype=np.uint8)
+        Image.fromarray(values, "L").save(grey / "pics" / f"{i}.png")
+        np.save(grey / "pics" / f"{i}.npy", values)  # what the 16-bit twin is made of
+    split = ["train"] * 48 + ["val"] * 6 + ["test"] * 6  # fixed: twins of other bytes split alike
+    pd.DataFrame(
+        {"image": [f"pics/{i}.png" for i in range(60)], "caption": captions, "split": split}
+    ).to_csv(grey / "pairs.csv", index=False)
+    done = run_cli(
+        "run_lemon",
+        _argv(
+            IMG.replace("{data}/pairs.csv", str(grey / "pairs.csv")),
+            root / "more",  # a cache of their own: the cache cases damage the image run's entries
+            root / "grey_run",
+            root,
+        ),
+        root / "logs",
+    )
+    assert done.rc == 0, done.err
+    big = root / "big"
+    (big / "pics").mkdir(parents=True)
+    for i in range(400):
+        pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(big / "pics" / f"{i}.png")
+    pd.DataFrame(
+        {
+            "image": [f"pics/{i}.png" for i in range(400)],
+            "caption": [f"picture {i}" for i in range(400)],
+        }
+    ).to_csv(big / "pairs.csv", index=False)
+    _label_table(root, root, LABELS3, name="labels")
+    done = run_cli(
+        "run_lemon",
+        _argv(LBL.replace("{tmp}", str(root)), root / "more", root / "labels_run", root),
+        root / "logs",
+    )
+    assert done.rc == 0, done.err
 
 
 def _write_npz(path: Path, one_class: bool = False, **changes) -> None:
@@ -285,6 +354,147 @@ def _own_table(
     table.to_csv(tmp / "data" / "pairs.csv", index=False)
 
 
+# ------------------------------------------------------------------------ a data team's real files
+def _pictures(tmp: Path, assets: Path) -> Path:
+    """``tmp/data`` with the assets' 60 pictures as ``pics/`` (a link, as a team's shared folder)."""
+    data = tmp / "data"
+    data.mkdir(exist_ok=True)
+    if not (data / "pics").exists():
+        os.symlink(assets / "data" / "pics", data / "pics")
+    return data
+
+
+def _label_table(
+    tmp: Path,
+    assets: Path,
+    labels: list,
+    name: str = "labels",
+    fmt: str = "csv",
+    images: list | None = None,
+) -> Path:
+    """A classification table ``tmp/data/<name>.<fmt>`` of the pictures (or ``images``) and ``labels``."""
+    data = _pictures(tmp, assets)
+    images = images or [f"pics/{i}.bmp" for i in range(len(labels))]
+    table = pd.DataFrame({"image": images, "label": labels})
+    path = data / f"{name}.{fmt}"
+    if fmt == "csv":
+        table.to_csv(path, index=False)
+    else:
+        table.to_parquet(path, index=False)
+    return path
+
+
+def _caption_table(tmp: Path, assets: Path, change: Callable[[pd.DataFrame], None]) -> None:
+    """``tmp/data/pairs.csv``: the assets' caption table with ``change`` applied."""
+    _pictures(tmp, assets)
+    table = pd.read_csv(assets / "data" / "pairs.csv", keep_default_na=False)
+    change(table)
+    table.to_csv(tmp / "data" / "pairs.csv", index=False)
+
+
+def _set_first(table: pd.DataFrame, column: str, values: list) -> None:
+    """The first ``len(values)`` cells of ``column`` set to ``values``, in place."""
+    table.loc[: len(values) - 1, column] = values
+
+
+def _png16(tmp: Path, assets: Path) -> None:
+    """The greyscale pictures as 16-bit PNGs (PIL mode I;16, as PIL writes a uint16 array): each 8-bit
+    value v stored as v * 257."""
+    from PIL import Image
+
+    (tmp / "data" / "pics").mkdir(parents=True)
+    for i in range(60):
+        values = np.load(assets / "grey" / "pics" / f"{i}.npy").astype(np.uint16) * 257
+        Image.fromarray(values).save(tmp / "data" / "pics" / f"{i}.png")
+    shutil.copy(assets / "grey" / "pairs.csv", tmp / "data" / "pairs.csv")
+
+
+def _tree(tmp: Path, assets: Path, extra: dict[str, object]) -> None:
+    """An ImageFolder tree ``tmp/tree/<class>/`` of the pictures (three classes), plus ``extra`` files
+    (relative path -> bytes, or a picture number to copy)."""
+    for i in range(60):
+        target = tmp / "tree" / LABELS3[i] / f"{i}.bmp"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(assets / "data" / "pics" / f"{i}.bmp", target)
+    for rel, content in extra.items():
+        path = tmp / "tree" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, int):
+            shutil.copy(assets / "data" / "pics" / f"{content}.bmp", path)
+        else:
+            path.write_bytes(content)
+
+
+def _jpeg(i: int, assets: Path) -> bytes:
+    """Picture ``i`` as JPEG bytes (what a .jfif file holds)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.open(assets / "data" / "pics" / f"{i}.bmp").convert("RGB").save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def _huge_png(path: Path, side: int = 15000) -> None:
+    """A real ``side`` x ``side`` PNG (225 megapixels at 15000) of one colour: a few hundred KiB."""
+    from PIL import Image
+
+    Image.new("1", (side, side), 1).save(path, optimize=False)
+
+
+def _truncated_jpeg(tmp: Path, assets: Path) -> None:
+    """The caption table with picture 5 replaced by a JPEG cut short (its header reads, its data ends)."""
+    data = tmp / "data"
+    shutil.copytree(assets / "data" / "pics", data / "pics")
+    shutil.copy(assets / "data" / "pairs.csv", data / "pairs.csv")
+    raw = b"".join(_jpeg(j, assets) for j in (5,))
+    (data / "pics" / "5.jpg").write_bytes(raw[: len(raw) * 2 // 3])
+    table = pd.read_csv(data / "pairs.csv")
+    table.loc[5, "image"] = "pics/5.jpg"
+    table.to_csv(data / "pairs.csv", index=False)
+
+
+def _huge_row(tmp: Path, assets: Path) -> None:
+    """The caption table whose last row names a real 225-megapixel PNG."""
+    _caption_table(
+        tmp, assets, lambda t: t.__setitem__("image", [*t["image"][:59], "big/huge.png"])
+    )
+    (tmp / "data" / "big").mkdir()
+    _huge_png(tmp / "data" / "big" / "huge.png")
+
+
+def _sweep_lock(tmp: Path, assets: Path) -> Callable[[], None]:
+    """This test process holds the sweep's lock, as a launcher running it would."""
+    from lemon.sweep.jobs import SWEEP_LOCK
+
+    folder = tmp / "sweep" / "smoke_synthetic"
+    folder.mkdir(parents=True)
+    lock = RunLock(folder / SWEEP_LOCK, folder, holder="another launcher").acquire()
+    return lock.release
+
+
+def _parquet_cells(tmp: Path, assets: Path, kind: str) -> None:
+    """A parquet label column of list<string> cells (one label each; ``multi``: row 7 holds two), of
+    binary cells (b'cat'), or of floats (0.0, 1.0, 2.0)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = _pictures(tmp, assets)
+    images = [f"pics/{i}.bmp" for i in range(60)]
+    if kind in ("list", "multi"):
+        cells = [[name] for name in LABELS3]
+        if kind == "multi":
+            cells[7] = ["cat", "dog"]
+        column = pa.array(cells, type=pa.list_(pa.string()))
+    elif kind == "bytes":
+        column = pa.array([name.encode() for name in LABELS3], type=pa.binary())
+    else:
+        column = pa.array([float(i % 3) for i in range(60)], type=pa.float64())
+    pq.write_table(pa.table({"image": images, "label": column}), data / "labels.parquet")
+    (tmp / "names.txt").write_text("cat\ndog\nbird\n")
+
+
 PRIOR: dict[str, Callable[[Path, Path], object]] = {
     "none": lambda tmp, assets: None,
     "finished": _finished,
@@ -320,7 +530,109 @@ PRIOR: dict[str, Callable[[Path, Path], object]] = {
         tmp, assets, "mimic_clip_from_scratch_random"
     ),
     "agg_mixed": lambda tmp, assets: _sweep_root(tmp, assets),
+    # --- a data team's real files (issue 25)
+    "png16": _png16,
+    "labels_mixed": lambda tmp, assets: _label_table(
+        tmp, assets, [str(i % 3) if i % 2 else LABELS3[i] for i in range(60)]
+    ),
+    "labels_spelled": lambda tmp, assets: _label_table(
+        tmp,
+        assets,
+        [
+            {0: "cat", 3: "CAT", 6: "cat "}.get(i % 9, LABELS3[i]) if i % 3 == 0 else LABELS3[i]
+            for i in range(60)
+        ],
+    ),
+    "labels_zeros": lambda tmp, assets: (
+        _label_table(tmp, assets, [("1", "01", "2", "3")[i % 4] for i in range(60)]),
+        (tmp / "names.txt").write_text("zero\none\ntwo\nthree\n"),
+    ),
+    "labels_one_class": lambda tmp, assets: _label_table(tmp, assets, ["cat"] * 60),
+    "labels_bool": lambda tmp, assets: _label_table(tmp, assets, [i % 2 == 0 for i in range(60)]),
+    "labels_words": lambda tmp, assets: _label_table(tmp, assets, LABELS3),
+    "names_header": lambda tmp, assets: (
+        _label_table(tmp, assets, [i % 3 for i in range(60)]),
+        (tmp / "names.txt").write_text("class_name\ncat\ndog\nbird\n"),
+    ),
+    "names_extra": lambda tmp, assets: (
+        _label_table(tmp, assets, [i % 3 for i in range(60)]),
+        (tmp / "names.txt").write_text("cat\ndog\nbird\nfish\nfrog\n"),
+    ),
+    "names_numbered": lambda tmp, assets: (
+        _label_table(tmp, assets, [i % 3 for i in range(60)]),
+        (tmp / "names.txt").write_text("0,cat\n1,dog\n2,bird\n"),
+    ),
+    "parquet_list": lambda tmp, assets: _parquet_cells(tmp, assets, "list"),
+    "parquet_multi": lambda tmp, assets: _parquet_cells(tmp, assets, "multi"),
+    "parquet_bytes": lambda tmp, assets: _parquet_cells(tmp, assets, "bytes"),
+    "parquet_floats": lambda tmp, assets: _parquet_cells(tmp, assets, "floats"),
+    "same_image_two_labels": lambda tmp, assets: _label_table(
+        tmp,
+        assets,
+        ["cat", "dog", *LABELS3[2:]],
+        images=["pics/0.bmp"] * 2 + [f"pics/{i}.bmp" for i in range(2, 60)],
+    ),
+    "tree_copy_in_two_classes": lambda tmp, assets: _tree(tmp, assets, {"dog/copy_of_0.bmp": 0}),
+    "tree_jfif_notes_heic": lambda tmp, assets: _tree(
+        tmp,
+        assets,
+        {
+            **{f"cat/photo{j}.jfif": _jpeg(j, assets) for j in range(3)},
+            "cat/notes.txt": b"taken on holiday\n",
+            "dog/IMG_0001.HEIC": b"\x00\x00\x00\x18ftypheic",
+        },
+    ),
+    "tree_checkpoints": lambda tmp, assets: _tree(
+        tmp,
+        assets,
+        {
+            ".ipynb_checkpoints/0-checkpoint.bmp": 0,
+            "cat/.ipynb_checkpoints/3-checkpoint.bmp": 3,
+            ".ipynb_checkpoints/Untitled-checkpoint.ipynb": b"{}",
+        },
+    ),
+    "tree_one_class": lambda tmp, assets: [
+        shutil.copytree(assets / "data" / "pics", tmp / "tree" / "cat")
+    ],
+    "captions_one": lambda tmp, assets: _caption_table(
+        tmp, assets, lambda t: t.__setitem__("caption", "a photo")
+    ),
+    "captions_missing_words": lambda tmp, assets: _caption_table(
+        tmp, assets, lambda t: _set_first(t, "caption", MISSING_WORDS)
+    ),
+    "urls_http": lambda tmp, assets: _caption_table(
+        tmp,
+        assets,
+        lambda t: t.__setitem__("image", [f"http://example.com/c{i:03d}.png" for i in range(60)]),
+    ),
+    "urls_some": lambda tmp, assets: _caption_table(
+        tmp,
+        assets,
+        lambda t: _set_first(
+            t, "image", ["s3://bucket/a.png", "gs://bucket/b.png", "https://example.com/c.png"]
+        ),
+    ),
+    "urls_file": lambda tmp, assets: _caption_table(
+        tmp,
+        assets,
+        lambda t: t.__setitem__(
+            "image", [(tmp / "data" / p).resolve().as_uri() for p in t["image"]]
+        ),
+    ),
+    "path_trailing_space": lambda tmp, assets: _caption_table(
+        tmp,
+        assets,
+        lambda t: t.__setitem__("image", [p + " " * (i == 3) for i, p in enumerate(t["image"])]),
+    ),
+    "truncated_jpeg": _truncated_jpeg,
+    "huge_image": _huge_row,
+    "shuffled_labels": lambda tmp, assets: _label_table(
+        tmp, assets, [*np.asarray(LABELS3)[SHUFFLE]], images=[f"pics/{i}.bmp" for i in SHUFFLE]
+    ),
+    "sweep_locked": _sweep_lock,
 }
+MISSING_WORDS = ["None", "NaN", "null", "NA", "nan", "#N/A"]
+SHUFFLE = np.random.default_rng(7).permutation(60)
 
 
 # ------------------------------------------------------------------------------- checks of successes
@@ -396,6 +708,131 @@ def _blank_rows_counted(tmp, assets, outcome):
     assert counted == 3
 
 
+def _scores(tmp: Path) -> pd.DataFrame:
+    return pd.read_csv(tmp / "out" / "scores.csv", keep_default_na=False)
+
+
+def _dropped(tmp: Path) -> dict[str, str]:
+    path = tmp / "out" / "dropped.csv"
+    if not path.exists():
+        return {}
+    table = pd.read_csv(path, keep_default_na=False)
+    return dict(zip(table["image"], table["reason"]))
+
+
+def _same_as(reference: str):
+    """Scores, flags and texts per pair equal those of an assets' run on other files of the same
+    pictures, joined by picture (the 16-bit twins of 8-bit PNGs; a reordered table)."""
+
+    def check(tmp, assets, outcome):
+        new, old = (
+            _scores(tmp),
+            pd.read_csv(assets / reference / "scores.csv", keep_default_na=False),
+        )
+        key = lambda t: t["image"].str.extract(r"(\d+)\.\w+$")[0].astype(int)  # noqa: E731
+        new, old = (
+            new.assign(pic=key(new)).set_index("pic"),
+            old.assign(pic=key(old)).set_index("pic"),
+        )
+        old = old.loc[new.index]
+        assert len(new) == 60 and (new["text"] == old["text"]).all()
+        assert (new["split"] == old["split"]).all()
+        np.testing.assert_allclose(new["score"], old["score"], rtol=1e-5, atol=1e-6)
+        assert (new["flagged"] == old["flagged"]).all()
+
+    return check
+
+
+def _texts_are(*expected: str):
+    def check(tmp, assets, outcome):
+        assert set(_scores(tmp)["text"]) == {f"A photo of a {t}" for t in expected}
+
+    return check
+
+
+def _conflict(kept: bool):
+    def check(tmp, assets, outcome):
+        rows = _scores(tmp)["row"].tolist()
+        dropped = pd.read_csv(tmp / "out" / "dropped.csv") if not kept else None
+        if kept:
+            assert 0 in rows and 1 in rows
+        else:
+            assert 0 not in rows and 1 not in rows
+            assert dict(zip(dropped["row"], dropped["reason"])) == {
+                0: "conflicting label",
+                1: "conflicting label",
+            }
+
+    return check
+
+
+def _every_file(*listed: str):
+    """Every file under the tree that a user would call data is scored or listed (``listed``: the ones
+    dropped.csv must give, with their reasons), and no hidden folder became a class."""
+
+    def check(tmp, assets, outcome):
+        scored, dropped = set(_scores(tmp)["image"]), _dropped(tmp)
+        files = {
+            p.relative_to(tmp / "tree").as_posix()
+            for p in (tmp / "tree").rglob("*")
+            if p.is_file() and not p.name.endswith(".ipynb")
+        }
+        assert scored | set(dropped) == files and not scored & set(dropped)
+        assert {f"{f}:{dropped[f]}" for f in dropped} == set(listed)
+        assert not any(t.startswith("A photo of a .") for t in _scores(tmp)["text"])
+
+    return check
+
+
+def _api_same(tmp, assets, outcome):
+    table = pd.read_csv(tmp / "api.csv")
+    np.testing.assert_allclose(table["named"], table["explicit"], rtol=1e-6)
+
+
+def _as_written(tmp, assets, outcome):
+    scores = _scores(tmp).set_index("row")
+    assert [scores.loc[r, "text"] for r in range(6)] == MISSING_WORDS
+
+
+def _dropped_exactly(expected: dict[str, str]):
+    def check(tmp, assets, outcome):
+        assert _dropped(tmp) == expected
+
+    return check
+
+
+def _said_as_listed(tmp, assets, outcome):
+    """The warning names the reason dropped.csv gives the file (here a truncated JPEG)."""
+    dropped = _dropped(tmp)
+    assert list(dropped) == ["pics/5.jpg"]
+    assert (
+        f"1 {dropped['pics/5.jpg']}(s)" in outcome.err
+        or f"1 {dropped['pics/5.jpg']} " in outcome.err
+    )
+
+
+def _no_label_summary(tmp, assets, outcome):
+    """Without labels: counts and flags, no table of dashes nor the F1 legend; the log names the table."""
+    assert "F1_<rule>" not in outcome.out and "AUPRC" not in outcome.out
+    assert re.search(r"^train\s+\d+\s+\d+$", outcome.out, re.M)
+    assert f"from {tmp / 'data' / 'labels.csv'}" in (tmp / "out" / "log.txt").read_text()
+
+
+def _true_rate(tmp, assets, outcome):
+    """The summary prints the true noise rate of the pairs the estimate covers, beside the estimate."""
+    metrics = _read(tmp / "out" / "metrics.json")
+    pool = _read(tmp / "out" / "hparams.json")["label_free"]["pool"]
+    splits = ["val", "test"] if pool == "held_out" else ["train", "val", "test"]
+    n = sum(metrics[f"{s}/n"] for s in splits)
+    true = sum(metrics[f"{s}/prevalence"] * metrics[f"{s}/n"] for s in splits) / n
+    assert f"true rate {true:.1%}" in outcome.out
+
+
+def _report_elsewhere(tmp, assets, outcome):
+    assert (tmp / "rep" / "report.html").is_file() and (tmp / "rep" / "flagged.csv").is_file()
+    assert not (tmp / "out" / "report.html").exists()
+
+
 CHECKS: dict[str, Callable] = {
     "no_old_report": _no_old_report,
     "same_scores": _same_scores_as("img_run"),
@@ -406,6 +843,38 @@ CHECKS: dict[str, Callable] = {
     "old_files_gone": _old_files_gone,
     "through_symlink": _through_symlink,
     "table_of_both": _table_of_both,
+    "same_as_grey": _same_as("grey_run"),
+    "same_as_labels": _same_as("labels_run"),
+    "texts_3": _texts_are("cat", "dog", "bird"),
+    "texts_5": _texts_are("cat", "CAT", "cat ", "dog", "bird"),
+    "texts_zeros": _texts_are("one", "two", "three"),
+    "texts_bool": _texts_are("True", "False"),
+    "conflict_kept": _conflict(kept=True),
+    "conflict_dropped": _conflict(kept=False),
+    "tree_copy": _every_file(),
+    "tree_jfif": _every_file(
+        "cat/notes.txt:not an image file", "dog/IMG_0001.HEIC:unsupported image format"
+    ),
+    "tree_hidden": _every_file(
+        ".ipynb_checkpoints/0-checkpoint.bmp:hidden file",
+        "cat/.ipynb_checkpoints/3-checkpoint.bmp:hidden file",
+    ),
+    "api_same": _api_same,
+    "as_written": _as_written,
+    "urls_listed": _dropped_exactly(
+        {
+            "s3://bucket/a.png": "URL (not downloaded)",
+            "gs://bucket/b.png": "URL (not downloaded)",
+            "https://example.com/c.png": "URL (not downloaded)",
+        }
+    ),
+    "nothing_dropped": _dropped_exactly({}),
+    "space_listed": _dropped_exactly({"pics/3.bmp ": "missing image"}),
+    "huge_listed": _dropped_exactly({"big/huge.png": "image too large"}),
+    "said_as_listed": _said_as_listed,
+    "no_label_summary": _no_label_summary,
+    "true_rate": _true_rate,
+    "report_elsewhere": _report_elsewhere,
 }
 
 
@@ -419,6 +888,7 @@ class Case:
     stderr: str  # regex of the one stderr line ("" = nothing on stderr)
     check: str = ""
     how: str = ""
+    slow: bool = False  # a sibling of a case already in the default suite: runs in CI
 
 
 C = Case
@@ -469,6 +939,55 @@ CASES = [
     C("table_of_5_rows",           "table_of_5",         IMG.replace("{data}", "{tmp}/data"), 2, r"5 distinct images are too few .*needs at least 6"),
     C("data_check_table_of_5",     "table_of_5",         "lemon.data.__main__ check csv --data_path {tmp}/data/pairs.csv", 1, r"5 distinct images are too few .*needs at least 6"),
     C("report_misspelled_flag",    "finished",           "lemon.report.__main__ {tmp}/out --audit_sise 3", 2, r"Did you mean --audit_size\?"),
+    # --- a data team's real files (issue 25: its case number first), each with siblings
+    C("01_png_16_bit",             "png16",              IMG.replace("{data}", "{tmp}/data"), 0, "", "same_as_grey"),
+    C("02_numbers_and_names",      "labels_mixed",       LBL, 2, r"labels\.csv' \('label'\): the labels mix numbers and names \(30 rows numbered, e\.g\. '0'; 30 named, e\.g\. '\w+'\).*pass --class_names FILE"),
+    C("02_spellings_merged",       "labels_spelled",     LBL, 0, r"merged 2 label spelling\(s\) that differ only in case, spacing or leading zeros into 1 classes \(\d+ rows relabelled, e\.g\. 'CAT' -> 'cat'.*pass --label_variants keep", "texts_3"),
+    C("02_spellings_kept",         "labels_spelled",     f"{LBL} --label_variants keep", 0, r"2 label spelling\(s\) differ only in case.*kept as separate classes \(--label_variants keep\)", "texts_5", slow=True),
+    C("02_leading_zeros",          "labels_zeros",       f"{LBL} --class_names {{tmp}}/names.txt", 0, r"merged 1 label spelling\(s\) .* e\.g\. '01' -> '1'", "texts_zeros", slow=True),
+    C("02_true_false_labels",      "labels_bool",        LBL, 0, r"the labels are True/False, so the text model reads prompts such as 'A photo of a True'; pass --class_names", "texts_bool", slow=True),
+    C("03_one_class_table",        "labels_one_class",   LBL, 2, r"every pair has the same label 'cat' \(1 class\).*needs at least two classes"),
+    C("03_one_class_folder",       "tree_one_class",     TREE, 2, r"tree' \(folder names\): every pair has the same label 'cat' \(1 class\)"),
+    C("03_one_caption",            "captions_one",       IMG.replace("{data}", "{tmp}/data"), 2, r"every pair has the same caption 'a photo'"),
+    C("04_class_names_header",     "names_header",       f"{LBL} --class_names {{tmp}}/names.txt", 2, r"--class_names '\S+names\.txt': line 1 'class_name' reads as a header or comment.*remove it"),
+    C("04_class_names_numbered",   "names_numbered",     f"{LBL} --class_names {{tmp}}/names.txt", 2, r"its lines carry numbers \('0,cat'\); write the names alone"),
+    C("04_class_names_extra",      "names_extra",        f"{LBL} --class_names {{tmp}}/names.txt", 0, r"has 5 names but the labels go up to 2; lines 4-5 name no label", "texts_3", slow=True),
+    C("05_parquet_list_labels",    "parquet_list",       PAR, 0, "", "texts_3"),
+    C("05_parquet_two_labels_in_a_row", "parquet_multi", PAR, 2, r"column 'label': row 7 holds 2 values \['cat', 'dog'\]; a pair has one label or caption"),
+    C("05_parquet_bytes_labels",   "parquet_bytes",      PAR, 0, "", "texts_3", slow=True),
+    C("05_parquet_float_labels",   "parquet_floats",     f"{PAR} --class_names {{tmp}}/names.txt", 0, "", "texts_3", slow=True),
+    C("06_same_image_two_labels",  "same_image_two_labels", LBL, 0, r"1 image\(s\) appear with two or more different labels \(2 rows; e\.g\. 'pics/0\.bmp' as 'cat' and 'dog'\): every pair is scored .*--conflicting_labels first", "conflict_kept"),
+    C("06_same_image_dropped",     "same_image_two_labels", f"{LBL} --conflicting_labels drop", 0, r"1 image\(s\) appear with two or more different labels .*listed in dropped\.csv \(--conflicting_labels drop\)", "conflict_dropped", slow=True),
+    C("06_same_bytes_two_folders", "tree_copy_in_two_classes", TREE, 0, r"1 image\(s\) appear with two or more different labels \(2 rows; e\.g\. 'cat/0\.bmp' as 'cat' and 'dog'\)", "tree_copy", slow=True),
+    C("07_jfif_and_other_files",   "tree_jfif_notes_heic", TREE, 0, r"not reading 2 of 65 files: 1 not an image file \(first: '\S+/cat/notes\.txt'\), 1 unsupported image format \(first: '\S+IMG_0001\.HEIC'\); pip install pillow-heif", "tree_jfif"),
+    C("08_api_class_names",        "labels_words",       "reliability_programs api_class_names {tmp}/data/labels.csv {ckpt} {cache} {tmp}/api.csv", 0, r"UserWarning: labels: 3 distinct strings over 60 pairs are read as class names \(prompts 'A photo of a bird'.*task='captioning'", "api_same"),
+    C("09_ctrl_c_while_embedding", "finished",           BIG, 130, r"interrupted by Ctrl-C \(SIGINT\); what had not finished was not written", how="signal=INT"),
+    C("09_sigterm_while_embedding", "finished",          BIG, 143, r"interrupted by SIGTERM;", how="signal=TERM", slow=True),
+    C("09_sighup_while_embedding", "finished",           BIG, 129, r"interrupted by SIGHUP \(the terminal closed\);", how="signal=HUP", slow=True),
+    C("09_ctrl_c_while_scoring",   "finished",           f"{RUN.replace('400', '6000')} --overwrite", 130, r"interrupted by Ctrl-C", how="signal=INT", slow=True),
+    C("10_bind_mount_output",      "finished",           f"{RUN} --output_dir {{tmp}}/bound --overwrite --knn_k 7", 0, "", how="bind"),
+    C("10_bind_mount_failed_run",  "finished",           f"{RUN} --output_dir {{tmp}}/bound --overwrite --knn_k 1000", 2, r"knn_k=1000", how="bind"),
+    C("11_torchvision_fails_to_import", "finished",      f"reliability_programs mismatched_torch 2.13.0+cpu 0.28.0 broken {RUN[10:]} --overwrite --output_dir {{tmp}}/out", 2, r"torch and torchvision do not match: importing torchvision 0\.28\.0 with torch 2\.13\.0\+cpu fails \(RuntimeError: operator torchvision::nms does not exist\).*pip install torch==2\.13\.0 torchvision==0\.28\.0 --index-url https://download\.pytorch\.org/whl/cpu$"),
+    C("11_torchvision_other_release", "finished",        f"reliability_programs mismatched_torch 2.14.1 0.28.0 ok {RUN[10:]} --overwrite --output_dir {{tmp}}/out", 2, r"torchvision 0\.28\.0 is not the release for torch 2\.14\.1 \(0\.29\.1 is\); .*pip install torch==2\.14\.1 torchvision==0\.29\.1$"),
+    C("12_http_urls",              "urls_http",          IMG.replace("{data}", "{tmp}/data"), 2, r"column 'image' holds URLs \(first: 'http://example\.com/c000\.png'\); lemon reads local image files only: download them first"),
+    C("12_some_cloud_urls",        "urls_some",          IMG.replace("{data}", "{tmp}/data"), 0, r"not scoring 3 of 60 images: 3 URL \(not downloaded\) \(first: 's3://bucket/a\.png'; download them", "urls_listed", slow=True),
+    C("12_file_urls",              "urls_file",          IMG.replace("{data}", "{tmp}/data"), 0, "", "nothing_dropped", slow=True),
+    C("13_path_with_trailing_space", "path_trailing_space", IMG.replace("{data}", "{tmp}/data"), 0, r"1 missing image \(first: 'pics/3\.bmp '\)", "space_listed"),
+    C("13_truncated_jpeg",         "truncated_jpeg",     IMG.replace("{data}", "{tmp}/data"), 0, r"1 (unreadable|undecodable) image.*'\S*5\.jpg'", "said_as_listed", slow=True),
+    C("14_24_sweep_held_by_another_launcher", "sweep_locked", "sweep launch --experiment smoke_synthetic --output_root {tmp}/sweep --skip_confirmation", 2, r"sweep smoke_synthetic in \S+ is in use by another launcher: pid \d+ on \S+, started \S+; wait for it to finish or pass --wait_for_lock"),
+    C("15_n_workers_0",            "none",               "sweep launch --experiment smoke_synthetic --output_root {tmp}/sweep --command_launcher local_parallel --n_workers 0", 2, r"--n_workers must be >= 1, got 0\."),
+    C("15_max_slurm_jobs_0",       "none",               "sweep launch --experiment smoke_synthetic --output_root {tmp}/sweep --command_launcher slurm --max_slurm_jobs 0", 2, r"--max_slurm_jobs must be >= 1, got 0\."),
+    C("16_17_no_labels_summary",   "labels_words",       LBL, 0, "", "no_label_summary"),
+    C("18_225_megapixels",         "huge_image",         IMG.replace("{data}", "{tmp}/data"), 0, r"1 image too large \(first: 'big/huge\.png'; --max_image_pixels N raises the limit\)", "huge_listed"),
+    C("18_225_megapixels_check",   "huge_image",         "lemon.data.__main__ check csv --data_path {tmp}/data/pairs.csv", 0, r"1 image too large", slow=True),
+    C("18_limit_below_every_image", "none",              f"{IMG} --max_image_pixels 50", 2, r"no row can be scored \(60 rows: 60 image too large\).*; --max_image_pixels N raises the limit\.$"),
+    C("19_captions_none_nan_null", "captions_missing_words", IMG.replace("{data}", "{tmp}/data") + " --real_dataset --knn_k 5", 0, "", "as_written"),
+    C("20_ipynb_checkpoints",      "tree_checkpoints",   TREE, 0, r"not reading 2 of 62 files: 2 hidden file \(first: '\S+/\.ipynb_checkpoints/0-checkpoint\.bmp'\)", "tree_hidden"),
+    C("21_reordered_table",        "shuffled_labels",    LBL, 0, "", "same_as_labels"),
+    C("22_report_read_only_folder", "finished",          "lemon.report.__main__ {tmp}/out", 2, r"Cannot write the report into \S+/out \(read-only file system\); pass --output DIR", how="tmpfs-ro"),
+    C("22_report_elsewhere",       "finished",           "lemon.report.__main__ {tmp}/out --output {tmp}/rep", 0, "", "report_elsewhere", slow=True),
+    C("23_real_dataset_with_clean_column", "none",       f"{IMG} --real_dataset --clean_column caption", 2, r"--real_dataset scores without ground truth, but --clean_column 'caption' gives it: drop --real_dataset"),
+    C("25_true_noise_rate_printed", "none",              RUN, 0, "", "true_rate"),
 ]
 # fmt: on
 
@@ -481,8 +1000,14 @@ def _run_case(case: Case, tmp: Path, assets: Path, finalizers: list):
     release = PRIOR[case.prior](work, assets)
     if callable(release):
         finalizers.append(release)
+    if case.how == "bind":
+        (work / "bound").mkdir()  # the mount point
     before = snapshot(work)
     module = case.command.split()[0]
+    if case.how.startswith("signal="):
+        return _interrupted(case, work, tmp, assets), work, before
+    if case.how == "bind":
+        return _in_bind_mount(case, work, assets), work, before
     if case.how.startswith("tmpfs"):
         if not tmpfs_available():
             pytest.skip("unshare cannot mount a tmpfs here (needs user namespaces)")
@@ -504,7 +1029,39 @@ def _run_case(case: Case, tmp: Path, assets: Path, finalizers: list):
     return run_cli(module, argv, tmp / "logs", max_file_size=fsize), work, before
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def _interrupted(case: Case, work: Path, tmp: Path, assets: Path):
+    """Start the command, wait until it has written into its staging folder (it is loading and
+    embedding: a run writes args.json first), then send it the signal a user's Ctrl-C, ``kill`` or a
+    closed terminal sends."""
+    signum = getattr(signal, "SIG" + case.how.split("=")[1])
+    argv = _argv(case.command, work, work / "out", assets)
+    proc = start_cli(case.command.split()[0], argv, tmp / "logs")
+    wait_for(
+        lambda: (
+            any((d / "args.json").exists() for d in rundir.staging_dirs(work / "out"))
+            or not proc.is_alive()
+        ),
+        what="the run to start writing",
+    )
+    os.kill(proc.pid, signum)
+    return finish(proc, tmp / "logs")
+
+
+def _in_bind_mount(case: Case, work: Path, assets: Path):
+    """Run the command with ``work/bound`` a bind mount of ``work/out`` (same file system; what
+    ``os.path.ismount`` does not see), in a private mount namespace; the run's files land in
+    ``work/out``."""
+    if not bind_mount_available():
+        pytest.skip("unshare cannot bind-mount here (needs user namespaces)")
+    argv = _argv(case.command, work, work / "bound", assets)
+    return in_bind_mount(work / "out", work / "bound", case.command.split()[0], argv)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(c, marks=[pytest.mark.slow] if c.slow else []) for c in CASES],
+    ids=[c.id for c in CASES],
+)
 def test_matrix(case: Case, tmp_path, assets, request):
     finalizers: list = []
     request.addfinalizer(lambda: [release() for release in finalizers])
@@ -773,3 +1330,99 @@ def test_a_run_into_the_current_folder_keeps_it(tmp_path, monkeypatch):
     _stage_a_run(out)
     assert os.getcwd() == str(out) and _read(Path("args.json"))["v"] == "new"
     assert sorted(os.listdir(".")) == ["args.json", "done"] and lemon_residue(tmp_path) == []
+
+
+# ------------------------------------------------------------------------ two launchers, one sweep
+def _two_launchers(tmp_path: Path, wait: bool) -> tuple[list[subprocess.CompletedProcess], Path]:
+    """Two real ``sweep.py launch`` processes started together on one sweep of four fast jobs."""
+    from sweep_helpers import experiment_source, write_module
+
+    fast = dict(dataset="synthetic", n_synthetic=400, skip_train=True, skip_hparam_optim=True)
+    grid = [dict(fast, knn_k=k) for k in (3, 5, 7, 9)]
+    module = write_module(tmp_path, "exp_two", experiment_source("two_launchers", grid))
+    root = tmp_path / "sweep"
+    code = f"import sys, sweep, {module}; sys.exit(sweep.main(sys.argv[1:]))"
+    argv = ["launch", "--experiment", "two_launchers", "--output_root", str(root)]
+    argv += ["--skip_confirmation", *(["--wait_for_lock"] if wait else [])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO_ROOT)])}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, *argv],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    done = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        done.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    return done, root / "two_launchers"
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow  # two fresh interpreters importing torch: 20 s and more on a loaded machine
+@pytest.mark.parametrize("wait", [False, True], ids=["second_stops", "second_waits"])
+def test_two_launchers_on_one_sweep(tmp_path, wait):
+    """Cases 14 and 24: a second launcher stops in one line naming the one that holds the sweep (or, with
+    --wait_for_lock, waits and then launches nothing); every job runs once, no job is called FAILED, and
+    every job_output.txt is its own job's."""
+    (first, second), folder = _two_launchers(tmp_path, wait)
+    outcomes = sorted([first, second], key=lambda p: p.returncode)
+    for proc in (first, second):
+        assert "Traceback" not in proc.stdout + proc.stderr and "FAILED" not in proc.stdout
+    if wait:
+        assert first.returncode == second.returncode == 0, (first.stderr, second.stderr)
+        outs = sorted([first.stdout, second.stdout], key=lambda o: "Launched 4" in o)
+        assert "Launched 4 job(s): 4 done" in outs[1]
+        assert "waiting: sweep two_launchers" in outs[0] and (
+            "Nothing left to launch" in outs[0] or "About to launch 0 job(s)" in outs[0]
+        )
+    else:
+        winner, loser = outcomes
+        if loser.returncode == 0:  # the first had finished before the second started: both fine
+            assert "About to launch 0 job(s)" in loser.stdout
+        else:
+            lines = [line for line in loser.stderr.splitlines() if line.strip()]
+            assert loser.returncode == 2 and len(lines) == 1, loser.stderr
+            assert re.search(
+                r"sweep two_launchers in \S+ is in use by another launcher: pid \d+ on \S+, started "
+                r"\S+; wait for it to finish or pass --wait_for_lock",
+                lines[0],
+            )
+        assert winner.returncode == 0 and "Launched 4 job(s): 4 done" in winner.stdout
+    runs = sorted(p for p in folder.iterdir() if p.is_dir())
+    assert len(runs) == 4 and all((run / "done").is_file() for run in runs)
+    for run in runs:  # each job's output file is its own run's, whole
+        output = (run / JOB_OUTPUT).read_text()
+        assert "in use by" not in output
+        assert _read(run / "args.json")["output_dir"] == str(run)
+        assert "outputs: " + str(run) in output
+    assert lemon_residue(tmp_path) == []
+
+
+# ----------------------------------------------------------------------- an interrupt while committing
+def test_ctrl_c_while_committing_finishes_the_swap_first(tmp_path):
+    """Ctrl-C (or SIGTERM) while the output folder is swapped takes effect once the swap is done: the
+    folder holds the new run whole, never half of each."""
+    out = tmp_path / "out"
+    _stage_a_run(out, content="old")
+
+    def interrupting_exchange(a, b, real=rundir._exchange):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives in the middle of the commit
+        real(a, b)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(rundir, "_exchange", interrupting_exchange)
+        with pytest.raises(KeyboardInterrupt):
+            _stage_a_run(out)
+    assert (
+        sorted(os.listdir(out)) == ["args.json", "done"] and _read(out / "args.json")["v"] == "new"
+    )
+    assert lemon_residue(tmp_path) == []
