@@ -129,7 +129,11 @@ def _blank(values: Any) -> np.ndarray:
     import pandas as pd
 
     col = pd.Series(values, dtype=object)
-    return (col.isna() | (col.astype(str).str.strip() == "")).to_numpy()
+    # only text can be blank: image bytes are not text (str() of them fails under pandas' string dtype)
+    text = col.map(lambda v: isinstance(v, str))
+    blank = np.zeros(len(col), dtype=bool)
+    blank[text.to_numpy(dtype=bool)] = col[text].astype(str).str.strip().to_numpy() == ""
+    return col.isna().to_numpy() | blank
 
 
 def _label_text(values: Any) -> np.ndarray:
@@ -140,6 +144,26 @@ def _label_text(values: Any) -> np.ndarray:
     if pd.api.types.is_float_dtype(col) and bool((col % 1 == 0).all()):
         col = col.astype(np.int64)
     return col.astype(str).str.strip().to_numpy(dtype=object)
+
+
+def label_values_by_class(values: Any, names_file: str | None) -> dict[str, Any]:
+    """Class name (as a run names the class: :func:`class_ids`) -> the first of ``values`` (a table's label
+    column, as read) in that class: how a class named in a run's outputs is written back in the table's
+    own terms. Empty cells are skipped."""
+    import pandas as pd
+
+    values = pd.Series(values).reset_index(drop=True)
+    kept = values[~_blank(values)]
+    if kept.empty:
+        return {}
+    text = _label_text(kept)
+    original = kept.to_numpy(dtype=object)
+    if not names_file:  # the classes are named by the labels themselves
+        found = pd.Series(original).groupby(text).first()
+        return {str(name): value for name, value in found.items()}
+    names, ids = class_ids(text, names_file, "the table's labels", "")
+    first = pd.Series(np.arange(len(ids))).groupby(ids).first()
+    return {names[int(i)]: original[int(j)] for i, j in first.items()}
 
 
 def _duplicates(identity: np.ndarray, *texts: np.ndarray) -> np.ndarray:
@@ -399,6 +423,27 @@ class ParquetTable(_Table):
             raise LemonError(f"Cannot read {self.path} as parquet ({err}).") from err
 
 
+def list_image_folder(folder: Path) -> tuple[list[str], list[str], list[str]]:
+    """(files, class folder names, splits) of an ImageFolder tree, row by row in the order a run numbers
+    them (``row`` in scores.csv): files relative to ``folder`` (posix), sorted within sorted class folders;
+    splits are 'train' / 'val' / 'test' for a tree with those sub-trees, else 'all'."""
+    top = {p.name for p in folder.iterdir() if p.is_dir()}
+    val_dir = next((v for v in VAL_DIRS if v in top), None)
+    trees = (
+        {"train": "train", "val": val_dir, "test": "test"}
+        if {"train", "test"} <= top and val_dir
+        else {"all": "."}
+    )
+    files, labels, split_of = [], [], []
+    for split, sub in trees.items():
+        for cls_dir in sorted(p for p in (folder / sub).iterdir() if p.is_dir()):
+            found = sorted(f for f in cls_dir.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+            files += [f.relative_to(folder).as_posix() for f in found]
+            labels += [cls_dir.name] * len(found)
+            split_of += [split] * len(found)
+    return files, labels, split_of
+
+
 @DATASETS.register("folder")
 class ImageFolderDataset(ConfigurableDataset):
     """An ImageFolder tree ``<data_path>/<class>/<image>``; labels = folder names (no clean labels).
@@ -416,20 +461,8 @@ class ImageFolderDataset(ConfigurableDataset):
         already in the same class folder are recorded in the dataset's ``dropped``."""
         self.check_exists(root)
         folder = self.path
-        top = {p.name for p in folder.iterdir() if p.is_dir()}
-        val_dir = next((v for v in VAL_DIRS if v in top), None)
-        trees = (
-            {"train": "train", "val": val_dir, "test": "test"}
-            if {"train", "test"} <= top and val_dir
-            else {"all": "."}
-        )
-        files, labels, split_of = [], [], []
-        for split, sub in trees.items():
-            for cls_dir in sorted(p for p in (folder / sub).iterdir() if p.is_dir()):
-                found = sorted(f for f in cls_dir.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
-                files += [f.relative_to(folder).as_posix() for f in found]
-                labels += [cls_dir.name] * len(found)
-                split_of += [split] * len(found)
+        files, labels, split_of = list_image_folder(folder)
+        trees = {s: s for s in dict.fromkeys(split_of)}
         if not files:
             raise DatasetNotFoundError(
                 f"Dataset 'folder' not found: no images in class folders under "

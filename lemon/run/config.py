@@ -312,6 +312,13 @@ class RunConfig:
         "selection",
         original=True,
     )
+    reviewed: str | None = flag(
+        None,
+        "decisions.csv from reviewing this data's flags (the report's review page): the reviewed pairs "
+        "are labels for selecting the hyper-parameters (LEMoN_OPT) and the flag threshold, and the "
+        "audited ones give the noise rate with a 95 percent interval (docs/review.md).",
+        "selection",
+    )
     seed: int = flag(0, "Seed of the hyper-parameter search and torch.", "selection", original=True)
     search_budget: float = flag(
         1.0, "Multiply the hyper-parameter search's budget (points, starts, polish).", "selection"
