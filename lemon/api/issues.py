@@ -27,6 +27,7 @@ from lemon.data.features import Features, SplitFeatures
 from lemon.method.evaluate import select_thresholds
 from lemon.method.hparams import DIST_TYPES, HPARAM_NAMES, check_hparam_names
 from lemon.method.labelfree import label_free_rule
+from lemon.method.suggest import suggestion_columns
 from lemon.scorers.base import ScorerOptions, ScoringContext, to_quality
 from lemon.scorers.lemon import LemonScorer
 
@@ -81,8 +82,10 @@ def score_pairs(
     Returns
     -------
     pandas.DataFrame with ``lemon_score`` (higher = more likely mislabelled), ``label_quality``
-    (exp(-lemon_score) in [0, 1], lower = worse, as cleanlab), ``d_mm``, ``s_n``, ``s_m``, ``given_label``
-    and ``is_label_issue``; ``df.attrs`` holds the hyper-parameters, the threshold and its rule, and the
+    (exp(-lemon_score) in [0, 1], lower = worse, as cleanlab), ``d_mm``, ``s_n``, ``s_m``, ``given_label``,
+    the suggested fix (``suggested_label`` + ``suggestion_confidence`` for class ids: the most likely other
+    class; ``suggested_text`` + ``suggestion_similarity`` for captions: another pair's caption that best
+    matches the image) and ``is_label_issue``; ``df.attrs`` holds the hyper-parameters, the threshold and its rule, and the
     ``estimated_noise_rate`` with the label-free rule's details.
     """
     return _score(**_arguments(locals()), flags=True)
@@ -282,7 +285,8 @@ def _score(
         select=known is not None,
         seed=seed,
     )
-    ctx = ScoringContext(Features(task, splits), knn_backend=knn_backend)
+    features = Features(task, splits)
+    ctx = ScoringContext(features, knn_backend=knn_backend)
     scorer = LemonScorer(options)
     chosen = scorer.fit(ctx)
     out = scorer.score(ctx, "train", chosen)
@@ -295,6 +299,7 @@ def _score(
             "s_n": out["s_n"],
             "s_m": out["s_m"],
             "given_label": labels,
+            **suggestion_columns(features, out, slice(None)),
         }
     )
     df.attrs.update(

@@ -123,3 +123,22 @@ def test_on_cifar10n_errors_the_fix_beats_the_swin_argmax_and_the_neighbour_vote
     vote = np.mean(votes.argmax(1)[errors] == clean)
     assert fix > max(argmax, vote) + 0.03
     assert fix >= 0.94
+
+
+def test_the_python_api_returns_the_fix_with_every_score():
+    from lemon import score_pairs
+    from lemon.data.synthetic import make_synthetic_embeddings
+
+    z = make_synthetic_embeddings(400)
+    df = score_pairs(z["train_img"], z["train_txt"], z["train_noisy_label"], k=10)
+    given = df["given_label"].to_numpy(dtype=np.int64)
+    assert (df["suggested_label"].to_numpy(dtype=np.int64) != given).all()
+    assert df["suggestion_confidence"].between(0, 1).all()
+    errors = z["train_is_mislabel"].astype(bool)
+    right = df["suggested_label"].to_numpy(dtype=np.int64)[errors] == z["train_label"][errors]
+    assert right.mean() >= 0.8
+    captions = np.asarray([f"caption {i % 37}" for i in range(400)], dtype=object)
+    df = score_pairs(z["train_img"], z["train_txt"], captions, k=10)
+    assert set(df["suggested_text"]) <= set(captions)
+    assert (df["suggested_text"].to_numpy() != captions).all()
+    assert df["suggestion_similarity"].between(-1, 1).all()
