@@ -5,6 +5,7 @@ Usage (from the repository root; the real-noise files are ../shared/data/real-no
     python benchmarks/bench_suggest.py --real_noise ../shared/data/real-noise
     python benchmarks/bench_suggest.py --real_noise ../shared/data/real-noise --only swin --markdown
     python benchmarks/bench_suggest.py --demo
+    python benchmarks/bench_suggest.py --speed 50000
 
 Classification: every ``cifar10n-aggre-*`` and ``cifar10-synthetic-*`` file is scored by run_lemon
 (``--dataset embeddings --lemon_fix``: k = 30, no label read to score or suggest); on the pairs whose
@@ -18,6 +19,10 @@ proposing the label it replaces).
 Captioning: ``--dataset demo`` (40% random swaps, its tiny CLIP): the share of swapped captions whose
 ``suggested_text`` is the original caption, and the share that describes the same shape, colour, size
 and side (the demo's captions use four templates for the same description).
+``--speed N``: seconds of LEMoN's score of the test split (N/8 pairs) against N reference pairs with and
+without the suggestions (neighbours searched beforehand: the score's own searches are not timed; one of
+them is, for scale), for class labels and for captions (every pair with its own caption; the suggestions'
+image-to-text search is timed).
 Results are also written to ``<output_root>/bench_suggest.json``.
 """
 
@@ -135,6 +140,56 @@ def captioning(root: Path) -> dict[str, Any]:
     return out
 
 
+def speed(n: int) -> dict[str, Any]:
+    """Seconds of LEMoN's score of the test split with and without its suggestions, for class labels and
+    for captions (the synthetic embeddings with every pair's own caption), at ``n`` reference pairs."""
+    import time
+
+    from lemon.data import DATASETS
+    from lemon.data.base import DataOptions
+    from lemon.data.features import Features, SplitFeatures
+    from lemon.method.hparams import LEMON_FIX_HPARAMS
+    from lemon.scorers import lemon as lemon_scorer
+    from lemon.scorers.base import ScorerOptions, ScoringContext
+
+    labelled = DATASETS.get("synthetic")(DataOptions(n_synthetic=n)).load_features()
+    captioned = Features(
+        "captioning",
+        {
+            s: SplitFeatures(
+                s,
+                f.img,
+                f.txt,
+                texts := np.asarray([f"{s} caption {i}" for i in range(len(f))], dtype=object),
+                texts,
+                texts,
+                np.zeros(len(f), dtype=bool),
+            )
+            for s, f in labelled.splits.items()
+        },
+    )
+    out: dict[str, Any] = {"reference": n}
+    for task, features in (("classification", labelled), ("captioning", captioned)):
+        out[f"{task}/rows"] = len(features.splits["test"])
+        for with_fix in (False, True):
+            saved = lemon_scorer.suggest
+            if not with_fix:
+                lemon_scorer.suggest = lambda *a, **k: {}
+            try:
+                ctx = ScoringContext(features)
+                scorer = lemon_scorer.LemonScorer(ScorerOptions(k=30, select=False))
+                start = time.perf_counter()
+                ctx.neighbours("test", "img", 30)  # the score's own searches: done beforehand
+                out[f"{task}/one_search_s"] = time.perf_counter() - start
+                ctx.neighbours("test", "txt", 30)
+                start = time.perf_counter()
+                scorer.score(ctx, "test", dict(LEMON_FIX_HPARAMS))
+                out[f"{task}/{'with' if with_fix else 'without'}_s"] = time.perf_counter() - start
+            finally:
+                lemon_scorer.suggest = saved
+    return out
+
+
 def _markdown(rows: list[dict[str, Any]]) -> str:
     head = (
         "| file | test errors | fix = clean (test) | probs argmax | argmax other than observed | "
@@ -155,6 +210,9 @@ def main() -> None:
     p.add_argument("--real_noise", type=Path, help="Folder of the real-noise .npz files.")
     p.add_argument("--only", help="Only files whose name contains this.")
     p.add_argument("--demo", action="store_true", help="Measure suggested captions on the demo.")
+    p.add_argument(
+        "--speed", type=int, default=0, help="Time the suggestions at this many reference pairs."
+    )
     p.add_argument("--output_root", type=Path, default=None, help="Where the runs go (a temp dir).")
     p.add_argument("--markdown", action="store_true", help="Print the docs' table.")
     args = p.parse_args()
@@ -171,6 +229,9 @@ def main() -> None:
     if args.demo:
         results["captioning"] = captioning(root)
         print(json.dumps(results["captioning"], indent=1))
+    if args.speed:
+        results["speed"] = speed(args.speed)
+        print(json.dumps(results["speed"], indent=1))
     root.mkdir(parents=True, exist_ok=True)
     (root / "bench_suggest.json").write_text(json.dumps(results, indent=1))
 
