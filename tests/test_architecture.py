@@ -40,7 +40,7 @@ LAYERS = (
     ("lemon.scale",),
     ("lemon.report",),
     ("lemon.run",),
-    ("lemon.tables", "lemon.api", "lemon.sweep", "lemon.downstream"),
+    ("lemon.tables", "lemon.api", "lemon.sweep", "lemon.downstream", "lemon.review"),
 )
 
 

@@ -36,6 +36,7 @@ from lemon.data.features import Features, SplitFeatures
 from lemon.method.evaluate import select_thresholds
 from lemon.method.hparams import DIST_TYPES, HPARAM_NAMES, check_hparam_names
 from lemon.method.labelfree import label_free_rule
+from lemon.method.suggest import suggestion_columns
 from lemon.scorers.base import ScoringContext, to_quality
 from lemon.scorers.lemon import LemonOptions, LemonScorer
 
@@ -175,9 +176,11 @@ def score_pairs(
     pandas.DataFrame
       One row per pair: ``lemon_score`` (higher = more likely mislabelled), ``label_quality``
       (``exp(-lemon_score)`` in [0, 1], lower = worse, as cleanlab), the score's terms ``d_mm``,
-      ``s_n``, ``s_m``, ``given_label`` and ``is_label_issue``. ``df.attrs`` holds the
-      hyper-parameters, the threshold and its rule, and the ``estimated_noise_rate`` with the label-free
-      rule's details.
+      ``s_n``, ``s_m``, ``given_label``, the suggested fix (``suggested_label`` +
+      ``suggestion_confidence`` for class labels: the most likely other class; ``suggested_text`` +
+      ``suggestion_similarity`` for captions: another pair's caption that best matches the image) and
+      ``is_label_issue``. ``df.attrs`` holds the hyper-parameters, the threshold and its rule, and the
+      ``estimated_noise_rate`` with the label-free rule's details.
 
     Examples
     --------
@@ -491,7 +494,8 @@ def _score(
         select=known is not None,
         seed=seed,
     )
-    ctx = ScoringContext(Features(task, splits, class_names=class_names), knn_backend=knn_backend)
+    features = Features(task, splits, class_names=class_names)
+    ctx = ScoringContext(features, knn_backend=knn_backend)
     scorer = LemonScorer(options)
     chosen = scorer.fit(ctx)
     out = scorer.score(ctx, "train", chosen)
@@ -506,6 +510,7 @@ def _score(
             "given_label": labels
             if class_names is None
             else np.asarray(class_names, dtype=object)[labels.astype(np.int64)],
+            **suggestion_columns(features, out, slice(None)),
         }
     )
     df.attrs.update(

@@ -146,6 +146,39 @@ class RowDrops:
         return ", ".join(f"{n} {r}" for r, n in counts.items()) or "none"
 
 
+def label_values_by_class(
+    values: Any, names_file: str | None, label_variants: str = "merge"
+) -> dict[str, Any]:
+    """Class name (as a run names the class: :func:`class_ids`) -> the first of ``values`` (a table's label
+    column, as read) in that class: how a class named in a run's outputs is written back in the table's
+    own terms. Empty cells are skipped."""
+    import pandas as pd
+
+    original = np.asarray(list(values), dtype=object)
+    text = cell_text(original, "the table's labels")
+    keep = np.flatnonzero([v is not None for v in text])
+    if not len(keep):
+        return {}
+    merged = merge_variants(text[keep], label_variants, "the table's labels")
+    names, ids = class_ids(merged.astype(str), names_file, "the table's labels", "")
+    first = pd.Series(np.arange(len(ids))).groupby(ids).first()
+    return {names[int(i)]: original[keep[int(j)]] for i, j in first.items()}
+
+
+def folder_listing(folder: Path) -> dict[str, np.ndarray]:
+    """Every file of an ImageFolder tree in the order a run numbers them (``row`` in scores.csv), with
+    its class folder, split and status (:func:`lemon.data.files.list_folder`); the splits are the
+    tree's ``train/``, ``val/`` and ``test/`` sub-trees when it has them, else 'all'."""
+    top = {p.name for p in folder.iterdir() if p.is_dir()}
+    val_dir = next((v for v in VAL_DIRS if v in top), None)
+    trees = (
+        {"train": "train", "val": val_dir, "test": "test"}
+        if {"train", "test"} <= top and val_dir
+        else {"all": "."}
+    )
+    return list_folder(folder, trees)
+
+
 def _duplicates(identity: np.ndarray, *texts: np.ndarray) -> np.ndarray:
     """(n,) bool: rows repeating an earlier row's image and texts."""
     import pandas as pd
@@ -621,14 +654,8 @@ class ImageFolderDataset(ConfigurableDataset):
         same class folder are recorded, with their reason, in the dataset's ``dropped``."""
         self.check_exists(root)
         folder = self.path
-        top = {p.name for p in folder.iterdir() if p.is_dir()}
-        val_dir = next((v for v in VAL_DIRS if v in top), None)
-        trees = (
-            {"train": "train", "val": val_dir, "test": "test"}
-            if {"train", "test"} <= top and val_dir
-            else {"all": "."}
-        )
-        listing = list_folder(folder, trees)
+        listing = folder_listing(folder)
+        trees = {s: s for s in dict.fromkeys(listing["splits"])}
         given, status = listing["files"], listing["status"]
         candidates = np.flatnonzero(status == "")
         if not len(candidates):

@@ -26,13 +26,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def best_f1(scores: np.ndarray | torch.Tensor, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def best_f1(
+    scores: np.ndarray | torch.Tensor, y: np.ndarray, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact best F1 over all thresholds, for each row of a batch of score vectors.
 
     Parameters
     ----------
     scores : (B, n) or (n,) scores, higher = more likely mislabelled
     y : (n,) bool/0-1 ground truth (1 = mislabelled)
+    weights : (n,) how many pairs each one stands for (default 1): F1 of the weighted counts, e.g. an
+        audit sample standing for every pair nobody reviewed (:mod:`lemon.method.reviewed`)
 
     Returns
     -------
@@ -54,9 +58,14 @@ def best_f1(scores: np.ndarray | torch.Tensor, y: np.ndarray) -> tuple[np.ndarra
     )  # 0/1 counts: exact in float32 too
     n = s.shape[1]
     s_sorted, order = torch.sort(s, dim=1, descending=True)
-    tp = torch.cumsum(yt[order], dim=1)
-    n_flagged = torch.arange(1, n + 1, dtype=s.dtype)
-    f1 = 2 * tp / (n_flagged + yt.sum())
+    if weights is None:
+        tp = torch.cumsum(yt[order], dim=1)
+        n_flagged = torch.arange(1, n + 1, dtype=s.dtype)
+        f1 = 2 * tp / (n_flagged + yt.sum())
+    else:
+        wt = torch.as_tensor(np.asarray(weights, dtype=np.float64)).to(s.dtype)
+        tp = torch.cumsum((wt * yt)[order], dim=1)
+        f1 = 2 * tp / (torch.cumsum(wt[order], dim=1) + (wt * yt).sum())
     # a cut is only reachable after the last of a run of tied scores
     reachable = torch.ones_like(f1, dtype=torch.bool)
     reachable[:, :-1] = s_sorted[:, :-1] > s_sorted[:, 1:]

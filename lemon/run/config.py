@@ -259,6 +259,13 @@ class RunConfig:
         "Select on only this many (seeded) val pairs; -1 = all of them.",
         "selection",
     )
+    reviewed: str | None = flag(
+        None,
+        "decisions.csv from reviewing this data's flags (the report's review page): the reviewed pairs "
+        "are labels for selecting the hyper-parameters (LEMoN_OPT) and the flag threshold, and the "
+        "audited ones give the noise rate with a 95 percent interval (docs/review.md).",
+        "selection",
+    )
     seed: int = flag(0, "Seed of the hyper-parameter search and torch.", "selection")
     search_budget: float = flag(
         1.0, "Multiply the hyper-parameter search's budget (points, starts, polish).", "selection"

@@ -16,6 +16,7 @@ import pandas as pd
 from lemon.core import io
 from lemon.core.npy import blocks
 from lemon.data.features import Features
+from lemon.method.suggest import SUGGESTION_KEYS, suggestion_columns
 from lemon.scale import stream
 
 if TYPE_CHECKING:
@@ -28,6 +29,8 @@ RULE_TEXT = {
     "optimal": "the threshold that maximised F1 on the labelled val split",
     "label_free": "the label-free rule: the estimated share of mislabelled pairs, most suspicious first",
     "heuristic": "the original's label-free KDE-valley threshold",
+    "reviewed": "the threshold that maximised F1 on the reviewed pairs (--reviewed; each audited pair "
+    "stands for its share of the unreviewed ones)",
 }
 
 
@@ -102,7 +105,8 @@ def score_rows(
     stop: int,
 ) -> pd.DataFrame:
     """Rows ``[start, stop)`` of scored ``split`` as scores.csv has them: split, idx, row, image, labels,
-    is_mislabel, score and its 1-D components, and ``flagged`` (score >= ``threshold``)."""
+    is_mislabel, score and its 1-D components, ``flagged`` (score >= ``threshold``) and the suggested fix
+    (``suggested_label`` + ``suggestion_confidence``, or ``suggested_text`` + ``suggestion_similarity``)."""
     f, rows = features.splits[split], slice(start, stop)
     n = stop - start
     cols: dict[str, Any] = {"split": split, "idx": f.ids[rows]}
@@ -116,8 +120,15 @@ def score_rows(
         f.is_mislabel[rows].astype(int) if f.is_mislabel is not None else np.full(n, None)
     )
     cols["score"] = out["score"][rows]
-    cols.update({k: v[rows] for k, v in out.items() if k != "score" and np.ndim(v) == 1})
+    cols.update(
+        {
+            k: v[rows]
+            for k, v in out.items()
+            if k != "score" and k not in SUGGESTION_KEYS and np.ndim(v) == 1
+        }
+    )
     cols["flagged"] = out["score"][rows] >= threshold
+    cols.update(suggestion_columns(features, out, rows))
     return pd.DataFrame(cols)
 
 
@@ -174,8 +185,31 @@ def hparams_record(
         "flag_rule": flags.flag_rule,
         "flag_rule_text": RULE_TEXT[flags.flag_rule],
         "label_free": flags.rule.info(),
+        **reviewed_record(cfg, ctx),
         **stream.knn_info(ctx),
     }
+
+
+def reviewed_record(cfg: RunConfig, ctx: ScoringContext) -> dict[str, Any]:
+    """hparams.json's word on reviewed decisions (--reviewed): their counts, and where the noise rate
+    comes from (``noise_rate_source``: 'audit', with its interval, or 'label_free')."""
+    if ctx.reviewed is None:
+        return {"noise_rate_source": "label_free"}
+    audit = ctx.reviewed.noise_rate()
+    record: dict[str, Any] = {
+        "reviewed": {"decisions": cfg.reviewed, **ctx.reviewed.info()},
+        "noise_rate_source": "audit" if audit else "label_free",
+    }
+    if audit:
+        record["audit_noise_rate"] = {
+            "rate": audit["estimated_noise_rate"],
+            "low": audit["estimated_noise_rate_low"],
+            "high": audit["estimated_noise_rate_high"],
+            "interval": "Clopper-Pearson (exact binomial), 95%",
+            "audited": audit["audit/n"],
+            "wrong": audit["audit/wrong"],
+        }
+    return record
 
 
 def write_results(

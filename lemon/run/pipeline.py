@@ -27,6 +27,7 @@ from lemon.run import folder, outputs, stages
 from lemon.run.config import RunConfig, check_names
 from lemon.run.load import load_features, resolve_k
 from lemon.run.log import run_log
+from lemon.run.reviewed import load_reviewed
 from lemon.scale import parts
 from lemon.scorers.base import Scorer
 
@@ -100,6 +101,8 @@ def _run(
         features = load_features(cfg, k, device)
     outputs.add_data_provenance(args, features, out)
     ctx, splits = stages.prepare_scoring(cfg, scorer, features, device)
+    if cfg.reviewed:
+        ctx.reviewed = load_reviewed(cfg.reviewed, features, splits)
     with clock("fit_s"):
         hparams = scorer.fit(ctx)
     if "selection_s" in hparams:

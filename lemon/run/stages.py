@@ -47,7 +47,8 @@ def scorer_options(cfg: RunConfig, k: int) -> ScorerOptions:
         use_discrete_for_text=cfg.use_discrete_for_text,
         legacy_discrete_weighting=cfg.legacy_discrete_weighting,
         fixed=cfg.fixed_hparams,
-        select=not (cfg.skip_hparam_optim or cfg.real_dataset),
+        # reviewed decisions are labels even where the data has none (--real_dataset)
+        select=not cfg.skip_hparam_optim and (not cfg.real_dataset or cfg.reviewed is not None),
         search_budget=cfg.search_budget,
     )
 
@@ -218,16 +219,19 @@ def flag(scorer: Scorer, ctx: ScoringContext, scored: Scored, seed: int) -> Flag
         (log.info if expected else log.warning)("label-free rule: %s", note)
     val = ctx.features.splits["val"]
     thresholds = select_thresholds(scored.outputs["val"]["score"], val.is_mislabel, rule.threshold)
+    if ctx.reviewed is not None and ctx.reviewed.usable:
+        thresholds["reviewed"] = ctx.reviewed.f1_threshold(scored.scores())[1]
     return Flags(rule, thresholds, flag_rule(thresholds))
 
 
 def flag_rule(thresholds: dict[str, float]) -> str:
     """The threshold that flags pairs (scores.csv's ``flagged``, the report, flagged.csv, the summary):
-    the val-optimal one when the run has val labels, else the label-free rule (the original's KDE-valley
-    ``heuristic`` only for runs that have neither)."""
+    the one chosen on reviewed decisions (--reviewed), else the val-optimal one when the run has val
+    labels, else the label-free rule (the original's KDE-valley ``heuristic`` only for runs that have
+    none of these)."""
     from lemon.core.errors import LemonError
 
-    for name in ("optimal", "label_free", "heuristic"):
+    for name in ("reviewed", "optimal", "label_free", "heuristic"):
         if name in thresholds:
             return name
     raise LemonError(f"no flag threshold among {sorted(thresholds)}")
@@ -247,6 +251,12 @@ def evaluate(
         )
     metrics.update(dropped_metrics(ctx.features))
     metrics.update(flags.rule.metrics())
+    audit = ctx.reviewed.noise_rate() if ctx.reviewed is not None else None
+    if audit is not None:  # a person's audit replaces the label-free estimate
+        for key in ("estimated_noise_rate", "estimated_noise_rate_low", "estimated_noise_rate_high"):
+            if key in metrics:
+                metrics[f"label_free/{key}"] = metrics[key]
+        metrics.update(audit)
     metrics.update(scored.parts_info)
     metrics.update(stream.search_metrics(ctx))
     splits = list(scored.outputs)

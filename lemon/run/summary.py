@@ -46,14 +46,25 @@ def format_summary(result: RunResult) -> str:
         lines.append("(no ground truth, so no AUROC or F1: the flags come from the scores alone)")
     chosen = ", ".join(f"{n}={h[n]:.4g}" for n in HPARAM_NAMES if n in h)
     sel = h.get("selected_val")
+    on_reviewed = h.get("selected_reviewed")
     lines.append(
         f"scorer={h['scorer']} k={h['knn_k']} dist={h['dist_type']} ablation={h['ablation']} "
-        f"selection={h.get('selection', '-')}" + (f" (val F1 {sel:.4f})" if sel is not None else "")
+        f"selection={h.get('selection', '-')}"
+        + (f" (val F1 {sel:.4f})" if sel is not None else "")
+        + (f" (estimated F1 on the reviewed pairs {on_reviewed:.4f})" if on_reviewed else "")
     )
     if chosen:
         lines.append(chosen)
     lf = h.get("label_free")
-    if lf:
+    audit = h.get("audit_noise_rate")
+    if audit:
+        lines.append(
+            f"noise rate from the audit (--reviewed): {audit['rate']:.1%} "
+            f"({audit['wrong']} of {audit['audited']} audited pairs wrong; 95% Clopper-Pearson "
+            f"interval {audit['low']:.1%} - {audit['high']:.1%}); it replaces the label-free "
+            f"estimate" + (f" ({lf['rate']:.1%})" if lf else "")
+        )
+    elif lf:
         sep = lf.get("separation_auroc")
         lines.append(
             f"estimated noise rate (no labels used): {rate_text(lf)} of the "

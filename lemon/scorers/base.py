@@ -26,6 +26,7 @@ from lemon.data.features import Features, SplitFeatures
 from lemon.method.hparams import DEFAULT_KNN_K
 
 if TYPE_CHECKING:
+    from lemon.method.reviewed import ReviewedLabels
     from lemon.neighbors import KnnOptions, Searcher
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,8 @@ class ScoringContext:
         self.knn_backend = self.knn.backend
         self.device = self.knn.device
         self.memo: dict[Any, Any] = {}
+        #: pairs a person reviewed (run_lemon --reviewed): labels that replace val's for selection
+        self.reviewed: ReviewedLabels | None = None
         self._knn: dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray]] = {}
         self._shared: dict[str, Any] = {"searchers": {}, "self_rows": {}, "search_s": 0.0}
         self._reference: SplitFeatures | None = None
@@ -187,6 +190,25 @@ class ScoringContext:
         self._shared["search_s"] += time.perf_counter() - start
         return self._knn[(split, space, k)]
 
+    def image_to_text(self, split: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(sim, idx), each (n, k): the reference captions nearest each image of ``split`` (an image query
+        against the text searcher; the pair's own reference row excluded). Memoised like
+        :meth:`neighbours`; what suggested captions start from."""
+        found = self._memoised(split, "img2txt", k)
+        if found is not None:
+            return found
+        start = time.perf_counter()
+        found = self.searcher("txt").search(self.split(split).img, k, exclude=self.self_rows(split))
+        self._shared["search_s"] += time.perf_counter() - start
+        self._knn[(split, "img2txt", k)] = found
+        return found
+
+    @property
+    def run_memo(self) -> dict[Any, Any]:
+        """What is computed once per run and shared by every block of it (e.g. the zero-shot temperature
+        of suggested labels), unlike ``memo``, which is per block."""
+        return self._shared.setdefault("run_memo", {})
+
     @property
     def search_seconds(self) -> float:
         """Seconds spent searching neighbours so far (every split and block; index building aside)."""
@@ -256,6 +278,7 @@ class _BlockContext(ScoringContext):
         self.features, self.knn = parent.features, parent.knn
         self.knn_backend, self.device = parent.knn_backend, parent.device
         self.memo = {}
+        self.reviewed = parent.reviewed
         self._knn = {}
         self._shared = parent._shared
         self._reference = parent.reference

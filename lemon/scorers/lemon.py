@@ -14,7 +14,7 @@ import logging
 import time
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,6 +32,7 @@ from lemon.method.hparams import (
 from lemon.method.select import SearchSpace, batched, distinct_best, search
 from lemon.scorers.base import Scorer, ScorerOptions, ScoringContext
 from lemon.scorers.registry import SCORERS
+from lemon.scorers.suggestions import suggest
 
 if TYPE_CHECKING:
     import torch
@@ -383,6 +384,8 @@ class LemonScorer(Scorer):
         # from the val scores it computes anyway (scoring val twice would double its search)
         if len(fixed) == len(HPARAM_NAMES):
             return {**fixed, "selection": "fixed"}
+        if self.options.select and ctx.reviewed is not None and ctx.reviewed.usable:
+            return self._fit_reviewed(ctx, fixed)
         val = ctx.features.splits.get("val")
         if not self.options.select or val is None or not val.has_labels:
             reason = "selection switched off" if not self.options.select else "no val labels"
@@ -409,12 +412,39 @@ class LemonScorer(Scorer):
             "selection_evaluations": evaluations,
         }
 
+    def _fit_reviewed(self, ctx: ScoringContext, fixed: dict[str, float]) -> dict[str, Any]:
+        """LEMoN_OPT on the pairs a person reviewed (``run_lemon --reviewed``), wherever they are in the
+        splits: their neighbour terms are computed for those rows only, and the objective is the run-wide
+        F1 the reviewed flags and the weighted audit sample estimate (:mod:`lemon.method.reviewed`)."""
+        start = time.perf_counter()
+        reviewed = ctx.reviewed
+        parts = [self.terms(ctx.rows(s, reviewed.rows[s]), s) for s in reviewed.splits]
+        terms = NeighbourTerms(
+            *(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(NeighbourTerms))
+        )
+        y, weights = reviewed.y, reviewed.weights
+        best, evaluations = self._select(terms, y, fixed, weights)
+        reached = best_f1(self._combine(terms, best)["score"], y, weights)[0]
+        return {
+            **best,
+            "selection": "lemon_opt_reviewed",
+            "selected_val": None,
+            "selected_reviewed": float(reached),
+            "selection_s": time.perf_counter() - start,
+            "selection_evaluations": evaluations,
+        }
+
     def _select(
-        self, terms: NeighbourTerms, y: np.ndarray, fixed: dict[str, float]
+        self,
+        terms: NeighbourTerms,
+        y: np.ndarray,
+        fixed: dict[str, float],
+        weights: np.ndarray | None = None,
     ) -> tuple[dict[str, float], int]:
         """LEMoN_OPT on val: the original's grid, then the search (lemon.method.select) in spread units
         (:meth:`NeighbourTerms.weight_factors`) from its best points and the original's starting points;
-        float32 while searching (twice as fast), float64 for the final choice. Never below the grid."""
+        float32 while searching (twice as fast), float64 for the final choice. Never below the grid.
+        ``weights``: how many pairs each labelled one stands for (reviewed pairs), else 1."""
         free = [i for i, n in enumerate(HPARAM_NAMES) if n not in fixed]
         spread = float(np.std(terms.d_mm)) if self.use_d_mm else 1.0
         unit = tuple(None if n in fixed else (spread or 1.0) for n in ("beta", "gamma"))
@@ -423,7 +453,9 @@ class LemonScorer(Scorer):
         def f1(H: np.ndarray, dtype: str, in_units: bool) -> np.ndarray:
             evaluations[0] += len(H)
             return best_f1(
-                terms.scores(H, self.use_d_mm, dtype, unit if in_units else (None, None)), y
+                terms.scores(H, self.use_d_mm, dtype, unit if in_units else (None, None)),
+                y,
+                weights,
             )[0]
 
         def exact(H: np.ndarray) -> np.ndarray:
@@ -456,7 +488,8 @@ class LemonScorer(Scorer):
         self, ctx: ScoringContext, split: str, hparams: dict[str, Any]
     ) -> dict[str, np.ndarray]:
         t = self.terms(ctx, split)
-        return {**self._combine(t, hparams), "idx_n": t.idx_n, "idx_m": t.idx_m}
+        fix = suggest(ctx, split, hparams, t.prox_n, t.trd_n, t.idx_n)
+        return {**self._combine(t, hparams), **fix, "idx_n": t.idx_n, "idx_m": t.idx_m}
 
     def _combine(self, t: NeighbourTerms, hparams: dict[str, Any]) -> dict[str, np.ndarray]:
         """score = d_mm + beta * s_n + gamma * s_m (d_mm left out by the d1 ablation), with its terms."""

@@ -43,6 +43,8 @@ def test_score_pairs_without_known_labels_flags_the_estimated_rate(data, fixed):
         "s_n",
         "s_m",
         "given_label",
+        "suggested_label",
+        "suggestion_confidence",
         "is_label_issue",
     ]
     np.testing.assert_allclose(df.lemon_score, df.d_mm + 5 * df.s_n + 5 * df.s_m)

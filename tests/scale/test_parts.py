@@ -90,7 +90,8 @@ def test_a_run_scored_in_parts_writes_the_files_of_the_run_scored_whole(tmp_path
     assert [p.name for p in parts] == ["00000", "00001", "00002"]
     assert all((p / "done").is_file() for p in parts)
     with np.load(parts[1] / "train.npz") as z:
-        assert set(z.files) == {"score", "d_mm", "s_n", "s_m"} and len(z["score"]) == 400
+        kept = {"score", "d_mm", "s_n", "s_m", "suggested_class", "suggestion_confidence"}
+        assert set(z.files) == kept and len(z["score"]) == 400
 
 
 def test_a_rerun_scores_only_the_parts_not_done(tmp_path, cache, whole):

@@ -75,7 +75,14 @@ def test_neighbour_arrays_are_dropped_unless_kept(arrays):
     scorer = SCORERS.get("lemon")(LemonOptions(k=5, fixed=LEMON_FIX_HPARAMS, select=False))
     ctx = ScoringContext(features_from_arrays(arrays), knn_backend="torch")
     out = score_splits(scorer, ctx, ("test",), LEMON_FIX_HPARAMS, 50, keep_neighbours=False)
-    assert set(out["test"]) == {"score", "d_mm", "s_n", "s_m"}
+    assert set(out["test"]) == {
+        "score",
+        "d_mm",
+        "s_n",
+        "s_m",
+        "suggested_class",
+        "suggestion_confidence",
+    }
     kept = score_splits(scorer, ctx, ("test",), LEMON_FIX_HPARAMS, 50, keep_neighbours=True)
     assert kept["test"]["idx_n"].dtype == np.int32 and kept["test"]["idx_n"].shape == (150, 5)
 
