@@ -17,8 +17,8 @@ from lemon.method.suggest import (
     suggest_captions,
     suggest_labels,
 )
-from lemon.scorers.base import ScorerOptions, ScoringContext
-from lemon.scorers.lemon import LemonScorer
+from lemon.scorers.base import ScoringContext
+from lemon.scorers.lemon import LemonOptions, LemonScorer
 
 REPO = Path(__file__).resolve().parents[2]
 #: the real-noise files (../shared/data/real-noise beside the checkout, or one level further up for a
@@ -86,7 +86,7 @@ def test_suggested_labels_recover_planted_errors_better_than_the_nearest_prompt(
 
     features = DATASETS.get("synthetic")(DataOptions(n_synthetic=800)).load_features()
     ctx = ScoringContext(features)
-    scorer = LemonScorer(ScorerOptions(k=30, select=False))
+    scorer = LemonScorer(LemonOptions(k=30, select=False))
     right, nearest, n = 0, 0, 0
     for split in ("val", "test"):
         out, f = scorer.score(ctx, split, dict(LEMON_FIX_HPARAMS)), features.splits[split]
@@ -109,7 +109,7 @@ def test_on_cifar10n_errors_the_fix_beats_the_swin_argmax_and_the_neighbour_vote
     with np.load(REAL_NOISE / "cifar10n-aggre-swin.npz") as z:
         arrays = {k: z[k] for k in z.files}
     ctx = ScoringContext(features_from_arrays(arrays))
-    scorer = LemonScorer(ScorerOptions(k=30, select=False))
+    scorer = LemonScorer(LemonOptions(k=30, select=False))
     out = scorer.score(ctx, "test", {**LEMON_FIX_HPARAMS})
     errors = arrays["test_is_mislabel"].astype(bool)
     clean = arrays["test_label"][errors]
