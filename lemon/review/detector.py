@@ -74,7 +74,7 @@ class Detector:
         self.flag_rule = str(hparams["flag_rule"])
         self.threshold = self.thresholds[self.flag_rule]
         self.task = features.task
-        self.class_names = None if features.class_names is None else list(features.class_names)
+        self.class_names = class_names(features)
         self.reference_size = len(features.reference_index)
         self.prompt = str(args.get("resolved", {}).get("prompt") or "")
         data = args.get("data") or {}
@@ -289,7 +289,7 @@ class Detector:
 
     def to_run_classes(self, features: Features) -> None:
         """Re-express a new dataset's class labels (its own ids of its own class names) as the run's class
-        ids, in place: class names are what the two data sets share."""
+        ids, in place: class names are what the two data sets share (ids, where the new one names none)."""
         if features.task != self.task:
             raise DetectorError(
                 f"Detector {self.run_dir} scores {self.task} data; this data is {features.task}: "
@@ -297,14 +297,22 @@ class Detector:
             )
         if self.task != "classification":
             return
-        names = [str(c) for c in (features.class_names or [])]
+        # a data set that names no classes (an npz without class_names) gives the run's class ids
+        names = None if features.class_names is None else np.asarray(class_names(features), object)
         for split in features.splits.values():
             for field in ("observed", "clean"):
                 ids = getattr(split, field)
                 if ids is not None:
-                    as_names = np.asarray(names, dtype=object)[np.asarray(ids, dtype=np.int64)]
-                    setattr(split, field, self.class_ids(list(as_names), f"{field} labels"))
+                    ids = np.asarray(ids, dtype=np.int64)
+                    given = list(ids) if names is None else list(names[ids])
+                    setattr(split, field, self.class_ids(given, f"{field} labels"))
+            # the texts the run's prompts read (what --use_discrete_for_text compares)
+            split.texts = self._prompts()[split.observed]
         features.class_names = self.class_names
+
+    def _prompts(self) -> np.ndarray:
+        """(C,) the run's text of each class: its prompt + the class name."""
+        return np.asarray([self.prompt + c for c in self.class_names or []], dtype=object)
 
     def embedder(self) -> Embedder:
         """The run's model, with the run's precision (weights load when first used)."""
@@ -345,8 +353,7 @@ class Detector:
             raise DetectorError("no pairs: the labels are empty; pass at least one pair.")
         if self.task == "classification":
             observed = self.class_ids(list(given))
-            prompts = np.asarray([self.prompt + c for c in self.class_names or []], dtype=object)
-            strings = prompts[observed]
+            strings = self._prompts()[observed]
         else:
             observed, task = check_labels(given)
             if task != "captioning":
@@ -437,3 +444,17 @@ class Detector:
             release(split.img, a, b)
             release(split.txt, a, b)
         return out
+
+
+def class_names(features: Features) -> list[str] | None:
+    """The class names of classification features; a data set that names none (an ``--embeddings`` npz
+    without ``class_names``) calls its classes by their ids ('0', '1', ...), as its prompts do."""
+    if features.task != "classification":
+        return None
+    if features.class_names is not None:
+        return [str(c) for c in features.class_names]
+    if features.label_prompt_txt is not None:
+        n = len(features.label_prompt_txt)
+    else:
+        n = 1 + max(int(np.max(s.observed, initial=-1)) for s in features.splits.values())
+    return [str(i) for i in range(n)]

@@ -209,6 +209,47 @@ def test_nothing_is_fitted(run_a, data, tmp_path, monkeypatch):
     assert run_lemon.main(["--detector", str(run_a), *flags, "--output_dir", str(out)]) == 0
 
 
+def test_an_approximate_search_is_rebuilt_as_the_run_built_it(tmp_path):
+    ivf = ["--knn_backend", "ivf_gemm", "--knn_nlist", "8", "--knn_nprobe", "2"]
+    run = _synthetic_run(tmp_path / "ivf", "--n_synthetic", "800", "--lemon_fix", *ivf)
+    own = make_synthetic_embeddings(800)
+    theirs = pd.read_csv(run / "scores.csv").query("split == 'test'").score.to_numpy()
+    rebuilt = lemon.Detector.load(run, device="cpu")
+    np.testing.assert_allclose(
+        rebuilt.score(**_split(own, "test")).score, theirs, rtol=0, atol=1e-6
+    )
+    assert rebuilt.last_search["knn_backend"] == "ivf_gemm"
+    # exact search finds neighbours the run's search missed (recall@30 of its image search < 1)
+    exact = lemon.Detector.load(run, device="cpu", knn_backend="torch")
+    assert np.abs(exact.score(**_split(own, "test")).score - theirs).max() > 1e-3
+
+
+def test_embeddings_files_without_class_names_give_the_runs_class_ids(tmp_path, capsys):
+    np.savez(tmp_path / "a.npz", **make_synthetic_embeddings(300))
+    run = tmp_path / "A"
+    a = ["--dataset", "embeddings", "--embeddings", str(tmp_path / "a.npz"), "--knn_k", "5"]
+    assert run_lemon.main([*a, "--skip_hparam_optim", "--output_dir", str(run)]) == 0
+    new = make_synthetic_embeddings(300, data_seed=2)
+    np.savez(tmp_path / "b.npz", **new)
+    b = ["--dataset", "embeddings", "--embeddings", str(tmp_path / "b.npz")]
+    assert run_lemon.main(["--detector", str(run), *b, "--output_dir", str(tmp_path / "B")]) == 0
+    scores = pd.read_csv(tmp_path / "B" / "scores.csv")
+    test = scores[scores.split == "test"]
+    np.testing.assert_array_equal(test.observed_label, new["test_noisy_label"])
+    api = lemon.Detector.load(run, device="cpu").score(**_split(new, "test"))
+    np.testing.assert_allclose(api.score, test.score, rtol=0, atol=1e-9)
+    new["val_noisy_label"][0] = 12  # a class the run does not have
+    np.savez(tmp_path / "c.npz", **new)
+    b[-1] = str(tmp_path / "c.npz")
+    capsys.readouterr()
+    assert run_lemon.main(["--detector", str(run), *b, "--output_dir", str(tmp_path / "C")]) == 2
+    assert re.search(
+        r"observed labels hold 1 classes that detector .* does not know: 12; its 10 classes are "
+        r"0, 1, 2, .*ids 0\.\.9\)",
+        capsys.readouterr().err,
+    )
+
+
 # ---------------------------------------------------------------------------------- refusals (one line)
 def test_runs_that_cannot_be_detectors_are_refused(run_a, tmp_path):
     with pytest.raises(LemonError, match=r"Detector .*nowhere not found: pass the --output_dir"):
