@@ -81,7 +81,9 @@ else:  # own: A's first test pairs as new data, against A's scores.csv
     out.update(n=n, max_abs_diff=float(diff.max()), over_1e6=int((diff > 1e-6).sum()),
                flag_agreement=float(agree), search=detector.last_search["knn_search"])
 out["wall_s"] = time.perf_counter() - start
-out["peak_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+usage = resource.getrusage(resource.RUSAGE_SELF)
+out["cpu_s"] = usage.ru_utime + usage.ru_stime
+out["peak_gb"] = usage.ru_maxrss / 2**20
 print("BENCH " + json.dumps(out))
 """
 
@@ -119,12 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     root = Path(args.output_root or tempfile.mkdtemp(prefix="bench-detector-"))
+    before = os.getloadavg()[0]
     rows = []
     run_a = Path(args.run_a) if args.run_a else root / f"A-{args.n_a}"
     if not args.run_a:
         flags = ["--dataset", "synthetic", "--n_synthetic", str(args.n_a), "--lemon_fix"]
         a = child("cli", [*flags, "--output_dir", str(run_a), "--overwrite"])
-        rows.append(("run A (LEMoN_FIX)", a["wall_s"], a["peak_gb"], ""))
+        rows.append(("run A (LEMoN_FIX)", a, ""))
     hp = json.loads((run_a / "hparams.json").read_text())
     n_syn = args.n_new * 8 // 10
     new = ["--dataset", "synthetic", "--n_synthetic", str(n_syn), "--data_seed", "1"]
@@ -141,8 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(
         (
             f"CLI: {args.n_new:,} new pairs",
-            cli["wall_s"],
-            cli["peak_gb"],
+            cli,
             f"{stages}; test AUROC {metrics['test/AUROC']:.4f}; {b_hp['knn_search']}",
         )
     )
@@ -150,8 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(
         (
             f"API: {api['n']:,} new pairs",
-            api["wall_s"],
-            api["peak_gb"],
+            api,
             f"load {api['load_s']:.1f}, score {api['score_s']:.1f}; AUROC {api['auroc']:.4f}; "
             f"{api['search']}",
         )
@@ -161,8 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(
             (
                 f"API: {own['n']:,} of A's test pairs",
-                own["wall_s"],
-                own["peak_gb"],
+                own,
                 f"score {own['score_s']:.1f}; max |score - A's| {own['max_abs_diff']:.2g} "
                 f"({own['over_1e6']} over 1e-6), flags agree {own['flag_agreement']:.4%}; "
                 f"{own['search']}",
@@ -173,9 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{hp['thresholds'][hp['flag_rule']]:.6g} = {hp['flag_rule']}, A's search: "
         f"{hp.get('knn_search')})"
     )
-    print("| what | wall s | peak RSS GiB | details |\n|---|---:|---:|---|")
-    for name, wall, peak, details in rows:
-        print(f"| {name} | {wall:.1f} | {peak:.2f} | {details} |")
+    print(f"load average (1 min) before / after: {before:.2f} / {os.getloadavg()[0]:.2f}")
+    print("| what | wall s | CPU s | peak RSS GiB | details |\n|---|---:|---:|---:|---|")
+    for name, m, details in rows:
+        print(f"| {name} | {m['wall_s']:.1f} | {m['cpu_s']:.1f} | {m['peak_gb']:.2f} | {details} |")
     return 0
 
 

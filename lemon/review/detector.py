@@ -207,35 +207,47 @@ class Detector:
         class ids), scored against the reference set with the run's hyper-parameters, block by block;
         plus ``detector_idx`` (see :meth:`score`).
 
-        ``recall_sample``: with a search that is not exact float32, how many queries to compare with exact
-        search; ``n_queries``: the new pairs of every split to be scored (what ``knn_backend='auto'``
-        sizes the search by; default: this split's). How it searched: :attr:`last_search`."""
+        Every pair is scored once against the whole reference set; the pairs whose image neighbours show
+        them to be reference pairs (:meth:`_same_pairs`) are then scored again with their own row excluded,
+        so the search is not repeated for the others. ``recall_sample``: with a search that is not exact
+        float32, how many queries to compare with exact search; ``n_queries``: the new pairs of every split
+        to be scored (what ``knn_backend='auto'`` sizes the search by; default: this split's). How it
+        searched: :attr:`last_search`."""
         from lemon.scale import stream
 
         self._check_split(split)
         ctx, reason = self._context(n_queries or len(split))
-        start = time.perf_counter()
-        searched = ctx.search_seconds
-        rows = self._same_pairs(ctx, split, block_rows)
-        same_s = time.perf_counter() - start
-        query = dataclasses.replace(
-            split, split=f"new {split.split}", reference_row=rows, normalized=True
-        )
+        start, searched = time.perf_counter(), ctx.search_seconds
+        query = _rows(split, f"new {split.split}")
+        pieces, same = [], np.full(len(split), -1, dtype=np.int64)
         with ctx.temporary_split(query) as name:
-            out = stream.score_splits(
-                self.scorer, ctx, [name], self.hparams, block_rows, keep_neighbours
-            )[name]
+            for a, b in blocks(len(split), block_rows):
+                block = ctx.block(name, a, b)
+                out = self.scorer.score(block, name, self.hparams)
+                pieces.append({k: v for k, v in out.items() if keep_neighbours or np.ndim(v) == 1})
+                same[a:b] = self._same_pairs(block, block.split(name))
+                release(split.img, a, b)
+                release(split.txt, a, b)
             recall = stream.measure_recall(ctx, [name], self.k, recall_sample, 0)
+        out = {key: np.concatenate([p[key] for p in pieces]) for key in pieces[0]}
+        matched = np.flatnonzero(same >= 0)
+        if len(matched):  # reference pairs: their own row excluded, as the run excluded it
+            again = _rows(split, f"new {split.split} (reference pairs)", matched, same[matched])
+            with ctx.temporary_split(again) as name:
+                redo = stream.score_splits(
+                    self.scorer, ctx, [name], self.hparams, block_rows, keep_neighbours
+                )[name]
+            for key, value in redo.items():
+                out[key][matched] = value
         reference_ids = np.asarray(ctx.reference.ids)
-        out["detector_idx"] = np.where(rows >= 0, reference_ids[np.maximum(rows, 0)], -1)
+        out["detector_idx"] = np.where(same >= 0, reference_ids[np.maximum(same, 0)], -1)
         self.last_search = {
             "knn_backend": ctx.knn_choice()[0],
             "knn_search": "; ".join(sorted({s.describe() for s in ctx.searchers.values()})),
             "knn_reason": reason,
             "knn_s": ctx.search_seconds - searched,
             "score_s": time.perf_counter() - start,
-            "same_pairs": int((rows >= 0).sum()),
-            "same_pair_search_s": same_s,
+            "same_pairs": len(matched),
             **recall,
         }
         return out
@@ -423,27 +435,52 @@ class Detector:
             self._contexts[backend] = ScoringContext(self.features, knn=knn)
         return self._contexts[backend], reason
 
-    def _same_pairs(self, ctx: ScoringContext, split: SplitFeatures, block_rows: int) -> np.ndarray:
-        """(n,) the reference row holding the same pair as each new pair (image and text embeddings within
-        SAME_PAIR cosine distance, same label; the nearest such row), -1 where there is none."""
+    def _same_pairs(self, ctx: ScoringContext, part: SplitFeatures) -> np.ndarray:
+        """(n,) the reference row holding the same pair as each pair of ``part`` (image and text
+        embeddings within SAME_PAIR cosine distance, same label; the most similar such row), -1 where
+        there is none. Read from the image neighbours the scorer just searched (memoised in ``ctx``): a
+        reference pair is its own nearest image neighbour, at similarity 1."""
         ref = ctx.reference
-        m = min(self.k + 1, len(ref) - 1)  # duplicates of one image (other captions) come first
-        ref_observed = np.asarray(ref.observed)
-        out = np.full(len(split), -1, dtype=np.int64)
-        for a, b in blocks(len(split), block_rows):
-            part = split.block(a, b)
-            sim, idx = ctx.searcher("img").search(part.img, m)
-            rows, cols = np.nonzero(sim >= 1 - SAME_PAIR)
-            if len(rows):
-                j = idx[rows, cols]
-                txt = np.einsum("nd,nd->n", part.txt[rows], ref.txt[j], dtype=np.float64)
-                same = (txt >= 1 - SAME_PAIR) & (ref_observed[j] == np.asarray(part.observed)[rows])
-                rows, j = rows[same], j[same]
-                first = np.unique(rows, return_index=True)[1]  # row-major: the most similar first
-                out[a + rows[first]] = j[first]
-            release(split.img, a, b)
-            release(split.txt, a, b)
+        sim, idx = ctx.neighbours(part.split, "img", self.k)
+        out = np.full(len(part), -1, dtype=np.int64)
+        rows, cols = np.nonzero(sim >= 1 - SAME_PAIR)
+        if len(rows):
+            j = idx[rows, cols]
+            txt = np.einsum("nd,nd->n", part.txt[rows], ref.txt[j], dtype=np.float64)
+            label = np.asarray(ref.observed)[j] == np.asarray(part.observed)[rows]
+            rows, j = rows[(txt >= 1 - SAME_PAIR) & label], j[(txt >= 1 - SAME_PAIR) & label]
+            first = np.unique(rows, return_index=True)[1]  # row-major: the most similar first
+            out[rows[first]] = j[first]
         return out
+
+
+def _rows(
+    split: SplitFeatures,
+    name: str,
+    index: np.ndarray | None = None,
+    reference_row: np.ndarray | None = None,
+) -> SplitFeatures:
+    """Rows ``index`` (all by default) of ``split`` under another name, their embeddings exactly as
+    ``split`` holds them (not normalised again: a pair keeps its bits), with their own reference rows."""
+    if index is None:
+        return dataclasses.replace(split, split=name, reference_row=reference_row, normalized=True)
+
+    def pick(a):
+        return None if a is None else np.asarray(a)[index]
+
+    return SplitFeatures(
+        name,
+        np.asarray(split.img[index]),
+        np.asarray(split.txt[index]),
+        split.texts[index],
+        pick(split.observed),
+        pick(split.clean),
+        pick(split.is_mislabel),
+        pick(split.pred_probs),
+        pick(split.ids),
+        reference_row=reference_row,
+        normalized=True,
+    )
 
 
 def class_names(features: Features) -> list[str] | None:
