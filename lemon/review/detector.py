@@ -85,6 +85,8 @@ class Detector:
         self.cache_dir = cache_dir
         self._contexts: dict[str, ScoringContext] = {}
         self._embedder: Embedder | None = None
+        #: how the last :meth:`score_split` searched (backend, seconds, reference pairs found, recall)
+        self.last_search: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -216,6 +218,8 @@ class Detector:
         from lemon.scale import stream
 
         self._check_split(split)
+        if not len(split):
+            raise DetectorError(f"split '{split.split}' has no pairs to score.")
         ctx, reason = self._context(n_queries or len(split))
         start, searched = time.perf_counter(), ctx.search_seconds
         query = _rows(split, f"new {split.split}")

@@ -72,18 +72,26 @@ def run_detector(cfg: RunConfig) -> RunResult:
     start = time.time()
     cfg.validate()
     check_names(cfg)
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
+    given = [n for n in REFUSED if getattr(cfg, n) != defaults[n]]
+    if given:
+        flags = ", ".join(f"--{n}" for n in given)
+        raise DetectorError(
+            f"{flags}: a --detector run scores with the detector's model, k, hyper-parameters and "
+            f"threshold ({cfg.detector}) and fits nothing; drop {flags}."
+        )
+    out = Path(cfg.output_dir).expanduser()
+    a = Path(cfg.detector).expanduser().resolve()
+    if out.resolve() == a or a in out.resolve().parents:
+        raise DetectorError(
+            f"--output_dir {out} is inside the detector's own folder {cfg.detector}, which a "
+            "detector run never writes into; pass another --output_dir."
+        )
     detector = Detector.load(
         cfg.detector, device=cfg.device, knn_backend=cfg.knn_backend, cache_dir=cfg.cache_dir
     )
     load_s = time.time() - start
     data_cfg = detector_config(cfg, detector)
-    out = Path(cfg.output_dir).expanduser()
-    a = detector.run_dir.resolve()
-    if out.resolve() == a or a in out.resolve().parents:
-        raise DetectorError(
-            f"--output_dir {out} is inside the detector's own folder {detector.run_dir}, which a "
-            "detector run never writes into; pass another --output_dir."
-        )
     with folder.claim(out, overwrite=cfg.overwrite) as stage:
         with run_log(stage.path, cfg.debug):
             log.info("run_lemon %s", " ".join(sys.argv[1:]))
@@ -96,18 +104,11 @@ def run_detector(cfg: RunConfig) -> RunResult:
 
 def detector_config(cfg: RunConfig, detector: Detector) -> RunConfig:
     """``cfg`` with what the detector decides (its model, precision, prompt, scorer settings and k): a
-    flag given that would decide it otherwise is a one-line error."""
+    model, precision or prompt given that differs from the detector's is a one-line error."""
+    from lemon.data import DATASETS
     from lemon.run.load import run_config
 
     defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
-    given = [n for n in REFUSED if getattr(cfg, n) != defaults[n]]
-    if given:
-        flags = ", ".join(f"--{n}" for n in given)
-        raise DetectorError(
-            f"{flags}: a --detector run scores with the detector's model, k, hyper-parameters and "
-            f"threshold ({detector.run_dir}) and fits nothing; drop {flags}."
-        )
-    from lemon.data import DATASETS
 
     a = run_config(detector.args)
     model = detector.model_name
@@ -117,9 +118,8 @@ def detector_config(cfg: RunConfig, detector: Detector) -> RunConfig:
             f"{a.dataset}), so it has no model to embed --dataset {cfg.dataset} with; bring the new "
             "pairs as embeddings made the same way (--dataset embeddings --embeddings NEW.npz)."
         )
-    same = {"clip_model": model, "precision": detector.precision, "custom_cifar_prompt": None}
-    if detector.task == "classification":
-        same["custom_cifar_prompt"] = detector.prompt
+    same: dict[str, Any] = {"clip_model": model, "precision": detector.precision if model else None}
+    same["custom_cifar_prompt"] = detector.prompt if detector.task == "classification" else None
     for name, value in same.items():
         mine = getattr(cfg, name)
         if mine != defaults[name] and value is not None and mine != value:
