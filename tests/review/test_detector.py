@@ -178,13 +178,16 @@ def test_the_command_line_writes_a_run_folder_that_agrees_with_the_api(
         f1 = 2 * (cli.flagged & y).sum() / (cli.flagged.sum() + y.sum())
         assert metrics[f"{split}/F1_optimal"] == pytest.approx(f1)
     assert metrics["test/AUROC"] > 0.8
-    # run A's own data through the command line: its scores again
+    # run A's own data through the command line, scored in blocks of 128 rows: its scores again
     again = tmp_path / "A_again"
-    own = ["--dataset", "synthetic", "--n_synthetic", str(N)]
+    own = ["--dataset", "synthetic", "--n_synthetic", str(N), "--stream_block", "128"]
     assert run_lemon.main(["--detector", str(run_a), *own, "--output_dir", str(again)]) == 0
     mine, theirs = pd.read_csv(again / "scores.csv"), pd.read_csv(run_a / "scores.csv")
     np.testing.assert_allclose(mine.score, theirs.score, rtol=0, atol=1e-6)
     assert (mine.flagged == theirs.flagged).all()
+    reference = np.load(run_a / "neighbours.npz")["reference_index"]
+    train = mine.split == "train"
+    assert (mine.detector_idx[train] >= 0).sum() == len(reference) == 400
     assert _files(run_a) == before  # the detector's folder: same files, same bytes, same mtimes
 
 
