@@ -5,7 +5,6 @@ command that brings it back. The run's folder is only read."""
 
 from __future__ import annotations
 
-import dataclasses
 import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,11 +80,12 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 def rerun_command(args: dict[str, Any]) -> str:
     """The run_lemon command that reproduces a run from its args.json (flags that differ from the
     defaults), with --overwrite."""
+    from lemon.core.flags import flag_fields
     from lemon.run.load import run_config
 
     cfg = run_config(args)
     words = ["python -m run_lemon"]
-    for f in dataclasses.fields(cfg):
+    for f in flag_fields(type(cfg)):
         value = getattr(cfg, f.name)
         if value == f.default or value is False or f.name == "overwrite":
             continue
