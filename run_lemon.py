@@ -5,6 +5,7 @@ Usage:
     python -m run_lemon --dataset csv --data_path pairs.csv --real_dataset --output_dir runs/mine
     python -m run_lemon --dataset embeddings --embeddings my.npz --output_dir runs/mine --lemon_fix
     python -m run_lemon --dataset mscoco --noise_type cat --noise_level 0.4 --output_dir runs/coco
+    python -m run_lemon --detector runs/mine --dataset csv --data_path new.csv --output_dir runs/new
 
 Flags keep the original LEMoN run_lemon's names; ``--help`` lists them, grouped. Writes args.json,
 log.txt, scores.csv, hparams.json, metrics.json and, last, ``done`` into --output_dir, then prints a
@@ -40,6 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lemon.core.startup import check_torch
 
     check_torch()  # a torchvision built for another torch fails here, in one line, before any work
+    if cfg.detector:  # score against a finished run (docs/detector.md)
+        from lemon.review.detector_run import format_detector_summary, run_detector
+
+        print(format_detector_summary(run_detector(cfg)))
+        return 0
     from lemon.run.pipeline import run  # after parsing: torch loads only for a run
     from lemon.run.summary import format_summary
 

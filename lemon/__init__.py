@@ -2,8 +2,9 @@
 
 Public API (cleanlab-style, from embeddings or raw images and texts): :func:`find_label_issues` (a mask,
 or ranked indices), :func:`get_label_quality_scores` (one score in [0, 1] per pair, lower = worse),
-:func:`score_pairs` (the full DataFrame); :func:`list_datasets`, :func:`list_scorers`. The command line is
-``python -m run_lemon`` and ``python sweep.py``.
+:func:`score_pairs` (the full DataFrame); :class:`Detector` (new pairs scored against a finished run, fitting
+nothing); :func:`list_datasets`, :func:`list_scorers`. The command line is ``python -m run_lemon`` and
+``python sweep.py``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from lemon.core.version import __version__
 
 __all__ = [
+    "Detector",
     "__version__",
     "find_label_issues",
     "get_label_quality_scores",
@@ -27,6 +29,10 @@ def __getattr__(name: str):
         from lemon.api import issues as api
 
         return getattr(api, name)
+    if name == "Detector":
+        from lemon.review.detector import Detector
+
+        return Detector
     raise AttributeError(f"module 'lemon' has no attribute '{name}'")
 
 

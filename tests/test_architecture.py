@@ -24,6 +24,9 @@ CONFIG_READERS = {
     "lemon.run.stages",
     "lemon.run.outputs",
     "lemon.run.pipeline",
+    # run_lemon --detector: a run whose scoring is a finished run's (rebuilt from that run's args.json)
+    "lemon.review.reference",
+    "lemon.review.detector_run",
 }
 #: lemon's packages from the bottom up: a module may import its own layer and the layers below it. The
 #: last layer holds the applications of a run (its report, tables of many runs, the Python API, sweeps,

@@ -204,6 +204,13 @@ class RunConfig:
     )
     # method
     scorer: str = flag("lemon", "Scorer: lemon or a baseline.", "method", _scorer_names)
+    detector: str | None = flag(
+        None,
+        "A finished run's folder: score this run's data against its reference set with its model, "
+        "hyper-parameters and threshold, fitting nothing (docs/detector.md).",
+        "method",
+        metavar="RUN_DIR",
+    )
     lemon_fix: bool = flag(
         False,
         "The paper's fixed setting LEMoN_FIX (k=30, cosine, beta=gamma=5, tau_1=0.1, tau_2=5).",

@@ -57,13 +57,18 @@ def load_dataset(cfg: RunConfig) -> tuple[Dataset, str | None]:
 
 
 def embedding_inputs(
-    cfg: RunConfig, dataset: Dataset, noise_name: str | None, device: str
+    cfg: RunConfig,
+    dataset: Dataset,
+    noise_name: str | None,
+    device: str,
+    cache: EmbeddingCache | None = None,
 ) -> tuple[DatasetSplits, Embedder | FoldModel, EmbeddingCache]:
     """What the embedding stage embeds (the noisy splits), with which model (one embedder, or the K
     models of a ``--folds`` training), into which cache.
 
     The model comes first: weights that cannot be had offline fail before any data is read.
     ``python -m lemon.embed`` calls this too, so sharded embedding fills exactly the entries a run reads.
+    ``cache``: the cache to read (default: the one --cache_dir names), e.g. one that refuses to compute.
     """
     from lemon.data.loading import load_splits
     from lemon.embed.cache import EmbeddingCache
@@ -71,7 +76,8 @@ def embedding_inputs(
     from lemon.embed.stage import embedder_name
     from lemon.noise import apply_noise
 
-    cache = EmbeddingCache(cache_root(cfg.cache_dir))
+    if cache is None:
+        cache = EmbeddingCache(cache_root(cfg.cache_dir))
     model = open_model(
         embedder_name(cfg.dataset, cfg.clip_model),
         device=device,
@@ -98,24 +104,11 @@ def embed_options(cfg: RunConfig, prompt: str) -> EmbedOptions:
     )
 
 
-def load_features(cfg: RunConfig, k: int, device: str) -> Features:
+def load_features(
+    cfg: RunConfig, k: int, device: str, cache: EmbeddingCache | None = None
+) -> Features:
     """Dataset -> (noise) -> embeddings, then the seeded reference cap and the val subset."""
-    dataset, noise_name = load_dataset(cfg)
-    if dataset.precomputed:
-        if not dataset.noise_types and cfg.noise_level is not None:
-            raise LemonError(
-                f"--noise_level is not used with --dataset {cfg.dataset}: the data carries its "
-                "own observed labels; drop --noise_level."
-            )
-        features = dataset.load_features()
-    else:
-        from lemon.embed.folds import embed_with
-
-        splits, model, cache = embedding_inputs(cfg, dataset, noise_name, device)
-        features = embed_with(model, splits, cache, embed_options(cfg, dataset.options.prompt))
-    if cfg.real_dataset:
-        for split in features.splits.values():
-            split.clean = split.is_mislabel = None
+    features = load_embedded(cfg, device, cache)
     features.cap_reference(cfg.compr_dataset_size_limit, np.random.default_rng([cfg.data_seed, 1]))
     n_val = len(features.splits["val"])
     if cfg.subset_val_set is not None and 0 < cfg.subset_val_set < n_val:
@@ -127,11 +120,39 @@ def load_features(cfg: RunConfig, k: int, device: str) -> Features:
     return features
 
 
+def load_embedded(cfg: RunConfig, device: str, cache: EmbeddingCache | None = None) -> Features:
+    """Dataset -> (noise) -> embeddings: every split as loaded, before the reference cap (what a
+    ``--detector`` run scores against another run's reference set)."""
+    dataset, noise_name = load_dataset(cfg)
+    if dataset.precomputed:
+        if not dataset.noise_types and cfg.noise_level is not None:
+            raise LemonError(
+                f"--noise_level is not used with --dataset {cfg.dataset}: the data carries its "
+                "own observed labels; drop --noise_level."
+            )
+        features = dataset.load_features()
+    else:
+        from lemon.embed.folds import embed_with
+
+        splits, model, cache = embedding_inputs(cfg, dataset, noise_name, device, cache)
+        features = embed_with(model, splits, cache, embed_options(cfg, dataset.options.prompt))
+    if cfg.real_dataset:
+        for split in features.splits.values():
+            split.clean = split.is_mislabel = None
+    return features
+
+
+def run_config(args: dict[str, Any]) -> RunConfig:
+    """The RunConfig a run's args.json records (keys that are not flags, or flags of another version of
+    lemon that this one lacks, left out)."""
+    names = set(flag_names())
+    return RunConfig.from_flags({k: v for k, v in args.items() if k in names})
+
+
 def load_run_features(run_dir: str | Path, device: str) -> tuple[Features, dict[str, Any]]:
     """The features a finished run scored, rebuilt from its args.json (embeddings from the cache), and
     those args: what a downstream step (:mod:`lemon.downstream`) trains on."""
     args = json.loads((Path(run_dir) / "args.json").read_text(encoding="utf-8"))
-    names = set(flag_names())
-    cfg = RunConfig.from_flags({k: v for k, v in args.items() if k in names})
+    cfg = run_config(args)
     k = args.get("resolved", {}).get("knn_k") or resolve_k(cfg)
     return load_features(cfg, k, device), args

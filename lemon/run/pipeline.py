@@ -23,6 +23,7 @@ import pandas as pd
 
 from lemon.core import io
 from lemon.core.device import resolve_device
+from lemon.core.errors import LemonError
 from lemon.run import folder, outputs, stages
 from lemon.run.config import RunConfig, check_names
 from lemon.run.load import load_features, resolve_k
@@ -59,6 +60,11 @@ def run(cfg: RunConfig, launch_parts: Callable[[parts.PartPlan], bool] | None = 
     """
     start = time.time()
     cfg.validate()
+    if cfg.detector:
+        raise LemonError(
+            "--detector runs through python -m run_lemon (lemon.review.detector_run), not this "
+            "pipeline: it scores against a finished run and has no parts or selection of its own."
+        )
     check_names(cfg)  # unknown or mismatched names fail before any work
     k = resolve_k(cfg)
     scorer = stages.build_scorer(cfg, k)

@@ -253,7 +253,11 @@ def evaluate(
     metrics.update(flags.rule.metrics())
     audit = ctx.reviewed.noise_rate() if ctx.reviewed is not None else None
     if audit is not None:  # a person's audit replaces the label-free estimate
-        for key in ("estimated_noise_rate", "estimated_noise_rate_low", "estimated_noise_rate_high"):
+        for key in (
+            "estimated_noise_rate",
+            "estimated_noise_rate_low",
+            "estimated_noise_rate_high",
+        ):
             if key in metrics:
                 metrics[f"label_free/{key}"] = metrics[key]
         metrics.update(audit)
