@@ -11,15 +11,14 @@ See docs/review.md.
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Sequence
 
-from lemon.core.errors import one_line_errors
+from lemon.core.cli import command
 from lemon.core.flags import HelpfulParser
 
 
-@one_line_errors
+@command()
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: parse, apply, print one line of what was written."""
     p = HelpfulParser(prog="python -m lemon.review", description=__doc__.split("\n\n")[0])
@@ -46,7 +45,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "from here.",
     )
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from lemon.review.apply import apply_decisions
 
     applied = apply_decisions(

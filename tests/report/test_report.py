@@ -132,7 +132,8 @@ def test_flagged_view_lists_every_flagged_pair_most_suspicious_first(run_dir, tm
     for card in cards:
         row = scores.loc[card["p"]]
         assert (card["s"], card["i"], card["r"]) == (row["split"], row["idx"], row["row"])
-        assert card["t"] == CIFAR10_CLASSES[row["observed_label"]] == card["v"]  # no suggestion
+        assert card["t"] == CIFAR10_CLASSES[row["observed_label"]]
+        assert card["v"] == row["suggested_label"] != card["t"]  # prefilled with the suggested fix
         assert card["fl"] and card["sc"] == pytest.approx(row["score"], abs=1e-6)
         assert card["terms"]["d_mm"] == pytest.approx(row["d_mm"], abs=1e-6)
         assert card["terms"]["s_n"] == pytest.approx(5.0 * row["s_n"], abs=1e-5)  # beta 5 (fixed)

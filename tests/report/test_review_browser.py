@@ -97,6 +97,9 @@ def _expected(
     for pos in sorted(done):
         decision, corrected = done[pos]
         row = scores.loc[pos]
+        column = "suggested_text" if "suggested_text" in scores else "suggested_label"
+        if decision == "wrong" and not corrected and column in scores and pd.notna(row[column]):
+            corrected = str(row[column])  # the field was prefilled with the suggested fix
         image = row["image"] if "image" in scores else ""
         rows.append(
             [str(row["row"]), image, decision, corrected, str(int(pos in audit)), row["split"]]
@@ -139,10 +142,7 @@ def test_review_clicks_keys_pages_filters_reload_and_download(browser, run_dir, 
     # buttons, and a correction typed into the field (it marks the pair wrong)
     done: dict[int, tuple[str, str]] = {}
     _card(page, flagged[0]).locator('button[data-d="wrong"]').click()
-    done[flagged[0]] = (
-        "wrong",
-        "",
-    )  # no correction given: the field still holds the observed label
+    done[flagged[0]] = ("wrong", "")  # not edited: the field holds the suggested fix
     _card(page, flagged[1]).locator('button[data-d="right"]').click()
     done[flagged[1]] = ("right", "")
     _card(page, flagged[2]).locator('button[data-d="unsure"]').click()
