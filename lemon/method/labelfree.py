@@ -103,6 +103,8 @@ REVIEW_HINT = (
     "review a random audit sample of pairs in report.html and rerun with --reviewed decisions.csv "
     "(see docs/review.md) to measure the rate with a binomial interval"
 )
+#: how the note on a wide interval starts (a run's summary prints it, so the log keeps it at INFO)
+UNCERTAIN_NOTE = "the noise rate is uncertain"
 
 
 @dataclass(frozen=True)
@@ -425,7 +427,7 @@ def estimate_noise_rate(
         low, high = _interval(method, estimates, ses, weak)
         if high - low > WIDE_INTERVAL:
             notes.append(
-                f"the noise rate is uncertain: {rate:.1%} (interval {low:.1%}-{high:.1%}): "
+                f"{UNCERTAIN_NOTE}: {rate:.1%} (interval {low:.1%}-{high:.1%}): "
                 + _why_wide(method, estimates)
                 + "; "
                 + REVIEW_HINT
@@ -497,6 +499,9 @@ class LabelFreeRule:
         (None without a reference and held-out splits)
     n_mismatched : mismatched pairs scored in all
     warnings : why the rate may be off, one sentence each
+    expected_warnings : those of ``warnings`` the run explains itself (its summary prints the
+        wide-interval note; a model known to have trained on the reference pairs explains the switch to
+        the held-out pool), so its log keeps them at INFO
     estimates, agreement, standard_error : the pool's estimates by name, the class probabilities'
         agreement with the labels, the rate's bootstrap standard error
     zero_shot_temperature : the softmax temperature of the run's zero-shot class probabilities (None
@@ -511,6 +516,7 @@ class LabelFreeRule:
     split_rates: dict[str, float]
     n_mismatched: int
     warnings: list[str] = field(default_factory=list)
+    expected_warnings: list[str] = field(default_factory=list)
     split_gap: float | None = None
     split_gap_se: float | None = None
     low: float | None = None
@@ -547,6 +553,7 @@ class LabelFreeRule:
             "n_mismatched": self.n_mismatched,
             "zero_shot_temperature": self.zero_shot_temperature,
             "warnings": list(self.warnings),
+            "expected_warnings": list(self.expected_warnings),
         }
 
 
@@ -801,6 +808,12 @@ def rate_text(info: Mapping[str, Any]) -> str:
     low, high = info.get("low"), info.get("high")
     text = f"{info['rate']:.1%}"
     return text if low is None or high is None else f"{text} (interval {low:.1%}-{high:.1%})"
+
+
+def is_uncertain_note(note: str) -> bool:
+    """Whether ``note`` (one of a rule's warnings) is the wide-interval note, which the summary and the
+    report say in their own line (:func:`wide_interval_line`) rather than as a warning."""
+    return note.startswith(UNCERTAIN_NOTE)
 
 
 def wide_interval_line(info: Mapping[str, Any]) -> str | None:

@@ -32,7 +32,7 @@ from lemon.core.cli import command
 from lemon.core.errors import LemonError
 from lemon.core.flags import HelpfulParser
 from lemon.core.io import TEMP_SUFFIX, atomic_write_csv, atomic_write_text
-from lemon.method.labelfree import wide_interval_line
+from lemon.method.labelfree import is_uncertain_note, wide_interval_line
 from lemon.report import page as html
 from lemon.report.images import ImageLinks
 from lemon.report.inputs import class_names, flag_threshold, flagged_frame, neighbour_rows, read_run
@@ -71,7 +71,7 @@ def _notes(
     label_free = hparams.get("label_free") or {}
     notes = [f"Label-free rule: {w}" for w in label_free.get("warnings", [])]
     wide = wide_interval_line(label_free) if label_free.get("rate") is not None else None
-    if wide and not any("uncertain" in w for w in label_free.get("warnings", [])):
+    if wide and not any(is_uncertain_note(w) for w in label_free.get("warnings", [])):
         notes.insert(0, f"Label-free rule: {wide}")
     if not has_images:
         notes.append("This run has no image references (embedding-only data): no thumbnails.")

@@ -15,7 +15,7 @@ import numpy as np
 from lemon.core.paths import cache_root
 from lemon.data.features import Features
 from lemon.method.evaluate import best_f1, evaluate_split, select_thresholds
-from lemon.method.labelfree import LabelFreeRule, label_free_rule
+from lemon.method.labelfree import LabelFreeRule, is_uncertain_note, label_free_rule
 from lemon.method.zeroshot import zero_shot_outputs
 from lemon.neighbors import KnnOptions
 from lemon.run.config import RunConfig, execution_fields
@@ -216,6 +216,9 @@ def flag(scorer: Scorer, ctx: ScoringContext, scored: Scored, seed: int) -> Flag
     known = any(ctx.features.provenance.seen_by_model.values())
     for note in rule.warnings:
         expected = known and rule.pool == "held_out" and "held-out estimate is used" in note
+        expected = expected or is_uncertain_note(note)  # the summary prints this one itself
+        if expected:
+            rule.expected_warnings.append(note)
         (log.info if expected else log.warning)("label-free rule: %s", note)
     val = ctx.features.splits["val"]
     thresholds = select_thresholds(scored.outputs["val"]["score"], val.is_mislabel, rule.threshold)

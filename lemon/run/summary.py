@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lemon.method.hparams import HPARAM_NAMES
-from lemon.method.labelfree import rate_text, wide_interval_line
+from lemon.method.labelfree import is_uncertain_note, rate_text, wide_interval_line
 from lemon.run.outputs import RULE_TEXT
 from lemon.scale import stream
 
@@ -73,11 +73,16 @@ def format_summary(result: RunResult) -> str:
             + (f", separation {sep:.2f}" if sep is not None else "")
             + ")"
             + _true_rate(m, splits, lf.get("pool"))
-            + ("; see the warnings in log.txt" if lf.get("warnings") else "")
+            + (
+                "; see the warnings in log.txt"
+                if set(lf.get("warnings", [])) - set(lf.get("expected_warnings", []))
+                else ""
+            )
         )
         wide = wide_interval_line(lf)
-        if wide:
-            lines.append(wide)
+        if wide:  # the rule's own note says why the interval is wide; the log keeps it at INFO
+            why = [f"label-free rule: {w}" for w in lf.get("warnings", []) if is_uncertain_note(w)]
+            lines.append(why[0] if why else wide)
     search = stream.knn_summary(h, m)
     if search:
         lines.append(search)
