@@ -539,7 +539,7 @@ class DownstreamDemoScores(Experiment):
 
 @register
 class DownstreamDemo(Experiment):
-    """``downstream`` on the offline data (the README's downstream tables): a CLIP trained from scratch
+    """``downstream`` on the offline data (docs/downstream.md's tables): a CLIP trained from scratch
     (lemon-demo, the demo_clip recipe) on the demo pairs each method keeps, and a classifier on the
     synthetic embeddings."""
 

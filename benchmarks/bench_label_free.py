@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/bench_label_free.py                       # every case, printed as a table
-    python benchmarks/bench_label_free.py --markdown            # the README's table
+    python benchmarks/bench_label_free.py --markdown            # docs/label-free.md's table
     python benchmarks/bench_label_free.py --only synthetic      # cases whose name contains a word
     python benchmarks/bench_label_free.py --speed               # the rule's cost on 1M scores
     python benchmarks/bench_label_free.py --real-noise --markdown   # the 15 real-noise files (LEMoN_FIX)

@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/bench_train_clip.py --part folds [--seeds 0 1] [--folds 5]
     python benchmarks/bench_train_clip.py --part mask [--seeds 0 1]
-    python benchmarks/bench_train_clip.py                   # both tables (markdown, as in the README)
+    python benchmarks/bench_train_clip.py                   # both tables (markdown, as in docs/training.md)
 
 Every model is trained with ``demo_clip``'s recipe (``lemon-demo``, 12 epochs, batch 100, lr 2e-3, on the
 noisy train split) and scored by ``lemon.run.pipeline.run`` (LEMoN selected on val, k=30), once per training

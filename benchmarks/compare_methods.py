@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/compare_methods.py                          # small-cos, N2000 and (if registered) demo
     python benchmarks/compare_methods.py --sources N2000 --output_root runs/compare
-    python benchmarks/compare_methods.py --markdown               # tables as markdown (for the README)
+    python benchmarks/compare_methods.py --markdown               # tables as markdown (for docs/baselines.md)
 
 Every method is one ``lemon.run.pipeline.run`` on the same inputs (``--dataset embeddings`` on the shared
 reference ``inputs.npz`` files, ``--dataset demo``), so all share the embeddings, the kNN search (k = the

@@ -89,3 +89,17 @@ def tiny_clip_checkpoint(folder: Path | str, layout: str = "open_clip", seed: in
     if layout not in makers:
         raise ValueError(f"Unknown checkpoint layout '{layout}'. Available: {', '.join(makers)}.")
     return makers[layout](Path(folder) / f"tiny_{layout}", seed)
+
+
+def tiny_clip_in_hub_cache(
+    hf_home: Path | str, repo: str = "openai/clip-vit-base-patch32", seed: int = 0
+) -> Path:
+    """A tiny random transformers CLIP saved where huggingface_hub keeps a download of ``repo``
+    (``$HF_HOME/hub/models--org--name/snapshots/<commit>/`` and ``refs/main``), so a run that names
+    ``repo`` (the default embedder) loads it offline (``HF_HUB_OFFLINE=1``) through the Hub's own lookup."""
+    entry = Path(hf_home) / "hub" / ("models--" + repo.replace("/", "--"))
+    commit = "0" * 40
+    snapshot = tiny_hf_clip_checkpoint(entry / "snapshots" / commit, seed)
+    (entry / "refs").mkdir(parents=True, exist_ok=True)
+    (entry / "refs" / "main").write_text(commit)
+    return snapshot

@@ -54,7 +54,7 @@ def matching_torchvision(torch_version: str) -> str | None:
 
 def install_command(torch_version: str) -> str:
     """The pip command that installs ``torch_version`` with its torchvision (CPU index for +cpu builds,
-    as README.md's no-GPU install)."""
+    as README.md's no-GPU note)."""
     base = torch_version.split("+")[0]
     vision = matching_torchvision(base)
     pair = f"torch=={base}" + (f" torchvision=={vision}" if vision else " torchvision")

@@ -125,7 +125,7 @@ class PrecomputedEmbeddings(Dataset):
         if not path.is_file():
             raise DatasetNotFoundError(
                 f"Embeddings file not found: {path}. Pass --embeddings PATH.npz "
-                f"(layout: README 'Bring your own embeddings')."
+                f"(layout: docs/data.md, 'Bring your own embeddings')."
             )
         try:
             with np.load(path, allow_pickle=False) as z:

@@ -2,7 +2,7 @@
 
 faiss's IVF scans each query's lists one query at a time with vector dot products; on a batch of a million
 queries against a 50k reference that runs below exact matrix-multiply speed, whatever the recall (measured in
-benchmarks/bench_scale.py and the README). Here the reference is clustered into ``nlist`` lists by faiss's
+benchmarks/bench_scale.py and docs/scale.md). Here the reference is clustered into ``nlist`` lists by faiss's
 spherical k-means; each query picks its ``nprobe`` nearest centroids; then, per chunk of queries, every
 list is multiplied (one GEMM, bfloat16 where the CPU has it, float16 on a GPU) against all the chunk's
 queries that probe it, the products land in one slab per chunk (lists cut into pieces of the mean list

@@ -142,7 +142,7 @@ class RunConfig:
     )
     embeddings: str | None = flag(
         None,
-        "Precomputed embeddings .npz for --dataset embeddings (README: Bring your own).",
+        "Precomputed embeddings .npz for --dataset embeddings (docs/data.md: Bring your own embeddings).",
         "data",
     )
     n_synthetic: int = flag(
@@ -559,7 +559,7 @@ def build_parser(raise_errors: bool = False) -> HelpfulParser:
         description="LEMoN: find mislabelled image-text pairs with multimodal neighbours (one run).",
         epilog="F1 columns of the summary: F1 at a threshold chosen on the val labels (optimal: the "
         "best val F1; prevalence: flags the val mislabel rate) or without labels (label_free, "
-        "heuristic). See README.md.",
+        "heuristic). See docs/method.md and docs/label-free.md.",
     )
     add_run_flags(parser)
     return parser
