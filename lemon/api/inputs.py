@@ -61,7 +61,7 @@ def image_source(images: Sequence[Any]) -> FileImages | PilImages:
             f"{quote_path(items[remote[0]])}); lemon reads local files only: download them first "
             "and pass the local paths."
         )
-    paths = [str(Path(x).expanduser().resolve()) for x in local]
+    paths = [str(Path(x).expanduser().resolve()) for x in local if x is not None]  # URLs refused
     missing = [i for i, p in enumerate(paths) if not os.path.isfile(p)]
     if missing:
         raise LemonError(

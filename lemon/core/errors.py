@@ -49,7 +49,7 @@ class StorageError(LemonError, OSError):
 
 
 #: the signals a command ends on with one line (exit status 128 + the signal number, as a shell shows)
-INTERRUPTS = {
+INTERRUPTS: dict[int, str] = {
     signal.SIGINT: "Ctrl-C (SIGINT)",
     signal.SIGTERM: "SIGTERM",
     **({signal.SIGHUP: "SIGHUP (the terminal closed)"} if hasattr(signal, "SIGHUP") else {}),

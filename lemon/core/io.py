@@ -89,7 +89,9 @@ def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
 def atomic_save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
     """Save named arrays atomically as a compressed ``.npz``."""
     buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
+    # numpy >= 2.2 types savez's keywords as arrays or its allow_pickle flag: Any matches both
+    named: dict[str, Any] = arrays
+    np.savez_compressed(buf, **named)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -121,8 +123,9 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        text = "b" not in mode  # a text file: UTF-8, newlines written as given
         with os.fdopen(
-            fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})
+            fd, mode, encoding="utf-8" if text else None, newline="" if text else None
         ) as f:
             yield f
             f.flush()

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from lemon.core.errors import LemonError
 
@@ -42,7 +43,7 @@ class NpyWriter:
     exception deletes the temporary file and leaves ``path`` as it was.
     """
 
-    def __init__(self, path: str | os.PathLike, shape: tuple[int, ...], dtype: np.dtype | str):
+    def __init__(self, path: str | os.PathLike, shape: tuple[int, ...], dtype: DTypeLike):
         self.path = Path(path)
         self.shape = tuple(int(s) for s in shape)
         self.dtype = np.dtype(dtype)
@@ -65,7 +66,7 @@ class NpyWriter:
             )
         if self.rows + len(block) > self.shape[0]:
             raise ValueError(f"{self.path.name}: more than the announced {self.shape[0]} rows")
-        self._file.write(memoryview(block).cast("B"))
+        self._file.write(block.data.cast("B"))
         self.rows += len(block)
 
     def close(self) -> Path:
@@ -125,7 +126,8 @@ def release(x: np.ndarray, start: int, stop: int) -> None:
     """
     if not is_mapped(x) or stop <= start:
         return
-    buf = x._mmap  # the mapping of the whole file (the array's rows start somewhere inside it)
+    # the mapping of the whole file (the array's rows start somewhere inside it)
+    buf = x._mmap  # type: ignore[attr-defined]  # numpy's private attribute, absent from its stubs
     origin = np.frombuffer(buf, dtype=np.uint8).ctypes.data
     lo = x.ctypes.data - origin + start * x.strides[0]
     hi = min(len(buf), x.ctypes.data - origin + stop * x.strides[0])

@@ -34,7 +34,8 @@ class Registry(Generic[T]):
                 if key in self._entries or key in self._aliases:
                     raise ValueError(f"{self.kind} '{key}' is registered twice.")
             if isinstance(obj, type) and obj.__module__ != "builtins":
-                obj.name = name  # the registry key is the class's name: written once, here
+                cls: Any = obj  # any registered class, whatever its kind's attributes
+                cls.name = name  # the registry key is the class's name: written once, here
             self._entries[name] = obj
             for alias in aliases:
                 self._aliases[alias] = name

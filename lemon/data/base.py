@@ -42,7 +42,8 @@ class ImageSource(Protocol):
     must be picklable so a DataLoader with workers can use them.
     """
 
-    ids: Sequence[str]
+    @property
+    def ids(self) -> Sequence[str]: ...  # an attribute or a property
 
     def __len__(self) -> int: ...
 
@@ -53,7 +54,7 @@ class ImageSource(Protocol):
     def subset(self, index: np.ndarray) -> ImageSource: ...  # rows ``index``, in that order
 
 
-def digest(*parts: bytes | str) -> str:
+def digest(*parts: bytes | memoryview | str) -> str:
     """Short blake2b hex digest of byte/str parts (each length-prefixed, so parts cannot run together)."""
     h = hashlib.blake2b(digest_size=16)
     for part in parts:
@@ -153,13 +154,13 @@ class ArrayImages:
 
     def fingerprint(self, content: bool = False) -> str:
         pixels = np.ascontiguousarray(self.pixels)
-        return digest(str(pixels.shape), str(pixels.dtype), memoryview(pixels).cast("B"))
+        return digest(str(pixels.shape), str(pixels.dtype), pixels.data.cast("B"))
 
     def identities(self) -> np.ndarray:
         """(n,) uint64 content id of each image's pixels (:func:`content_id`)."""
         pixels = np.ascontiguousarray(self.pixels).reshape(len(self.pixels), -1)
         return np.fromiter(
-            (content_id(memoryview(row).cast("B")) for row in pixels),
+            (content_id(row.data.cast("B")) for row in pixels),
             dtype=np.uint64,
             count=len(pixels),
         )
@@ -186,7 +187,10 @@ class Dropped:
         return len(self.rows)
 
     def add(
-        self, reason: str, rows: Sequence[int] | np.ndarray, images: Sequence[str] | None = None
+        self,
+        reason: str,
+        rows: Sequence[int] | np.ndarray,
+        images: Sequence[str] | np.ndarray | None = None,
     ) -> Dropped:
         """These pairs and the old ones (a new record; ``images`` default to '')."""
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
@@ -237,7 +241,7 @@ def image_identities(images: ImageSource) -> np.ndarray:
     falls back to its ids, which then only identify the image within that dataset.
     """
     if hasattr(images, "identities"):
-        return images.identities()  # type: ignore[attr-defined]
+        return images.identities()
     return np.fromiter(
         (content_id(str(i).encode()) for i in images.ids), dtype=np.uint64, count=len(images)
     )
@@ -322,6 +326,13 @@ class PairSplit:
     def __len__(self) -> int:
         return len(self.clean)
 
+    @property
+    def classes(self) -> Sequence[str]:
+        """``class_names``, which every classification split has (checked in ``__post_init__``)."""
+        if self.class_names is None:
+            raise ValueError(f"split '{self.split}' is no classification split: it has no classes.")
+        return self.class_names
+
     def _as_text(self, values: np.ndarray) -> np.ndarray:
         if self.task == "classification":
             return np.asarray(self.class_names, dtype=object)[values.astype(np.int64)]
@@ -383,6 +394,7 @@ class PairSplit:
             return self
         lost = np.flatnonzero(~keep)
         kept = self.subset(np.flatnonzero(keep))
+        assert self.source_rows is not None  # set by __post_init__
         return dataclasses.replace(
             kept,
             dropped=self.dropped.add(reason, self.source_rows[lost], self.given_images()[lost]),
@@ -476,6 +488,7 @@ class DataOptions:
         """The options named by run_lemon flag ``values`` (absent flags take their defaults)."""
         get = values.get
         prompt = get("custom_cifar_prompt")
+        noise_level = get("noise_level")
         table = TableOptions(
             path=get("data_path"),
             image_root=get("image_root"),
@@ -495,7 +508,7 @@ class DataOptions:
             table=table,
             embeddings=get("embeddings"),
             n_synthetic=get("n_synthetic", 2000),
-            noise_level=0.4 if get("noise_level") is None else get("noise_level"),
+            noise_level=0.4 if noise_level is None else noise_level,
             cache_dir=get("cache_dir"),
         )
 

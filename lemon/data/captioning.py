@@ -276,7 +276,9 @@ def index_shard(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, list[str
                 key, _, ext = base.partition(".")
                 key = f"{head}/{key}" if head else key
                 if ext.lower() == "txt":
-                    texts[key] = tar.extractfile(m).read().decode("utf-8", "replace").strip()
+                    member = tar.extractfile(m)
+                    assert member is not None  # a regular file (checked above) always opens
+                    texts[key] = member.read().decode("utf-8", "replace").strip()
                 elif "." + ext.lower() in IMAGE_EXTS:
                     images[key] = m
     except tarfile.TarError as err:

@@ -87,7 +87,8 @@ def _csv(d: Path, stem: str) -> Path:
 def chexpert_categories(values: np.ndarray) -> list[tuple[str, ...]]:
     """Per row of a (n, 13) CheXpert value matrix (1 / 0 / -1 / NaN), the tuple of 'value:Finding' names."""
     names = np.asarray([[f"{v}:{f}" for f in FINDINGS] for v in VALUES.values()], dtype=object)
-    codes = np.full(values.shape, -1, dtype=np.int64)
+    n, m = values.shape
+    codes = np.full((n, m), -1, dtype=np.int64)
     for k, v in enumerate(VALUES):
         codes[values == v] = k
     return [tuple(names[c, j] for j, c in enumerate(row) if c >= 0) for row in codes.tolist()]

@@ -77,15 +77,20 @@ class ConfigurableDataset(Dataset, abstract=True):
     def source(self, root: Path) -> str:
         return str(self.path)
 
-    def check_exists(self, root: Path) -> None:
+    def given_path(self) -> Path:
+        """``--data_path``; a clear error when it is not given."""
         if self.path is None:
             raise DatasetNotFoundError(
                 f"Dataset '{self.name}' needs --data_path ({self.what}). "
                 f"See DataSources.md#{self.name}."
             )
-        if not self.path.exists():
+        return self.path
+
+    def check_exists(self, root: Path) -> None:
+        path = self.given_path()
+        if not path.exists():
             raise DatasetNotFoundError(
-                f"Dataset '{self.name}' not found: expected {self.path} (from "
+                f"Dataset '{self.name}' not found: expected {path} (from "
                 f"--data_path). See DataSources.md#{self.name}."
             )
 
@@ -96,6 +101,11 @@ def _file_images(paths: list[str], base: Path) -> FileImages:
     absolute = [Path(os.path.abspath(p if os.path.isabs(p) else base / p)) for p in paths]
     anchor = Path(absolute[0].anchor) if absolute else Path("/")
     return FileImages(anchor, [str(p.relative_to(p.anchor)) for p in absolute])
+
+
+def _missing(cells: np.ndarray) -> np.ndarray:
+    """(n,) bool: the cells :func:`cell_text` found missing or blank (None)."""
+    return np.equal(cells, np.array(None, dtype=object))
 
 
 def _blob(value: Any) -> bytes | None:
@@ -162,7 +172,7 @@ def label_values_by_class(
     merged = merge_variants(text[keep], label_variants, "the table's labels")
     names, ids = class_ids(merged.astype(str), names_file, "the table's labels", "")
     first = pd.Series(np.arange(len(ids))).groupby(ids).first()
-    return {names[int(i)]: original[keep[int(j)]] for i, j in first.items()}
+    return {names[int(i)]: original[keep[int(j)]] for i, j in zip(first.index, first)}
 
 
 def folder_listing(folder: Path) -> dict[str, np.ndarray]:
@@ -226,7 +236,7 @@ def read_class_names(path: str) -> list[str]:
             f"--class_names {shown}: its lines carry numbers ('{lines[0]}'); write the names alone, "
             "one a line, line i naming label i."
         )
-    seen = {}
+    seen: dict[str, int] = {}
     for i, name in enumerate(lines):
         if name in seen:
             raise LemonError(
@@ -468,9 +478,9 @@ class _Table(ConfigurableDataset, abstract=True):
         no_image = _no_image(cells)
         drops.mark(no_image, NO_IMAGE)
         given = np.where(no_image, "", cells).astype(object)
-        drops.mark(np.equal(observed, None), EMPTY_TEXT if text else NO_LABEL)
+        drops.mark(_missing(observed), EMPTY_TEXT if text else NO_LABEL)
         if cols["clean"]:
-            drops.mark(np.equal(clean, None), NO_CLEAN)
+            drops.mark(_missing(clean), NO_CLEAN)
         if task == "classification":
             kept = drops.kept
             both = merge_variants(
@@ -527,6 +537,7 @@ class _Table(ConfigurableDataset, abstract=True):
             else identity_splits(ident[rows], data_seed, self.name)
         )
         if task == "classification":
+            assert class_names is not None  # class_ids named the classes above
             check_classes(class_names, observed, shown)
         elif len(np.unique(observed.astype(str))) < 2:
             raise LemonError(
@@ -567,14 +578,14 @@ class _Table(ConfigurableDataset, abstract=True):
     def _images(self, values: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray]:
         """The image source over ``values`` (paths, URLs or bytes), each one's reason code (0 readable,
         :mod:`lemon.data.images`) and content id."""
-        blobs = [_blob(v) for v in values]
+        blobs = [b for b in (_blob(v) for v in values) if b is not None]
         limit = self.table.max_image_pixels
-        if blobs and all(b is not None for b in blobs):
+        if blobs and len(blobs) == len(values):
             ids = ["sha1:" + hashlib.sha1(b).hexdigest() for b in blobs]
             images = BytesImages(blobs, ids)
             codes = np.asarray([inspect_bytes(b, "", limit) for b in blobs], dtype=np.int64)
             return images, codes, np.where(codes == READABLE, images.identities(), np.uint64(0))
-        if any(b is not None for b in blobs):
+        if blobs:
             raise LemonError(
                 f"{quote_path(self.path)}: column '{self.columns['image']}' mixes image bytes and "
                 "paths."
@@ -589,14 +600,14 @@ class _Table(ConfigurableDataset, abstract=True):
                 "(e.g. wget -x -i urls.txt, aws s3 cp --recursive, gsutil -m cp -r) and write the "
                 "local paths into the column."
             )
-        base = self.image_root or self.path.parent
-        images = _file_images([p or "" for p in local], base)
-        paths = [images.root / p for p in images.relpaths]
+        base = self.image_root or self.given_path().parent
+        files = _file_images([p or "" for p in local], base)
+        paths = [files.root / p for p in files.relpaths]
         codes, identity = inspect_files([p for p, r in zip(paths, remote) if not r], limit)
         out_codes = np.full(len(values), URL, dtype=np.int64)
         out_ids = np.zeros(len(values), dtype=np.uint64)
         out_codes[~remote], out_ids[~remote] = codes, identity
-        return images, out_codes, out_ids
+        return files, out_codes, out_ids
 
 
 @DATASETS.register("csv")
@@ -653,7 +664,7 @@ class ImageFolderDataset(ConfigurableDataset):
         outside a class folder, unreadable or oversized ones and repeats of an image already in the
         same class folder are recorded, with their reason, in the dataset's ``dropped``."""
         self.check_exists(root)
-        folder = self.path
+        folder = self.given_path()
         listing = folder_listing(folder)
         trees = {s: s for s in dict.fromkeys(listing["splits"])}
         given, status = listing["files"], listing["status"]

@@ -167,8 +167,8 @@ def match_decisions(
         hits = part[[*keys, "_i"]].merge(run[[*keys, "position"]], on=keys, how="inner")
         sizes = hits.groupby("_i").size()
         count[sizes.index.to_numpy()] = sizes.to_numpy()
-        first = hits.drop_duplicates("_i")
-        found[first["_i"].to_numpy()] = first["position"].to_numpy()
+        matched = hits.drop_duplicates("_i")
+        found[matched["_i"].to_numpy()] = matched["position"].to_numpy()
     for problem in np.flatnonzero(count != 1):
         line = int(decisions["_line"].iloc[problem])
         row, split = int(decisions["row"].iloc[problem]), decisions["split"].iloc[problem]

@@ -48,13 +48,13 @@ def features_from_arrays(
             raise LemonError(f"{source}: missing {', '.join(absent)} (split '{s}').")
         if captioning:
             observed = np.asarray(arrays[f"{s}_noisy_caption"]).astype(str).astype(object)
-            clean = arrays.get(f"{s}_caption")
-            clean = None if clean is None else np.asarray(clean).astype(str).astype(object)
+            given = arrays.get(f"{s}_caption")
+            clean = None if given is None else np.asarray(given).astype(str).astype(object)
             texts = observed
         else:
             observed = np.asarray(arrays[f"{s}_noisy_label"]).astype(np.int64)
-            clean = arrays.get(f"{s}_label")
-            clean = None if clean is None else np.asarray(clean).astype(np.int64)
+            given = arrays.get(f"{s}_label")
+            clean = None if given is None else np.asarray(given).astype(np.int64)
             names = (
                 class_names
                 if class_names is not None
@@ -63,6 +63,7 @@ def features_from_arrays(
             if observed.min() < 0 or observed.max() >= len(names):
                 raise LemonError(f"{source}: {s}_noisy_label has ids outside [0, {len(names)}).")
             texts = np.asarray([prompt + str(c) for c in names], dtype=object)[observed]
+        is_mislabel: np.ndarray | None
         if f"{s}_is_mislabel" in keys:
             is_mislabel = np.asarray(arrays[f"{s}_is_mislabel"]).astype(bool)
         else:

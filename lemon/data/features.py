@@ -6,7 +6,7 @@ unit vectors. ``reference_index`` says which train rows form the reference set (
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -86,7 +86,8 @@ class SplitFeatures:
     clean: np.ndarray | None = None
     is_mislabel: np.ndarray | None = None
     pred_probs: np.ndarray | None = None
-    ids: np.ndarray | None = None
+    # None: np.arange(n), set by __post_init__ (a field cannot be typed "optional at init only")
+    ids: np.ndarray = None  # type: ignore[assignment]
     image_refs: Sequence[str] | None = None
     reference_row: np.ndarray | None = None
     source_rows: np.ndarray | None = None
@@ -96,7 +97,7 @@ class SplitFeatures:
 
     def __post_init__(self) -> None:
         n = len(self.img)
-        arrays = {"txt": self.txt, "texts": self.texts, "observed": self.observed}
+        arrays: dict[str, Sized] = {"txt": self.txt, "texts": self.texts, "observed": self.observed}
         arrays.update(
             {
                 k: v
@@ -253,7 +254,8 @@ class Features:
     splits: dict[str, SplitFeatures]
     label_prompt_txt: np.ndarray | None = None
     class_names: Sequence[str] | None = None
-    reference_index: np.ndarray | None = None
+    # None: every train row, set by __post_init__ (a field cannot be typed "optional at init only")
+    reference_index: np.ndarray = None  # type: ignore[assignment]
     provenance: Provenance = field(default_factory=Provenance)
     fold_train: list[SplitFeatures] | None = None
 

@@ -200,7 +200,7 @@ def fixes(reasons: Sequence[str]) -> str:
 
 
 def warn_not_read(
-    name: str, codes: np.ndarray, given: Sequence[Any], total: int | None = None
+    name: str, codes: np.ndarray, given: Sequence[Any] | np.ndarray, total: int | None = None
 ) -> None:
     """One warning line: how many images are not read and why, with the first of each kind (quoted, so a
     trailing space shows) and what to do; the reasons are those dropped.csv lists

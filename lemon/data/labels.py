@@ -38,7 +38,7 @@ def _one(value: Any, row: int, what: str) -> Any:
     return items[0] if items else None
 
 
-def cell_text(values: Sequence[Any], what: str) -> np.ndarray:
+def cell_text(values: Sequence[Any] | np.ndarray, what: str) -> np.ndarray:
     """(n,) object array: each cell as a string, None where it is missing or blank (see the module)."""
     out = np.empty(len(values), dtype=object)
     for row, value in enumerate(values):  # cells of mixed kinds: one pass in Python at load

@@ -81,7 +81,12 @@ def kept_rows(
             )
         kept = idx[score < run.threshold]
     else:
-        n_keep = n - int(round(fraction * n)) if rule == "drop_top" else keep_n
+        if rule == "drop_top":
+            n_keep = n - int(round(fraction * n))
+        elif keep_n is None:  # DownstreamConfig.validate refuses this
+            raise LemonError("--filter keep_n needs --keep_n (how many train pairs to keep).")
+        else:
+            n_keep = keep_n
         if not 1 <= n_keep <= n:
             raise LemonError(f"the filter keeps {n_keep} pairs; the run has {n} train pairs.")
         kept = idx[np.lexsort((idx, score))[:n_keep]]  # lowest scores first, ties by idx

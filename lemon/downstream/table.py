@@ -47,7 +47,12 @@ def downstream_table(df: pd.DataFrame) -> pd.DataFrame:
     metrics = [m for task in DOWNSTREAM_METRICS.values() for m in task if m in runs]
     values = runs[keys].assign(
         kept=100 * runs["train/n_kept"] / runs["train/n"],
-        kept_noise=100 * pd.to_numeric(runs.get("train/kept_noise_rate"), errors="coerce"),
+        kept_noise=100
+        * (
+            pd.to_numeric(runs["train/kept_noise_rate"], errors="coerce")
+            if "train/kept_noise_rate" in runs
+            else np.nan
+        ),
         **{m: 100 * pd.to_numeric(runs[m], errors="coerce") for m in metrics},
     )
     grouped = values.groupby(keys, dropna=False, sort=True)
@@ -61,6 +66,9 @@ def downstream_table(df: pd.DataFrame) -> pd.DataFrame:
     out = out.reset_index()
     first = metrics[0].split("/", 1)[1] + " mean"
     order = np.lexsort(
-        (-out[first].fillna(-1).to_numpy(), *(out[k].astype(str) for k in keys[:-2][::-1]))
+        (
+            -out[first].fillna(-1).to_numpy(),
+            *(out[k].astype(str).to_numpy() for k in keys[:-2][::-1]),
+        )
     )
     return out.iloc[order].dropna(axis=1, how="all").reset_index(drop=True)

@@ -163,6 +163,7 @@ class Embedder(ABC):
     def preprocess(self) -> Callable:
         """PIL image -> (3, H, W) float tensor, this model's own transform (picklable for DataLoader)."""
         self.load()
+        assert self._preprocess is not None, f"{type(self).__name__}._load must set _preprocess"
         return self._preprocess
 
     # ------------------------------------------------------------------ encoding
@@ -187,7 +188,8 @@ class Embedder(ABC):
 
         self.load()
         if not isinstance(images, torch.Tensor):
-            images = torch.stack([self._preprocess(im) for im in images])
+            preprocess = self.preprocess
+            images = torch.stack([preprocess(im) for im in images])
         with self._inference():
             out = self._image_features(images.to(self.device, non_blocking=True))
         return out.float().cpu().numpy()

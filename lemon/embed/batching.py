@@ -72,7 +72,7 @@ def image_loader(
     workers = num_workers if len(source) > batch_size else 0
     dataset = PreprocessedImages(source, transform, flag_unreadable)
     return DataLoader(
-        dataset,
+        dataset,  # type: ignore[arg-type]  # map-style; torch types it Dataset
         batch_size=batch_size,
         num_workers=workers,
         pin_memory=str(device).startswith("cuda"),
@@ -114,10 +114,12 @@ def embed_images(
         ok.append(np.asarray(good, dtype=bool))
     if not out:
         return np.zeros((0, embedder.dim), dtype=np.float32)
-    emb, ok = np.concatenate(out), np.concatenate(ok)
-    if not ok.all():
-        emb[~ok] = np.nan
-        log.warning("%s: %d of %d images could not be decoded", desc, int((~ok).sum()), len(ok))
+    emb, decoded = np.concatenate(out), np.concatenate(ok)
+    if not decoded.all():
+        emb[~decoded] = np.nan
+        log.warning(
+            "%s: %d of %d images could not be decoded", desc, int((~decoded).sum()), len(decoded)
+        )
     return emb
 
 

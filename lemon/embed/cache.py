@@ -50,7 +50,7 @@ def checksum(array: np.ndarray, block_rows: int = 65536) -> str:
     whole): what a cache entry's sidecar records and each read verifies."""
     h = hashlib.sha256()
     for start in range(0, max(len(array), 1), block_rows):
-        h.update(np.ascontiguousarray(array[start : start + block_rows]))
+        h.update(np.ascontiguousarray(array[start : start + block_rows]).data)
     return h.hexdigest()
 
 
@@ -141,7 +141,7 @@ class EmbeddingCache:
             for block in blocks:
                 rows = np.ascontiguousarray(unit_or_invalid(block) if unit else block, dtype=dtype)
                 writer.write(rows)
-                digest.update(rows)
+                digest.update(rows.data)
         atomic_write_json(
             meta,
             {
@@ -201,7 +201,8 @@ class EmbeddingCache:
                         inputs,
                         key,
                         [array],
-                        *array.shape,
+                        len(array),
+                        array.shape[1],
                         seconds=time.time() - start,
                         unit=unit,
                     )

@@ -182,6 +182,7 @@ def embed_out_of_fold(
     base = views[0]
     # the train split as each model embeds it (model 0's a copy: base's own rows are mixed below)
     fold_train = [copy.copy(views[0].splits["train"])] + [v.splits["train"] for v in views[1:]]
+    counts: dict[str, list[int]] = {}  # rows per fold model, per split
     for name, split in base.splits.items():
         if any(not np.array_equal(v.splits[name].ids, split.ids) for v in views[1:]):
             raise LemonError(
@@ -194,12 +195,12 @@ def embed_out_of_fold(
             rows = fold == f
             img[rows], txt[rows] = view.splits[name].img[rows], view.splits[name].txt[rows]
         split.img, split.txt, split.fold = img, txt, fold
+        counts[name] = np.bincount(fold, minlength=len(views)).tolist()
     base.fold_train = fold_train
     base.label_prompt_txt = None  # one model's class prompts fit only that model's rows
     last = views[-1].provenance
     base.provenance.embedder = model.name
     base.provenance.embedder_id = "+".join(e.id for e in model.embedders)
     base.provenance.cache_hits, base.provenance.cache_misses = last.cache_hits, last.cache_misses
-    counts = {s: np.bincount(f.fold, minlength=len(views)).tolist() for s, f in base.splits.items()}
     log.info("out-of-fold embeddings from %s; rows per fold model: %s", model.name, counts)
     return base

@@ -194,8 +194,8 @@ def embed_images_gpu_decode(
 
     geo = geometry(embedder)
     workers = num_workers if len(source) > batch_size else 0
-    loader = DataLoader(
-        EncodedImages(source),
+    loader: DataLoader[Any] = DataLoader(
+        EncodedImages(source),  # type: ignore[arg-type]  # map-style; torch types it Dataset
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=_collate,
@@ -210,8 +210,10 @@ def embed_images_gpu_decode(
         good.append(np.asarray(ok, dtype=bool))
     if not out:
         return np.zeros((0, embedder.dim), dtype=np.float32)
-    emb, good = np.concatenate(out), np.concatenate(good)
-    if not good.all():
-        emb[~good] = np.nan
-        log.warning("%s: %d of %d images could not be decoded", desc, int((~good).sum()), len(good))
+    emb, decoded = np.concatenate(out), np.concatenate(good)
+    if not decoded.all():
+        emb[~decoded] = np.nan
+        log.warning(
+            "%s: %d of %d images could not be decoded", desc, int((~decoded).sum()), len(decoded)
+        )
     return emb

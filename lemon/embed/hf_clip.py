@@ -91,10 +91,12 @@ class HFClipEmbedder(Embedder):
         from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
         source = str(self.local) if self.local is not None else self.source
-        kwargs = {"local_files_only": True} if self.local is not None else {}
+        kwargs: dict[str, Any] = {"local_files_only": True} if self.local is not None else {}
         with hub_session() as online:
             try:
-                model, info = CLIPModel.from_pretrained(source, output_loading_info=True, **kwargs)
+                # (model, info) with output_loading_info=True: transformers types the model alone
+                loaded: Any = CLIPModel.from_pretrained(source, output_loading_info=True, **kwargs)
+                model, info = loaded
                 tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
                 processor = AutoImageProcessor.from_pretrained(source, **kwargs)
             except (OSError, ValueError, KeyError) as err:

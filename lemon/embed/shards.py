@@ -49,7 +49,7 @@ def class_prompts(splits: DatasetSplits, prompt: str) -> list[str] | None:
     """The class prompt texts a classification run embeds (None for captioning)."""
     if splits.task != "classification":
         return None
-    names = splits.class_names if splits.class_names is not None else splits["train"].class_names
+    names = splits.class_names if splits.class_names is not None else splits["train"].classes
     return [prompt + str(c) for c in names]
 
 
@@ -155,6 +155,8 @@ def assemble(
         )
     written = 0
     for name, split in splits.splits.items():
+        if split.images is None:  # plan_folder refused such splits already
+            raise LemonError(f"split '{name}' of dataset '{splits.name}' has no images to embed.")
         ids = [str(i) for i in split.images.ids]
         kind = image_kind(splits.name, decode)
         key = cache.key(embedder, kind, ids, split.images.fingerprint())
@@ -171,6 +173,11 @@ def assemble(
             n_shards,
         )
         img = cache.load(embedder.id, key)
+        if img is None:  # written just above: gone or damaged since (another job, the disk)
+            raise LemonError(
+                f"The {name} image embeddings assembled into {cache.root} cannot be read back; "
+                "run python -m lemon.embed again."
+            )
         kept: PairSplit = split.drop(finite_rows(img), UNDECODABLE_IMAGE)
         texts = kept.prompts(prompt)
         key = cache.key(embedder, "text", texts)

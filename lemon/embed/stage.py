@@ -91,9 +91,7 @@ def embed_dataset(
         dropped["before splitting"] = splits.dropped
     label_prompt_txt, class_names = None, None
     if splits.task == "classification":
-        names = (
-            splits.class_names if splits.class_names is not None else splits["train"].class_names
-        )
+        names = splits.class_names if splits.class_names is not None else splits["train"].classes
         class_names = [str(c) for c in names]
         label_prompt_txt = embed.texts([prompt + c for c in class_names], "class prompts")
     provenance = Provenance(

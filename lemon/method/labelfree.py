@@ -386,7 +386,7 @@ def estimate_noise_rate(
         estimates["cleanlab_joint"], agreement = cleanlab_rate(probs.labels, probs.probs)
         if probs.recalibrated is not None:
             estimates["cleanlab_recalibrated"] = cleanlab_rate(probs.labels, probs.recalibrated)[0]
-    if probs is not None and (agreement > MIN_AGREEMENT or s0 is None):
+    if probs is not None and agreement is not None and (agreement > MIN_AGREEMENT or s0 is None):
         method = "cleanlab_joint"
         if agreement <= MIN_AGREEMENT:
             notes.append(
@@ -612,9 +612,10 @@ def pool_estimates(
         held_out = fit(held, interval=True)
         ref = per_split[reference]
         gap = held_out.rate - ref.rate
-        if held_out.method == ref.method and None not in (
-            ref.standard_error,
-            held_out.standard_error,
+        if (
+            held_out.method == ref.method
+            and ref.standard_error is not None
+            and held_out.standard_error is not None
         ):
             gap_se = float(np.hypot(ref.standard_error, held_out.standard_error))
         if gap > max(MAX_SPLIT_GAP, 2 * (gap_se or 0.0)):
@@ -688,8 +689,9 @@ def class_probabilities(
     splits = [s for s in splits if s in features.splits]
     if not splits or not n_classes:
         return {}, None
-    use_prompts = prompts is not None
-    if not use_prompts and any(features.splits[s].pred_probs is None for s in splits):
+    # the user's class probabilities, where no class prompts give zero-shot ones
+    given = {s: p for s in splits if (p := features.splits[s].pred_probs) is not None}
+    if prompts is None and len(given) < len(splits):
         return {}, None
     total = sum(len(features.splits[s]) for s in splits)
     budget = min(MAX_PROB_ROWS, max(1, MAX_PROB_CELLS // n_classes))
@@ -704,10 +706,9 @@ def class_probabilities(
         k = max(1, int(round(fraction * len(q)))) if len(q) else 0
         rows[s] = np.sort(rng.choice(len(q), k, replace=False)) if k < len(q) else np.arange(len(q))
         labels[s] = ids[rows[s]]
-    if not use_prompts:
+    if prompts is None:
         return {
-            s: ClassProbs(labels[s], np.asarray(features.splits[s].pred_probs[rows[s]], np.float64))
-            for s in splits
+            s: ClassProbs(labels[s], np.asarray(given[s][rows[s]], np.float64)) for s in splits
         }, None
     img = {s: np.asarray(features.splits[s].img[rows[s]], np.float32) for s in splits}
     all_img = np.concatenate([img[s] for s in splits])

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,7 +48,7 @@ class SearchSpace:
     """Parameters, grid values, grid ties, fixed values, typical scales and pooled groups."""
 
     names: Sequence[str]
-    grid: dict[str, Sequence[float]]
+    grid: Mapping[str, Sequence[float] | np.ndarray]
     tied: Sequence[tuple[str, ...]] = ()
     fixed: dict[str, float] = field(default_factory=dict)
     scale: dict[str, float] = field(default_factory=dict)

@@ -125,12 +125,9 @@ def suggestion_columns(
     if "suggested_class" in out:
         ids = np.asarray(out["suggested_class"][rows], dtype=np.int64)
         names = features.class_names
-        if names is None:
-            label = np.where(ids == NONE, None, ids).astype(object)
-        else:
-            label = np.where(
-                ids == NONE, None, np.asarray(list(names), dtype=object)[np.maximum(ids, 0)]
-            )
+        given = ids if names is None else np.asarray(list(names), dtype=object)[np.maximum(ids, 0)]
+        label = given.astype(object)
+        label[ids == NONE] = None
         return {
             "suggested_label": label,
             "suggestion_confidence": out["suggestion_confidence"][rows],

@@ -41,7 +41,7 @@ class Searcher:
     approximate searchers have their recall measured by the caller.
     """
 
-    name: ClassVar[str]
+    name: str  # set by the class, or per instance (TorchHalf names its dtype)
     exact: ClassVar[bool]
     ref: np.ndarray
 

@@ -126,6 +126,7 @@ class CategorySwap(_SharedKeySwap):
                 )
 
     def keys(self, split: PairSplit) -> Sequence[Sequence[str]]:
+        assert split.categories is not None  # check() refused splits without categories
         return split.categories
 
 

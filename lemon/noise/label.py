@@ -23,7 +23,7 @@ class _ClassFlip(Noise, abstract=True):
     task: ClassVar[str] = "classification"
 
     def check(self, splits: DatasetSplits) -> None:
-        n_classes = len(next(iter(splits.splits.values())).class_names)
+        n_classes = len(next(iter(splits.splits.values())).classes)
         if n_classes < 2:
             raise LemonError(
                 f"'{self.name}' noise needs at least 2 classes; dataset '{splits.name}' has "
@@ -36,7 +36,7 @@ class _ClassFlip(Noise, abstract=True):
     def apply(self, split: PairSplit, level: float, rng: np.random.Generator) -> PairSplit:
         labels = split.observed.astype(np.int64)
         flip = rng.random(len(labels)) < level
-        moved = self.target(labels, len(split.class_names), rng)
+        moved = self.target(labels, len(split.classes), rng)
         return split.with_observed(np.where(flip, moved, labels))
 
 

@@ -53,7 +53,7 @@ def flag_threshold(hparams: dict) -> tuple[str, float | None]:
     pipeline); for older runs without it, ``optimal`` when the run had labels, else ``heuristic``."""
     thresholds = hparams.get("thresholds") or {}
     rule = hparams.get("flag_rule")
-    for name in (rule,) if rule in thresholds else ("optimal", "heuristic"):
+    for name in (rule,) if rule is not None and rule in thresholds else ("optimal", "heuristic"):
         if thresholds.get(name) is not None:
             return name, float(thresholds[name])
     return "none", None

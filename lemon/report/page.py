@@ -46,11 +46,7 @@ def num(value: Any, digits: int = 3) -> str:
 
 
 def _labels(scores: pd.DataFrame) -> np.ndarray | None:
-    y = (
-        pd.to_numeric(scores.get("is_mislabel"), errors="coerce")
-        if "is_mislabel" in scores
-        else None
-    )
+    y = pd.to_numeric(scores["is_mislabel"], errors="coerce") if "is_mislabel" in scores else None
     return None if y is None or y.isna().any() else y.to_numpy().astype(bool)
 
 
@@ -72,9 +68,9 @@ def plots_png(scores: pd.DataFrame, hparams: dict) -> list[tuple[str, str]]:
         s, y = part["score"].to_numpy(dtype=float), _labels(part)
         two_classes = y is not None and 0 < y.sum() < len(y)
         fig = Figure(figsize=(13.5 if two_classes else 5, 3.4), dpi=90, layout="constrained")
-        axes = fig.subplots(1, 3 if two_classes else 1)
-        hist = axes[2] if two_classes else axes
-        if two_classes:
+        axes = fig.subplots(1, 3 if two_classes else 1, squeeze=False)[0]
+        hist = axes[2] if two_classes else axes[0]
+        if y is not None and two_classes:
             fpr, tpr, _ = roc_curve(y, s)
             axes[0].plot(fpr, tpr, lw=2, label=f"AUROC {roc_auc_score(y, s):.3f}")
             axes[0].plot([0, 1], [0, 1], ls="--", c="grey", lw=1)
@@ -87,7 +83,7 @@ def plots_png(scores: pd.DataFrame, hparams: dict) -> list[tuple[str, str]]:
             axes[1].set(xlabel="recall", ylabel="precision", title=f"{split}: precision-recall")
             for ax in axes[:2]:
                 ax.legend(loc="lower right", fontsize=8)
-            bins = np.histogram_bin_edges(s, bins=40)
+            bins = np.histogram_bin_edges(s, bins=40).tolist()
             hist.hist(s[~y], bins=bins, alpha=0.6, label="clean", color="#4c72b0")
             hist.hist(s[y], bins=bins, alpha=0.6, label="mislabelled", color="#c0392b")
         else:

@@ -105,9 +105,9 @@ def build_pairs(
     """What each row's card shows; ``flagged``/``ranks``/``audit`` are per-row arrays (rank 0: unflagged)."""
     task = "classification" if names else "captioning"
     if names:
-        shown = _name(scores["observed_label"], names)
+        observed = _name(scores["observed_label"], names)
     else:
-        shown = scores["text"] if "text" in scores else scores["observed_label"]
+        observed = scores["text"] if "text" in scores else scores["observed_label"]
     weights = {
         "d_mm": 0.0 if hparams.get("ablation") == "d1" else 1.0,
         "s_n": float(hparams.get("beta", 1.0)),
@@ -120,16 +120,14 @@ def build_pairs(
         if c not in NOT_COMPONENTS and pd.api.types.is_float_dtype(scores[c])
     }
     label, strength = SUGGESTION[task]
-    shown = ["" if v is None else str(v) for v in _as_list(shown)]
+    shown = ["" if v is None else str(v) for v in _as_list(observed)]
     suggestion = (
         [None if v is None else str(v) for v in _as_list(_name(scores[label], names))]
         if label in scores
         else None
     )
     mislabel = (
-        pd.to_numeric(scores.get("is_mislabel"), errors="coerce")
-        if "is_mislabel" in scores
-        else None
+        pd.to_numeric(scores["is_mislabel"], errors="coerce") if "is_mislabel" in scores else None
     )
     clean = _name(scores["clean_label"], names) if "clean_label" in scores else None
     return Pairs(

@@ -70,6 +70,9 @@ def run_detector(cfg: RunConfig) -> RunResult:
     """Score the data of ``cfg`` with the detector ``cfg.detector`` into ``cfg.output_dir`` (atomically,
     ``done`` last): the --detector branch of ``python -m run_lemon``."""
     start = time.time()
+    if cfg.detector is None:
+        raise DetectorError("run_detector scores with a detector: pass --detector <its folder>.")
+    detector_dir = cfg.detector
     cfg.validate()
     check_names(cfg)
     defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
@@ -81,14 +84,14 @@ def run_detector(cfg: RunConfig) -> RunResult:
             f"threshold ({cfg.detector}) and fits nothing; drop {flags}."
         )
     out = Path(cfg.output_dir).expanduser()
-    a = Path(cfg.detector).expanduser().resolve()
+    a = Path(detector_dir).expanduser().resolve()
     if out.resolve() == a or a in out.resolve().parents:
         raise DetectorError(
             f"--output_dir {out} is inside the detector's own folder {cfg.detector}, which a "
             "detector run never writes into; pass another --output_dir."
         )
     detector = Detector.load(
-        cfg.detector, device=cfg.device, knn_backend=cfg.knn_backend, cache_dir=cfg.cache_dir
+        detector_dir, device=cfg.device, knn_backend=cfg.knn_backend, cache_dir=cfg.cache_dir
     )
     load_s = time.time() - start
     data_cfg = detector_config(cfg, detector)

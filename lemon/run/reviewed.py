@@ -30,9 +30,10 @@ def run_keys(
     row = np.concatenate(
         [np.asarray(p.source_rows if p.source_rows is not None else p.ids) for p in parts]
     )
+    refs = [p.image_refs for p in parts if p.image_refs is not None]
     image = None
-    if all(p.image_refs is not None for p in parts):
-        image = np.concatenate([np.asarray(list(p.image_refs), dtype=object) for p in parts])
+    if len(refs) == len(parts):
+        image = np.concatenate([np.asarray(list(r), dtype=object) for r in refs])
     return split, row, image
 
 

@@ -186,10 +186,10 @@ def part_plan_folder(
 def val_f1(val_scores: np.ndarray, features: Features) -> float | None:
     """Best F1 over thresholds of the val scores (``selected_val``), None without both kinds of val
     labels: what hyper-parameters given rather than selected reach on val."""
-    val = features.splits["val"]
-    if not val.has_labels or val.is_mislabel.all() or not val.is_mislabel.any():
+    y = features.splits["val"].is_mislabel
+    if y is None or y.all() or not y.any():
         return None
-    return float(best_f1(val_scores, val.is_mislabel)[0])
+    return float(best_f1(val_scores, y)[0])
 
 
 @dataclass

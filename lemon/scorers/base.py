@@ -174,7 +174,9 @@ class ScoringContext:
             return found
         query = getattr(self.split(split), space)
         if self.features.fold_train is not None:
-            self._knn[(split, space, k)] = self._fold_neighbours(split, space, k)
+            self._knn[(split, space, k)] = self._fold_neighbours(
+                split, space, k, self.features.fold_train
+            )
             return self._knn[(split, space, k)]
         log.debug(
             "kNN %s/%s k=%d: %d queries x %d reference",
@@ -214,9 +216,12 @@ class ScoringContext:
         """Seconds spent searching neighbours so far (every split and block; index building aside)."""
         return self._shared["search_s"]
 
-    def _fold_neighbours(self, split: str, space: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _fold_neighbours(
+        self, split: str, space: str, k: int, views: list[SplitFeatures]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Out-of-fold search: the rows of fold f against the reference set as fold model f embeds it
-        (one searcher per fold, built once); ids index the stacked reference (:attr:`Features.reference`)."""
+        (``views[f]``, :attr:`Features.fold_train`; one searcher per fold, built once); ids index the
+        stacked reference (:attr:`Features.reference`)."""
         from lemon.neighbors import build_searcher
 
         q = self.split(split)
@@ -227,7 +232,7 @@ class ScoringContext:
         sim = np.zeros((len(q), k), dtype=np.float32)
         idx = np.zeros((len(q), k), dtype=np.int64)
         start = time.perf_counter()
-        for f, view in enumerate(self.features.fold_train):
+        for f, view in enumerate(views):
             rows = np.flatnonzero(fold == f)
             if not len(rows):
                 continue

@@ -15,7 +15,7 @@ import numpy as np
 
 from lemon.method.zeroshot import zero_shot_probs
 from lemon.scorers.base import ScoringContext
-from lemon.scorers.probs import ClassificationScorer
+from lemon.scorers.probs import ClassificationScorer, class_prompts
 from lemon.scorers.registry import SCORERS
 
 
@@ -34,6 +34,6 @@ class ClipLogitsScorer(ClassificationScorer):
     ) -> dict[str, np.ndarray]:
         q = ctx.split(split)
         temperature = float(hparams.get("temperature", self.options.temperature))
-        probs = zero_shot_probs(q.img, ctx.features.label_prompt_txt, temperature)
+        probs = zero_shot_probs(q.img, class_prompts(ctx), temperature)
         p_obs = probs[np.arange(len(q)), q.observed.astype(np.int64)]
         return {"score": 1.0 - p_obs, "p_observed": p_obs}

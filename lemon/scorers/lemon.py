@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -37,12 +37,14 @@ from lemon.scorers.suggestions import suggest
 if TYPE_CHECKING:
     import torch
 
+    from lemon.method.reviewed import ReviewedLabels
+
 log = logging.getLogger(__name__)
 _GATHER_ROWS = (
     2**17
 )  # neighbour rows gathered at once by _gather_distance (256 MiB of float32 at d=512)
 
-GRID = {
+GRID: dict[str, Sequence[float] | np.ndarray] = {
     "beta": np.arange(0, 100.01, 5),
     "gamma": np.arange(0, 100.01, 5),
     "tau_1_n": [0, 1, 5, 10],
@@ -62,7 +64,11 @@ SCALE = {
 }
 #: the search's own grid and scales, with beta and gamma in spread units (1 = as spread as d_mm)
 _UNIT_WEIGHTS = (0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1, 1.5, 2, 3, 5)
-UNIT_GRID = {**GRID, "beta": _UNIT_WEIGHTS, "gamma": _UNIT_WEIGHTS}
+UNIT_GRID: dict[str, Sequence[float] | np.ndarray] = {
+    **GRID,
+    "beta": _UNIT_WEIGHTS,
+    "gamma": _UNIT_WEIGHTS,
+}
 UNIT_SCALE = {**SCALE, "beta": 1.0, "gamma": 1.0}
 POOLED = (("tau_1_n", "tau_2_n"), ("tau_1_m", "tau_2_m"))
 MAX_EFFORT = 1.0
@@ -310,7 +316,14 @@ class LemonScorer(Scorer):
     def terms(self, ctx: ScoringContext, split: str) -> NeighbourTerms:
         """The split's neighbour terms, computed once per context (a streamed block has its own)."""
         o = self.options
-        key = ("lemon_terms", split, o.k, o.dist_type, o.normalize_d1, o.use_discrete_for_text)
+        key: tuple[Any, ...] = (
+            "lemon_terms",
+            split,
+            o.k,
+            o.dist_type,
+            o.normalize_d1,
+            o.use_discrete_for_text,
+        )
         key += (o.legacy_discrete_weighting,)
         if key not in ctx.memo:
             ctx.memo[key] = self._compute_terms(ctx, split)
@@ -385,9 +398,9 @@ class LemonScorer(Scorer):
         if len(fixed) == len(HPARAM_NAMES):
             return {**fixed, "selection": "fixed"}
         if self.options.select and ctx.reviewed is not None and ctx.reviewed.usable:
-            return self._fit_reviewed(ctx, fixed)
+            return self._fit_reviewed(ctx, ctx.reviewed, fixed)
         val = ctx.features.splits.get("val")
-        if not self.options.select or val is None or not val.has_labels:
+        if not self.options.select or val is None or val.is_mislabel is None:  # no val labels
             reason = "selection switched off" if not self.options.select else "no val labels"
             log.info(
                 "no selection (%s): LEMoN_FIX values for the hyper-parameters not given", reason
@@ -412,12 +425,13 @@ class LemonScorer(Scorer):
             "selection_evaluations": evaluations,
         }
 
-    def _fit_reviewed(self, ctx: ScoringContext, fixed: dict[str, float]) -> dict[str, Any]:
+    def _fit_reviewed(
+        self, ctx: ScoringContext, reviewed: ReviewedLabels, fixed: dict[str, float]
+    ) -> dict[str, Any]:
         """LEMoN_OPT on the pairs a person reviewed (``run_lemon --reviewed``), wherever they are in the
         splits: their neighbour terms are computed for those rows only, and the objective is the run-wide
         F1 the reviewed flags and the weighted audit sample estimate (:mod:`lemon.method.reviewed`)."""
         start = time.perf_counter()
-        reviewed = ctx.reviewed
         parts = [self.terms(ctx.rows(s, reviewed.rows[s]), s) for s in reviewed.splits]
         terms = NeighbourTerms(
             *(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(NeighbourTerms))
@@ -447,7 +461,8 @@ class LemonScorer(Scorer):
         ``weights``: how many pairs each labelled one stands for (reviewed pairs), else 1."""
         free = [i for i, n in enumerate(HPARAM_NAMES) if n not in fixed]
         spread = float(np.std(terms.d_mm)) if self.use_d_mm else 1.0
-        unit = tuple(None if n in fixed else (spread or 1.0) for n in ("beta", "gamma"))
+        scale = spread or 1.0
+        unit = (None if "beta" in fixed else scale, None if "gamma" in fixed else scale)
         evaluations = [0]
 
         def f1(H: np.ndarray, dtype: str, in_units: bool) -> np.ndarray:
@@ -478,7 +493,7 @@ class LemonScorer(Scorer):
                 exact=exact,
                 budget=self.options.search_budget,
             )
-        best = terms.to_weights([found[n] for n in HPARAM_NAMES], unit)[0]
+        best = terms.to_weights(np.array([found[n] for n in HPARAM_NAMES]), unit)[0]
         grid_best = grid[int(np.argmax(grid_f1))]
         if f1(grid_best[None], "float64", False)[0] > value:
             best = grid_best

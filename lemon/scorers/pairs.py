@@ -57,8 +57,8 @@ def image_batches(source: Any, batch_size: int, num_workers: int) -> Iterator[tu
     """(rows, PIL images) of ``source`` in order, ``batch_size`` at a time, decoded by ``num_workers``."""
     from torch.utils.data import DataLoader
 
-    loader = DataLoader(
-        _Images(source),
+    loader: DataLoader[Any] = DataLoader(
+        _Images(source),  # type: ignore[arg-type]  # map-style; torch types it Dataset
         batch_size=batch_size,
         num_workers=num_workers,
         collate_fn=_as_list,
@@ -197,6 +197,7 @@ class PairModelScorer(Scorer):
         )
         refs: Sequence[str] = q.image_refs if q.image_refs is not None else [""] * len(q)
         same = len(i) == len(q) and np.array_equal(i, np.arange(len(q)))
+        assert q.images is not None  # check() refused data without images
         images = q.images if same else q.images.subset(i)
         return EmbeddingCache(self.options.cache_dir).get_or_compute(
             key,

@@ -78,7 +78,15 @@ def class_probs(ctx: ScoringContext, q: SplitFeatures, temperature: float) -> np
     ``temperature``."""
     if q.pred_probs is not None:
         return np.asarray(q.pred_probs, dtype=np.float64)
-    return zero_shot_probs(q.img, ctx.features.label_prompt_txt, temperature)
+    return zero_shot_probs(q.img, class_prompts(ctx), temperature)
+
+
+def class_prompts(ctx: ScoringContext) -> np.ndarray:
+    """(C, d) class prompt embeddings, for zero-shot probabilities: ClassificationScorer.check refused
+    data without them wherever they are needed."""
+    prompts = ctx.features.label_prompt_txt
+    assert prompts is not None, "ClassificationScorer.check requires label_prompt_txt"
+    return prompts
 
 
 def neighbour_label_counts(labels: np.ndarray, weights: np.ndarray, c: int) -> np.ndarray:

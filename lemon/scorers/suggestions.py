@@ -83,7 +83,11 @@ def _labels(
         prox_n, trd_n, float(hparams.get("tau_1_n", 0.0)), float(hparams.get("tau_2_n", 0.0))
     )
     vote = label_vote(_positions(classes, ref.observed[idx_n]), weights, len(classes))
-    probs = None if prompts is None else zero_shot_probs(q.img, prompts, temperature)
+    probs = (
+        None
+        if prompts is None or temperature is None  # both None together (see _classes)
+        else zero_shot_probs(q.img, prompts, temperature)
+    )
     best, confidence = suggest_labels(vote, _positions(classes, q.observed), probs)
     return {
         "suggested_class": np.where(best == NONE, NONE, classes[np.maximum(best, 0)]),

@@ -180,7 +180,10 @@ def read_job_id(run_dir: Path) -> dict[str, str]:
     if not lines or not lines[0].strip():
         return {}
     info = {"id": lines[0].strip()}
-    info.update(line.split("=", 1) for line in lines[1:] if "=" in line)
+    for line in lines[1:]:
+        key, sep, value = line.partition("=")
+        if sep:
+            info[key] = value
     return info
 
 

@@ -209,7 +209,9 @@ def add_fan_out_flags(parser: Any, choices: tuple[str, ...] = FAN_OUT_LAUNCHERS)
     seen = {"wait"}
     for name in choices:
         options = [o for o in LAUNCHERS.get(name).options if o.name not in seen]
-        group = parser.add_argument_group(f"--command_launcher {name}") if options else None
+        if not options:
+            continue
+        group = parser.add_argument_group(f"--command_launcher {name}")
         for o in options:
             seen.add(o.name)
             group.add_argument(f"--{o.name}", type=o.type, default=o.default, help=o.help)

@@ -104,7 +104,9 @@ def _limit_threads(threads: int) -> None:
         sys.modules["torch"].set_num_threads(threads)
 
 
-def _context(scripts: set[str]) -> multiprocessing.context.BaseContext:
+def _context(
+    scripts: set[str],
+) -> multiprocessing.context.SpawnContext | multiprocessing.context.ForkServerContext:
     """The forkserver context, pre-importing the scripts (spawn where there is no forkserver).
 
     run_lemon imports its pipeline (torch, sklearn) lazily, so that is preloaded too. The forkserver
@@ -179,7 +181,7 @@ def run_local(
                 job, slot = pending.pop(), free_slots.pop()
                 job.run_dir.mkdir(parents=True, exist_ok=True)
                 env = {"CUDA_VISIBLE_DEVICES": str(gpus[slot % len(gpus)])} if gpus else {}
-                proc = ctx.Process(
+                proc: multiprocessing.process.BaseProcess = ctx.Process(
                     target=_job_process,
                     name=f"lemon-job-{job.hash[:8]}",
                     args=(job.script, job.argv(), str(job.run_dir), env, threads),
@@ -188,7 +190,8 @@ def run_local(
                 running[proc.sentinel] = (proc, job, slot, time.time())
             ready = multiprocessing.connection.wait(list(running))
             for sentinel in ready:
-                proc, job, slot, start = running.pop(sentinel)
+                # the sentinels given (ints); typeshed's wait() types any waitable
+                proc, job, slot, start = running.pop(sentinel)  # type: ignore[arg-type]
                 proc.join()
                 ok = proc.exitcode == 0 and (job.run_dir / DONE).is_file()
                 outcome = Outcome(job, ok, proc.exitcode, time.time() - start)

@@ -42,9 +42,9 @@ def refresh_states(jobs: Iterable[Job]) -> list[str]:
 
 def cancel_running(jobs: Iterable[Job]) -> list[str]:
     """Stop RUNNING jobs (``scancel`` for Slurm ids, SIGTERM for local processes); returns the ids."""
-    running = [job for job in jobs if job.state == State.RUNNING and job.job_id]
-    local = [job.job_id for job in running if is_local(job.job_id)]
-    slurm = [job.job_id for job in running if not is_local(job.job_id)]
+    running = [job.job_id for job in jobs if job.state == State.RUNNING and job.job_id]
+    local = [i for i in running if is_local(i)]
+    slurm = [i for i in running if not is_local(i)]
     for job_id in local:
         try:
             os.kill(int(job_id.rsplit(":", 2)[1]), signal.SIGTERM)

@@ -126,8 +126,9 @@ def main_table(
     """
     missing = [m for m in metrics if m not in df]
     if missing:
+        columns = [str(c) for c in df.columns]
         known = sorted(
-            c for c in df if c.startswith("test/") and not c.startswith(("test/n", "test/t"))
+            c for c in columns if c.startswith("test/") and not c.startswith(("test/n", "test/t"))
         )
         raise LemonError(
             f"Metric(s) {', '.join(missing)} not in any run's metrics.json; e.g. "
@@ -142,7 +143,7 @@ def main_table(
     keys = identity_columns(df) + ["method"]
     values = selected[keys].assign(
         **{
-            "val F1": 100 * pd.to_numeric(selected.get(objective), errors="coerce")
+            "val F1": 100 * pd.to_numeric(selected[objective], errors="coerce")
             if objective in selected
             else np.nan,
             **{m: 100 * pd.to_numeric(selected[m], errors="coerce") for m in metrics},
@@ -155,12 +156,13 @@ def main_table(
     counts = grouped[list(metrics)].count()
     out["seeds"] = counts.min(axis=1)
     for group, row in counts.iterrows():
-        short = {_short(m): int(n) for m, n in row.items() if n < out.at[group, "runs"]}
+        runs = out.at[group, "runs"]  # how many runs were selected in this group
+        short = {_short(str(m)): int(n) for m, n in row.items() if n < runs}
         if short:
             label = "/".join(str(v) for v in (group if isinstance(group, tuple) else (group,)))
             notes.append(
                 f"{label}: {', '.join(f'{m} averages {n}' for m, n in short.items())} of "
-                f"{out.at[group, 'runs']} selected runs (null in the others' metrics.json)."
+                f"{runs!s} selected runs (null in the others' metrics.json)."
             )
     out = out.drop(columns="runs")
     out["val F1"] = grouped["val F1"].mean()
@@ -222,8 +224,9 @@ def ablation_table(
     ablation = table["method"].str.partition(":")[2].replace("", "none")
     ablation = ablation.where(table["method"] != "clip_sim", "multimodal_baseline")
     rank = ablation.map({a: i for i, a in enumerate(ABLATIONS)}).fillna(len(ABLATIONS))
-    table.insert(table.columns.get_loc("method") + 1, "ablation", ablation)
-    keys = list(table.columns[: table.columns.get_loc("method")])
+    at = list(table.columns).index("method")
+    table.insert(at + 1, "ablation", ablation)
+    keys = list(table.columns[:at])
     ablated = (ablation != "none").groupby([table[k] for k in keys], dropna=False).transform("any")
     table = table.assign(_rank=rank)[ablated.to_numpy()]  # only groups that were ablated
     table = table.sort_values(keys + ["_rank"], kind="stable").drop(columns="_rank")

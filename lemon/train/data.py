@@ -74,6 +74,7 @@ def load_training_pairs(cfg: TrainConfig):
     split = splits[cfg.split]
     texts = split.prompts(options.prompt)
     if cfg.filter_scores is not None:
+        assert cfg.keep_top_n is not None  # TrainConfig.validate: the two flags go together
         split = keep_cleanest(split, cfg.filter_scores, cfg.keep_top_n, texts)
         texts = split.prompts(options.prompt)
     return split, texts

@@ -43,7 +43,8 @@ class _Indexed:
 
 def param_groups(model, weight_decay: float) -> list[dict[str, Any]]:
     """No weight decay on gains, biases, embeddings and the logit scale (as CLIP training does)."""
-    decay, no_decay = [], []
+    decay: list[Any] = []
+    no_decay: list[Any] = []
     for name, p in model.named_parameters():
         skip = p.ndim < 2 or "embedding" in name or "logit_scale" in name or name.endswith("bias")
         (no_decay if skip else decay).append(p)
@@ -151,8 +152,8 @@ def run_training(
     model.train()
     for epoch in range(start_epoch, cfg.epochs):
         order = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-        loader = DataLoader(
-            _Indexed(split.images, transform),
+        loader: DataLoader[Any] = DataLoader(
+            _Indexed(split.images, transform),  # type: ignore[arg-type]  # map-style; torch types it Dataset
             batch_size=batch,
             shuffle=True,
             generator=order,
