@@ -264,3 +264,28 @@ def test_the_demo_command_prints_what_the_readme_says(tmp_path):
     )
     assert rate and float(rate[2]) <= 40.0 <= float(rate[3]), done.stdout
     assert (tmp_path / "runs" / "demo" / "done").is_file()
+
+
+def test_the_real_noise_table_is_the_benchmarks():
+    """README's table of the 15 real-noise files shows every row of docs/label-free.md's benchmark table
+    (python benchmarks/bench_label_free.py --real-noise --markdown), misses marked: no row dropped or
+    rounded differently."""
+    doc = (ROOT / "docs" / "label-free.md").read_text()
+    start = doc.index("### Real label noise")
+    doc = doc[start : doc.index("\n### ", start)]
+    measured = {}
+    for line in doc.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 12 and cells[2] == "FIX":
+            rate = cells[4].replace(" (!)", "")
+            measured[cells[0]] = (cells[3], rate, cells[5], cells[6], cells[7], cells[11])
+    shown = {}
+    for line in README.read_text().splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 5 and cells[0] in measured:
+            found = re.fullmatch(r"([\d.]+)( \(miss\))? \(([\d.]+)–([\d.]+)\)", cells[2])
+            assert found, line
+            met = "F1" if found[2] else "both"
+            interval = f"{found[3]}-{found[4]}"
+            shown[cells[0]] = (cells[1], found[1], interval, cells[3], cells[4], met)
+    assert len(measured) == 15 and shown == measured

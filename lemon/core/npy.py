@@ -160,10 +160,12 @@ def take_rows(x: np.ndarray, index: np.ndarray) -> np.ndarray:
 
 
 def finite_rows(x: np.ndarray) -> np.ndarray:
-    """(n,) bool: rows whose values are all finite, checked block by block (no (n, d) temporary)."""
+    """(n,) bool: rows whose values are all finite, checked block by block (no (n, d) temporary; a
+    memory-mapped ``x`` keeps about one block resident)."""
     out = np.empty(len(x), dtype=bool)
     for start, stop in blocks(len(x)):
         out[start:stop] = np.isfinite(x[start:stop]).all(axis=1)
+        release(x, start, stop)
     return out
 
 

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lemon.core.npy import release
+
 if TYPE_CHECKING:
     from lemon.data.features import Features
 
@@ -73,8 +75,8 @@ def zero_shot_columns(
     block: int = COLUMN_BLOCK,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(n,) argmax class ids and (n,) zero-shot probabilities of the ``observed`` class ids, computed
-    block by block (memory O(block x C); ``img`` may be a memory map): scores.csv's ``zero_shot_label``
-    and ``zero_shot_prob``."""
+    block by block (memory O(block x C); a memory-mapped ``img`` keeps about one block resident):
+    scores.csv's ``zero_shot_label`` and ``zero_shot_prob``."""
     observed = np.asarray(observed, dtype=np.int64)
     n = len(observed)
     label, prob = np.empty(n, np.int64), np.empty(n, np.float64)
@@ -90,6 +92,7 @@ def zero_shot_columns(
         label[start:stop] = e.argmax(axis=1)
         at = e[np.arange(stop - start), observed[start:stop]]
         prob[start:stop] = at / e.sum(axis=1, dtype=np.float64)
+        release(img, start, stop)
     return label, prob
 
 
