@@ -58,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         self_search = m == args.queries
         ref = query if self_search else unit(m, args.dim, 1)
         exclude = np.arange(m) if self_search else None
-        sample = np.sort(np.random.default_rng(2).choice(len(query), 2000, replace=False))
+        sample = np.sort(
+            np.random.default_rng(2).choice(len(query), min(2000, len(query)), replace=False)
+        )
         truth = build_searcher(ref, "torch", KnnOptions("torch", args.device)).search(
             query[sample], args.k, None if exclude is None else exclude[sample]
         )[1]

@@ -84,20 +84,21 @@ def run_size(n: int) -> dict:
     from lemon.data.synthetic import make_synthetic_embeddings
     from lemon.method.evaluate import evaluate_split, select_thresholds
     from lemon.run.config import RunConfig
+    from lemon.run.stages import build_scorer
     from lemon.scorers.base import ScoringContext
-    from lemon.scorers.lemon import LemonScorer
 
+    k = 30
     arrays = make_synthetic_embeddings(n)
-    cfg = RunConfig(output_dir="unused", dataset="synthetic", knn_k=30)
+    cfg = RunConfig(output_dir="unused", dataset="synthetic", knn_k=k)
     row: dict = {"N": n, "torch_threads": torch.get_num_threads()}
     t0 = t = time.perf_counter()
     features = features_from_arrays(arrays)
     row["normalise_s"] = time.perf_counter() - t
-    ctx, scorer = ScoringContext(features, cfg), LemonScorer(cfg)
+    ctx, scorer = ScoringContext(features), build_scorer(cfg, k)
     t = time.perf_counter()
     for split in ("train", "val", "test"):
         for space in ("img", "txt"):
-            ctx.neighbours(split, space, cfg.k)
+            ctx.neighbours(split, space, k)
     row["knn_s"] = time.perf_counter() - t
     t = time.perf_counter()
     for split in ("train", "val", "test"):

@@ -150,7 +150,7 @@ def speed(n: int) -> dict[str, Any]:
     from lemon.data.features import Features, SplitFeatures
     from lemon.method.hparams import LEMON_FIX_HPARAMS
     from lemon.scorers import lemon as lemon_scorer
-    from lemon.scorers.base import ScorerOptions, ScoringContext
+    from lemon.scorers.base import ScoringContext
 
     labelled = DATASETS.get("synthetic")(DataOptions(n_synthetic=n)).load_features()
     captioned = Features(
@@ -177,7 +177,7 @@ def speed(n: int) -> dict[str, Any]:
                 lemon_scorer.suggest = lambda *a, **k: {}
             try:
                 ctx = ScoringContext(features)
-                scorer = lemon_scorer.LemonScorer(ScorerOptions(k=30, select=False))
+                scorer = lemon_scorer.LemonScorer(lemon_scorer.LemonOptions(k=30, select=False))
                 start = time.perf_counter()
                 ctx.neighbours("test", "img", 30)  # the score's own searches: done beforehand
                 out[f"{task}/one_search_s"] = time.perf_counter() - start

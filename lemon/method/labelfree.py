@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lemon.core.errors import LemonError
+from lemon.core.npy import take_rows
 from lemon.method.evaluate import prevalence_threshold
 
 if TYPE_CHECKING:
@@ -708,9 +709,11 @@ def class_probabilities(
         labels[s] = ids[rows[s]]
     if prompts is None:
         return {
-            s: ClassProbs(labels[s], np.asarray(given[s][rows[s]], np.float64)) for s in splits
+            s: ClassProbs(labels[s], np.asarray(take_rows(given[s], rows[s]), np.float64))
+            for s in splits
         }, None
-    img = {s: np.asarray(features.splits[s].img[rows[s]], np.float32) for s in splits}
+    # gathered batch by batch: a sample spread over a memory-mapped split would map most of its file
+    img = {s: np.asarray(take_rows(features.splits[s].img, rows[s]), np.float32) for s in splits}
     all_img = np.concatenate([img[s] for s in splits])
     all_labels = np.concatenate([labels[s] for s in splits])
     temperature = fit_temperature(all_img, prompts, all_labels, max_rows=len(all_labels), seed=seed)
