@@ -903,8 +903,8 @@ CASES = [
     C("image_swapped_content",     "replaced_image",     IMG.replace("{data}", "{tmp}/data") + " --image_identity content", 0, "", "fresh_by_content"),
     C("output_dir_is_a_file",      "file",               RUN, 2, r"--output_dir \S+/out is a file, not a folder"),
     C("output_dir_below_a_file",   "blocker",            f"{RUN} --output_dir {{tmp}}/blocker/out", 2, r"is below \S+/blocker, which is a file"),
-    C("read_only_file_system",     "finished",           f"{RUN} --overwrite", 2, r"is not writable \(read-only file system\)", how="tmpfs-ro"),
-    C("full_disk",                 "finished",           f"{RUN} --overwrite", 2, r"Cannot write \S+: no space left on the device; .* is unchanged", how="tmpfs=150"),
+    C("read_only_file_system",     "finished",           f"{RUN} --overwrite", 2, r"is not writable \(read-only file system\)", how="tmpfs-ro", slow=True),
+    C("full_disk",                 "finished",           f"{RUN} --overwrite", 2, r"Cannot write \S+: no space left on the device; .* is unchanged", how="tmpfs=150", slow=True),
     C("npz_with_1d_array",         "npz_1d",             NPZ, 2, r"train_img must be a 2-D array \(n, d\), got shape \(60,\)"),
     C("truncated_named_checkpoint", "named_truncated",   IMG.replace("{ckpt}", "mimic_clip_from_scratch_random"), 2, r"open_clip_model.safetensors is damaged .*; delete \S+ and train it"),
     C("aggregate_normal_and_one_class", "agg_mixed",     "sweep tables --output_root {tmp}/sweep", 0, "", "table_of_both"),
@@ -965,8 +965,8 @@ CASES = [
     C("09_sigterm_while_embedding", "finished",          BIG, 143, r"interrupted by SIGTERM;", how="signal=TERM", slow=True),
     C("09_sighup_while_embedding", "finished",           BIG, 129, r"interrupted by SIGHUP \(the terminal closed\);", how="signal=HUP", slow=True),
     C("09_ctrl_c_while_scoring",   "finished",           f"{RUN.replace('400', '6000')} --overwrite", 130, r"interrupted by Ctrl-C", how="signal=INT", slow=True),
-    C("10_bind_mount_output",      "finished",           f"{RUN} --output_dir {{tmp}}/bound --overwrite --knn_k 7", 0, "", how="bind"),
-    C("10_bind_mount_failed_run",  "finished",           f"{RUN} --output_dir {{tmp}}/bound --overwrite --knn_k 1000", 2, r"knn_k=1000", how="bind"),
+    C("10_bind_mount_output",      "finished",           f"{RUN} --output_dir {{tmp}}/bound --overwrite --knn_k 7", 0, "", how="bind", slow=True),
+    C("10_bind_mount_failed_run",  "finished",           f"{RUN} --output_dir {{tmp}}/bound --overwrite --knn_k 1000", 2, r"knn_k=1000", how="bind", slow=True),
     C("11_torchvision_fails_to_import", "finished",      f"reliability_programs mismatched_torch 2.13.0+cpu 0.28.0 broken {RUN[10:]} --overwrite --output_dir {{tmp}}/out", 2, r"torch and torchvision do not match: importing torchvision 0\.28\.0 with torch 2\.13\.0\+cpu fails \(RuntimeError: operator torchvision::nms does not exist\).*pip install torch==2\.13\.0 torchvision==0\.28\.0 --index-url https://download\.pytorch\.org/whl/cpu$"),
     C("11_torchvision_other_release", "finished",        f"reliability_programs mismatched_torch 2.14.1 0.28.0 ok {RUN[10:]} --overwrite --output_dir {{tmp}}/out", 2, r"torchvision 0\.28\.0 is not the release for torch 2\.14\.1 \(0\.29\.1 is\); .*pip install torch==2\.14\.1 torchvision==0\.29\.1$"),
     C("12_http_urls",              "urls_http",          IMG.replace("{data}", "{tmp}/data"), 2, r"column 'image' holds URLs \(first: 'http://example\.com/c000\.png'\); lemon reads local image files only: download them first"),
@@ -1286,6 +1286,7 @@ def test_commit_where_the_paths_cannot_be_exchanged(tmp_path, monkeypatch):
     assert lemon_residue(tmp_path) == []
 
 
+@pytest.mark.slow  # mounts a file system (15 s)
 def test_a_mount_point_is_written_in_place(tmp_path):
     """An output folder that is a mount point cannot be swapped: the lock and the staging folder live
     inside it and the commit moves the files in (done last); a failure there leaves it as it was."""
