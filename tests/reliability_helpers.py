@@ -54,6 +54,9 @@ class Outcome:
 
 def _child(module: str, argv: list[str], out: str, err: str, max_file_size: int | None) -> None:
     """Body of the command's process: stdout/stderr to files, optional file-size limit, run main."""
+    # as in a terminal's foreground: a test session started in the background (``cmd &``, nohup) passes
+    # on an ignored SIGINT, and a command that ignores Ctrl-C cannot show what Ctrl-C does
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     for fd, path in ((1, out), (2, err)):
         handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(handle, fd)
