@@ -15,20 +15,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from lemon.data.synthetic import CIFAR10_CLASSES
+
 N = 160  # train 160, val 20, test 20
 #: how the tests start Debian's chromium (never a downloaded browser)
-CIFAR10_NAMES = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -197,7 +187,7 @@ def large_run(folder: Path, n_flagged: int, n_clean: int, k: int = 10, seed: int
     score = np.sort(rng.uniform(0.5, 2.0, n))[::-1].copy()
     threshold = score[n_flagged - 1]
     observed = rng.integers(0, 10, n)
-    names = np.array(CIFAR10_NAMES)
+    names = np.array(CIFAR10_CLASSES)
     scores = pd.DataFrame(
         {
             "split": split,
